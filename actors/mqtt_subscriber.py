@@ -1,0 +1,202 @@
+"""MQTT subscriber actor: paho callbacks → AlertReceived; accept in micro-batches; ack; fan out."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import pykka
+import redis
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from actors import Supervised
+from conf.schema import MqttConfig
+from messages import Alert, AlertReceived, Ping
+from pipeline.validate import Rejected
+from tripline.accept import Accepted, Acceptor, Verdict
+
+log = logging.getLogger("tripline.mqtt")
+
+BATCH_MAX = 100  # measured: ~100 alerts per Redis pipeline keeps up with the broker (DESIGN.md)
+_RETRY_MAX = 5.0
+
+
+class MqttSubscriber(Supervised, pykka.ThreadingActor):
+    """Owns the paho client. Acknowledges an alert only after it is durably recorded."""
+
+    def __init__(
+        self, *, conf: MqttConfig, acceptor: Acceptor, route: Callable[[list[Alert]], None]
+    ) -> None:
+        """Keep collaborators; `route` fans accepted alerts out to the shards."""
+        super().__init__()
+        self._conf, self._acceptor, self._route = conf, acceptor, route
+        self._buffer: list[AlertReceived] = []
+        self._failures = 0
+        self.connected = threading.Event()
+        self._client: mqtt.Client | None = None
+
+    def on_start(self) -> None:
+        """Connect with a persistent session; subscription happens in on_connect."""
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._conf.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self._conf.username:
+            client.username_pw_set(self._conf.username, self._conf.password or None)
+        if self._conf.tls:
+            client.tls_set(ca_certs=self._conf.ca_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._conf.session_expiry_seconds
+        props.ReceiveMaximum = self._conf.receive_maximum
+        client.connect_async(
+            self._conf.host,
+            self._conf.port,
+            self._conf.keepalive_seconds,
+            clean_start=False,
+            properties=props,
+        )
+        client.loop_start()
+        self._client = client
+
+    def on_stop(self) -> None:
+        """Flush what is buffered, then disconnect (unacked alerts stay with the broker)."""
+        if self._buffer:
+            try:
+                self._flush()
+            except redis.RedisError:
+                log.warning(
+                    "stopping with %d unacknowledged alerts (broker keeps them)", len(self._buffer)
+                )
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    # paho thread: convert and tell, nothing more.
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.actor_ref.tell(
+            AlertReceived(
+                payload=bytes(msg.payload),
+                topic=msg.topic,
+                mid=msg.mid,
+                qos=msg.qos,
+                retain=bool(msg.retain),
+            )
+        )
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        _flags: object,
+        reason: ReasonCode,
+        _props: object,
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        topic = self._conf.topic
+        if self._conf.shared_group:
+            topic = f"$share/{self._conf.shared_group}/{topic}"
+        # Subscribing here means every reconnect resubscribes.
+        client.subscribe(topic, qos=self._conf.qos)
+        log.info("connected to %s:%d, subscribed to %s", self._conf.host, self._conf.port, topic)
+        self.connected.set()
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: object,
+        reason: ReasonCode,
+        _props: object,
+    ) -> None:
+        self.connected.clear()
+        log.warning("disconnected from broker: %s", reason)
+
+    def on_receive(self, message: Any) -> Any:  # noqa: ANN401
+        """Buffer alerts; flush at BATCH_MAX or as soon as the inbox runs dry."""
+        match message:
+            case AlertReceived():
+                self._buffer.append(message)
+                # While Redis is failing only the _Retry timer flushes (one timer at a time).
+                if self._failures == 0 and (
+                    len(self._buffer) >= BATCH_MAX or self.actor_inbox.empty()
+                ):
+                    self._flush_or_retry()
+            case _Retry():
+                self._failures_retry()
+            case Ping():
+                return self.connected.is_set()
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def _failures_retry(self) -> None:
+        if self._buffer:
+            self._flush_or_retry()
+        else:
+            self._failures = 0
+
+    def _flush_or_retry(self) -> None:
+        try:
+            self._flush()
+            self._failures = 0
+        except redis.RedisError as exc:
+            # Nothing is acknowledged: the alerts stay buffered here and unacked at the broker.
+            self._failures += 1
+            delay = min(_RETRY_MAX, 0.1 * 2**self._failures)
+            log.warning(
+                "accept failed (%s); retrying %d alerts in %.1fs", exc, len(self._buffer), delay
+            )
+            threading.Timer(delay, self.actor_ref.tell, args=(_Retry(),)).start()
+
+    def _flush(self) -> None:
+        batch = self._buffer
+        verdicts = self._acceptor.accept([(m.payload, m.retain) for m in batch])
+        self._buffer = []
+        self._route([v.alert for v in verdicts if isinstance(v, Accepted)])
+        self._answer(batch, verdicts)
+
+    def _answer(self, batch: list[AlertReceived], verdicts: list[Verdict]) -> None:
+        assert self._client is not None  # noqa: S101 - on_start ran
+        for received, verdict in zip(batch, verdicts, strict=True):
+            if isinstance(verdict, Rejected):
+                report = {
+                    "error": "invalid_alert",
+                    "topic": received.topic,
+                    "idempotencyKey": verdict.idempotency_key or None,
+                    "problems": [p.as_json() for p in verdict.problems],
+                    "payload": received.payload[:512].decode("utf-8", "replace"),
+                }
+                self._client.publish(self._conf.rejected_topic, orjson.dumps(report), qos=1)
+            if received.qos > 0:
+                self._client.ack(received.mid, received.qos)
+
+
+class _Retry:
+    """Try the buffered batch again after a Redis failure."""
+
+
+def wait_connected(subscriber: pykka.ActorProxy[MqttSubscriber], timeout: float) -> bool:
+    """Block until the subscriber reports a broker connection (supervisor start-up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subscriber.connected.get().is_set():
+            return True
+        time.sleep(0.05)
+    return False

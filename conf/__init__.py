@@ -1,0 +1,1 @@
+"""Configuration: conf/default.toml holds every default, conf/schema.py declares them."""

@@ -1,0 +1,404 @@
+"""Configuration: one frozen dataclass per section, loaded from TOML with every problem at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PRIORITY_NAMES = ("critical", "high", "normal", "low")
+ENV_PREFIX = "TRIPLINE__"
+
+
+def _f(default: Any, *, doc: str = "", secret: bool = False, **rules: Any) -> Any:  # noqa: ANN401
+    """Declare a field with its constraints next to it (min, max, choices) and a doc line."""
+    meta = {"doc": doc, "secret": secret, **rules}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttConfig:
+    """The broker tripline subscribes to."""
+
+    host: str = _f("127.0.0.1", doc="Broker host.")
+    port: int = _f(1883, min=1, max=65535, doc="Broker port.")
+    client_id: str = _f("tripline-1", doc="Unique per instance: keys the persistent session.")
+    topic: str = _f("sensors/+/alerts", doc="Topic filter for alerts.")
+    shared_group: str = _f("", doc="MQTT 5 shared-subscription group; empty for none.")
+    qos: int = _f(1, choices=(1, 2), doc="Subscription QoS.")
+    session_expiry_seconds: int = _f(86400, min=0, doc="Persistent session lifetime.")
+    keepalive_seconds: int = _f(30, min=5, max=3600, doc="MQTT keepalive.")
+    receive_maximum: int = _f(1000, min=1, max=65535, doc="Unacked alerts in flight to us.")
+    rejected_topic: str = _f("tripline/rejected", doc="Where rejected payloads are reported.")
+    events_topic: str = _f("tripline/events", doc="Where service events are published.")
+    username: str = _f("", doc="Broker username; empty for anonymous.")
+    password: str = _f("", secret=True, doc="Broker password (environment only).")
+    tls: bool = _f(default=False, doc="Connect with TLS.")
+    ca_file: str = _f("", doc="CA bundle for TLS; empty for the system store.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisConfig:
+    """The Redis that holds records, claims and snapshots."""
+
+    url: str = _f("redis://127.0.0.1:6379/0", doc="Redis URL.")
+    key_prefix: str = _f("tl", doc="Prefix of every key (isolates deployments and tests).")
+    record_ttl_seconds: int = _f(
+        86400, min=3600, doc="How long records and context live; a record is the key's claim."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    """The supervisor's HTTP server: webhook, records, status."""
+
+    host: str = _f("127.0.0.1", doc="Bind address.")
+    port: int = _f(8080, min=0, max=65535, doc="Bind port (0 picks a free one).")
+    max_body_bytes: int = _f(65536, min=1024, max=1048576, doc="Largest accepted body.")
+    webhook_token: str = _f("", secret=True, doc="Bearer token for POST /v1/alerts.")
+    context_token: str = _f("", secret=True, doc="Bearer token for GET /v1/context.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidateConfig:
+    """Payload validation limits."""
+
+    max_future_skew_seconds: int = _f(300, min=0, doc="Largest accepted clock skew ahead.")
+    max_string_length: int = _f(128, min=8, max=255, doc="Longest identifier accepted.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SensorConfig:
+    """Sensor entities and their shards."""
+
+    shards: int = _f(4, min=1, max=16, doc="Shard actors hosting sensor entities.")
+    cooldown_seconds: int = _f(3600, min=0, doc="At most one call per sensor per window.")
+    snapshot_interval_seconds: float = _f(5.0, min=0.1, doc="How often dirty state is saved.")
+    passivate_after_seconds: float = _f(900, min=1, doc="Idle entities leave memory after it.")
+    max_entities: int = _f(200000, min=100, doc="Entities held in memory, all shards.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrmConfig:
+    """The CRM that knows customers' phones and time zones."""
+
+    base_url: str = _f("http://127.0.0.1:8090", doc="CRM base URL.")
+    timeout_seconds: float = _f(2.0, min=0.05, max=30, doc="Per-request timeout.")
+    cache_ttl_seconds: int = _f(86400, min=60, doc="How long a profile stays cached.")
+    token: str = _f("", secret=True, doc="Bearer token for the CRM.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrioritiesConfig:
+    """How an alert's type and severity map to a dial priority."""
+
+    default: str = _f("normal", choices=PRIORITY_NAMES, doc="Priority of unmapped alerts.")
+    alert_types: dict[str, str] = _f({}, values=PRIORITY_NAMES, doc="alertType -> priority.")
+    severities: dict[str, str] = _f({}, values=PRIORITY_NAMES, doc="severity -> priority.")
+    routing: dict[str, int] = _f({}, keys=PRIORITY_NAMES, doc="priority -> routing priority.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialerConfig:
+    """The one rate-governed dialer."""
+
+    backend: str = _f("genesys", choices=("genesys", "log"), doc="Where calls go.")
+    rate_per_minute: int = _f(240, min=1, max=100000, doc="Contact-center requests per minute.")
+    burst: int = _f(10, min=1, doc="Requests allowed back to back.")
+    max_concurrency: int = _f(4, min=1, max=256, doc="Calls in flight.")
+    critical_concurrency: int = _f(2, min=0, max=256, doc="Extra slots only critical may use.")
+    connect_timeout_seconds: float = _f(2.0, min=0.05, doc="TCP connect timeout.")
+    request_timeout_seconds: float = _f(10.0, min=0.1, doc="Whole-request timeout.")
+    max_retries: int = _f(5, min=0, max=50, doc="Retries of provably unsent requests.")
+    backoff_base_seconds: float = _f(0.5, min=0.0, doc="First retry delay.")
+    backoff_max_seconds: float = _f(30.0, min=0.0, doc="Longest retry delay.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TasksConfig:
+    """Where deferred alerts become tasks for a person."""
+
+    backend: str = _f("genesys", choices=("genesys", "log"), doc="Task backend.")
+    due_hour: int = _f(9, min=0, max=23, doc="Local hour a next-business-day task is due.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenesysConfig:
+    """Genesys Cloud: OAuth client credentials, queue, script and task targets."""
+
+    base_url: str = _f("http://127.0.0.1:8090", doc="API host, e.g. https://api.mypurecloud.com.")
+    login_url: str = _f("http://127.0.0.1:8090", doc="Login host for /oauth/token.")
+    client_id: str = _f("tripline-demo", doc="OAuth client id.")
+    client_secret: str = _f("", secret=True, doc="OAuth client secret (environment only).")
+    queue_id: str = _f("", doc="Queue the callbacks are routed to.")
+    script_id: str = _f("", doc="Agent script shown with the callback.")
+    caller_id: str = _f("", doc="E.164 number the customer sees.")
+    caller_id_name: str = _f("", doc="Name the customer sees.")
+    workitem_type_id: str = _f("", doc="Task Management worktype for deferred alerts.")
+    workbin_id: str = _f("", doc="Workbin for deferred alerts.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComplyConfig:
+    """Compliance: the customer-local calling window."""
+
+    window_start: str = _f("08:00", pattern="hh:mm", doc="Earliest local time a call starts.")
+    window_end: str = _f("20:00", pattern="hh:mm", doc="Local time from which no call starts.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusConfig:
+    """Supervision and status."""
+
+    restart_budget: int = _f(5, min=0, doc="Restarts per actor per window.")
+    restart_window_seconds: float = _f(300, min=1, doc="The restart budget's window.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole configuration; each actor receives only its own section."""
+
+    mqtt: MqttConfig
+    redis: RedisConfig
+    http: HttpConfig
+    validate: ValidateConfig
+    sensor: SensorConfig
+    crm: CrmConfig
+    priorities: PrioritiesConfig
+    dialer: DialerConfig
+    tasks: TasksConfig
+    comply: ComplyConfig
+    genesys: GenesysConfig
+    status: StatusConfig
+
+
+class ConfigError(Exception):
+    """The configuration has problems; `problems` lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        """Keep every problem so they can be printed at once."""
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    f.name: get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)
+}
+
+
+def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load the defaults, then `path`, then environment overrides; validate everything.
+
+    Args:
+        path: an optional TOML file overriding the defaults.
+        env: the environment to read TRIPLINE__SECTION__KEY from (os.environ by default).
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: listing every problem found, unknown keys included.
+    """
+    problems: list[str] = []
+    raw = tomllib.loads(resources.files("conf").joinpath("default.toml").read_text("utf-8"))
+    if path is not None:
+        try:
+            user = tomllib.loads(Path(path).read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError([f"{path}: {exc}"]) from exc
+        _merge(raw, user, problems, secrets_forbidden=True, origin=str(path))
+    _merge(
+        raw,
+        _from_env(os.environ if env is None else env, problems),
+        problems,
+        secrets_forbidden=False,
+        origin="environment",
+    )
+    sections = {
+        name: _build(name, cls, raw.get(name, {}), problems) for name, cls in _SECTIONS.items()
+    }
+    if problems:
+        raise ConfigError(problems)
+    return Config(**sections)
+
+
+def masked(config: Config) -> dict[str, dict[str, Any]]:
+    """Return the configuration as plain data with every secret replaced by '********'."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in _SECTIONS:
+        section = getattr(config, name)
+        out[name] = {
+            f.name: (
+                "********"
+                if f.metadata.get("secret") and getattr(section, f.name)
+                else getattr(section, f.name)
+            )
+            for f in dataclasses.fields(section)
+        }
+    return out
+
+
+def _from_env(env: dict[str, str] | os._Environ[str], problems: list[str]) -> dict[str, Any]:
+    """Read TRIPLINE__SECTION__KEY variables; values parse as TOML literals, else as strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2:
+            problems.append(f"{name}: expected {ENV_PREFIX}SECTION__KEY")
+            continue
+        try:
+            parsed: Any = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        out.setdefault(parts[0], {})[parts[1]] = parsed
+    return out
+
+
+def _merge(
+    base: dict[str, Any],
+    over: dict[str, Any],
+    problems: list[str],
+    *,
+    secrets_forbidden: bool,
+    origin: str,
+) -> None:
+    for section, values in over.items():
+        if section not in _SECTIONS:
+            problems.append(f"{origin}: unknown section [{section}]{_hint(section, _SECTIONS)}")
+            continue
+        if not isinstance(values, dict):
+            problems.append(f"{origin}: [{section}] must be a table")
+            continue
+        fields = {f.name: f for f in dataclasses.fields(_SECTIONS[section])}
+        for key, value in values.items():
+            if key not in fields:
+                problems.append(f"{origin}: {section}.{key}: unknown key{_hint(key, fields)}")
+                continue
+            if secrets_forbidden and fields[key].metadata.get("secret"):
+                env_name = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+                problems.append(f"{origin}: {section}.{key} is a secret: set {env_name} instead")
+                continue
+            base.setdefault(section, {})[key] = value
+
+
+def _hint(word: str, choices: Any) -> str:  # noqa: ANN401
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _build(name: str, cls: type[Any], values: dict[str, Any], problems: list[str]) -> Any:  # noqa: ANN401
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        error = _check(hints[f.name], value, f.metadata)
+        if error:
+            problems.append(f"{name}.{f.name}: {error} (got {value!r})")
+        else:
+            kwargs[f.name] = float(value) if hints[f.name] is float else value
+    for check in _CROSS_CHECKS.get(name, ()):
+        problems.extend(f"{name}.{p}" for p in check(kwargs))
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # only reachable with problems already recorded
+        problems.append(f"{name}: {exc}")
+        return None
+
+
+def _check(kind: Any, value: Any, meta: Any) -> str | None:  # noqa: ANN401, PLR0911
+    if kind in (dict[str, str], dict[str, int]):
+        return _check_mapping(kind, value, meta)
+    type_error = _check_type(kind, value)
+    if type_error:
+        return type_error
+    if meta.get("pattern") == "hh:mm" and parse_hhmm(value) is None:
+        return "must be a local time hh:mm"
+    if "min" in meta and value < meta["min"]:
+        return f"must be at least {meta['min']}"
+    if "max" in meta and value > meta["max"]:
+        return f"must be at most {meta['max']}"
+    if "choices" in meta and value not in meta["choices"]:
+        return f"must be one of {', '.join(map(str, meta['choices']))}"
+    return None
+
+
+def _check_type(kind: Any, value: Any) -> str | None:  # noqa: ANN401
+    numeric = not isinstance(value, bool) and isinstance(value, int | float)
+    if kind is bool and not isinstance(value, bool):
+        return "must be true or false"
+    if kind is int and not (numeric and isinstance(value, int)):
+        return "must be an integer"
+    if kind is float and not (numeric and math.isfinite(value)):
+        return "must be a number"
+    if kind is str and not isinstance(value, str):
+        return "must be a string"
+    return None
+
+
+def _check_mapping(kind: Any, value: Any, meta: Any) -> str | None:  # noqa: ANN401
+    if not isinstance(value, dict):
+        return "must be a table"
+    want = str if kind == dict[str, str] else int
+    for key, item in value.items():
+        if "keys" in meta and key not in meta["keys"]:
+            return f"key '{key}' must be one of {', '.join(meta['keys'])}"
+        if not isinstance(item, want) or isinstance(item, bool):
+            return f"value of '{key}' must be a {want.__name__}"
+        if "values" in meta and item not in meta["values"]:
+            return f"value of '{key}' must be one of {', '.join(meta['values'])}"
+    return None
+
+
+def parse_hhmm(value: str) -> tuple[int, int] | None:
+    """Parse 'hh:mm' (00:00-24:00); None when it is not one."""
+    hours, _, minutes = value.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        return None
+    h, m = int(hours), int(minutes)
+    return (h, m) if (h < 24 and m < 60) or (h, m) == (24, 0) else None
+
+
+def _check_comply(values: dict[str, Any]) -> list[str]:
+    start = parse_hhmm(values.get("window_start", "08:00"))
+    end = parse_hhmm(values.get("window_end", "20:00"))
+    if start is not None and end is not None and start >= end:
+        return ["window_end: must be later than window_start"]
+    return []
+
+
+def _check_priorities(values: dict[str, Any]) -> list[str]:
+    missing = [p for p in PRIORITY_NAMES if p not in values.get("routing", {})]
+    return [f"routing: missing {', '.join(missing)}"] if missing else []
+
+
+def _check_dialer(values: dict[str, Any]) -> list[str]:
+    if values.get("backoff_base_seconds", 0.5) > values.get("backoff_max_seconds", 30.0):
+        return ["backoff_base_seconds: must not exceed backoff_max_seconds"]
+    return []
+
+
+def _check_redis(values: dict[str, Any]) -> list[str]:
+    prefix = values.get("key_prefix", "tl")
+    if not prefix or any(c in prefix for c in "{}: "):
+        return ["key_prefix: must be non-empty, without braces, colons or spaces"]
+    return []
+
+
+_CROSS_CHECKS = {
+    "dialer": (_check_dialer,),
+    "redis": (_check_redis,),
+    "comply": (_check_comply,),
+    "priorities": (_check_priorities,),
+}

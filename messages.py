@@ -1,0 +1,229 @@
+"""Frozen messages that cross actor boundaries; facts are past tense, commands name the request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """Terminal outcomes, as in DESIGN.md."""
+
+    CALLED = "called"
+    SUPPRESSED = "suppressed"
+    DEFERRED = "deferred"
+    REJECTED = "rejected"
+
+
+class State(StrEnum):
+    """In-flight states before the terminal outcome."""
+
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    DIALING = "dialing"
+
+
+class Reason(StrEnum):
+    """Why an alert ended where it did: one vocabulary for records, logs, metrics and status."""
+
+    NONE = ""
+    DUPLICATE = "duplicate"
+    COOLDOWN = "cooldown"
+    FLAPPING = "flapping"
+    GROUPED = "grouped"
+    RESOLVED = "resolved"
+    CUSTOMER_CAP = "customer_cap"
+    NUMBER_CAP = "number_cap"
+    OUTSIDE_CALLING_WINDOW = "outside_calling_window"
+    HOLIDAY = "holiday"
+    DO_NOT_DISTURB = "do_not_disturb"
+    DO_NOT_CALL = "do_not_call"
+    NO_CONTACT = "no_contact"
+    INVALID_PHONE = "invalid_phone"
+    CRM_UNAVAILABLE = "crm_unavailable"
+    QUEUE_SATURATED = "queue_saturated"
+    STALE = "stale"
+    DIAL_FAILED = "dial_failed"
+    DIAL_UNCERTAIN = "dial_uncertain"
+    INVALID_JSON = "invalid_json"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    TOO_LARGE = "too_large"
+    UNAUTHORIZED = "unauthorized"
+
+
+class Priority(IntEnum):
+    """Dial priority; a lower value is served first."""
+
+    CRITICAL = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+    @property
+    def label(self) -> str:
+        """The lower-case name used in config, records and metrics."""
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> Priority:
+        """Parse a lower-case priority name."""
+        return cls[label.upper()]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """A validated, accepted alert: what a sensor reported, plus our reference ids."""
+
+    idempotency_key: str
+    """The sender's key: one key, at most one call."""
+    sensor_id: str
+    """The reporting sensor."""
+    customer_id: str
+    """The customer who owns the sensor."""
+    alert_type: str
+    """The sender's alert type, e.g. temp_critical."""
+    timestamp: float
+    """When the sensor raised it, epoch seconds (the payload carried an explicit offset)."""
+    firing: bool
+    """False when the payload says status=resolved."""
+    severity: str
+    """The optional severity ('' when absent)."""
+    current_value: float
+    """The reading that crossed the threshold."""
+    threshold: float
+    """The threshold it crossed."""
+    unit: str
+    """Unit of both values."""
+    reference_id: str
+    """Deterministic id the full telemetry is stored under (GET /v1/context/{id})."""
+    telemetry_hash: str
+    """Short hash of the telemetry, sent to the contact center as a fingerprint."""
+    accepted_at: float
+    """When tripline accepted it, epoch seconds."""
+    retained: bool = False
+    """Arrived as a retained MQTT message: a replay, never news."""
+    priority: Priority = Priority.NORMAL
+    """Dial priority, decided at accept time from alertType and severity."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertReceived:
+    """Raw bytes from the broker, converted in the paho thread and nothing more."""
+
+    payload: bytes
+    """The message body, undecoded."""
+    topic: str
+    """The topic it arrived on."""
+    mid: int
+    """MQTT message id, needed for the manual acknowledgement."""
+    qos: int
+    """QoS it was delivered with."""
+    retain: bool
+    """Retained flag: a replay of an old message."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertBatch:
+    """Accepted alerts for one shard, in arrival order."""
+
+    alerts: tuple[Alert, ...]
+    """The alerts, oldest first."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Customer:
+    """The contact data a call needs, as the CRM knows it."""
+
+    customer_id: str
+    """The CRM's id."""
+    name: str
+    """Display name, sent as callbackUserName."""
+    phone: str
+    """E.164 number ('' when the CRM has none)."""
+    timezone: str
+    """IANA zone of the service address."""
+    do_not_disturb: bool
+    """Customer asked not to be disturbed."""
+    do_not_call: bool
+    """Customer is on a do-not-call list."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrichRequest:
+    """A sensor entity decided a call is due: look up the customer, then comply."""
+
+    alert: Alert
+    """The alert opening the episode (it carries its priority)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialIntent:
+    """A request to place one outbound call for one alert episode."""
+
+    intent_id: str
+    """The idempotency key of the alert that opened the episode: one episode, one id."""
+    alert: Alert
+    """The alert being called about."""
+    customer: Customer
+    """Who to call."""
+    priority: Priority
+    """Queue order and routing priority."""
+    enqueued_at: float
+    """When it entered the dialer's queue, epoch seconds."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskIntent:
+    """A call is not allowed (or failed ambiguously): raise a task for a person instead."""
+
+    alert: Alert
+    """The alert the task is about."""
+    reason: Reason
+    """Why no call: the deferred reason."""
+    due: float
+    """When the task is due, epoch seconds."""
+    detail: str = ""
+    """Human-readable detail for the task description and record."""
+    facts: tuple[tuple[str, Any], ...] = ()
+    """Decision facts to keep on the record (key, value)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    """Asked by the supervisor after start: answers once on_start has succeeded."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotTick:
+    """Periodic: snapshot dirty entities and passivate idle ones."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PumpTick:
+    """Dialer: budget refilled or pause over; try to dispatch."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialFinished:
+    """A dial or task attempt came back from the backend (told by the dialer's loop)."""
+
+    intent_id: str
+    """Which intent finished."""
+    priority: Priority
+    """Its priority (frees its concurrency slot)."""
+    retry_after: float | None = None
+    """Set when the backend answered 429: pause for this many seconds and requeue."""
+    requeue: DialIntent | TaskIntent | None = None
+    """Work to put back in the queue (429 or an unsent request)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusQuery:
+    """Asked by the status endpoint: answer with a JSON-ready dict."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Drain:
+    """Asked at shutdown: answer when no work is queued or in flight."""

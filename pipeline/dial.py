@@ -1,0 +1,87 @@
+"""Dial policy: the token bucket, how a backend answer is classified, and retry backoff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A token bucket: `tokens` available at time `at`."""
+
+    tokens: float
+    at: float
+
+
+def take(bucket: Bucket, *, now: float, rate_per_second: float, burst: int) -> tuple[Bucket, float]:
+    """Take one token if there is one.
+
+    Returns:
+        The new bucket and 0.0 when a token was taken, or the unchanged-but-refilled bucket and
+        the seconds to wait until a token will be there.
+    """
+    tokens = min(float(burst), bucket.tokens + max(0.0, now - bucket.at) * rate_per_second)
+    if tokens >= 1.0:
+        return Bucket(tokens - 1.0, now), 0.0
+    return Bucket(tokens, now), (1.0 - tokens) / rate_per_second
+
+
+class Answer(StrEnum):
+    """What a contact-center answer means for the work that caused it."""
+
+    DONE = "done"  # 2xx: the call (or task) exists
+    RATE_LIMITED = "rate_limited"  # 429: not processed; pause for Retry-After, then resend
+    UNSENT = "unsent"  # provably never reached the server: safe to resend
+    FAILED = "failed"  # permanent 4xx: resending would fail the same way
+    UNCERTAIN = "uncertain"  # may have been processed: never resend blindly
+
+
+# 502 and 503 come from a gateway or an overloaded front that did not take the request; 500 and
+# 504 can arrive after the backend acted, so they are as ambiguous as a timeout.
+_RETRYABLE_5XX = frozenset({502, 503})
+
+
+def classify(status: int | None, *, sent: bool) -> Answer:
+    """Classify an HTTP answer (status) or a transport failure (status None).
+
+    Args:
+        status: the HTTP status, or None when no response arrived.
+        sent: for a transport failure, whether the request may have reached the server
+            (False only for failures in the connect phase).
+
+    Returns:
+        The classification the retry policy acts on.
+    """
+    if status is None:
+        return Answer.UNCERTAIN if sent else Answer.UNSENT
+    if 200 <= status < 300:
+        return Answer.DONE
+    if status == 429:
+        return Answer.RATE_LIMITED
+    if status in _RETRYABLE_5XX:
+        return Answer.UNSENT
+    if status >= 500:
+        return Answer.UNCERTAIN
+    return Answer.FAILED
+
+
+def retry_after(header: str | None, *, default: float, cap: float = 600.0) -> float:
+    """Seconds to wait from a Retry-After header (seconds form); `default` when absent or bad."""
+    try:
+        value = float(header) if header is not None else default
+    except ValueError:
+        return default
+    return min(max(value, 0.0), cap)
+
+
+def backoff(attempt: int, *, base: float, cap: float, jitter: float) -> float:
+    """Exponential backoff with full jitter: attempt 0 waits up to `base`, doubling to `cap`.
+
+    Args:
+        attempt: how many attempts failed so far, from 0.
+        base: the first delay.
+        cap: the longest delay.
+        jitter: a number in [0, 1) (random in production, fixed in tests).
+    """
+    return float(min(cap, base * 2.0**attempt) * (0.5 + jitter / 2))

@@ -1,0 +1,78 @@
+"""Per-sensor suppression: the cooldown window between calls, and resolved alerts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from messages import Alert, Reason
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SensorState:
+    """What a sensor entity remembers between alerts (snapshotted to Redis)."""
+
+    cooldown_until: float = 0.0
+    """No new call before this time (epoch seconds): a call or task was raised for an episode."""
+    firing: bool = False
+    """Whether the last alert said firing."""
+    last_alert_at: float = 0.0
+    """When the last alert of this sensor was handled."""
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """The versioned snapshot document."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "cooldownUntil": self.cooldown_until,
+            "firing": self.firing,
+            "lastAlertAt": self.last_alert_at,
+        }
+
+    @classmethod
+    def from_snapshot(cls, doc: Any) -> SensorState:  # noqa: ANN401
+        """Restore a snapshot; an unknown version or shape starts clean (Redis still decides)."""
+        if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
+            return cls()
+        try:
+            return cls(float(doc["cooldownUntil"]), bool(doc["firing"]), float(doc["lastAlertAt"]))
+        except (KeyError, TypeError, ValueError):
+            return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class Proceed:
+    """Nothing suppresses this alert: claim the cooldown window and go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """This alert causes no call."""
+
+    reason: Reason
+    until: float = 0.0
+    """For cooldown: when the window ends."""
+
+
+def suppress(
+    state: SensorState, alert: Alert, *, now: float, cooldown: float
+) -> tuple[SensorState, Proceed | Suppressed]:
+    """Decide whether an alert may open a call episode for its sensor.
+
+    Args:
+        state: the sensor's state before the alert.
+        alert: the alert.
+        now: the current time, epoch seconds.
+        cooldown: the window between calls for one sensor, seconds.
+
+    Returns:
+        The new state and the decision. A Proceed is provisional: the caller claims the window
+        atomically in Redis (it holds across restarts and instances) and may still suppress.
+    """
+    if not alert.firing:
+        return replace(state, firing=False, last_alert_at=now), Suppressed(Reason.RESOLVED)
+    state = replace(state, firing=True, last_alert_at=now)
+    if now < state.cooldown_until:
+        return state, Suppressed(Reason.COOLDOWN, state.cooldown_until)
+    return replace(state, cooldown_until=now + cooldown), Proceed()

@@ -1,0 +1,225 @@
+"""Validation of an alert payload: bytes in, an Alert or one problem per field out."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from messages import Alert, Reason
+
+_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: ids travel in URLs and Redis keys
+_TYPE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_UNIT_MAX = 32
+_SEVERITY_MAX = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one field."""
+
+    field: str
+    """Dotted path of the field, e.g. telemetryData.currentValue ('' for the whole body)."""
+    reason: Reason
+    """missing_field, invalid_field, invalid_json or too_large."""
+    message: str
+    """What is wrong, for a person."""
+
+    def as_json(self) -> dict[str, str]:
+        """The problem as it appears in a 400 body or on the rejected topic."""
+        return {"field": self.field, "reason": self.reason.value, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The payload is not an alert; every problem found is listed."""
+
+    problems: tuple[Problem, ...]
+    """At least one."""
+    idempotency_key: str = ""
+    """The key, when one could be read (helps the sender correlate)."""
+
+    @property
+    def reason(self) -> Reason:
+        """The record's reason: the first problem's."""
+        return self.problems[0].reason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """What validate needs from the config."""
+
+    max_body_bytes: int = 65536
+    max_string_length: int = 128
+    max_future_skew_seconds: float = 300.0
+
+
+def validate(
+    body: bytes, *, now: float, limits: Limits, retained: bool = False
+) -> tuple[Alert, dict[str, Any]] | Rejected:
+    """Decode and check one payload.
+
+    Args:
+        body: the raw payload (MQTT message or HTTP body).
+        now: the current time, epoch seconds.
+        limits: size and clock-skew limits.
+        retained: whether the MQTT message was retained (a replay).
+
+    Returns:
+        The alert plus the decoded document (stored as the context), or every problem.
+    """
+    if len(body) > limits.max_body_bytes:
+        return Rejected(
+            (
+                Problem(
+                    "",
+                    Reason.TOO_LARGE,
+                    f"body is {len(body)} bytes, limit {limits.max_body_bytes}",
+                ),
+            )
+        )
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return Rejected((Problem("", Reason.INVALID_JSON, f"not JSON: {exc}"),))
+    if not isinstance(doc, dict):
+        return Rejected((Problem("", Reason.INVALID_JSON, "must be a JSON object"),))
+    problems: list[Problem] = []
+    check = _Checker(doc, problems, limits.max_string_length)
+    key = check.string("idempotencyKey", _ID)
+    sensor = check.string("sensorId", _ID)
+    customer = check.string("customerId", _ID)
+    alert_type = check.string("alertType", _TYPE, max_len=64)
+    stamp = check.timestamp("timestamp", now + limits.max_future_skew_seconds)
+    status = check.choice("status", ("firing", "resolved"), default="firing")
+    severity = check.optional_string("severity", _TYPE, _SEVERITY_MAX)
+    telemetry = doc.get("telemetryData")
+    value = threshold = math.nan
+    unit = ""
+    if telemetry is None:
+        problems.append(Problem("telemetryData", Reason.MISSING_FIELD, "required"))
+    elif not isinstance(telemetry, dict):
+        problems.append(Problem("telemetryData", Reason.INVALID_FIELD, "must be an object"))
+    else:
+        sub = _Checker(telemetry, problems, limits.max_string_length, prefix="telemetryData.")
+        value = sub.number("currentValue")
+        threshold = sub.number("threshold")
+        unit = sub.string("unit", None, max_len=_UNIT_MAX)
+    if problems:
+        return Rejected(tuple(problems), key if isinstance(key, str) else "")
+    alert = Alert(
+        idempotency_key=key,
+        sensor_id=sensor,
+        customer_id=customer,
+        alert_type=alert_type,
+        timestamp=stamp,
+        firing=status == "firing",
+        severity=severity,
+        current_value=value,
+        threshold=threshold,
+        unit=unit,
+        reference_id=reference_id(key),
+        telemetry_hash=telemetry_hash(telemetry),
+        accepted_at=now,
+        retained=retained,
+    )
+    return alert, doc
+
+
+def reference_id(idempotency_key: str) -> str:
+    """Derive the context reference from the key, so a re-delivery maps to the same context."""
+    return "ref_" + hashlib.blake2b(idempotency_key.encode(), digest_size=10).hexdigest()
+
+
+def telemetry_hash(telemetry: Any) -> str:  # noqa: ANN401
+    """Fingerprint the telemetry (sorted keys, so field order does not matter)."""
+    canonical = orjson.dumps(telemetry, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+class _Checker:
+    """Reads fields of one object, appending a Problem per bad field."""
+
+    def __init__(
+        self, doc: dict[str, Any], problems: list[Problem], max_len: int, prefix: str = ""
+    ) -> None:
+        self.doc, self.problems, self.max_len, self.prefix = doc, problems, max_len, prefix
+
+    def _bad(self, name: str, message: str, reason: Reason = Reason.INVALID_FIELD) -> None:
+        self.problems.append(Problem(self.prefix + name, reason, message))
+
+    def string(self, name: str, pattern: re.Pattern[str] | None, max_len: int = 0) -> str:
+        value = self.doc.get(name)
+        if value is None:
+            self._bad(name, "required", Reason.MISSING_FIELD)
+            return ""
+        return self._string_value(name, value, pattern, max_len or self.max_len)
+
+    def optional_string(self, name: str, pattern: re.Pattern[str], max_len: int) -> str:
+        value = self.doc.get(name)
+        return "" if value is None else self._string_value(name, value, pattern, max_len)
+
+    def _string_value(
+        self, name: str, value: object, pattern: re.Pattern[str] | None, max_len: int
+    ) -> str:
+        if not isinstance(value, str):
+            self._bad(name, f"must be a string, got {type(value).__name__}")
+        elif not value.strip():
+            self._bad(name, "must not be empty")
+        elif len(value) > max_len:
+            self._bad(name, f"longer than {max_len} characters")
+        elif pattern is not None and not pattern.match(value):
+            self._bad(name, f"must match {pattern.pattern}")
+        elif any(ord(c) < 32 for c in value):
+            self._bad(name, "must not contain control characters")
+        else:
+            return value
+        return ""
+
+    def number(self, name: str) -> float:
+        value = self.doc.get(name)
+        if value is None:
+            self._bad(name, "required", Reason.MISSING_FIELD)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            self._bad(name, f"must be a number, got {type(value).__name__}")
+        elif not math.isfinite(value) or abs(value) > 1e15:
+            self._bad(name, "must be a finite number")
+        else:
+            return float(value)
+        return math.nan
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.doc.get(name, default)
+        if value not in choices:
+            self._bad(name, f"must be one of {', '.join(choices)}")
+            return default
+        return str(value)
+
+    def timestamp(self, name: str, latest: float) -> float:
+        value = self.doc.get(name)
+        if value is None:
+            self._bad(name, "required", Reason.MISSING_FIELD)
+            return 0.0
+        if not isinstance(value, str) or len(value) > 40:
+            self._bad(name, "must be an ISO-8601 string")
+            return 0.0
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            self._bad(name, "must be an ISO-8601 timestamp, e.g. 2024-05-13T14:32:00Z")
+            return 0.0
+        # pendulum.parse silently reads a naive time as UTC; a sensor's local time would then be
+        # off by hours and break the calling-window check, so refuse it.
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            self._bad(name, "must carry a UTC offset (Z or +hh:mm)")
+            return 0.0
+        epoch = parsed.timestamp()
+        if epoch > latest:
+            self._bad(name, "lies in the future")
+            return 0.0
+        return epoch

@@ -1,0 +1,327 @@
+"""The supervisor: starts actors in dependency order, replaces the dead, stops in reverse."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pykka
+import redis
+
+from actors import FAILURES
+from actors.dialer import Dialer
+from actors.enricher import Enricher
+from actors.mqtt_subscriber import MqttSubscriber
+from actors.sensor import SensorShard, shard_of
+from conf.schema import Config, parse_hhmm
+from messages import Alert, AlertBatch, Drain, Ping, SnapshotTick, StatusQuery
+from pipeline.comply import ComplyRules
+from pipeline.prioritise import PriorityRules
+from pipeline.validate import Limits
+from tripline.accept import Acceptor
+from tripline.backends import Backend
+from tripline.backends.genesys import GenesysBackend
+from tripline.backends.log import LogBackend
+from tripline.stats import Stats
+from tripline.store import Keys
+
+log = logging.getLogger("tripline.supervisor")
+
+_ASK_TIMEOUT = 10.0
+
+
+class ComponentStatus(StrEnum):
+    """What /status says of each actor."""
+
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    STOPPED_BY_RESTART_BUDGET = "stopped_by_restart_budget"
+    STOPPED = "stopped"
+
+
+@dataclass
+class _Slot:
+    """One supervised actor: how to start it, its current ref, and its restart history."""
+
+    name: str
+    start: Callable[[], pykka.ActorRef[Any]]
+    ref: pykka.ActorRef[Any] | None = None
+    status: ComponentStatus = ComponentStatus.STOPPED
+    restarts: deque[float] = field(default_factory=deque)
+    total_restarts: int = 0
+    last_error: str | None = None
+
+
+class Service:
+    """One tripline instance: actors, their wiring, and supervision."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        backend_factory: Callable[[], Backend] | None = None,
+    ) -> None:
+        """Build collaborators; nothing starts until start()."""
+        self.config, self.clock = config, clock
+        self.stats = Stats()
+        self.keys = Keys(config.redis.key_prefix)
+        self.redis = redis.Redis.from_url(
+            config.redis.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        )
+        p = config.priorities
+        self.acceptor = Acceptor(
+            client=self.redis,
+            keys=self.keys,
+            limits=Limits(
+                max_body_bytes=config.http.max_body_bytes,
+                max_string_length=config.validate.max_string_length,
+                max_future_skew_seconds=config.validate.max_future_skew_seconds,
+            ),
+            rules=PriorityRules.from_config(p.default, p.alert_types, p.severities),
+            record_ttl=config.redis.record_ttl_seconds,
+            stats=self.stats,
+            clock=clock,
+        )
+        self._backend_factory = backend_factory or self._default_backend
+        start, end = parse_hhmm(config.comply.window_start), parse_hhmm(config.comply.window_end)
+        assert start is not None  # noqa: S101 - validated by conf.schema
+        assert end is not None  # noqa: S101 - validated by conf.schema
+        self.comply_rules = ComplyRules(
+            window_start=start, window_end=end, due_hour=config.tasks.due_hour
+        )
+        self._slots: dict[str, _Slot] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self.started_at = 0.0
+
+    def _default_backend(self) -> Backend:
+        if self.config.dialer.backend == "log":
+            return LogBackend()
+        return GenesysBackend(conf=self.config.genesys, dialer=self.config.dialer)
+
+    # --- resolvers: actors reach each other through these, never through cached refs ---------
+
+    def ref(self, name: str) -> pykka.ActorRef[Any]:
+        """The current ref of a supervised actor."""
+        ref = self._slots[name].ref
+        if ref is None:
+            raise pykka.ActorDeadError(f"{name} is not running")
+        return ref
+
+    def route(self, alerts: list[Alert]) -> None:
+        """Fan accepted alerts out to their shards, one batch per shard, order kept."""
+        by_shard: dict[int, list[Alert]] = defaultdict(list)
+        for alert in alerts:
+            by_shard[shard_of(alert.sensor_id, self.config.sensor.shards)].append(alert)
+        for shard, batch in by_shard.items():
+            self._tell_with_patience(f"shard-{shard}", AlertBatch(alerts=tuple(batch)))
+
+    def _tell_with_patience(self, name: str, message: object, patience: float = 5.0) -> None:
+        """Tell `name`, waiting out a restart (the watchdog replaces the dead within ~0.2 s)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self.ref(name).tell(message)
+            except pykka.ActorDeadError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+            else:
+                return
+
+    # --- start and stop ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start in dependency order: Redis, dialer, enricher, shards, subscriber last."""
+        self.started_at = self.clock()
+        self.redis.ping()  # fail fast with a clear error if Redis is not there
+        c = self.config
+        url = c.redis.url
+        self._add(
+            "dialer",
+            lambda: Dialer.start(
+                conf=c.dialer,
+                backend_factory=self._backend_factory,
+                redis_url=url,
+                keys=self.keys,
+                routing=c.priorities.routing,
+                rules=self.comply_rules,
+                stats=self.stats,
+                clock=self.clock,
+            ),
+        )
+        self._add(
+            "enricher",
+            lambda: Enricher.start(
+                conf=c.crm,
+                redis_url=url,
+                keys=self.keys,
+                rules=self.comply_rules,
+                dialer=lambda: self.ref("dialer"),
+                clock=self.clock,
+            ),
+        )
+        for i in range(c.sensor.shards):
+            self._add(
+                f"shard-{i}",
+                lambda i=i: SensorShard.start(  # type: ignore[misc]
+                    shard=i,
+                    conf=c.sensor,
+                    client=self.redis,
+                    keys=self.keys,
+                    record_ttl=c.redis.record_ttl_seconds,
+                    enricher=lambda: self.ref("enricher"),
+                    stats=self.stats,
+                    clock=self.clock,
+                ),
+            )
+        self._add(
+            "mqtt",
+            lambda: MqttSubscriber.start(conf=c.mqtt, acceptor=self.acceptor, route=self.route),
+        )
+        self._watchdog = threading.Thread(
+            target=self._watch, name="supervisor-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def _add(self, name: str, start: Callable[[], pykka.ActorRef[Any]]) -> None:
+        slot = _Slot(name, start)
+        self._slots[name] = slot
+        self._launch(slot)
+
+    def _launch(self, slot: _Slot) -> None:
+        ref = slot.start()
+        ref.ask(Ping(), timeout=_ASK_TIMEOUT)  # surfaces on_start failures now
+        slot.ref, slot.status = ref, ComponentStatus.RUNNING
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop the subscriber first, drain in-flight work, then stop the rest in reverse."""
+        self._stopping.set()
+        with self._lock:
+            self._stop_slot("mqtt")
+            self._drain(drain_timeout)
+            for name in reversed(list(self._slots)):
+                self._stop_slot(name)
+        survivors = pykka.ActorRegistry.get_all()
+        if survivors:
+            log.error("actors survived the stop: %s", survivors)
+        self.redis.close()
+
+    def _drain(self, timeout: float) -> None:
+        """Wait until shards, enricher and dialer have nothing left, or until `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                for name, slot in self._slots.items():
+                    if name != "mqtt" and slot.ref is not None:
+                        slot.ref.ask(Ping(), timeout=_ASK_TIMEOUT)  # inbox before it is empty
+                pending = self.ref("dialer").ask(Drain(), timeout=_ASK_TIMEOUT)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                return
+            if pending == 0:
+                return
+            time.sleep(0.05)
+        log.warning("drain timed out; unfinished records stay in Redis")
+
+    def _stop_slot(self, name: str) -> None:
+        slot = self._slots.get(name)
+        if slot is None or slot.ref is None:
+            return
+        try:
+            slot.ref.stop(timeout=_ASK_TIMEOUT)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            log.warning("%s did not stop cleanly", name)
+        slot.ref, slot.status = None, ComponentStatus.STOPPED
+
+    # --- supervision ---------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        tick_every = self.config.sensor.snapshot_interval_seconds
+        next_tick = time.monotonic() + tick_every
+        while not self._stopping.wait(0.2):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                for slot in self._slots.values():
+                    if slot.ref is not None and not slot.ref.is_alive():
+                        self._replace(slot)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + tick_every
+                    for name, slot in self._slots.items():
+                        if name.startswith("shard-") and slot.ref is not None:
+                            slot.ref.tell(SnapshotTick())
+
+    def _replace(self, slot: _Slot) -> None:
+        """Pykka cannot restart an actor: start a fresh one (it restores from snapshots)."""
+        now = time.monotonic()
+        window = self.config.status.restart_window_seconds
+        while slot.restarts and now - slot.restarts[0] > window:
+            slot.restarts.popleft()
+        if slot.ref is not None:
+            slot.last_error = FAILURES.last(slot.ref.actor_urn) or "stopped unexpectedly"
+        log.error("%s died: %s", slot.name, slot.last_error)
+        if len(slot.restarts) >= self.config.status.restart_budget:
+            slot.ref, slot.status = None, ComponentStatus.STOPPED_BY_RESTART_BUDGET
+            log.critical("%s exceeded its restart budget; service unhealthy", slot.name)
+            return
+        slot.restarts.append(now)
+        slot.total_restarts += 1
+        slot.status = ComponentStatus.RESTARTING
+        try:
+            self._launch(slot)
+            log.warning("%s restarted (%d in window)", slot.name, len(slot.restarts))
+        except Exception:
+            log.exception("restart of %s failed", slot.name)
+            slot.ref = None
+
+    # --- what operators see ----------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False once any actor is beyond its restart budget."""
+        return all(
+            s.status != ComponentStatus.STOPPED_BY_RESTART_BUDGET for s in self._slots.values()
+        )
+
+    def broker_connected(self) -> bool:
+        """Whether the subscriber holds a broker connection."""
+        try:
+            return bool(self.ref("mqtt").ask(Ping(), timeout=2.0))
+        except (pykka.ActorDeadError, pykka.Timeout):
+            return False
+
+    def status(self) -> dict[str, Any]:
+        """The /status document."""
+        actors = {}
+        for name, slot in self._slots.items():
+            actors[name] = {
+                "status": slot.status.value,
+                "restarts": slot.total_restarts,
+                "lastError": slot.last_error,
+            }
+        entities = 0
+        dialer: dict[str, Any] = {}
+        try:
+            dialer = dict(self.ref("dialer").ask(StatusQuery(), block=True, timeout=2.0))
+            for name in self._slots:
+                if name.startswith("shard-"):
+                    entities += int(self.ref(name).ask(Ping(), block=True, timeout=2.0))
+        except (pykka.ActorDeadError, pykka.Timeout):
+            pass
+        return {
+            "instance": self.config.mqtt.client_id,
+            "healthy": self.healthy,
+            "uptimeSeconds": round(self.clock() - self.started_at, 1),
+            "actors": actors,
+            "sensorEntities": entities,
+            "counters": self.stats.snapshot(),
+            **dialer,
+        }

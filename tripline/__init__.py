@@ -1,0 +1,1 @@
+"""tripline: IoT sensor alerts into safe, proactive outbound calls."""

@@ -1,0 +1,99 @@
+"""The one accept path for both doors: validate, claim the key, record durably, then answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import orjson
+import redis
+
+from messages import Alert, Outcome, Reason, State
+from pipeline.prioritise import PriorityRules, prioritise
+from pipeline.validate import Limits, Rejected, validate
+from tripline.stats import Stats
+from tripline.store import ACCEPT_LUA, Keys, accept_args
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Recorded for the first time: the caller may acknowledge and route it."""
+
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The key was already recorded: acknowledge, do nothing else."""
+
+    idempotency_key: str
+
+
+Verdict = Accepted | Duplicate | Rejected
+
+
+class Acceptor:
+    """Runs a batch of payloads through validation and one pipelined Redis round trip."""
+
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        keys: Keys,
+        limits: Limits,
+        rules: PriorityRules,
+        record_ttl: int,
+        stats: Stats,
+        clock: Callable[[], float],
+    ) -> None:
+        """Keep the collaborators; thread-safe (redis-py pools its connections)."""
+        self._redis, self._keys, self._limits = client, keys, limits
+        self._rules, self._ttl, self._stats, self._clock = rules, record_ttl, stats, clock
+        self._accept = client.register_script(ACCEPT_LUA)
+
+    def accept(self, items: Sequence[tuple[bytes, bool]]) -> list[Verdict]:
+        """Accept a batch of (payload, retained) pairs.
+
+        Returns:
+            One verdict per item, in order. Raises redis errors: then nothing was acknowledged
+            and the caller keeps the batch (the broker keeps it too, unacknowledged).
+        """
+        now = self._clock()
+        verdicts: list[Verdict | None] = []
+        pending: list[tuple[int, Alert]] = []
+        pipe = self._redis.pipeline(transaction=False)
+        for body, retained in items:
+            checked = validate(body, now=now, limits=self._limits, retained=retained)
+            if isinstance(checked, Rejected):
+                verdicts.append(checked)
+                continue
+            alert, doc = checked
+            alert = replace(
+                alert, priority=prioritise(alert.alert_type, alert.severity, self._rules)
+            )
+            # The context is written with NX under a reference derived from the key, so a
+            # duplicate can never overwrite what the first delivery stored.
+            pipe.set(
+                self._keys.context(alert.reference_id), orjson.dumps(doc), nx=True, ex=self._ttl
+            )
+            keys, args = accept_args(self._keys, alert, self._ttl)
+            self._accept(keys=keys, args=args, client=pipe)
+            pending.append((len(verdicts), alert))
+            verdicts.append(None)
+        if pending:
+            results = pipe.execute()
+            for n, (index, alert) in enumerate(pending):
+                claimed = results[2 * n + 1] == 1
+                verdicts[index] = Accepted(alert) if claimed else Duplicate(alert.idempotency_key)
+        out = [v for v in verdicts if v is not None]
+        self._count(out)
+        return out
+
+    def _count(self, verdicts: list[Verdict]) -> None:
+        for v in verdicts:
+            if isinstance(v, Accepted):
+                self._stats.count(State.ACCEPTED.value)
+            elif isinstance(v, Duplicate):
+                self._stats.count(Outcome.SUPPRESSED.value, Reason.DUPLICATE)
+            else:
+                self._stats.count(Outcome.REJECTED.value, v.reason)

@@ -1,0 +1,176 @@
+"""Genesys Cloud: OAuth client credentials, queue-routed callbacks and Task Management workitems."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from conf.schema import DialerConfig, GenesysConfig
+from messages import DialIntent, TaskIntent
+from pipeline.dial import Answer, classify
+from tripline.backends import Reply, Result, oversized, request
+from tripline.store import iso
+
+_TOKEN_MARGIN = 60.0  # renew a minute early: a token expiring in flight costs a 401 round trip
+_NAME_MAX, _DESCRIPTION_MAX = 256, 512  # WorkitemCreate limits
+
+
+class GenesysBackend:
+    """Our own small client: explicit timeouts, and no POST re-sent after an ambiguous failure."""
+
+    def __init__(
+        self, *, conf: GenesysConfig, dialer: DialerConfig, clock: Callable[[], float] = time.time
+    ) -> None:
+        """Create the session lazily, on the loop that uses it."""
+        self._conf, self._clock = conf, clock
+        self._timeout = aiohttp.ClientTimeout(
+            total=dialer.request_timeout_seconds, sock_connect=dialer.connect_timeout_seconds
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._token = ""
+        self._token_expires = 0.0
+        self.requests = 0
+        """Requests sent to Genesys (tokens included): every one counts against the rate."""
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+
+    async def dial(self, intent: DialIntent, routing_priority: int) -> Result:
+        """POST /api/v2/conversations/callbacks: a queue-routed call with the reference triple."""
+        alert = intent.alert
+        data = {
+            "sensorId": alert.sensor_id,
+            "alertType": alert.alert_type,
+            "referenceId": alert.reference_id,
+            "telemetryHash": alert.telemetry_hash,
+        }
+        body: dict[str, Any] = {
+            "routingData": {"queueId": self._conf.queue_id, "priority": routing_priority},
+            "callbackNumbers": [intent.customer.phone],
+            "callbackUserName": intent.customer.name[:_NAME_MAX],
+            "data": data,
+        }
+        if self._conf.script_id:
+            body["scriptId"] = self._conf.script_id
+        if self._conf.caller_id:
+            body["callerId"] = self._conf.caller_id
+        if self._conf.caller_id_name:
+            body["callerIdName"] = self._conf.caller_id_name
+        problem = oversized(data)
+        if problem:  # the guide's trap: never let the platform truncate or refuse it for us
+            return Result(Answer.FAILED, detail=problem)
+        reply = await self._post("/api/v2/conversations/callbacks", body)
+        if isinstance(reply, Result):
+            return reply
+        conversation = reply.body.get("conversation") if isinstance(reply.body, dict) else None
+        call_id = conversation.get("id") if isinstance(conversation, dict) else None
+        if not isinstance(call_id, str) or not call_id:
+            # The callback exists (2xx) but we cannot name it: still called, never re-sent.
+            return Result(Answer.DONE, ref="unknown", detail="2xx without conversation.id")
+        return Result(Answer.DONE, ref=call_id)
+
+    async def create_task(self, task: TaskIntent) -> Result:
+        """POST /api/v2/taskmanagement/workitems within WorkitemCreate's field rules."""
+        alert = task.alert
+        name = f"{task.reason.value}: {alert.alert_type} on {alert.sensor_id}"[:_NAME_MAX]
+        description = (
+            f"No call placed ({task.reason.value}). {task.detail} "
+            f"Alert {alert.idempotency_key}, reference {alert.reference_id}, "
+            f"value {alert.current_value:g} {alert.unit} "
+            f"(threshold {alert.threshold:g})."
+        )[:_DESCRIPTION_MAX]
+        body = {
+            "name": name,
+            "typeId": self._conf.workitem_type_id,
+            "description": description,
+            "dateDue": iso(task.due),
+            "externalTag": alert.idempotency_key[:_NAME_MAX],
+        }
+        if self._conf.workbin_id:
+            body["workbinId"] = self._conf.workbin_id
+        reply = await self._post("/api/v2/taskmanagement/workitems", body)
+        if isinstance(reply, Result):
+            return reply
+        ref = reply.body.get("id") if isinstance(reply.body, dict) else None
+        return Result(Answer.DONE, ref=ref if isinstance(ref, str) else "unknown")
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Reply | Result:
+        token = await self._get_token()
+        if isinstance(token, Result):
+            return token
+        for attempt in range(2):
+            self.requests += 1
+            reply = await request(
+                self._http(),
+                "POST",
+                self._conf.base_url + path,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if isinstance(reply, Result):
+                return reply
+            if reply.status == 401 and attempt == 0:
+                # 401 means the request was refused before it acted: renew the token, resend once.
+                self._token_expires = 0.0
+                token = await self._get_token()
+                if isinstance(token, Result):
+                    return token
+                continue
+            return reply if 200 <= reply.status < 300 else _answer(reply)
+        return Result(Answer.FAILED, detail="unauthorized twice")  # pragma: no cover
+
+    async def _get_token(self) -> str | Result:
+        now = self._clock()
+        if self._token and now < self._token_expires:
+            return self._token
+        self.requests += 1
+        auth = aiohttp.BasicAuth(self._conf.client_id, self._conf.client_secret)
+        reply = await request(
+            self._http(),
+            "POST",
+            self._conf.login_url + "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=auth,
+        )
+        if isinstance(reply, Result):
+            # The token request failed, so the call itself was certainly never sent.
+            return Result(Answer.UNSENT, detail=f"token: {reply.detail}")
+        if reply.status != 200:
+            result = _answer(reply)
+            answer = (
+                Answer.FAILED
+                if result.answer == Answer.FAILED
+                else (
+                    Answer.RATE_LIMITED if result.answer == Answer.RATE_LIMITED else Answer.UNSENT
+                )
+            )
+            return Result(answer, retry_after=result.retry_after, detail=f"token: {result.detail}")
+        token = reply.body.get("access_token") if isinstance(reply.body, dict) else None
+        expires = reply.body.get("expires_in") if isinstance(reply.body, dict) else None
+        if not isinstance(token, str) or not token or not isinstance(expires, int):
+            return Result(Answer.UNSENT, detail="token: response without access_token/expires_in")
+        self._token = token
+        self._token_expires = now + max(0.0, expires - _TOKEN_MARGIN)
+        return token
+
+
+def _answer(reply: Reply) -> Result:
+    answer = classify(reply.status, sent=True)
+    if answer == Answer.DONE:
+        return Result(answer)
+    message = reply.body.get("message") if isinstance(reply.body, dict) else reply.body
+    return Result(
+        answer,
+        retry_after=reply.headers.get("Retry-After"),
+        detail=f"HTTP {reply.status}: {str(message)[:200]}",
+    )

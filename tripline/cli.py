@@ -1,0 +1,239 @@
+"""The `tripline` command: run, emulate, simulate, check-config, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pykka.debug
+from aiohttp import web
+
+from conf import schema
+
+log = logging.getLogger("tripline")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = argparse.ArgumentParser(prog="tripline", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("TRIPLINE_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the service")
+    run.add_argument("--config", type=Path, help="TOML file overriding conf/default.toml")
+    emulate = sub.add_parser("emulate", help="a local Genesys Cloud + CRM")
+    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--port", type=int, default=8090)
+    sim = sub.add_parser("simulate", help="publish a simulated sensor fleet's alerts")
+    _simulate_args(sim)
+    check = sub.add_parser("check-config", help="validate a config file; print every problem")
+    check.add_argument("file", type=Path)
+    demo = sub.add_parser("demo", help="emulator + service + a short simulated fleet")
+    demo.add_argument("--count", type=int, default=120)
+    demo.add_argument("--exit", action="store_true", help="exit after the summary")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    handlers = {
+        "run": _run,
+        "emulate": _emulate,
+        "simulate": _simulate,
+        "check-config": _check_config,
+        "demo": _demo,
+    }
+    result: int = handlers[args.command](args)
+    return result
+
+
+def _simulate_args(sim: argparse.ArgumentParser) -> None:
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=1883)
+    sim.add_argument("--sensors", type=int, default=20)
+    sim.add_argument("--customers", default="demo", help="'demo' or a number of customers")
+    sim.add_argument("--rate", type=float, default=20.0, help="alerts per second")
+    sim.add_argument("--count", type=int, default=100)
+    sim.add_argument("--duplicates", type=float, default=0.1)
+    sim.add_argument("--invalid", type=float, default=0.05)
+    sim.add_argument("--seed", type=int)
+
+
+def _load(path: Path | None) -> schema.Config | None:
+    try:
+        return schema.load(path)
+    except schema.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
+        return 1
+    print(orjson.dumps(schema.masked(config), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+async def serve_http(service: Any, stop: asyncio.Event) -> None:  # noqa: ANN401
+    """Serve the service's HTTP API until `stop` is set."""
+    from tripline.http_api import build_app  # noqa: PLC0415 - keeps check-config light
+
+    runner = web.AppRunner(build_app(service), access_log=None)
+    await runner.setup()
+    conf = service.config.http
+    site = web.TCPSite(runner, conf.host, conf.port)
+    await site.start()
+    log.info("HTTP on http://%s:%d", conf.host, conf.port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from supervisor import Service  # noqa: PLC0415
+
+    service = Service(config)
+    try:
+        service.start()
+    except Exception:
+        log.exception("start failed")
+        service.stop()
+        return 1
+    try:
+        asyncio.run(_serve_until_signal(service))
+    finally:
+        service.stop()
+    return 0
+
+
+async def _serve_until_signal(service: Any) -> None:  # noqa: ANN401
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # SIGUSR1 dumps every thread's stack: the deadlock hunt pykka documents.
+    signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
+    await serve_http(service, stop)
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    from tripline.emulator import build_app  # noqa: PLC0415
+
+    web.run_app(
+        build_app(),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=lambda _: log.info("emulator on http://%s:%d", args.host, args.port),
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from tripline.simulate import FleetSpec, simulate  # noqa: PLC0415
+
+    spec = FleetSpec(
+        sensors=args.sensors,
+        customers=args.customers,
+        rate=args.rate,
+        count=args.count,
+        duplicates=args.duplicates,
+        invalid=args.invalid,
+    )
+    sent = simulate(spec, host=args.host, port=args.port, seed=args.seed)
+    print(orjson.dumps(dict(sent)).decode())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from supervisor import Service  # noqa: PLC0415
+    from tripline.emulator import CLIENT_SECRET  # noqa: PLC0415
+    from tripline.emulator import build_app as emulator_app  # noqa: PLC0415
+    from tripline.simulate import FleetSpec, simulate  # noqa: PLC0415
+
+    os.environ.setdefault("TRIPLINE__GENESYS__CLIENT_SECRET", CLIENT_SECRET)
+    os.environ.setdefault("TRIPLINE__HTTP__CONTEXT_TOKEN", "demo-token")
+    config = _load(Path(str(resources.files("conf").joinpath("demo.toml"))))
+    if config is None:
+        return 1
+    threading.Thread(target=_serve_emulator, args=(emulator_app(),), daemon=True).start()
+    service = Service(config)
+    service.start()
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    server = threading.Thread(
+        target=loop.run_until_complete, args=(serve_http(service, stop),), daemon=True
+    )
+    server.start()
+    try:
+        print(f"demo: publishing {args.count} alerts from 20 sensors ...")
+        simulate(FleetSpec(count=args.count, rate=40.0), port=config.mqtt.port)
+        _wait_settled(service, timeout=30)
+        _print_summary(service)
+        if not args.exit:
+            print(
+                "service still running: http://127.0.0.1:8080/status  "
+                "emulator: http://127.0.0.1:8090/_emulator/requests  (Ctrl-C to stop)"
+            )
+            done = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: done.set())
+            while not done.wait(0.5):
+                pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        server.join(timeout=5)
+        service.stop()
+    return 0
+
+
+def _serve_emulator(app: web.Application) -> None:
+    web.run_app(app, host="127.0.0.1", port=8090, access_log=None, print=None, handle_signals=False)
+
+
+def _wait_settled(service: Any, timeout: float) -> None:  # noqa: ANN401
+    """Wait until every accepted alert has an outcome and the dialer is idle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = service.stats
+        decided = sum(stats.total(o) for o in ("called", "suppressed", "deferred"))
+        accepted = stats.total("accepted") + stats.snapshot().get("suppressed", {}).get(
+            "duplicate", 0
+        )
+        status = service.status()
+        if (
+            decided >= accepted
+            and status.get("inFlight", 0) == 0
+            and not any(status.get("queueDepth", {}).values())
+        ):
+            return
+        time.sleep(0.5)
+
+
+def _print_summary(service: Any) -> None:  # noqa: ANN401
+    counters = service.stats.snapshot()
+    print("\noutcome      reason                    count")
+    for outcome in ("called", "suppressed", "deferred", "rejected"):
+        for reason, n in sorted(counters.get(outcome, {}).items()):
+            print(f"{outcome:<12} {reason:<25} {n:>5}")
+    print(
+        f"(accepted {service.stats.total('accepted')}; records at "
+        "GET http://127.0.0.1:8080/v1/alerts/<idempotencyKey>)\n"
+    )

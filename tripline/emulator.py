@@ -1,0 +1,506 @@
+"""`tripline emulate`: a local Genesys Cloud + CRM with the real paths, fields, OAuth and 429s."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import re
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+CLIENT_ID, CLIENT_SECRET = "tripline-demo", "demo-secret"
+TOKEN_SECONDS = 86400
+ATTRIBUTE_MAX = 255
+
+# Zones three to five hours apart: whenever the demo runs, some customers are inside 08-20 local.
+_ZONES = (
+    "Pacific/Auckland",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Europe/Berlin",
+    "Europe/London",
+    "America/Sao_Paulo",
+    "America/New_York",
+    "America/Los_Angeles",
+)
+_PHONES = (
+    "+6493091234",
+    "+81312345678",
+    "+919876543210",
+    "+493012345678",
+    "+442079460123",
+    "+5511912345678",
+    "+12125550199",
+    "+14155550100",
+)
+_SYNTHETIC = re.compile(r"^CUST-(\d{1,9})$")
+
+
+def demo_customers() -> dict[str, dict[str, Any]]:
+    """The shipped customers: eight callable ones around the globe, and four that are not."""
+    out = {}
+    for n, (zone, phone) in enumerate(zip(_ZONES, _PHONES, strict=True), 1):
+        cid = f"CUST-DEMO-{n}"
+        out[cid] = {
+            "id": cid,
+            "name": f"Demo Site {n}",
+            "phone": phone,
+            "timezone": zone,
+            "doNotDisturb": False,
+            "doNotCall": False,
+        }
+    out["CUST-DNC"] = {
+        "id": "CUST-DNC",
+        "name": "Do Not Call Ltd",
+        "phone": "+12015550123",
+        "timezone": "America/New_York",
+        "doNotDisturb": False,
+        "doNotCall": True,
+    }
+    out["CUST-DND"] = {
+        "id": "CUST-DND",
+        "name": "Quiet Hours Inc",
+        "phone": "+12015550199",
+        "timezone": "America/New_York",
+        "doNotDisturb": True,
+        "doNotCall": False,
+    }
+    out["CUST-NOPHONE"] = {
+        "id": "CUST-NOPHONE",
+        "name": "No Phone Co",
+        "phone": "",
+        "timezone": "Europe/London",
+        "doNotDisturb": False,
+        "doNotCall": False,
+    }
+    out["CUST-BADPHONE"] = {
+        "id": "CUST-BADPHONE",
+        "name": "Bad Phone Co",
+        "phone": "+15551234567",
+        "timezone": "America/Chicago",
+        "doNotDisturb": False,
+        "doNotCall": False,
+    }
+    return out
+
+
+def synthetic_customer(customer_id: str) -> dict[str, Any] | None:
+    """Customers CUST-<n> of a simulated fleet: phone and zone derived from n."""
+    match = _SYNTHETIC.match(customer_id)
+    if match is None:
+        return None
+    n = int(match.group(1))
+    return {
+        "id": customer_id,
+        "name": f"Fleet Customer {n}",
+        "phone": _PHONES[n % len(_PHONES)],
+        "timezone": _ZONES[n % len(_ZONES)],
+        "doNotDisturb": False,
+        "doNotCall": False,
+    }
+
+
+@dataclass
+class Settings:
+    """Knobs a test or the demo turns at run time (PUT /_emulator/settings)."""
+
+    rate_limit_per_minute: int = 300
+    """Genesys' default per OAuth client; 0 disables the limit."""
+    retry_after_seconds: int = 0
+    """Retry-After sent with a 429 (0: the time until the window frees a slot)."""
+    latency_ms: int = 0
+    """Delay before every contact-center answer."""
+    failure_status: int = 0
+    """Answer every contact-center request with this status (0: off)."""
+    failure_rate: float = 0.0
+    """Fraction of contact-center requests answered with failure_status (or 503)."""
+    hang_after_receiving: bool = False
+    """Accept the callback, then never answer (the ambiguous case)."""
+    occupancy: float = 0.5
+    """Agent occupancy reported by the queue observations (0-1)."""
+    waiting: int = 0
+    """Voice interactions waiting in queue."""
+    agents_on_queue: int = 10
+    """Agents on queue."""
+    crm_latency_ms: int = 0
+    """Delay before every CRM answer."""
+    crm_down: bool = False
+    """Answer every CRM request with 503."""
+
+
+class Emulator:
+    """The state behind the app: customers, recorded requests, settings, rate window."""
+
+    def __init__(self) -> None:
+        """Start with the demo customers and default settings."""
+        self.customers = demo_customers()
+        self.requests: list[dict[str, Any]] = []
+        self.settings = Settings()
+        self.tokens: set[str] = set()
+        self._window: deque[float] = deque()
+
+    def rate_limited(self, now: float) -> float:
+        """Seconds until a slot frees in the one-minute window, or 0 when this request fits."""
+        limit = self.settings.rate_limit_per_minute
+        while self._window and now - self._window[0] >= 60:
+            self._window.popleft()
+        if limit and len(self._window) >= limit:
+            return 60 - (now - self._window[0])
+        self._window.append(now)
+        return 0.0
+
+
+EMULATOR: web.AppKey[Emulator] = web.AppKey("emulator")
+
+
+def _error(status: int, message: str, code: str) -> web.Response:
+    """The Genesys error body."""
+    body = {
+        "message": message,
+        "code": code,
+        "status": status,
+        "contextId": str(uuid.uuid4()),
+        "details": [],
+        "errors": [],
+    }
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+@web.middleware
+async def _record(request: web.Request, handler: Any) -> web.StreamResponse:  # noqa: ANN401
+    emulator = request.app[EMULATOR]
+    if request.path.startswith("/_emulator"):
+        response: web.StreamResponse = await handler(request)
+        return response
+    raw = await request.read()
+    if request.content_type == "application/x-www-form-urlencoded":
+        body: Any = dict(await request.post())
+    else:
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+    entry = {
+        "method": request.method,
+        "path": request.path,
+        "query": dict(request.query),
+        "body": body,
+        "at": time.time(),
+        "status": 0,
+    }
+    emulator.requests.append(entry)
+    response = await handler(request)
+    entry["status"] = response.status
+    return response
+
+
+async def token(request: web.Request) -> web.Response:
+    """POST /oauth/token: client credentials with HTTP Basic."""
+    emulator = request.app[EMULATOR]
+    if (wait := emulator.rate_limited(time.time())) > 0:
+        return _too_many(emulator, wait)
+    expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    form = await request.post()
+    if request.headers.get("Authorization") != expected:
+        return _error(401, "invalid client credentials", "bad.credentials")
+    if form.get("grant_type") != "client_credentials":
+        return _error(400, "grant_type must be client_credentials", "bad.request")
+    access = uuid.uuid4().hex
+    emulator.tokens.add(access)
+    return web.json_response(
+        {"access_token": access, "token_type": "bearer", "expires_in": TOKEN_SECONDS}
+    )
+
+
+def _too_many(emulator: Emulator, wait: float) -> web.Response:
+    seconds = emulator.settings.retry_after_seconds or max(1, int(wait + 0.999))
+    response = _error(
+        429,
+        f"Rate limit exceeded the maximum. Retry the request in [{seconds}] seconds",
+        "too.many.requests.retry.after",
+    )
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+async def _gate(request: web.Request) -> web.Response | None:
+    """What every /api/v2 request goes through: auth, rate limit, latency, failures."""
+    emulator = request.app[EMULATOR]
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or auth[7:] not in emulator.tokens:
+        return _error(401, "authentication required", "authentication.required")
+    if (wait := emulator.rate_limited(time.time())) > 0:
+        return _too_many(emulator, wait)
+    s = emulator.settings
+    if s.latency_ms:
+        await asyncio.sleep(s.latency_ms / 1000)
+    if s.failure_status and (s.failure_rate == 0 or random.random() < s.failure_rate):
+        return _error(s.failure_status, "emulated failure", "internal.server.error")
+    if s.failure_rate and not s.failure_status and random.random() < s.failure_rate:
+        return _error(503, "emulated outage", "service.unavailable")
+    return None
+
+
+async def _json_body(request: web.Request) -> Any | web.Response:  # noqa: ANN401
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _error(400, "body is not valid JSON", "bad.request")
+
+
+async def callbacks(request: web.Request) -> web.Response:
+    """POST /api/v2/conversations/callbacks (CreateCallbackCommand)."""
+    if (gate := await _gate(request)) is not None:
+        return gate
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    problem = _check_callback(body)
+    if problem:
+        return _error(400, problem, "bad.request")
+    if request.app[EMULATOR].settings.hang_after_receiving:
+        await asyncio.sleep(3600)  # the callback "exists"; the answer never comes
+    cid = str(uuid.uuid4())
+    return web.json_response(
+        {
+            "conversation": {"id": cid, "selfUri": f"/api/v2/conversations/{cid}"},
+            "callbackIdentifiers": [{"type": "EXTERNAL", "id": str(uuid.uuid4())}],
+        }
+    )
+
+
+def _check_callback(body: Any) -> str:  # noqa: ANN401, PLR0911
+    if not isinstance(body, dict):
+        return "body must be an object"
+    numbers = body.get("callbackNumbers")
+    if (
+        not isinstance(numbers, list)
+        or not numbers
+        or not all(isinstance(n, str) and n for n in numbers)
+    ):
+        return "callbackNumbers is required: a non-empty list of strings"
+    routing = body.get("routingData") or {}
+    if not isinstance(routing, dict):
+        return "routingData must be an object"
+    if not (body.get("queueId") or routing.get("queueId")):
+        return "queueId or routingData.queueId is required"
+    if "priority" in routing and not isinstance(routing["priority"], int):
+        return "routingData.priority must be an integer"
+    data = body.get("data", {})
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        return "data must map strings to strings"
+    for key, value in data.items():
+        if len(value) > ATTRIBUTE_MAX:
+            return f"data.{key} exceeds {ATTRIBUTE_MAX} characters"
+    return ""
+
+
+async def workitems(request: web.Request) -> web.Response:
+    """POST /api/v2/taskmanagement/workitems (WorkitemCreate field rules)."""
+    if (gate := await _gate(request)) is not None:
+        return gate
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    problem = _check_workitem(body)
+    if problem:
+        return _error(400, problem, "bad.request")
+    return web.json_response(
+        {"id": str(uuid.uuid4()), **body, "dateCreated": datetime.now().astimezone().isoformat()}
+    )
+
+
+def _check_workitem(body: Any) -> str:  # noqa: ANN401
+    if not isinstance(body, dict):
+        return "body must be an object"
+    return _check_workitem_fields(body) or _check_workitem_dates(body)
+
+
+def _check_workitem_fields(body: dict[str, Any]) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not 3 <= len(name) <= 256:
+        return "name is required: 3 to 256 characters"
+    if not isinstance(body.get("typeId"), str) or not body["typeId"]:
+        return "typeId is required"
+    description = body.get("description", "")
+    if not isinstance(description, str) or len(description) > 512:
+        return "description must be at most 512 characters"
+    priority = body.get("priority", 0)
+    if not isinstance(priority, int) or not -25_000_000 <= priority <= 25_000_000:
+        return "priority must be an integer within +-25,000,000"
+    return ""
+
+
+def _check_workitem_dates(body: dict[str, Any]) -> str:
+    for name_ in ("dateDue", "dateExpires"):
+        if name_ in body:
+            try:
+                due = datetime.fromisoformat(body[name_])
+            except (TypeError, ValueError):
+                return f"{name_} must be ISO-8601"
+            if due.tzinfo is None:
+                return f"{name_} must carry a zone"
+            if due - datetime.now().astimezone() > timedelta(days=365):
+                return f"{name_} must be within 365 days"
+    return ""
+
+
+async def contacts(request: web.Request) -> web.Response:
+    """POST /api/v2/outbound/contactlists/{contactListId}/contacts."""
+    if (gate := await _gate(request)) is not None:
+        return gate
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    list_id = request.match_info["contactListId"]
+    if not isinstance(body, list) or not body:
+        return _error(400, "body must be a non-empty list of contacts", "bad.request")
+    out = []
+    for contact in body:
+        if not isinstance(contact, dict) or not isinstance(contact.get("data"), dict):
+            return _error(400, "every contact needs a data object", "bad.request")
+        out.append(
+            {
+                "id": contact.get("id") or uuid.uuid4().hex,
+                "contactListId": list_id,
+                "data": contact["data"],
+                "callable": contact.get("callable", True),
+            }
+        )
+    return web.json_response(out)
+
+
+async def observations(request: web.Request) -> web.Response:
+    """POST /api/v2/analytics/queues/observations/query: occupancy from the settings."""
+    if (gate := await _gate(request)) is not None:
+        return gate
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    if not isinstance(body, dict) or not isinstance(body.get("filter"), dict):
+        return _error(400, "filter is required", "bad.request")
+    if not isinstance(body.get("metrics"), list) or not body["metrics"]:
+        return _error(400, "metrics is required", "bad.request")
+    s = request.app[EMULATOR].settings
+    queues = [
+        p.get("value")
+        for p in body["filter"].get("predicates", [])
+        if isinstance(p, dict) and p.get("dimension") == "queueId"
+    ]
+    interacting = round(s.agents_on_queue * s.occupancy)
+    results = []
+    for queue in queues:
+        results.append(
+            {
+                "group": {"queueId": queue},
+                "data": [
+                    {
+                        "metric": "oOnQueueUsers",
+                        "qualifier": "IDLE",
+                        "stats": {"count": s.agents_on_queue - interacting},
+                    },
+                    {
+                        "metric": "oOnQueueUsers",
+                        "qualifier": "INTERACTING",
+                        "stats": {"count": interacting},
+                    },
+                ],
+            }
+        )
+        results.append(
+            {
+                "group": {"queueId": queue, "mediaType": "voice"},
+                "data": [
+                    {"metric": "oWaiting", "stats": {"count": s.waiting}},
+                    {"metric": "oInteracting", "stats": {"count": interacting}},
+                ],
+            }
+        )
+    return web.json_response({"systemToOrganizationMappings": {}, "results": results})
+
+
+async def crm_customer(request: web.Request) -> web.Response:
+    """GET /api/v1/customers/{id}: the CRM."""
+    emulator = request.app[EMULATOR]
+    if emulator.settings.crm_latency_ms:
+        await asyncio.sleep(emulator.settings.crm_latency_ms / 1000)
+    if emulator.settings.crm_down:
+        return _error(503, "CRM unavailable", "service.unavailable")
+    cid = request.match_info["id"]
+    customer = emulator.customers.get(cid) or synthetic_customer(cid)
+    if customer is None:
+        return _error(404, f"customer {cid} not found", "not.found")
+    return web.json_response(customer)
+
+
+async def put_customer(request: web.Request) -> web.Response:
+    """PUT /_emulator/customers/{id}: add or replace a CRM customer."""
+    body = await _json_body(request)
+    if isinstance(body, web.Response) or not isinstance(body, dict):
+        return _error(400, "customer must be a JSON object", "bad.request")
+    cid = request.match_info["id"]
+    request.app[EMULATOR].customers[cid] = {**body, "id": cid}
+    return web.json_response(request.app[EMULATOR].customers[cid])
+
+
+async def get_requests(request: web.Request) -> web.Response:
+    """GET /_emulator/requests: every request received ({method, path, query, body, status})."""
+    return web.Response(
+        body=orjson.dumps(request.app[EMULATOR].requests), content_type="application/json"
+    )
+
+
+async def delete_requests(request: web.Request) -> web.Response:
+    """DELETE /_emulator/requests: forget them."""
+    request.app[EMULATOR].requests.clear()
+    return web.json_response({"cleared": True})
+
+
+async def put_settings(request: web.Request) -> web.Response:
+    """PUT /_emulator/settings: change knobs; unknown names are refused."""
+    body = await _json_body(request)
+    if isinstance(body, web.Response) or not isinstance(body, dict):
+        return _error(400, "settings must be a JSON object", "bad.request")
+    emulator = request.app[EMULATOR]
+    current = asdict(emulator.settings)
+    unknown = set(body) - set(current)
+    if unknown:
+        return _error(400, f"unknown settings: {', '.join(sorted(unknown))}", "bad.request")
+    for name, value in body.items():
+        if type(value) is not type(current[name]) and not (
+            isinstance(current[name], float) and isinstance(value, int)
+        ):
+            return _error(400, f"{name} must be {type(current[name]).__name__}", "bad.request")
+    emulator.settings = Settings(**{**current, **body})
+    return web.json_response(asdict(emulator.settings))
+
+
+def build_app(emulator: Emulator | None = None) -> web.Application:
+    """The emulator's aiohttp application."""
+    app = web.Application(middlewares=[_record])
+    app[EMULATOR] = emulator or Emulator()
+    app.add_routes(
+        [
+            web.post("/oauth/token", token),
+            web.post("/api/v2/conversations/callbacks", callbacks),
+            web.post("/api/v2/taskmanagement/workitems", workitems),
+            web.post("/api/v2/outbound/contactlists/{contactListId}/contacts", contacts),
+            web.post("/api/v2/analytics/queues/observations/query", observations),
+            web.get("/api/v1/customers/{id}", crm_customer),
+            web.put("/_emulator/customers/{id}", put_customer),
+            web.get("/_emulator/requests", get_requests),
+            web.delete("/_emulator/requests", delete_requests),
+            web.put("/_emulator/settings", put_settings),
+        ]
+    )
+    return app

@@ -1,0 +1,205 @@
+"""The supervisor's HTTP face: the webhook, records, context, health, status and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import redis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from messages import Outcome, Reason
+from pipeline.validate import Problem, Rejected
+from tripline.accept import Accepted, Duplicate
+from tripline.store import decode_record
+
+if TYPE_CHECKING:
+    from supervisor import Service
+
+SERVICE: web.AppKey[Service] = web.AppKey("service")
+_RETRY_AFTER = "5"
+
+
+def build_app(service: Service) -> web.Application:
+    """The aiohttp application serving every HTTP contract of DESIGN.md."""
+    app = web.Application(client_max_size=service.config.http.max_body_bytes + 1024)
+    app[SERVICE] = service
+    app.add_routes(
+        [
+            web.post("/v1/alerts", post_alert),
+            web.get("/v1/alerts/{key}", get_alert),
+            web.get("/v1/context/{ref}", get_context),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/status", status),
+            web.get("/metrics", metrics),
+        ]
+    )
+    return app
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:  # noqa: ANN401
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def _problem(
+    status: int, error: str, problems: list[dict[str, str]], headers: dict[str, str] | None = None
+) -> web.Response:
+    return _json({"error": error, "problems": problems}, status, headers)
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    """POST /v1/alerts: 202 accepted, 200 duplicate, 400/401/413, 503 when Redis is down."""
+    service = request.app[SERVICE]
+    conf = service.config.http
+    if conf.webhook_token and not _authorized(request, conf.webhook_token):
+        service.stats.count(Outcome.REJECTED, Reason.UNAUTHORIZED)
+        return _problem(
+            401,
+            "unauthorized",
+            [
+                {
+                    "field": "Authorization",
+                    "reason": Reason.UNAUTHORIZED.value,
+                    "message": "missing or wrong bearer token",
+                }
+            ],
+        )
+    body = await request.content.read(conf.max_body_bytes + 1)
+    if len(body) > conf.max_body_bytes:
+        service.stats.count(Outcome.REJECTED, Reason.TOO_LARGE)
+        return _problem(
+            413,
+            "too_large",
+            [Problem("", Reason.TOO_LARGE, f"body exceeds {conf.max_body_bytes} bytes").as_json()],
+        )
+    try:
+        (verdict,) = await asyncio.to_thread(service.acceptor.accept, [(body, False)])
+    except redis.RedisError:
+        return _problem(
+            503,
+            "unavailable",
+            [{"field": "", "reason": "unavailable", "message": "cannot record alerts right now"}],
+            {"Retry-After": _RETRY_AFTER},
+        )
+    if isinstance(verdict, Rejected):
+        return _problem(400, "invalid_alert", [p.as_json() for p in verdict.problems])
+    if isinstance(verdict, Duplicate):
+        return _json(
+            {
+                "idempotencyKey": verdict.idempotency_key,
+                "status": "duplicate",
+                "links": {"record": f"/v1/alerts/{verdict.idempotency_key}"},
+            }
+        )
+    assert isinstance(verdict, Accepted)  # noqa: S101 - the three verdicts are exhaustive
+    try:
+        await asyncio.to_thread(service.route, [verdict.alert])
+    except Exception:  # recorded already: the record stays 'accepted' and is resumed later
+        service.stats.count("route_failed")
+    key = verdict.alert.idempotency_key
+    return _json(
+        {
+            "idempotencyKey": key,
+            "status": "accepted",
+            "referenceId": verdict.alert.reference_id,
+            "links": {"record": f"/v1/alerts/{key}"},
+        },
+        202,
+    )
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    """GET /v1/alerts/{key}: the record with its history, or 404."""
+    service = request.app[SERVICE]
+    key = request.match_info["key"]
+
+    def read() -> tuple[dict[bytes, bytes], list[bytes]]:
+        pipe = service.redis.pipeline(transaction=False)
+        pipe.hgetall(service.keys.record(key))
+        pipe.lrange(service.keys.history(key), 0, -1)
+        raw, history = pipe.execute()
+        return raw, history
+
+    try:
+        raw, history = await asyncio.to_thread(read)
+    except redis.RedisError:
+        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
+    if not raw:
+        return _problem(
+            404,
+            "not_found",
+            [{"field": "idempotencyKey", "reason": "unknown", "message": f"no record for {key!r}"}],
+        )
+    return _json(decode_record(raw, history))
+
+
+async def get_context(request: web.Request) -> web.Response:
+    """GET /v1/context/{ref}: the stored alert and full telemetry (bearer token)."""
+    service = request.app[SERVICE]
+    token = service.config.http.context_token
+    if not token or not _authorized(request, token):
+        return _problem(
+            401,
+            "unauthorized",
+            [
+                {
+                    "field": "Authorization",
+                    "reason": Reason.UNAUTHORIZED.value,
+                    "message": "missing or wrong bearer token"
+                    if token
+                    else "context endpoint is closed: set TRIPLINE__HTTP__CONTEXT_TOKEN",
+                }
+            ],
+        )
+    ref = request.match_info["ref"]
+    try:
+        blob = await asyncio.to_thread(service.redis.get, service.keys.context(ref))
+    except redis.RedisError:
+        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
+    if blob is None:
+        return _problem(
+            404,
+            "not_found",
+            [{"field": "referenceId", "reason": "unknown", "message": f"no context for {ref!r}"}],
+        )
+    return _json({"referenceId": ref, "alert": orjson.loads(blob)})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: alive, and no actor beyond its restart budget."""
+    healthy = request.app[SERVICE].healthy
+    return _json({"alive": True, "healthy": healthy}, 200 if healthy else 503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """GET /readyz: Redis answers and the broker connection is up."""
+    service = request.app[SERVICE]
+    try:
+        redis_ok = bool(await asyncio.to_thread(service.redis.ping))
+    except redis.RedisError:
+        redis_ok = False
+    broker_ok = await asyncio.to_thread(service.broker_connected)
+    ready = redis_ok and broker_ok
+    return _json({"ready": ready, "redis": redis_ok, "broker": broker_ok}, 200 if ready else 503)
+
+
+async def status(request: web.Request) -> web.Response:
+    """GET /status: actors, counters by outcome and reason, queue depth, rate budget."""
+    return _json(await asyncio.to_thread(request.app[SERVICE].status))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics in the Prometheus text format."""
+    body = generate_latest(request.app[SERVICE].stats.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

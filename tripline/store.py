@@ -1,0 +1,214 @@
+"""Redis keys and the atomic scripts behind every safety decision (claims, records, cooldown).
+
+Every key is hash-tagged so each script touches one Redis Cluster slot: keys of one alert carry
+`{a:<idempotencyKey>}` (the record *is* the idempotency claim, and GET /v1/alerts/{key} must find
+it from the key alone), keys shared by a customer's sensors carry `{c:<customerId>}`, and the
+context carries `{r:<referenceId>}`. Every key has a TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from messages import Alert, Outcome, Priority, Reason, State
+
+# The record is created only if absent: that one atomic step is the idempotency claim.
+ACCEPT_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Moves a record along; refuses once an outcome is set (exactly one terminal outcome), and when
+# ARGV[1] lists the states it may leave, refuses from any other (e.g. only one 'dialing').
+TRANSITION_LUA = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then return 0 end
+if ARGV[1] ~= '' then
+  local ok = false
+  for s in string.gmatch(ARGV[1], '[^,]+') do if s == state then ok = true end end
+  if not ok then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return 1
+"""
+
+# Claims the sensor's cooldown window for one episode. Re-entrant for the same owner, so a
+# replayed alert (restart, retained message) of the episode that holds the window may proceed.
+COOLDOWN_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1, tonumber(ARGV[2])}
+end
+if cur == ARGV[1] then return {1, redis.call('PTTL', KEYS[1])} end
+return {0, redis.call('PTTL', KEYS[1])}
+"""
+
+# Adds facts to a record without changing its state (e.g. the task id after the outcome).
+ANNOTATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
+TERMINAL = {o.value for o in Outcome}
+FROM_PENDING = f"{State.ACCEPTED},{State.QUEUED}"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Builds every key tripline writes, under one prefix."""
+
+    prefix: str
+
+    def record(self, key: str) -> str:
+        """The alert's record (a hash); its existence is the idempotency claim."""
+        return f"{self.prefix}:{{a:{key}}}:rec"
+
+    def history(self, key: str) -> str:
+        """The alert's timestamped history (a list of JSON entries)."""
+        return f"{self.prefix}:{{a:{key}}}:hist"
+
+    def context(self, reference_id: str) -> str:
+        """The stored alert and full telemetry, served to the agent desktop."""
+        return f"{self.prefix}:{{r:{reference_id}}}:ctx"
+
+    def cooldown(self, customer_id: str, sensor_id: str) -> str:
+        """The sensor's cooldown window."""
+        return f"{self.prefix}:{{c:{customer_id}}}:cool:{sensor_id}"
+
+    def snapshot(self, customer_id: str, sensor_id: str) -> str:
+        """The sensor entity's snapshot."""
+        return f"{self.prefix}:{{c:{customer_id}}}:snap:{sensor_id}"
+
+    def customer(self, customer_id: str) -> str:
+        """The cached customer profile."""
+        return f"{self.prefix}:{{c:{customer_id}}}:profile"
+
+
+def iso(epoch: float) -> str:
+    """UTC ISO-8601 with milliseconds, as records show times."""
+    ms = round(epoch * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def history_entry(state: str, now: float, reason: Reason = Reason.NONE, **extra: Any) -> bytes:  # noqa: ANN401
+    """One timestamped history entry."""
+    entry: dict[str, Any] = {"at": iso(now), "state": state}
+    if reason:
+        entry["reason"] = reason.value
+    entry.update({k: v for k, v in extra.items() if v not in (None, "")})
+    return orjson.dumps(entry)
+
+
+def accept_args(keys: Keys, alert: Alert, ttl: int) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of ACCEPT_LUA for one alert."""
+    fields = {
+        "idempotencyKey": alert.idempotency_key,
+        "sensorId": alert.sensor_id,
+        "customerId": alert.customer_id,
+        "alertType": alert.alert_type,
+        "status": "firing" if alert.firing else "resolved",
+        "severity": alert.severity,
+        "priority": alert.priority.label,
+        "referenceId": alert.reference_id,
+        "telemetryHash": alert.telemetry_hash,
+        "timestamp": iso(alert.timestamp),
+        "acceptedAt": iso(alert.accepted_at),
+        "state": State.ACCEPTED.value,
+        "alert": orjson.dumps(alert_to_dict(alert)),
+    }
+    args: list[Any] = [ttl, history_entry(State.ACCEPTED, alert.accepted_at)]
+    for name, value in fields.items():
+        args += [name, value]
+    return [keys.record(alert.idempotency_key), keys.history(alert.idempotency_key)], args
+
+
+def transition_args(
+    keys: Keys,
+    key: str,
+    *,
+    state: str,
+    now: float,
+    reason: Reason = Reason.NONE,
+    allowed_from: str = "",
+    **fields: Any,  # noqa: ANN401
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of TRANSITION_LUA; a terminal `state` also sets outcome and reason."""
+    detail = {k: v for k, v in fields.items() if k in ("callId", "taskId", "detail", "groupedInto")}
+    values: dict[str, Any] = {"state": state, "updatedAt": iso(now), **fields}
+    if state in TERMINAL:
+        values["outcome"] = state
+        values["reason"] = reason.value
+        values["decidedAt"] = iso(now)
+    args: list[Any] = [allowed_from, history_entry(state, now, reason, **detail)]
+    for name, value in values.items():
+        plain = isinstance(value, str | int | float | bytes)
+        args += [name, value if plain else orjson.dumps(value)]
+    return [keys.record(key), keys.history(key)], args
+
+
+def annotate_args(
+    keys: Keys,
+    key: str,
+    *,
+    now: float,
+    event: str,
+    **fields: Any,  # noqa: ANN401
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of ANNOTATE_LUA: set `fields`, log `event` in the history."""
+    args: list[Any] = [history_entry(event, now, **fields)]
+    for name, value in fields.items():
+        args += [name, value]
+    return [keys.record(key), keys.history(key)], args
+
+
+def alert_to_dict(alert: Alert) -> dict[str, Any]:
+    """The alert as stored in its record, enough to rebuild it after a restart."""
+    return {f: getattr(alert, f) for f in alert.__slots__}
+
+
+def alert_from_dict(data: dict[str, Any]) -> Alert:
+    """Rebuild an alert stored by alert_to_dict."""
+    return Alert(**{**data, "priority": Priority(data.get("priority", Priority.NORMAL))})
+
+
+def decode_record(raw: dict[bytes, bytes], history: list[bytes]) -> dict[str, Any]:
+    """Turn a record hash and its history into the JSON answer of GET /v1/alerts/{key}."""
+    rec = {k.decode(): v.decode() for k, v in raw.items()}
+    facts = rec.pop("facts", None)
+    rec.pop("alert", None)
+    out: dict[str, Any] = {
+        "idempotencyKey": rec.get("idempotencyKey"),
+        "sensorId": rec.get("sensorId"),
+        "customerId": rec.get("customerId"),
+        "alertType": rec.get("alertType"),
+        "status": rec.get("status"),
+        "priority": rec.get("priority"),
+        "referenceId": rec.get("referenceId"),
+        "telemetryHash": rec.get("telemetryHash"),
+        "timestamp": rec.get("timestamp"),
+        "acceptedAt": rec.get("acceptedAt"),
+        "state": rec.get("state"),
+        "outcome": rec.get("outcome"),
+        "reason": rec.get("reason") or None,
+        "callId": rec.get("callId"),
+        "taskId": rec.get("taskId"),
+        "groupedInto": rec.get("groupedInto"),
+        "detail": rec.get("detail"),
+        "history": [orjson.loads(h) for h in history],
+    }
+    if facts:
+        out["facts"] = orjson.loads(facts)
+    return {k: v for k, v in out.items() if v is not None}
