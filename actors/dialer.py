@@ -90,6 +90,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     async def _open(self) -> None:
         self._redis = aioredis.Redis.from_url(self._redis_url)
+        self._marks: dict[str, asyncio.Task[Any]] = {}  # loop-only: see _mark_queued
         self._transition = self._redis.register_script(TRANSITION_LUA)
         self._annotate = self._redis.register_script(ANNOTATE_LUA)
         self._backend = self._backend_factory()
@@ -211,6 +212,10 @@ class Dialer(Supervised, pykka.ThreadingActor):
     # --- on the loop -----------------------------------------------------------------------
 
     async def _mark_queued(self, work: Work) -> None:
+        # _run waits for this write, so a record never shows 'dialing' before 'queued'.
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - always inside a task
+        self._marks[work.alert.idempotency_key] = task
         if isinstance(work, DialIntent):
             await self._record(work.intent_id, state=State.QUEUED, allowed_from=State.ACCEPTED)
         else:
@@ -229,13 +234,26 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     async def _run(self, work: Work) -> None:
         outcome = DialFinished(intent_id=work.alert.idempotency_key, priority=work.alert.priority)
+        mark = self._marks.pop(work.alert.idempotency_key, None)
+        if mark is not None and mark is not asyncio.current_task():
+            await asyncio.wait([mark])
         try:
             if isinstance(work, DialIntent):
                 outcome = await self._dial(work)
             else:
                 outcome = await self._raise_task(work)
-        except Exception:
+        except Exception as exc:
             log.exception("dialer: %s failed", work.alert.idempotency_key)
+            if isinstance(work, DialIntent):
+                # We cannot know whether the request left: never resend, hand it to a person.
+                self.actor_ref.tell(
+                    TaskIntent(
+                        alert=work.alert,
+                        reason=Reason.DIAL_UNCERTAIN,
+                        due=self._clock(),
+                        detail=f"internal error while dialing: {exc!r}"[:200],
+                    )
+                )
         finally:
             self.actor_ref.tell(outcome)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from typing import Any
@@ -134,13 +135,13 @@ class GenesysBackend:
         if self._token and now < self._token_expires:
             return self._token
         self.requests += 1
-        auth = aiohttp.BasicAuth(self._conf.client_id, self._conf.client_secret)
+        basic = base64.b64encode(f"{self._conf.client_id}:{self._conf.client_secret}".encode())
         reply = await request(
             self._http(),
             "POST",
             self._conf.login_url + "/oauth/token",
             data={"grant_type": "client_credentials"},
-            auth=auth,
+            headers={"Authorization": f"Basic {basic.decode()}"},
         )
         if isinstance(reply, Result):
             # The token request failed, so the call itself was certainly never sent.

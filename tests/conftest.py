@@ -1,0 +1,290 @@
+"""Shared fixtures: the real Redis and Mosquitto on loopback, the emulator, a running service."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+import paho.mqtt.client as mqtt
+import pykka
+import pytest
+import redis
+from aiohttp import web
+from paho.mqtt.enums import CallbackAPIVersion
+
+from conf import schema
+from supervisor import Service
+from tripline.emulator import CLIENT_SECRET, Emulator
+from tripline.emulator import build_app as emulator_app
+from tripline.http_api import build_app as service_app
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+BROKER = ("127.0.0.1", 1883)
+
+
+@pytest.fixture(autouse=True)
+def _stop_all_actors() -> Iterator[None]:
+    """pykka's own conftest does this: no actor outlives its test."""
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:  # noqa: ANN401
+    """Poll `predicate` until it is truthy; fail the test with a clear message otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class AppThread:
+    """Runs an aiohttp application on its own loop thread, on a free loopback port."""
+
+    def __init__(self, app: web.Application, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        self._loop.run_until_complete(site.start())
+        ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+class EmulatorHandle:
+    """The emulator running for one test, with helpers to read and steer it."""
+
+    def __init__(self) -> None:
+        self.state = Emulator()
+        self.app = AppThread(emulator_app(self.state))
+        self.url = self.app.url
+
+    def requests(self, path: str | None = None) -> list[dict[str, Any]]:
+        found = list(self.state.requests)
+        return [r for r in found if path is None or r["path"] == path]
+
+    def callbacks(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests("/api/v2/conversations/callbacks") if r["status"] == 200]
+
+    def workitems(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests("/api/v2/taskmanagement/workitems") if r["status"] == 200]
+
+    def add_customer(self, customer_id: str, **fields: Any) -> dict[str, Any]:  # noqa: ANN401
+        doc = {"id": customer_id, "name": "Test Customer", "phone": "+14155550100",
+               "timezone": zone_in_window(), "doNotDisturb": False, "doNotCall": False, **fields}
+        self.state.customers[customer_id] = doc
+        return doc
+
+
+def zone_in_window(target_hour: int = 14) -> str:
+    """An Etc/GMT zone whose local hour is about `target_hour` right now (inside 08:00-20:00)."""
+    offset = target_hour - datetime.now(UTC).hour
+    offset = (offset + 12) % 24 - 12  # into -12 .. +11
+    # Etc/GMT signs are inverted (POSIX): Etc/GMT-3 is UTC+3.
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def zone_outside_window(target_hour: int = 3) -> str:
+    """An Etc/GMT zone where it is about 03:00 now."""
+    return zone_in_window(target_hour)
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorHandle]:
+    handle = EmulatorHandle()
+    yield handle
+    handle.app.stop()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis is not answering on 127.0.0.1:6379 (.ci/run starts one)")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    value = f"t{uuid.uuid4().hex[:10]}"
+    yield value
+    keys = list(redis_client.scan_iter(match=f"{value}:*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+class ServiceHandle:
+    """A tripline service configured for one test: own prefix, topics and client id."""
+
+    def __init__(self, *, prefix: str, emulator: EmulatorHandle, env: dict[str, str]) -> None:
+        self.prefix = prefix
+        self.topic_root = f"tt/{prefix}"
+        base = {
+            "TRIPLINE__REDIS__URL": REDIS_URL,
+            "TRIPLINE__REDIS__KEY_PREFIX": prefix,
+            "TRIPLINE__MQTT__CLIENT_ID": f"tripline-{prefix}",
+            "TRIPLINE__MQTT__TOPIC": f"{self.topic_root}/sensors/+/alerts",
+            "TRIPLINE__MQTT__REJECTED_TOPIC": f"{self.topic_root}/rejected",
+            "TRIPLINE__CRM__BASE_URL": emulator.url,
+            "TRIPLINE__GENESYS__BASE_URL": emulator.url,
+            "TRIPLINE__GENESYS__LOGIN_URL": emulator.url,
+            "TRIPLINE__GENESYS__CLIENT_SECRET": CLIENT_SECRET,
+            "TRIPLINE__HTTP__CONTEXT_TOKEN": "ctx-token",
+            "TRIPLINE__SENSOR__SNAPSHOT_INTERVAL_SECONDS": "0.2",
+            "TRIPLINE__DIALER__BACKOFF_BASE_SECONDS": "0.05",
+        }
+        self.config = schema.load(env={**base, **env})
+        self.service: Service | None = None
+        self.http: AppThread | None = None
+
+    def start(self) -> ServiceHandle:
+        self.service = Service(self.config)
+        self.service.start()
+        self.http = AppThread(service_app(self.service))
+        wait_for(self.service.broker_connected, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+
+    @property
+    def url(self) -> str:
+        assert self.http is not None
+        return self.http.url
+
+    def record(self, key: str) -> dict[str, Any] | None:
+        status, body = http("GET", f"{self.url}/v1/alerts/{key}")
+        return body if status == 200 else None
+
+    def outcome(self, key: str) -> str | None:
+        rec = self.record(key)
+        return rec.get("outcome") if rec else None
+
+    def publish(self, *payloads: bytes | dict[str, Any], sensor: str = "S-1") -> None:
+        publish(f"{self.topic_root}/sensors/{sensor}/alerts", *payloads)
+
+
+@pytest.fixture
+def make_service(prefix: str, emulator: EmulatorHandle) -> Iterator[Callable[..., ServiceHandle]]:
+    handles: list[ServiceHandle] = []
+
+    def make(**env: str) -> ServiceHandle:
+        handle = ServiceHandle(prefix=prefix, emulator=emulator, env=env)
+        handles.append(handle)
+        return handle
+
+    yield make
+    for handle in handles:
+        handle.stop()
+
+
+@pytest.fixture
+def service(make_service: Callable[..., ServiceHandle]) -> ServiceHandle:
+    return make_service().start()
+
+
+def publish(topic: str, *payloads: bytes | dict[str, Any]) -> None:
+    """Publish at QoS 1 and wait until the broker has each one."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(*BROKER)
+    client.loop_start()
+    try:
+        for payload in payloads:
+            body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+            client.publish(topic, body, qos=1).wait_for_publish(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class Listener:
+    """Collects messages on a topic (e.g. the rejected topic)."""
+
+    def __init__(self, topic: str) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client.on_message = lambda _c, _u, m: self.messages.append(orjson.loads(m.payload))
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.connect(*BROKER)
+        self._client.subscribe(topic, qos=1)
+        self._client.loop_start()
+        self._subscribed.wait(5)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def http(method: str, url: str, body: Any = None,  # noqa: ANN401
+         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One HTTP request from a test (synchronous)."""
+
+    async def go() -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session:
+            data = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
+            async with session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                try:
+                    return resp.status, orjson.loads(raw) if raw else None
+                except orjson.JSONDecodeError:
+                    return resp.status, raw.decode()
+
+    return asyncio.run(go())
+
+
+def alert(key: str | None = None, *, sensor: str = "TEMP-SNS-4421", customer: str = "CUST-9981",
+          alert_type: str = "temp_critical", **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+    """The source guide's payload, with a fresh key and the current time."""
+    doc: dict[str, Any] = {
+        "idempotencyKey": key or f"sensor-evt-{uuid.uuid4().hex[:12]}",
+        "sensorId": sensor,
+        "customerId": customer,
+        "alertType": alert_type,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "telemetryData": {"currentValue": 89.5, "threshold": 85.0, "unit": "celsius"},
+    }
+    doc.update(extra)
+    return doc
