@@ -116,6 +116,9 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._record_suppressed(decided, now)
         for alert in proceed:
             self._enricher().tell(EnrichRequest(alert=alert))
+        # The cap applies after the batch, so no entity leaves while its alert is in hand.
+        if len(self._entities) > self._max:
+            self._passivate(len(self._entities) - self._max)
 
     def _activate(self, alerts: Iterable[Alert], now: float) -> None:
         """Load the snapshots of sensors not in memory, in one round trip."""
@@ -129,8 +132,6 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         for sensor_id, blob in zip(ids, raw, strict=True):
             state = SensorState.from_snapshot(orjson.loads(blob)) if blob else SensorState()
             self._entities[sensor_id] = SensorEntity(missing[sensor_id], state, seen_at=now)
-        if len(self._entities) > self._max:
-            self._passivate(len(self._entities) - self._max)
 
     def _claim_cooldowns(
         self, claims: list[Alert], decided: list[tuple[Alert, Suppressed]], now: float

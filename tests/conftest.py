@@ -25,6 +25,7 @@ from supervisor import Service
 from tripline.emulator import CLIENT_SECRET, Emulator
 from tripline.emulator import build_app as emulator_app
 from tripline.http_api import build_app as service_app
+from tripline.stats import Stats
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BROKER = ("127.0.0.1", 1883)
@@ -37,7 +38,7 @@ def _stop_all_actors() -> Iterator[None]:
     pykka.ActorRegistry.stop_all()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:  # noqa: ANN401
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Poll `predicate` until it is truthy; fail the test with a clear message otherwise."""
     deadline = time.monotonic() + timeout
     while True:
@@ -47,6 +48,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def ask(ref: pykka.ActorRef[Any], message: object, timeout: float = 5.0) -> Any:
+    """Ask an actor and wait for the answer (tests only: actors never ask each other)."""
+    return ref.ask(message, block=True, timeout=timeout)
+
+
+def text(value: bytes | str | None) -> str:
+    """A Redis reply as text."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def free_port() -> int:
@@ -102,9 +115,16 @@ class EmulatorHandle:
     def workitems(self) -> list[dict[str, Any]]:
         return [r for r in self.requests("/api/v2/taskmanagement/workitems") if r["status"] == 200]
 
-    def add_customer(self, customer_id: str, **fields: Any) -> dict[str, Any]:  # noqa: ANN401
-        doc = {"id": customer_id, "name": "Test Customer", "phone": "+14155550100",
-               "timezone": zone_in_window(), "doNotDisturb": False, "doNotCall": False, **fields}
+    def add_customer(self, customer_id: str, **fields: Any) -> dict[str, Any]:
+        doc = {
+            "id": customer_id,
+            "name": "Test Customer",
+            "phone": "+14155550100",
+            "timezone": zone_in_window(),
+            "doNotDisturb": False,
+            "doNotCall": False,
+            **fields,
+        }
         self.state.customers[customer_id] = doc
         return doc
 
@@ -126,6 +146,7 @@ def zone_outside_window(target_hour: int = 3) -> str:
 def emulator() -> Iterator[EmulatorHandle]:
     handle = EmulatorHandle()
     yield handle
+    handle.state.settings.hang_after_receiving = False  # lets hanging handlers finish
     handle.app.stop()
 
 
@@ -188,6 +209,11 @@ class ServiceHandle:
         if self.service is not None:
             self.service.stop()
             self.service = None
+
+    @property
+    def stats(self) -> Stats:
+        assert self.service is not None
+        return self.service.stats
 
     @property
     def url(self) -> str:
@@ -258,8 +284,12 @@ class Listener:
         self._client.loop_stop()
 
 
-def http(method: str, url: str, body: Any = None,  # noqa: ANN401
-         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     """One HTTP request from a test (synchronous)."""
 
     async def go() -> tuple[int, Any]:
@@ -275,8 +305,14 @@ def http(method: str, url: str, body: Any = None,  # noqa: ANN401
     return asyncio.run(go())
 
 
-def alert(key: str | None = None, *, sensor: str = "TEMP-SNS-4421", customer: str = "CUST-9981",
-          alert_type: str = "temp_critical", **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+def alert(
+    key: str | None = None,
+    *,
+    sensor: str = "TEMP-SNS-4421",
+    customer: str = "CUST-9981",
+    alert_type: str = "temp_critical",
+    **extra: Any,
+) -> dict[str, Any]:
     """The source guide's payload, with a fresh key and the current time."""
     doc: dict[str, Any] = {
         "idempotencyKey": key or f"sensor-evt-{uuid.uuid4().hex[:12]}",

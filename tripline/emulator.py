@@ -266,8 +266,9 @@ async def callbacks(request: web.Request) -> web.Response:
     problem = _check_callback(body)
     if problem:
         return _error(400, problem, "bad.request")
-    if request.app[EMULATOR].settings.hang_after_receiving:
-        await asyncio.sleep(3600)  # the callback "exists"; the answer never comes
+    # The callback "exists" but its answer never comes, until the knob is turned off again.
+    while request.app[EMULATOR].settings.hang_after_receiving:  # noqa: ASYNC110 - a knob, no event
+        await asyncio.sleep(0.1)
     cid = str(uuid.uuid4())
     return web.json_response(
         {

@@ -1,0 +1,134 @@
+"""The dialer: priority order, 429 pauses, unsent retries, and no resend after ambiguity."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pykka
+import redis
+
+from actors.dialer import Dialer
+from conf.schema import DialerConfig
+from messages import Drain, Priority, StatusQuery
+from pipeline.comply import ComplyRules
+from pipeline.dial import Answer
+from tests.actors.helpers import FakeBackend, accept, intent
+from tests.conftest import REDIS_URL, alert, ask, text, wait_for
+from tripline.backends import Result
+from tripline.stats import Stats
+from tripline.store import Keys
+
+ALWAYS = ComplyRules(window_start=(0, 0), window_end=(24, 0))
+
+
+def start_dialer(backend: FakeBackend, keys: Keys, **conf: Any) -> pykka.ActorRef[Any]:
+    settings = {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05, **conf}
+    return Dialer.start(
+        conf=DialerConfig(**settings),
+        backend_factory=lambda: backend,
+        redis_url=REDIS_URL,
+        keys=keys,
+        routing={"critical": 10, "high": 7, "normal": 5, "low": 2},
+        rules=ALWAYS,
+        stats=Stats(),
+    )
+
+
+def record(client: redis.Redis, keys: Keys, key: str) -> dict[str, str]:
+    return {text(k): text(v) for k, v in client.hgetall(keys.record(key)).items()}
+
+
+def settled(dialer: pykka.ActorRef[Any]) -> bool:
+    return bool(ask(dialer, Drain()) == 0)
+
+
+def test_called_once_and_recorded(redis_client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend(Result(Answer.DONE, ref="conv-1"))
+    dialer = start_dialer(backend, keys)
+    (a,) = accept(redis_client, keys, alert())
+    dialer.tell(intent(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "called")
+    assert record(redis_client, keys, a.idempotency_key)["callId"] == "conv-1"
+    assert len(backend.dials) == 1
+
+
+def test_same_intent_twice_dials_once(redis_client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys)
+    (a,) = accept(redis_client, keys, alert())
+    dialer.tell(intent(a))
+    dialer.tell(intent(a))
+    wait_for(lambda: settled(dialer))
+    assert len(backend.dials) == 1
+
+
+def test_ambiguous_answer_is_never_resent_and_becomes_a_task(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend(Result(Answer.UNCERTAIN, detail="read timeout"))
+    dialer = start_dialer(backend, keys)
+    (a,) = accept(redis_client, keys, alert())
+    dialer.tell(intent(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("taskId"))
+    rec = record(redis_client, keys, a.idempotency_key)
+    assert (rec["outcome"], rec["reason"]) == ("deferred", "dial_uncertain")
+    assert len(backend.dials) == 1
+    assert len(backend.tasks) == 1
+
+
+def test_unsent_failures_are_retried_then_called(redis_client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend(Result(Answer.UNSENT), Result(Answer.UNSENT), Result(Answer.DONE, "c"))
+    dialer = start_dialer(backend, keys)
+    (a,) = accept(redis_client, keys, alert())
+    dialer.tell(intent(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "called")
+    assert len(backend.dials) == 3
+
+
+def test_permanent_failure_is_dial_failed_with_a_task(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend(Result(Answer.FAILED, detail="HTTP 400: bad number"))
+    dialer = start_dialer(backend, keys)
+    (a,) = accept(redis_client, keys, alert())
+    dialer.tell(intent(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("taskId"))
+    assert record(redis_client, keys, a.idempotency_key)["reason"] == "dial_failed"
+
+
+def test_429_pauses_then_resends(redis_client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend(Result(Answer.RATE_LIMITED, retry_after="1"))
+    dialer = start_dialer(backend, keys)
+    (a,) = accept(redis_client, keys, alert())
+    dialer.tell(intent(a))
+    wait_for(lambda: ask(dialer, StatusQuery())["pausedUntil"])
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "called")
+    assert len(backend.dials) == 2
+
+
+def test_critical_goes_first(redis_client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    gate = threading.Event()
+    backend = FakeBackend(gate=gate)
+    dialer = start_dialer(backend, keys, max_concurrency=1, critical_concurrency=0)
+    first, low, normal, critical = accept(redis_client, keys, *[alert() for _ in range(4)])
+    dialer.tell(intent(first, Priority.NORMAL))
+    wait_for(lambda: len(backend.dials) == 1)
+    for a, p in ((low, Priority.LOW), (normal, Priority.NORMAL), (critical, Priority.CRITICAL)):
+        dialer.tell(intent(a, p))
+    depth = ask(dialer, StatusQuery())["queueDepth"]
+    assert depth == {"critical": 1, "high": 0, "normal": 1, "low": 1}
+    gate.set()
+    wait_for(lambda: settled(dialer))
+    assert [d.priority for d in backend.dials[1:]] == [
+        Priority.CRITICAL,
+        Priority.NORMAL,
+        Priority.LOW,
+    ]

@@ -1,0 +1,78 @@
+"""Config: defaults, file and environment overrides, and every problem reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conf import schema
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_defaults_load_and_hold_every_section() -> None:
+    config = schema.load(env={})
+    assert config.mqtt.topic == "sensors/+/alerts"
+    assert config.sensor.cooldown_seconds == 3600
+    assert config.comply.window_start == "08:00"
+    assert set(config.priorities.routing) == set(schema.PRIORITY_NAMES)
+
+
+def test_file_then_environment_override_defaults() -> None:
+    config = schema.load(
+        DATA / "good.toml",
+        env={"TRIPLINE__SENSOR__SHARDS": "6", "TRIPLINE__GENESYS__CLIENT_SECRET": "s3cret"},
+    )
+    assert config.mqtt.host == "broker.example"
+    assert config.sensor.shards == 6
+    assert config.sensor.cooldown_seconds == 1800
+    assert config.dialer.backend == "log"
+    assert config.genesys.client_secret == "s3cret"
+    assert schema.masked(config)["genesys"]["client_secret"] == "********"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(schema.ConfigError) as caught:
+        schema.load(DATA / "bad-many.toml", env={"TRIPLINE__HTTP__PORT": "-1"})
+    text = "\n".join(caught.value.problems)
+    expected = [
+        "mqtt.prot: unknown key (did you mean 'port'?)",
+        "mqtt.qos: must be one of 1, 2",
+        "sensor.shards: must be at least 1",
+        "sensor.cooldown_seconds: must be an integer",
+        "dialer.backend: must be one of genesys, log",
+        "comply.window_end: must be later than window_start",
+        "genesys.client_secret is a secret: set TRIPLINE__GENESYS__CLIENT_SECRET instead",
+        "unknown section [statuss] (did you mean 'status'?)",
+        "http.port: must be at least 0",
+    ]
+    for line in expected:
+        assert line in text
+    assert len(caught.value.problems) == len(expected)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.toml"
+    bad.write_text("[mqtt\n")
+    with pytest.raises(schema.ConfigError):
+        schema.load(bad, env={})
+
+
+def test_environment_values_parse_as_toml_or_stay_strings() -> None:
+    config = schema.load(
+        env={
+            "TRIPLINE__MQTT__TLS": "true",
+            "TRIPLINE__MQTT__HOST": "10.0.0.5",
+            "TRIPLINE__DIALER__BURST": "3",
+        }
+    )
+    assert config.mqtt.tls is True
+    assert config.mqtt.host == "10.0.0.5"
+    assert config.dialer.burst == 3
+
+
+def test_shipped_demo_config_is_valid() -> None:
+    root = Path(__file__).parents[2]
+    config = schema.load(root / "conf" / "demo.toml", env={})
+    assert config.genesys.base_url == "http://127.0.0.1:8090"

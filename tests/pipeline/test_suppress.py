@@ -1,0 +1,72 @@
+"""Suppression: cooldown per sensor and resolved alerts, with `now` passed in."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from messages import Alert, Reason
+from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
+
+COOLDOWN = 3600.0
+
+
+def alert(firing: bool = True) -> Alert:
+    return Alert(
+        idempotency_key="k",
+        sensor_id="s",
+        customer_id="c",
+        alert_type="t",
+        timestamp=0.0,
+        firing=firing,
+        severity="",
+        current_value=1.0,
+        threshold=0.5,
+        unit="u",
+        reference_id="r",
+        telemetry_hash="h",
+        accepted_at=0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "firing", "now", "expected"),
+    [
+        pytest.param(SensorState(), True, 100.0, Proceed(), id="first-alert-proceeds"),
+        pytest.param(
+            SensorState(cooldown_until=200.0),
+            True,
+            100.0,
+            Suppressed(Reason.COOLDOWN, 200.0),
+            id="repeat-inside-window-is-suppressed",
+        ),
+        pytest.param(
+            SensorState(cooldown_until=100.0), True, 100.0, Proceed(), id="window-end-is-exclusive"
+        ),
+        pytest.param(
+            SensorState(cooldown_until=50.0), True, 100.0, Proceed(), id="after-window-proceeds"
+        ),
+        pytest.param(
+            SensorState(), False, 100.0, Suppressed(Reason.RESOLVED), id="resolved-never-calls"
+        ),
+    ],
+)
+def test_rules(
+    state: SensorState, firing: bool, now: float, expected: Proceed | Suppressed
+) -> None:
+    _, decision = suppress(state, alert(firing), now=now, cooldown=COOLDOWN)
+    assert decision == expected
+
+
+def test_proceeding_opens_the_window() -> None:
+    state, _ = suppress(SensorState(), alert(), now=100.0, cooldown=COOLDOWN)
+    assert state.cooldown_until == 100.0 + COOLDOWN
+    _, second = suppress(state, alert(), now=101.0, cooldown=COOLDOWN)
+    assert second == Suppressed(Reason.COOLDOWN, 100.0 + COOLDOWN)
+
+
+def test_snapshot_round_trip_and_unknown_versions_start_clean() -> None:
+    state = SensorState(cooldown_until=12.5, firing=True, last_alert_at=3.0)
+    assert SensorState.from_snapshot(orjson.loads(orjson.dumps(state.to_snapshot()))) == state
+    assert SensorState.from_snapshot({"version": 99}) == SensorState()
+    assert SensorState.from_snapshot({"version": 1, "cooldownUntil": "x"}) == SensorState()
