@@ -237,3 +237,7 @@ def _print_summary(service: Any) -> None:  # noqa: ANN401
         f"(accepted {service.stats.total('accepted')}; records at "
         "GET http://127.0.0.1:8080/v1/alerts/<idempotencyKey>)\n"
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,7 @@ class Stats:
 
     def count(self, outcome: str, reason: Reason = Reason.NONE, n: int = 1) -> None:
         """Count `n` alerts reaching `outcome` for `reason`."""
+        outcome = str(outcome)  # a StrEnum member would leak into JSON keys as a non-str
         with self._lock:
             self._counts[(outcome, reason.value)] += n
         self._prom.labels(outcome, reason.value).inc(n)
