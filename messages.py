@@ -148,6 +148,12 @@ class Customer:
     """Customer asked not to be disturbed."""
     do_not_call: bool
     """Customer is on a do-not-call list."""
+    country: str = ""
+    """ISO 3166-1 alpha-2 of the service address ('' when unknown)."""
+    region: str = ""
+    """ISO 3166-2 subdivision of the service address, e.g. 'US-LA' ('' when unknown)."""
+    call_consent: bool = True
+    """False when the customer revoked consent to be called."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +178,8 @@ class DialIntent:
     """Queue order and routing priority."""
     enqueued_at: float
     """When it entered the dialer's queue, epoch seconds."""
+    facts: tuple[tuple[str, Any], ...] = ()
+    """The compliance facts the call was allowed on (zone, local time, rule), for the record."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

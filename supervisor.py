@@ -15,12 +15,14 @@ import pykka
 import redis
 
 from actors import FAILURES
-from actors.dialer import Dialer
+from actors.dialer import CapRules, Dialer
 from actors.enricher import Enricher
 from actors.mqtt_subscriber import MqttSubscriber
 from actors.sensor import SensorShard, shard_of
-from conf.schema import Config, parse_hhmm
+from conf.rules import load_rules
+from conf.schema import Config
 from messages import Alert, AlertBatch, Drain, Ping, SnapshotTick, StatusQuery
+from pipeline.caps import Cap, parse_cap
 from pipeline.comply import ComplyRules
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
@@ -90,11 +92,13 @@ class Service:
             clock=clock,
         )
         self._backend_factory = backend_factory or self._default_backend
-        start, end = parse_hhmm(config.comply.window_start), parse_hhmm(config.comply.window_end)
-        assert start is not None  # noqa: S101 - validated by conf.schema
-        assert end is not None  # noqa: S101 - validated by conf.schema
         self.comply_rules = ComplyRules(
-            window_start=start, window_end=end, due_hour=config.tasks.due_hour
+            calling=load_rules(config.comply.rules_file or None),
+            safety_override=frozenset(config.comply.safety_override_alert_types),
+            due_hour=config.tasks.due_hour,
+        )
+        self.caps = CapRules(
+            number=_caps(config.comply.number_caps), customer=_caps(config.comply.customer_caps)
         )
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.RLock()
@@ -155,6 +159,7 @@ class Service:
                 routing=c.priorities.routing,
                 rules=self.comply_rules,
                 stats=self.stats,
+                caps=self.caps,
                 clock=self.clock,
             ),
         )
@@ -325,3 +330,9 @@ class Service:
             "counters": self.stats.snapshot(),
             **dialer,
         }
+
+
+def _caps(texts: list[str]) -> tuple[Cap, ...]:
+    caps = tuple(cap for cap in map(parse_cap, texts) if cap is not None)
+    assert len(caps) == len(texts)  # noqa: S101 - conf.schema validated them
+    return caps

@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,12 +32,14 @@ from messages import (
     StatusQuery,
     TaskIntent,
 )
-from pipeline.comply import ComplyRules, check_window
+from pipeline.caps import Cap, cap_args
+from pipeline.comply import Blocked, ComplyRules, check_window
 from pipeline.dial import Answer, Bucket, backoff, retry_after, take
 from tripline.backends import Backend, Result
 from tripline.stats import Stats
 from tripline.store import (
     ANNOTATE_LUA,
+    CAP_LUA,
     FROM_PENDING,
     TRANSITION_LUA,
     Keys,
@@ -48,6 +51,14 @@ from tripline.store import (
 log = logging.getLogger("tripline.dialer")
 
 Work = DialIntent | TaskIntent
+
+
+@dataclass(frozen=True, slots=True)
+class CapRules:
+    """The [comply] caps: per phone number and per customer, each over several windows."""
+
+    number: tuple[Cap, ...] = ()
+    customer: tuple[Cap, ...] = ()
 
 
 class Dialer(Supervised, pykka.ThreadingActor):
@@ -66,12 +77,14 @@ class Dialer(Supervised, pykka.ThreadingActor):
         routing: dict[str, int],
         rules: ComplyRules,
         stats: Stats,
+        caps: CapRules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Keep collaborators; the backend is built on the loop that will use it."""
         super().__init__()
         self._conf, self._backend_factory, self._redis_url = conf, backend_factory, redis_url
         self._keys, self._routing, self._rules = keys, routing, rules
+        self._caps = caps or CapRules()
         self._stats, self._clock = stats, clock
         self._queue: list[tuple[int, int, Work]] = []
         self._seq = itertools.count()
@@ -93,6 +106,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._marks: dict[str, asyncio.Task[Any]] = {}  # loop-only: see _mark_queued
         self._transition = self._redis.register_script(TRANSITION_LUA)
         self._annotate = self._redis.register_script(ANNOTATE_LUA)
+        self._cap = self._redis.register_script(CAP_LUA)
         self._backend = self._backend_factory()
 
     async def _close(self) -> None:
@@ -260,35 +274,39 @@ class Dialer(Supervised, pykka.ThreadingActor):
     async def _dial(self, intent: DialIntent) -> DialFinished:
         key = intent.intent_id
         done = DialFinished(intent_id=key, priority=intent.priority)
-        blocked = check_window(intent.customer, now=self._clock(), rules=self._rules)
-        if blocked is not None:  # work can wait in the queue past the window's end
-            self.actor_ref.tell(
-                TaskIntent(
-                    alert=intent.alert,
-                    reason=blocked.reason,
-                    due=blocked.due,
-                    detail=blocked.detail,
-                    facts=tuple(blocked.facts.items()),
-                )
-            )
+        task = await self._recheck(intent)
+        if task is not None:
+            self.actor_ref.tell(task)
+            return done
+        capped = await self._take_caps(intent)
+        if capped is not None:
+            if await self._record(
+                key, state=Outcome.SUPPRESSED, reason=capped, allowed_from=FROM_PENDING
+            ):
+                self._stats.count(Outcome.SUPPRESSED, capped)
             return done
         # The record is the arbiter: only one path may move it to dialing, ever.
         if not await self._record(key, state=State.DIALING, allowed_from=FROM_PENDING):
             log.info("dial %s skipped: its record is already past queued", key)
+            await self._release_caps(intent)
             return done
         result = await self._send(
             lambda: self._backend.dial(intent, self._routing.get(intent.priority.label, 5))
         )
         if result.answer == Answer.DONE:
+            facts = orjson.dumps(dict(intent.facts)).decode() if intent.facts else ""
             if await self._record(
                 key,
                 state=Outcome.CALLED,
                 allowed_from=State.DIALING,
                 callId=result.ref,
                 detail=result.detail,
+                facts=facts,
             ):
                 self._stats.count(Outcome.CALLED)
             return done
+        if result.answer != Answer.UNCERTAIN:  # provably no call: it must not count
+            await self._release_caps(intent)
         if result.answer == Answer.RATE_LIMITED:
             await self._record(
                 key, state=State.QUEUED, allowed_from=State.DIALING, detail=result.detail
@@ -304,6 +322,58 @@ class Dialer(Supervised, pykka.ThreadingActor):
             TaskIntent(alert=intent.alert, reason=reason, due=self._clock(), detail=result.detail)
         )
         return done
+
+    async def _recheck(self, intent: DialIntent) -> TaskIntent | None:
+        """Compliance again at the moment of dialing: work may have waited in the queue."""
+        blocked = check_window(
+            intent.customer,
+            now=self._clock(),
+            rules=self._rules,
+            alert_type=intent.alert.alert_type,
+        )
+        if blocked is None and await self._redis.sismember(self._keys.dnc(), intent.customer.phone):
+            blocked = Blocked(
+                Reason.DO_NOT_CALL,
+                self._clock(),
+                "the number joined the internal do-not-call list while queued",
+                {"rule": "internal_dnc_list"},
+            )
+        if blocked is None:
+            return None
+        return TaskIntent(
+            alert=intent.alert,
+            reason=blocked.reason,
+            due=blocked.due,
+            detail=blocked.detail,
+            facts=tuple(blocked.facts.items()),
+        )
+
+    async def _take_caps(self, intent: DialIntent) -> Reason | None:
+        """Count the call against the number's and the customer's caps, atomically in Redis."""
+        now, member = self._clock(), intent.intent_id
+        if self._caps.number:
+            ok, _ = await self._cap(
+                keys=[self._keys.number_calls(intent.customer.phone)],
+                args=cap_args(self._caps.number, now=now, member=member),
+            )
+            if not ok:
+                return Reason.NUMBER_CAP
+        if self._caps.customer:
+            ok, _ = await self._cap(
+                keys=[self._keys.customer_calls(intent.customer.customer_id)],
+                args=cap_args(self._caps.customer, now=now, member=member),
+            )
+            if not ok:
+                await self._release_caps(intent, customer=False)
+                return Reason.CUSTOMER_CAP
+        return None
+
+    async def _release_caps(self, intent: DialIntent, *, customer: bool = True) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrem(self._keys.number_calls(intent.customer.phone), intent.intent_id)
+        if customer:
+            pipe.zrem(self._keys.customer_calls(intent.customer.customer_id), intent.intent_id)
+        await pipe.execute()
 
     async def _raise_task(self, task: TaskIntent) -> DialFinished:
         key = task.alert.idempotency_key

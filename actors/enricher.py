@@ -16,9 +16,11 @@ import redis.asyncio as aioredis
 from actors import Supervised
 from actors._loop import LoopThread
 from conf.schema import CrmConfig
-from messages import Customer, DialIntent, EnrichRequest, Ping, TaskIntent
-from pipeline.comply import Allowed, ComplyRules, comply
-from pipeline.enrich import customer_to_doc, parse_customer
+from messages import Customer, DialIntent, EnrichRequest, Ping, StatusQuery, TaskIntent
+from pipeline.breaker import Breaker, allow, record
+from pipeline.comply import Allowed, ComplyRules, comply, normalise_phone
+from pipeline.enrich import parse_customer
+from tripline.crm import CrmUnavailableError, cache_customer, fetch_customer, sync_customers
 from tripline.store import Keys
 
 log = logging.getLogger("tripline.enricher")
@@ -26,12 +28,12 @@ log = logging.getLogger("tripline.enricher")
 _CRM_CONCURRENCY = 16  # a storm must not become a CRM outage: at most this many lookups at once
 
 
-class CrmUnavailableError(Exception):
-    """The CRM could not answer (timeout, connection, 5xx, malformed document)."""
-
-
 class Enricher(Supervised, pykka.ThreadingActor):
-    """Looks customers up without ever blocking a shard: CRM calls run on an asyncio loop."""
+    """Looks customers up without ever blocking a shard: CRM calls run on an asyncio loop.
+
+    The breaker state lives on the loop (only coroutines touch it); the actor thread only
+    submits work.
+    """
 
     def __init__(
         self,
@@ -49,9 +51,11 @@ class Enricher(Supervised, pykka.ThreadingActor):
         self._dialer, self._clock = dialer, clock
         self._loop: LoopThread | None = None
         self._lookups: dict[str, asyncio.Future[Customer | None]] = {}
+        self._breaker = Breaker()
+        self._synced: int | None = None
 
     def on_start(self) -> None:
-        """Start the loop with its Redis client and HTTP session."""
+        """Start the loop with its Redis client, HTTP session and the prefetch job."""
         self._loop = LoopThread(f"enricher-loop-{id(self):x}")
         self._loop.call(self._open())
 
@@ -61,6 +65,8 @@ class Enricher(Supervised, pykka.ThreadingActor):
         headers = {"Authorization": f"Bearer {self._conf.token}"} if self._conf.token else {}
         self._http = aiohttp.ClientSession(timeout=timeout, headers=headers)
         self._sem = asyncio.Semaphore(_CRM_CONCURRENCY)
+        if self._conf.sync_interval_seconds > 0:
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever())
 
     async def _close(self) -> None:
         await self._http.close()
@@ -74,6 +80,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
             except Exception:
                 log.warning("enricher: close failed", exc_info=True)
             self._loop.stop()
+            self._loop = None
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Dispatch one message."""
@@ -81,6 +88,10 @@ class Enricher(Supervised, pykka.ThreadingActor):
             case EnrichRequest():
                 assert self._loop is not None  # noqa: S101 - on_start ran
                 self._loop.submit(self._enrich(message))
+            case StatusQuery():
+                return {
+                    "crm": {"breaker": self._breaker.state.value, "cacheWarmedWith": self._synced}
+                }
             case Ping():
                 return True
             case _:
@@ -89,17 +100,27 @@ class Enricher(Supervised, pykka.ThreadingActor):
 
     async def _enrich(self, request: EnrichRequest) -> None:
         alert = request.alert
+        unavailable = False
+        customer: Customer | None = None
         try:
-            customer: Customer | None = await self._customer(alert.customer_id)
-            unavailable = False
+            customer = await self._customer(alert.customer_id)
         except CrmUnavailableError as exc:
             log.warning("CRM unavailable for %s: %s", alert.customer_id, exc)
-            customer, unavailable = None, True
+            unavailable = True
         except Exception:  # the loop must survive anything; the alert becomes a task
             log.exception("enrichment failed for %s", alert.idempotency_key)
-            customer, unavailable = None, True
+            unavailable = True
+        phone = normalise_phone(customer.phone) if customer and customer.phone else None
+        on_list = bool(phone) and bool(await self._redis.sismember(self._keys.dnc(), phone or ""))
         now = self._clock()
-        decision = comply(customer, now=now, rules=self._rules, crm_unavailable=unavailable)
+        decision = comply(
+            customer,
+            now=now,
+            rules=self._rules,
+            alert_type=alert.alert_type,
+            on_dnc_list=on_list,
+            crm_unavailable=unavailable,
+        )
         if isinstance(decision, Allowed):
             assert customer is not None  # noqa: S101 - comply allows only with a customer
             contact = Customer(
@@ -109,6 +130,8 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 timezone=customer.timezone,
                 do_not_disturb=False,
                 do_not_call=False,
+                country=customer.country,
+                region=customer.region,
             )
             self._dialer().tell(
                 DialIntent(
@@ -117,6 +140,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
                     customer=contact,
                     priority=alert.priority,
                     enqueued_at=now,
+                    facts=tuple(decision.facts.items()),
                 )
             )
         else:
@@ -155,23 +179,42 @@ class Enricher(Supervised, pykka.ThreadingActor):
             del self._lookups[customer_id]
 
     async def _fetch(self, customer_id: str) -> Customer | None:
-        url = f"{self._conf.base_url}/api/v1/customers/{customer_id}"
+        now = self._clock()
+        self._breaker, allowed = allow(
+            self._breaker, now=now, cool_off=self._conf.breaker_cool_off_seconds
+        )
+        if not allowed:  # a CRM that is down must not cost every alert its timeout
+            raise CrmUnavailableError("circuit breaker open")
         async with self._sem:
             try:
-                async with self._http.get(url) as resp:
-                    if resp.status == 404:
-                        return None
-                    if resp.status != 200:
-                        raise CrmUnavailableError(f"HTTP {resp.status}")
-                    doc = orjson.loads(await resp.read())
-            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
-                raise CrmUnavailableError(repr(exc)) from exc
-        parsed = parse_customer(customer_id, doc)
-        if isinstance(parsed, str):
-            raise CrmUnavailableError(f"bad CRM document: {parsed}")
-        await self._redis.set(
-            self._keys.customer(customer_id),
-            orjson.dumps(customer_to_doc(parsed)),
-            ex=self._conf.cache_ttl_seconds,
+                customer = await fetch_customer(self._http, self._conf.base_url, customer_id)
+            except CrmUnavailableError:
+                self._breaker = record(
+                    self._breaker,
+                    ok=False,
+                    now=self._clock(),
+                    threshold=self._conf.breaker_threshold,
+                )
+                raise
+        self._breaker = record(
+            self._breaker, ok=True, now=self._clock(), threshold=self._conf.breaker_threshold
         )
-        return parsed
+        if customer is not None:
+            await cache_customer(self._redis, self._keys, customer, self._conf.cache_ttl_seconds)
+        return customer
+
+    async def _sync_forever(self) -> None:
+        """Prefetch the CRM into the cache now and every sync interval, as the guide advises."""
+        while True:
+            try:
+                self._synced = await sync_customers(
+                    self._http,
+                    self._redis,
+                    self._keys,
+                    base_url=self._conf.base_url,
+                    ttl=self._conf.cache_ttl_seconds,
+                )
+                log.info("CRM cache warmed with %d customers", self._synced)
+            except Exception as exc:  # a failed prefetch only means colder cache; try later
+                log.warning("CRM prefetch failed: %r", exc)
+            await asyncio.sleep(self._conf.sync_interval_seconds)

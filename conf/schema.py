@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from pipeline.caps import parse_cap
+
 PRIORITY_NAMES = ("critical", "high", "normal", "low")
 ENV_PREFIX = "TRIPLINE__"
 
@@ -21,6 +23,8 @@ def _f(default: Any, *, doc: str = "", secret: bool = False, **rules: Any) -> An
     meta = {"doc": doc, "secret": secret, **rules}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=meta)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -65,6 +69,7 @@ class HttpConfig:
     max_body_bytes: int = _f(65536, min=1024, max=1048576, doc="Largest accepted body.")
     webhook_token: str = _f("", secret=True, doc="Bearer token for POST /v1/alerts.")
     context_token: str = _f("", secret=True, doc="Bearer token for GET /v1/context.")
+    admin_token: str = _f("", secret=True, doc="Bearer token for /v1/admin (unset: closed).")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +98,9 @@ class CrmConfig:
     base_url: str = _f("http://127.0.0.1:8090", doc="CRM base URL.")
     timeout_seconds: float = _f(2.0, min=0.05, max=30, doc="Per-request timeout.")
     cache_ttl_seconds: int = _f(86400, min=60, doc="How long a profile stays cached.")
+    breaker_threshold: int = _f(5, min=1, doc="Failures in a row that open the CRM breaker.")
+    breaker_cool_off_seconds: float = _f(30.0, min=0.1, doc="Open breaker: wait before a probe.")
+    sync_interval_seconds: float = _f(3600.0, min=0, doc="Cache prefetch period; 0 turns it off.")
     token: str = _f("", secret=True, doc="Bearer token for the CRM.")
 
 
@@ -148,10 +156,20 @@ class GenesysConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ComplyConfig:
-    """Compliance: the customer-local calling window."""
+    """Compliance: calling windows, safety overrides, caps."""
 
-    window_start: str = _f("08:00", pattern="hh:mm", doc="Earliest local time a call starts.")
-    window_end: str = _f("20:00", pattern="hh:mm", doc="Local time from which no call starts.")
+    rules_file: str = _f(
+        "", doc="Calling-rules TOML; empty for the shipped conf/calling-rules.toml."
+    )
+    safety_override_alert_types: list[str] = _f(
+        [], doc="Alert types that may call outside the calling window (never past DNC/DND)."
+    )
+    number_caps: list[str] = _f(
+        ["3/24h"], pattern="caps", doc="Calls per phone number, e.g. 3/24h."
+    )
+    customer_caps: list[str] = _f(
+        ["5/24h"], pattern="caps", doc="Calls per customer over windows, e.g. 2/1h."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -320,11 +338,15 @@ def _build(name: str, cls: type[Any], values: dict[str, Any], problems: list[str
 def _check(kind: Any, value: Any, meta: Any) -> str | None:  # noqa: ANN401, PLR0911
     if kind in (dict[str, str], dict[str, int]):
         return _check_mapping(kind, value, meta)
+    if kind == list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return "must be a list of strings"
+        if meta.get("pattern") == "caps" and any(parse_cap(v) is None for v in value):
+            return "every cap must read like 3/24h (calls/window in s, m, h or d)"
+        return None
     type_error = _check_type(kind, value)
     if type_error:
         return type_error
-    if meta.get("pattern") == "hh:mm" and parse_hhmm(value) is None:
-        return "must be a local time hh:mm"
     if "min" in meta and value < meta["min"]:
         return f"must be at least {meta['min']}"
     if "max" in meta and value > meta["max"]:
@@ -361,20 +383,10 @@ def _check_mapping(kind: Any, value: Any, meta: Any) -> str | None:  # noqa: ANN
     return None
 
 
-def parse_hhmm(value: str) -> tuple[int, int] | None:
-    """Parse 'hh:mm' (00:00-24:00); None when it is not one."""
-    hours, _, minutes = value.partition(":")
-    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
-        return None
-    h, m = int(hours), int(minutes)
-    return (h, m) if (h < 24 and m < 60) or (h, m) == (24, 0) else None
-
-
 def _check_comply(values: dict[str, Any]) -> list[str]:
-    start = parse_hhmm(values.get("window_start", "08:00"))
-    end = parse_hhmm(values.get("window_end", "20:00"))
-    if start is not None and end is not None and start >= end:
-        return ["window_end: must be later than window_start"]
+    path = values.get("rules_file", "")
+    if path and not Path(path).is_file():
+        return [f"rules_file: {path} is not a readable file"]
     return []
 
 

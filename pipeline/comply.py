@@ -1,4 +1,4 @@
-"""Compliance before every call: contact data, do-not-call, do-not-disturb, the calling window."""
+"""Compliance before every call: contact data, consent, do-not-call, DND, the calling window."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ import pendulum
 import phonenumbers
 
 from messages import Customer, Reason
-
-_WEEKEND = (5, 6)  # pendulum: Monday is 0
+from pipeline.calling_window import (
+    CallingRules,
+    DayRule,
+    day_status,
+    format_window,
+    inside,
+    next_business_day,
+    next_window_start,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ComplyRules:
-    """What comply needs from the [comply] config section."""
+    """What comply needs: the calling rules data and the [comply] section."""
 
-    window_start: tuple[int, int] = (8, 0)
-    """Earliest local time a call may start (hour, minute)."""
-    window_end: tuple[int, int] = (20, 0)
-    """Local time from which no call may start."""
+    calling: CallingRules = field(default_factory=CallingRules)
+    safety_override: frozenset[str] = frozenset()
+    """Alert types allowed to call outside the calling window (never past DNC, DND, consent)."""
     due_hour: int = 9
     """Local hour a next-business-day task is due."""
 
@@ -45,15 +51,23 @@ class Blocked:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def comply(
-    customer: Customer | None, *, now: float, rules: ComplyRules, crm_unavailable: bool = False
+def comply(  # noqa: PLR0911 - one return per rule reads best
+    customer: Customer | None,
+    *,
+    now: float,
+    rules: ComplyRules,
+    alert_type: str = "",
+    on_dnc_list: bool = False,
+    crm_unavailable: bool = False,
 ) -> Allowed | Blocked:
-    """Decide whether this customer may be called now.
+    """Decide whether this customer may be called now about this alert.
 
     Args:
         customer: the enriched customer, or None when unknown.
         now: the current time, epoch seconds.
-        rules: the calling window and task timing.
+        rules: calling rules, safety overrides, task timing.
+        alert_type: the alert's type (a safety override may apply to it).
+        on_dnc_list: the number is on the internal do-not-call list.
         crm_unavailable: the customer is None because the CRM could not be asked.
 
     Returns:
@@ -62,82 +76,63 @@ def comply(
     utc = pendulum.from_timestamp(now)
     if customer is None:
         reason = Reason.CRM_UNAVAILABLE if crm_unavailable else Reason.NO_CONTACT
-        return Blocked(reason, _next_business_day(utc, rules), "no customer record")
-    zone = zone_of(customer)
-    local = utc.in_timezone(zone)
-    facts: dict[str, Any] = {
-        "timezone": zone,
-        "localTime": local.isoformat(),
-        "window": _window_label(rules),
-    }
+        return Blocked(reason, _next_business_day(utc, rules, "", ""), "no customer record")
+    local = utc.in_timezone(zone_of(customer))
+    facts = _facts(customer, local, rules)
+    due = _next_business_day(local, rules, customer.country, customer.region)
     if not customer.phone:
-        return Blocked(Reason.NO_CONTACT, _next_business_day(local, rules), "no phone", facts)
+        return Blocked(Reason.NO_CONTACT, due, "the customer has no phone number", facts)
     phone = normalise_phone(customer.phone)
     if phone is None:
-        return Blocked(
-            Reason.INVALID_PHONE,
-            _next_business_day(local, rules),
-            "phone is not a valid number",
-            facts,
-        )
-    if customer.do_not_call:
-        return Blocked(
-            Reason.DO_NOT_CALL,
-            _next_business_day(local, rules),
-            "customer is on a do-not-call list",
-            {**facts, "rule": "doNotCall"},
-        )
+        return Blocked(Reason.INVALID_PHONE, due, "the phone is not a valid number", facts)
+    for flagged, rule, detail in (
+        (customer.do_not_call, "crm_do_not_call", "the CRM flags the customer do-not-call"),
+        (on_dnc_list, "internal_dnc_list", "the number is on the internal do-not-call list"),
+        (not customer.call_consent, "consent_revoked", "the customer revoked consent to calls"),
+    ):
+        if flagged:
+            return Blocked(Reason.DO_NOT_CALL, due, detail, {**facts, "rule": rule})
     if customer.do_not_disturb:
         return Blocked(
             Reason.DO_NOT_DISTURB,
-            _next_business_day(local, rules),
-            "customer asked not to be disturbed",
-            {**facts, "rule": "doNotDisturb"},
+            due,
+            "the customer asked not to be disturbed",
+            {**facts, "rule": "do_not_disturb"},
         )
-    blocked = check_window(customer, now=now, rules=rules)
-    return blocked if blocked is not None else Allowed(phone, facts)
+    blocked = check_window(customer, now=now, rules=rules, alert_type=alert_type)
+    if blocked is not None:
+        return blocked
+    window_facts = _window_facts(customer, local, rules, alert_type)
+    return Allowed(phone, {**facts, **window_facts})
 
 
-def check_window(customer: Customer, *, now: float, rules: ComplyRules) -> Blocked | None:
+def check_window(
+    customer: Customer, *, now: float, rules: ComplyRules, alert_type: str = ""
+) -> Blocked | None:
     """The calling-window rule alone: run again at the moment of dialing, as work may wait.
 
     Returns:
         None when a call may start now, else Blocked until the next window opens.
     """
-    zone = zone_of(customer)
-    local = pendulum.from_timestamp(now).in_timezone(zone)
-    if in_window(local, rules):
+    if alert_type and alert_type in rules.safety_override:
+        return None
+    local = pendulum.from_timestamp(now).in_timezone(zone_of(customer))
+    rule = _rule(customer, rules)
+    status = day_status(local, rule, customer.country, customer.region)
+    if status.window is not None and inside(local, status.window):
         return None
     facts = {
-        "timezone": zone,
-        "localTime": local.isoformat(),
-        "window": _window_label(rules),
-        "rule": "calling_window",
+        **_facts(customer, local, rules),
+        "rule": f"calling_window:{rule.name}",
+        "window": format_window(status.window),
     }
-    return Blocked(
-        Reason.OUTSIDE_CALLING_WINDOW,
-        next_window_start(local, rules).timestamp(),
-        f"local time {local.format('HH:mm')} {zone}",
-        facts,
-    )
-
-
-def in_window(local: pendulum.DateTime, rules: ComplyRules) -> bool:
-    """Whether a call may start at this local time."""
-    minute = local.hour * 60 + local.minute
-    start = rules.window_start[0] * 60 + rules.window_start[1]
-    end = rules.window_end[0] * 60 + rules.window_end[1]
-    return start <= minute < end
-
-
-def next_window_start(local: pendulum.DateTime, rules: ComplyRules) -> pendulum.DateTime:
-    """The next local moment a call may start (today's window if it is still ahead)."""
-    start = local.set(
-        hour=rules.window_start[0], minute=rules.window_start[1], second=0, microsecond=0
-    )
-    if start <= local:
-        start = start.add(days=1).set(hour=rules.window_start[0], minute=rules.window_start[1])
-    return start
+    due = next_window_start(local, rule, customer.country, customer.region)
+    if status.closed_by.startswith("holiday:"):
+        facts["holiday"] = status.closed_by.removeprefix("holiday:")
+        return Blocked(Reason.HOLIDAY, due.timestamp(), f"no calls on {facts['holiday']}", facts)
+    closed = f" ({status.closed_by} closed)" if status.closed_by else ""
+    detail = f"local time {local.format('ddd HH:mm')} {local.timezone_name}{closed}"
+    return Blocked(Reason.OUTSIDE_CALLING_WINDOW, due.timestamp(), detail, facts)
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -153,12 +148,12 @@ def normalise_phone(raw: str) -> str | None:
 
 def zone_of(customer: Customer) -> str:
     """The customer's IANA zone; failing that, the phone's only zone; failing that, UTC."""
-    try:
-        pendulum.timezone(customer.timezone)
-    except (ValueError, pendulum.tz.exceptions.InvalidTimezone):
-        pass
-    else:
-        if customer.timezone:
+    if customer.timezone:
+        try:
+            pendulum.timezone(customer.timezone)
+        except (ValueError, pendulum.tz.exceptions.InvalidTimezone):
+            pass
+        else:
             return customer.timezone
     try:
         from phonenumbers import timezone as phone_tz  # noqa: PLC0415 - 40 MB of data, rarely needed
@@ -169,13 +164,37 @@ def zone_of(customer: Customer) -> str:
     return zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else "UTC"
 
 
-def _next_business_day(moment: pendulum.DateTime, rules: ComplyRules) -> float:
-    day = moment.add(days=1)
-    while day.day_of_week in _WEEKEND:
-        day = day.add(days=1)
-    return day.set(hour=rules.due_hour, minute=0, second=0, microsecond=0).timestamp()
+def _rule(customer: Customer, rules: ComplyRules) -> DayRule:
+    return rules.calling.rule_for(customer.country, customer.region)
 
 
-def _window_label(rules: ComplyRules) -> str:
-    (h1, m1), (h2, m2) = rules.window_start, rules.window_end
-    return f"{h1:02d}:{m1:02d}-{h2:02d}:{m2:02d}"
+def _facts(customer: Customer, local: pendulum.DateTime, rules: ComplyRules) -> dict[str, Any]:
+    return {
+        "timezone": local.timezone_name,
+        "localTime": local.isoformat(),
+        "country": customer.country,
+        "region": customer.region,
+        "rulesVersion": rules.calling.version,
+    }
+
+
+def _window_facts(
+    customer: Customer, local: pendulum.DateTime, rules: ComplyRules, alert_type: str
+) -> dict[str, Any]:
+    rule = _rule(customer, rules)
+    status = day_status(local, rule, customer.country, customer.region)
+    facts: dict[str, Any] = {
+        "rule": f"calling_window:{rule.name}",
+        "window": format_window(status.window),
+    }
+    if alert_type in rules.safety_override and not (
+        status.window is not None and inside(local, status.window)
+    ):
+        facts["override"] = f"safety_override:{alert_type}"
+    return facts
+
+
+def _next_business_day(
+    local: pendulum.DateTime, rules: ComplyRules, country: str, region: str
+) -> float:
+    return next_business_day(local, rules.due_hour, country, region).timestamp()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from messages import Customer
 
 _MAX = 256
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_REGION = re.compile(r"^([A-Z]{2}-)?[A-Z0-9]{1,3}$")
 
 
-def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN401
+def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN401, PLR0911
     """Read a CRM customer document.
 
     Args:
@@ -23,17 +26,22 @@ def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN40
         return "customer document is not an object"
     if str(doc.get("id", customer_id)) != customer_id:
         return f"CRM answered for customer {doc.get('id')!r}, not {customer_id!r}"
-    strings = {}
-    for name in ("name", "phone", "timezone"):
-        value = doc.get(name, "")
-        if value is None:
-            value = ""
+    strings: dict[str, str] = {}
+    for name in ("name", "phone", "timezone", "country", "region"):
+        value = doc.get(name) or ""
         if not isinstance(value, str) or len(value) > _MAX:
             return f"{name} must be a string of at most {_MAX} characters"
         strings[name] = value.strip()
-    flags = {}
-    for name in ("doNotDisturb", "doNotCall"):
-        value = doc.get(name, False)
+    country, region = strings["country"].upper(), strings["region"].upper()
+    if country and not _COUNTRY.match(country):
+        return "country must be an ISO 3166-1 alpha-2 code"
+    if region and not _REGION.match(region):
+        return "region must be an ISO 3166-2 code such as US-LA"
+    if region and "-" not in region and country:
+        region = f"{country}-{region}"
+    flags: dict[str, bool] = {}
+    for name, default in (("doNotDisturb", False), ("doNotCall", False), ("callConsent", True)):
+        value = doc.get(name, default)
         if not isinstance(value, bool):
             return f"{name} must be true or false"
         flags[name] = value
@@ -44,6 +52,9 @@ def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN40
         timezone=strings["timezone"],
         do_not_disturb=flags["doNotDisturb"],
         do_not_call=flags["doNotCall"],
+        country=country,
+        region=region,
+        call_consent=flags["callConsent"],
     )
 
 
@@ -54,6 +65,9 @@ def customer_to_doc(customer: Customer) -> dict[str, Any]:
         "name": customer.name,
         "phone": customer.phone,
         "timezone": customer.timezone,
+        "country": customer.country,
+        "region": customer.region,
         "doNotDisturb": customer.do_not_disturb,
         "doNotCall": customer.do_not_call,
+        "callConsent": customer.call_consent,
     }

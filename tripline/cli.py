@@ -38,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _simulate_args(sim)
     check = sub.add_parser("check-config", help="validate a config file; print every problem")
     check.add_argument("file", type=Path)
+    dnc_cmd = sub.add_parser("dnc", help="the internal do-not-call list")
+    dnc_cmd.add_argument("action", choices=("add", "remove", "list"))
+    dnc_cmd.add_argument("number", nargs="?", help="phone number, +<country><number>")
+    dnc_cmd.add_argument("--config", type=Path)
+    sync = sub.add_parser("crm-sync", help="warm the customer cache from the CRM's list")
+    sync.add_argument("--config", type=Path)
     demo = sub.add_parser("demo", help="emulator + service + a short simulated fleet")
     demo.add_argument("--count", type=int, default=120)
     demo.add_argument("--exit", action="store_true", help="exit after the summary")
@@ -50,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "emulate": _emulate,
         "simulate": _simulate,
         "check-config": _check_config,
+        "dnc": _dnc,
+        "crm-sync": _crm_sync,
         "demo": _demo,
     }
     result: int = handlers[args.command](args)
@@ -75,6 +83,71 @@ def _load(path: Path | None) -> schema.Config | None:
         for problem in exc.problems:
             print(f"config: {problem}", file=sys.stderr)
         return None
+
+
+def _dnc(args: argparse.Namespace) -> int:
+    import redis  # noqa: PLC0415
+
+    from tripline import dnc  # noqa: PLC0415
+    from tripline.store import Keys  # noqa: PLC0415
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.action != "list" and not args.number:
+        print(f"dnc {args.action}: a phone number is required", file=sys.stderr)
+        return 2
+    client, keys = redis.Redis.from_url(config.redis.url), Keys(config.redis.key_prefix)
+    try:
+        if args.action == "list":
+            print("\n".join(dnc.numbers(client, keys)))
+        elif args.action == "add":
+            print(f"added {dnc.add(client, keys, args.number)}")
+        elif not dnc.remove(client, keys, args.number):
+            print("not on the list", file=sys.stderr)
+            return 1
+    except dnc.InvalidNumberError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    return 0
+
+
+def _crm_sync(args: argparse.Namespace) -> int:
+    import aiohttp  # noqa: PLC0415
+    import redis.asyncio as aioredis  # noqa: PLC0415
+
+    from tripline.crm import CrmUnavailableError, sync_customers  # noqa: PLC0415
+    from tripline.store import Keys  # noqa: PLC0415
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+
+    async def go() -> int:
+        headers = {"Authorization": f"Bearer {config.crm.token}"} if config.crm.token else {}
+        timeout = aiohttp.ClientTimeout(total=config.crm.timeout_seconds * 10)
+        client = aioredis.Redis.from_url(config.redis.url)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
+                return await sync_customers(
+                    http,
+                    client,
+                    Keys(config.redis.key_prefix),
+                    base_url=config.crm.base_url,
+                    ttl=config.crm.cache_ttl_seconds,
+                )
+        finally:
+            await client.aclose()
+
+    try:
+        count = asyncio.run(go())
+    except CrmUnavailableError as exc:
+        print(f"crm-sync failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"cached {count} customers")
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

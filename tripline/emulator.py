@@ -44,51 +44,57 @@ _PHONES = (
 _SYNTHETIC = re.compile(r"^CUST-(\d{1,9})$")
 
 
+_COUNTRIES = ("NZ", "JP", "IN", "DE", "GB", "BR", "US", "US")
+_REGIONS = ("", "", "", "", "", "", "US-NY", "US-CA")
+
+
+def _customer(
+    cid: str,
+    name: str,
+    phone: str,
+    zone: str,
+    *,
+    country: str = "US",
+    region: str = "",
+    **flags: bool,
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "name": name,
+        "phone": phone,
+        "timezone": zone,
+        "country": country,
+        "region": region,
+        "doNotDisturb": flags.get("dnd", False),
+        "doNotCall": flags.get("dnc", False),
+        "callConsent": True,
+    }
+
+
 def demo_customers() -> dict[str, dict[str, Any]]:
     """The shipped customers: eight callable ones around the globe, and four that are not."""
     out = {}
     for n, (zone, phone) in enumerate(zip(_ZONES, _PHONES, strict=True), 1):
-        cid = f"CUST-DEMO-{n}"
-        out[cid] = {
-            "id": cid,
-            "name": f"Demo Site {n}",
-            "phone": phone,
-            "timezone": zone,
-            "doNotDisturb": False,
-            "doNotCall": False,
-        }
-    out["CUST-DNC"] = {
-        "id": "CUST-DNC",
-        "name": "Do Not Call Ltd",
-        "phone": "+12015550123",
-        "timezone": "America/New_York",
-        "doNotDisturb": False,
-        "doNotCall": True,
-    }
-    out["CUST-DND"] = {
-        "id": "CUST-DND",
-        "name": "Quiet Hours Inc",
-        "phone": "+12015550199",
-        "timezone": "America/New_York",
-        "doNotDisturb": True,
-        "doNotCall": False,
-    }
-    out["CUST-NOPHONE"] = {
-        "id": "CUST-NOPHONE",
-        "name": "No Phone Co",
-        "phone": "",
-        "timezone": "Europe/London",
-        "doNotDisturb": False,
-        "doNotCall": False,
-    }
-    out["CUST-BADPHONE"] = {
-        "id": "CUST-BADPHONE",
-        "name": "Bad Phone Co",
-        "phone": "+15551234567",
-        "timezone": "America/Chicago",
-        "doNotDisturb": False,
-        "doNotCall": False,
-    }
+        out[f"CUST-DEMO-{n}"] = _customer(
+            f"CUST-DEMO-{n}",
+            f"Demo Site {n}",
+            phone,
+            zone,
+            country=_COUNTRIES[n - 1],
+            region=_REGIONS[n - 1],
+        )
+    out["CUST-DNC"] = _customer(
+        "CUST-DNC", "Do Not Call Ltd", "+12015550123", "America/New_York", region="US-NJ", dnc=True
+    )
+    out["CUST-DND"] = _customer(
+        "CUST-DND", "Quiet Hours Inc", "+12015550199", "America/New_York", region="US-NJ", dnd=True
+    )
+    out["CUST-NOPHONE"] = _customer(
+        "CUST-NOPHONE", "No Phone Co", "", "Europe/London", country="GB"
+    )
+    out["CUST-BADPHONE"] = _customer(
+        "CUST-BADPHONE", "Bad Phone Co", "+15551234567", "America/Chicago", region="US-IL"
+    )
     return out
 
 
@@ -98,14 +104,15 @@ def synthetic_customer(customer_id: str) -> dict[str, Any] | None:
     if match is None:
         return None
     n = int(match.group(1))
-    return {
-        "id": customer_id,
-        "name": f"Fleet Customer {n}",
-        "phone": _PHONES[n % len(_PHONES)],
-        "timezone": _ZONES[n % len(_ZONES)],
-        "doNotDisturb": False,
-        "doNotCall": False,
-    }
+    k = n % len(_ZONES)
+    return _customer(
+        customer_id,
+        f"Fleet Customer {n}",
+        _PHONES[k],
+        _ZONES[k],
+        country=_COUNTRIES[k],
+        region=_REGIONS[k],
+    )
 
 
 @dataclass
@@ -134,6 +141,8 @@ class Settings:
     """Delay before every CRM answer."""
     crm_down: bool = False
     """Answer every CRM request with 503."""
+    synthetic_customers: int = 0
+    """How many CUST-<n> customers the CRM's list endpoint also pages through."""
 
 
 class Emulator:
@@ -444,6 +453,37 @@ async def crm_customer(request: web.Request) -> web.Response:
     return web.json_response(customer)
 
 
+async def crm_list(request: web.Request) -> web.Response:
+    """GET /api/v1/customers?page=N&pageSize=M: the paginated list the cache is warmed from."""
+    emulator = request.app[EMULATOR]
+    if emulator.settings.crm_latency_ms:
+        await asyncio.sleep(emulator.settings.crm_latency_ms / 1000)
+    if emulator.settings.crm_down:
+        return _error(503, "CRM unavailable", "service.unavailable")
+    try:
+        page = int(request.query.get("page", "1"))
+        size = int(request.query.get("pageSize", "100"))
+    except ValueError:
+        return _error(400, "page and pageSize must be integers", "bad.request")
+    if page < 1 or not 1 <= size <= 1000:
+        return _error(400, "page >= 1 and 1 <= pageSize <= 1000", "bad.request")
+    ids = list(emulator.customers) + [
+        f"CUST-{n}" for n in range(emulator.settings.synthetic_customers)
+    ]
+    chunk = ids[(page - 1) * size : page * size]
+    items = [emulator.customers.get(c) or synthetic_customer(c) for c in chunk]
+    more = page * size < len(ids)
+    return web.json_response(
+        {
+            "items": items,
+            "page": page,
+            "pageSize": size,
+            "total": len(ids),
+            "nextPage": page + 1 if more else None,
+        }
+    )
+
+
 async def put_customer(request: web.Request) -> web.Response:
     """PUT /_emulator/customers/{id}: add or replace a CRM customer."""
     body = await _json_body(request)
@@ -497,6 +537,7 @@ def build_app(emulator: Emulator | None = None) -> web.Application:
             web.post("/api/v2/taskmanagement/workitems", workitems),
             web.post("/api/v2/outbound/contactlists/{contactListId}/contacts", contacts),
             web.post("/api/v2/analytics/queues/observations/query", observations),
+            web.get("/api/v1/customers", crm_list),
             web.get("/api/v1/customers/{id}", crm_customer),
             web.put("/_emulator/customers/{id}", put_customer),
             web.get("/_emulator/requests", get_requests),

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from messages import Outcome, Reason
 from pipeline.validate import Problem, Rejected
+from tripline import dnc
 from tripline.accept import Accepted, Duplicate
 from tripline.store import decode_record
 
@@ -32,6 +33,9 @@ def build_app(service: Service) -> web.Application:
             web.post("/v1/alerts", post_alert),
             web.get("/v1/alerts/{key}", get_alert),
             web.get("/v1/context/{ref}", get_context),
+            web.get("/v1/admin/dnc", dnc_list),
+            web.put("/v1/admin/dnc/{number}", dnc_add),
+            web.delete("/v1/admin/dnc/{number}", dnc_remove),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.get("/status", status),
@@ -174,6 +178,73 @@ async def get_context(request: web.Request) -> web.Response:
             [{"field": "referenceId", "reason": "unknown", "message": f"no context for {ref!r}"}],
         )
     return _json({"referenceId": ref, "alert": orjson.loads(blob)})
+
+
+def _admin_refusal(request: web.Request) -> web.Response | None:
+    token = request.app[SERVICE].config.http.admin_token
+    if token and _authorized(request, token):
+        return None
+    message = (
+        "missing or wrong bearer token"
+        if token
+        else ("admin endpoints are closed: set TRIPLINE__HTTP__ADMIN_TOKEN")
+    )
+    return _problem(
+        401,
+        "unauthorized",
+        [{"field": "Authorization", "reason": Reason.UNAUTHORIZED.value, "message": message}],
+    )
+
+
+async def dnc_list(request: web.Request) -> web.Response:
+    """GET /v1/admin/dnc: the internal do-not-call list."""
+    if (refusal := _admin_refusal(request)) is not None:
+        return refusal
+    service = request.app[SERVICE]
+    found = await asyncio.to_thread(dnc.numbers, service.redis, service.keys)
+    return _json({"numbers": found, "count": len(found)})
+
+
+async def dnc_add(request: web.Request) -> web.Response:
+    """PUT /v1/admin/dnc/{number}: never call this number (checked before every call)."""
+    if (refusal := _admin_refusal(request)) is not None:
+        return refusal
+    service = request.app[SERVICE]
+    try:
+        number = await asyncio.to_thread(
+            dnc.add, service.redis, service.keys, request.match_info["number"]
+        )
+    except dnc.InvalidNumberError as exc:
+        return _problem(
+            400,
+            "invalid_number",
+            [{"field": "number", "reason": "invalid_field", "message": str(exc)}],
+        )
+    return _json({"number": number, "doNotCall": True})
+
+
+async def dnc_remove(request: web.Request) -> web.Response:
+    """DELETE /v1/admin/dnc/{number}."""
+    if (refusal := _admin_refusal(request)) is not None:
+        return refusal
+    service = request.app[SERVICE]
+    try:
+        removed = await asyncio.to_thread(
+            dnc.remove, service.redis, service.keys, request.match_info["number"]
+        )
+    except dnc.InvalidNumberError as exc:
+        return _problem(
+            400,
+            "invalid_number",
+            [{"field": "number", "reason": "invalid_field", "message": str(exc)}],
+        )
+    if not removed:
+        return _problem(
+            404,
+            "not_found",
+            [{"field": "number", "reason": "unknown", "message": "the number is not on the list"}],
+        )
+    return _json({"number": request.match_info["number"], "doNotCall": False})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -62,6 +62,27 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 """
 
+# Counts a call against one cap key (a sorted set of call ids by time) if every window has room.
+# Re-entrant for the same call id, so a replay does not count twice.
+CAP_LUA = """
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[3])
+local longest = 0
+for i = 0, n - 1 do
+  local win = tonumber(ARGV[5 + 2 * i])
+  if win > longest then longest = win end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return {1, 0} end
+for i = 0, n - 1 do
+  local max, win = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+  if redis.call('ZCOUNT', KEYS[1], now - win, '+inf') >= max then return {0, win} end
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], longest)
+return {1, 0}
+"""
+
 TERMINAL = {o.value for o in Outcome}
 FROM_PENDING = f"{State.ACCEPTED},{State.QUEUED}"
 
@@ -95,6 +116,21 @@ class Keys:
     def customer(self, customer_id: str) -> str:
         """The cached customer profile."""
         return f"{self.prefix}:{{c:{customer_id}}}:profile"
+
+    def customer_calls(self, customer_id: str) -> str:
+        """Calls placed to a customer (sorted set of call ids by time), for the caps."""
+        return f"{self.prefix}:{{c:{customer_id}}}:calls"
+
+    def number_calls(self, phone: str) -> str:
+        """Calls placed to a phone number, for the caps (shared by every customer using it)."""
+        return f"{self.prefix}:{{n:{phone}}}:calls"
+
+    def dnc(self) -> str:
+        """The internal do-not-call list (a set of E.164 numbers).
+
+        The one key without a TTL, on purpose: an opt-out must never expire by itself.
+        """
+        return f"{self.prefix}:dnc"
 
 
 def iso(epoch: float) -> str:

@@ -11,6 +11,7 @@ import redis
 from actors.dialer import Dialer
 from conf.schema import DialerConfig
 from messages import Drain, Priority, StatusQuery
+from pipeline.calling_window import CallingRules, DayRule
 from pipeline.comply import ComplyRules
 from pipeline.dial import Answer
 from tests.actors.helpers import FakeBackend, accept, intent
@@ -19,7 +20,9 @@ from tripline.backends import Result
 from tripline.stats import Stats
 from tripline.store import Keys
 
-ALWAYS = ComplyRules(window_start=(0, 0), window_end=(24, 0))
+ALWAYS = ComplyRules(
+    calling=CallingRules(default=DayRule(weekdays=(0, 1440), saturday=(0, 1440), sunday=(0, 1440)))
+)
 
 
 def start_dialer(backend: FakeBackend, keys: Keys, **conf: Any) -> pykka.ActorRef[Any]:

@@ -15,7 +15,7 @@ def test_defaults_load_and_hold_every_section() -> None:
     config = schema.load(env={})
     assert config.mqtt.topic == "sensors/+/alerts"
     assert config.sensor.cooldown_seconds == 3600
-    assert config.comply.window_start == "08:00"
+    assert config.comply.number_caps == ["3/24h"]
     assert set(config.priorities.routing) == set(schema.PRIORITY_NAMES)
 
 
@@ -28,6 +28,7 @@ def test_file_then_environment_override_defaults() -> None:
     assert config.sensor.shards == 6
     assert config.sensor.cooldown_seconds == 1800
     assert config.dialer.backend == "log"
+    assert config.comply.customer_caps == ["2/1h", "5/24h"]
     assert config.genesys.client_secret == "s3cret"
     assert schema.masked(config)["genesys"]["client_secret"] == "********"
 
@@ -42,7 +43,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "sensor.shards: must be at least 1",
         "sensor.cooldown_seconds: must be an integer",
         "dialer.backend: must be one of genesys, log",
-        "comply.window_end: must be later than window_start",
+        "comply.number_caps: every cap must read like 3/24h",
+        "comply.rules_file: /nonexistent/rules.toml is not a readable file",
         "genesys.client_secret is a secret: set TRIPLINE__GENESYS__CLIENT_SECRET instead",
         "unknown section [statuss] (did you mean 'status'?)",
         "http.port: must be at least 0",

@@ -110,7 +110,17 @@ def test_settings_refuse_unknown_knobs(emulator: EmulatorHandle) -> None:
 def test_crm_and_recorded_requests(emulator: EmulatorHandle) -> None:
     status, body = http("GET", f"{emulator.url}/api/v1/customers/CUST-DEMO-1")
     assert status == 200
-    assert set(body) == {"id", "name", "phone", "timezone", "doNotDisturb", "doNotCall"}
+    assert set(body) == {
+        "id",
+        "name",
+        "phone",
+        "timezone",
+        "country",
+        "region",
+        "doNotDisturb",
+        "doNotCall",
+        "callConsent",
+    }
     assert http("GET", f"{emulator.url}/api/v1/customers/NOPE")[0] == 404
     http("PUT", f"{emulator.url}/_emulator/customers/NEW-1", {"name": "New", "phone": "+1"})
     assert http("GET", f"{emulator.url}/api/v1/customers/NEW-1")[1]["name"] == "New"
