@@ -316,6 +316,7 @@ class Service:
         dialer: dict[str, Any] = {}
         try:
             dialer = dict(self.ref("dialer").ask(StatusQuery(), block=True, timeout=2.0))
+            dialer.update(self.ref("enricher").ask(StatusQuery(), block=True, timeout=2.0))
             for name in self._slots:
                 if name.startswith("shard-"):
                     entities += int(self.ref(name).ask(Ping(), block=True, timeout=2.0))

@@ -190,6 +190,7 @@ class ServiceHandle:
             "TRIPLINE__HTTP__CONTEXT_TOKEN": "ctx-token",
             "TRIPLINE__SENSOR__SNAPSHOT_INTERVAL_SECONDS": "0.2",
             "TRIPLINE__DIALER__BACKOFF_BASE_SECONDS": "0.05",
+            "TRIPLINE__CRM__SYNC_INTERVAL_SECONDS": "0",
         }
         self.config = schema.load(env={**base, **env})
         self.service: Service | None = None
