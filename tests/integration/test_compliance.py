@@ -183,3 +183,21 @@ def test_called_records_carry_the_facts_and_the_safety_override(
     assert isinstance(facts, dict)
     assert facts["override"] == "safety_override:co_alarm"
     assert outcome_of(service, temp)["reason"] == "outside_calling_window"
+
+
+def test_dnc_command_adds_lists_and_removes(prefix: str) -> None:
+    env = {"TRIPLINE__REDIS__URL": REDIS_URL, "TRIPLINE__REDIS__KEY_PREFIX": prefix,
+           "PATH": "/usr/bin:/bin"}
+
+    def dnc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own console script
+            [sys.executable, "-m", "tripline.cli", "dnc", *args], env=env, capture_output=True,
+            text=True, check=False,
+        )
+
+    assert dnc("add", "+44 20 7946 0123").stdout.strip() == "added +442079460123"
+    assert dnc("list").stdout.split() == ["+442079460123"]
+    assert dnc("add", "12345").returncode == 2
+    assert dnc("remove", "+442079460123").returncode == 0
+    assert dnc("remove", "+442079460123").returncode == 1
+    assert dnc("list").stdout.split() == []
