@@ -197,6 +197,11 @@ class TaskIntent:
     facts: tuple[tuple[str, Any], ...] = ()
     """Decision facts to keep on the record (key, value)."""
 
+    @property
+    def priority(self) -> Priority:
+        """A task queues at its alert's priority."""
+        return self.alert.priority
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
@@ -225,6 +230,18 @@ class DialFinished:
     """Set when the backend answered 429: pause for this many seconds and requeue."""
     requeue: DialIntent | TaskIntent | None = None
     """Work to put back in the queue (429 or an unsent request)."""
+    backend_ok: bool | None = None
+    """For the breaker: True when the backend answered, False when it could not be reached."""
+    slot: bool = True
+    """Whether the work held a concurrency slot (batched campaign work does not)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OccupancyObserved:
+    """The dialer's loop polled the contact center's queue occupancy."""
+
+    occupancy: Any
+    """A pipeline.govern.Occupancy (typed Any to keep messages free of pipeline imports)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,7 @@ import pykka
 import redis
 
 from actors import FAILURES
+from actors._dial_jobs import BackendsFactory
 from actors.dialer import CapRules, Dialer
 from actors.enricher import Enricher
 from actors.mqtt_subscriber import MqttSubscriber
@@ -27,9 +28,7 @@ from pipeline.comply import ComplyRules
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
 from tripline.accept import Acceptor
-from tripline.backends import Backend
-from tripline.backends.genesys import GenesysBackend
-from tripline.backends.log import LogBackend
+from tripline.backends.registry import build_backends
 from tripline.stats import Stats
 from tripline.store import Keys
 
@@ -68,7 +67,7 @@ class Service:
         config: Config,
         *,
         clock: Callable[[], float] = time.time,
-        backend_factory: Callable[[], Backend] | None = None,
+        backends: BackendsFactory | None = None,
     ) -> None:
         """Build collaborators; nothing starts until start()."""
         self.config, self.clock = config, clock
@@ -91,7 +90,9 @@ class Service:
             stats=self.stats,
             clock=clock,
         )
-        self._backend_factory = backend_factory or self._default_backend
+        self._backends_factory: BackendsFactory = backends or (
+            lambda take: build_backends(config, take)
+        )
         self.comply_rules = ComplyRules(
             calling=load_rules(config.comply.rules_file or None),
             safety_override=frozenset(config.comply.safety_override_alert_types),
@@ -105,11 +106,6 @@ class Service:
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
         self.started_at = 0.0
-
-    def _default_backend(self) -> Backend:
-        if self.config.dialer.backend == "log":
-            return LogBackend()
-        return GenesysBackend(conf=self.config.genesys, dialer=self.config.dialer)
 
     # --- resolvers: actors reach each other through these, never through cached refs ---------
 
@@ -153,7 +149,9 @@ class Service:
             "dialer",
             lambda: Dialer.start(
                 conf=c.dialer,
-                backend_factory=self._backend_factory,
+                backends=self._backends_factory,
+                client=self.redis,
+                instance=c.mqtt.client_id,
                 redis_url=url,
                 keys=self.keys,
                 routing=c.priorities.routing,

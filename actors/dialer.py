@@ -1,151 +1,168 @@
-"""The one dialer: a priority queue under a rate budget, placing calls and raising tasks."""
+"""The one dialer: priority queues under a shared rate budget, occupancy and a backend breaker."""
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import itertools
 import logging
-import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pykka
-import redis.asyncio as aioredis
+import redis
 
 from actors import Supervised
+from actors._dial_jobs import BackendsFactory, CapRules, DialJobs, Work
 from actors._loop import LoopThread
 from conf.schema import DialerConfig
 from messages import (
     DialFinished,
     DialIntent,
     Drain,
-    Outcome,
+    OccupancyObserved,
     Ping,
     Priority,
     PumpTick,
     Reason,
-    State,
     StatusQuery,
     TaskIntent,
 )
-from pipeline.caps import Cap, cap_args
-from pipeline.comply import Blocked, ComplyRules, check_window
-from pipeline.dial import Answer, Bucket, backoff, retry_after, take
-from tripline.backends import Backend, Result
+from pipeline.breaker import Breaker, BreakerState, allow, record
+from pipeline.comply import ComplyRules
+from pipeline.govern import Admission, GovernRules, Occupancy, admit, is_stale, rank
+from tripline.budget import RateBudget
 from tripline.stats import Stats
-from tripline.store import (
-    ANNOTATE_LUA,
-    CAP_LUA,
-    FROM_PENDING,
-    TRANSITION_LUA,
-    Keys,
-    annotate_args,
-    iso,
-    transition_args,
-)
+from tripline.store import Keys, iso
 
 log = logging.getLogger("tripline.dialer")
 
-Work = DialIntent | TaskIntent
+__all__ = ["CapRules", "Dialer"]
+
+_IDLE_TICK = 1.0  # re-evaluate held and ageing work at least this often
 
 
-@dataclass(frozen=True, slots=True)
-class CapRules:
-    """The [comply] caps: per phone number and per customer, each over several windows."""
-
-    number: tuple[Cap, ...] = ()
-    customer: tuple[Cap, ...] = ()
+@dataclass(slots=True)
+class _Queued:
+    enqueued_at: float
+    seq: int
+    work: Work
 
 
 class Dialer(Supervised, pykka.ThreadingActor):
-    """Owns the queue and the budget; HTTP runs on its own asyncio loop, results come back as tells.
+    """Owns the queues, the pause and the breaker; HTTP runs on its own asyncio loop.
 
-    The loop never touches actor state: it records outcomes in Redis and tells DialFinished.
+    The loop (actors/_dial_jobs.py) never touches actor state: it records outcomes in Redis
+    and tells DialFinished and OccupancyObserved back.
     """
 
     def __init__(
         self,
         *,
         conf: DialerConfig,
-        backend_factory: Callable[[], Backend],
+        backends: BackendsFactory,
+        client: redis.Redis,
         redis_url: str,
         keys: Keys,
+        instance: str,
         routing: dict[str, int],
         rules: ComplyRules,
         stats: Stats,
         caps: CapRules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """Keep collaborators; the backend is built on the loop that will use it."""
+        """Keep collaborators; the backends are built on the loop that will use them."""
         super().__init__()
-        self._conf, self._backend_factory, self._redis_url = conf, backend_factory, redis_url
-        self._keys, self._routing, self._rules = keys, routing, rules
-        self._caps = caps or CapRules()
-        self._stats, self._clock = stats, clock
-        self._queue: list[tuple[int, int, Work]] = []
+        self._conf, self._backends_factory, self._clock, self._stats = conf, backends, clock, stats
+        self._budget = RateBudget(
+            key=keys.rate(), rate_per_minute=conf.rate_per_minute, burst=conf.burst, client=client
+        )
+        self._jobs = DialJobs(
+            conf=conf,
+            redis_url=redis_url,
+            keys=keys,
+            queue_key=keys.dial_queue(instance),
+            routing=routing,
+            rules=rules,
+            caps=caps or CapRules(),
+            stats=stats,
+            clock=clock,
+            tell=self._tell_self,
+        )
+        self._governance = GovernRules(
+            threshold=conf.occupancy_threshold,
+            saturation=conf.saturation_threshold,
+            max_observation_age=max(30.0, conf.occupancy_poll_seconds * 3),
+            aging_seconds=conf.aging_seconds,
+            max_age={Priority.from_label(k): float(v) for k, v in conf.max_age_seconds.items()},
+        )
+        self._queues: dict[Priority, deque[_Queued]] = {p: deque() for p in Priority}
         self._seq = itertools.count()
-        self._in_flight = 0
-        self._bucket = Bucket(float(conf.burst), clock())
+        self._in_flight = {True: 0, False: 0}  # critical?, in flight
         self._paused_until = 0.0
+        self._occupancy: Occupancy | None = None
+        self._breaker = Breaker()
         self._tick_at: float | None = None
         self._loop: LoopThread | None = None
+
+    def _tell_self(self, message: object) -> None:
+        self.actor_ref.tell(message)
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Start the loop, its Redis client and the backend."""
+        """Start the loop and the backends; take back work queued before a restart."""
         self._loop = LoopThread(f"dialer-loop-{id(self):x}")
-        self._loop.call(self._open())
+        restored = self._loop.call(self._open())
+        now = self._clock()
+        for work in restored:
+            self._enqueue(work, at=work.enqueued_at if isinstance(work, DialIntent) else now)
+        if restored:
+            log.warning("dialer: %d queued items restored from Redis", len(restored))
+        self._pump()
 
-    async def _open(self) -> None:
-        self._redis = aioredis.Redis.from_url(self._redis_url)
-        self._marks: dict[str, asyncio.Task[Any]] = {}  # loop-only: see _mark_queued
-        self._transition = self._redis.register_script(TRANSITION_LUA)
-        self._annotate = self._redis.register_script(ANNOTATE_LUA)
-        self._cap = self._redis.register_script(CAP_LUA)
-        self._backend = self._backend_factory()
+    async def _open(self) -> list[Work]:
+        async def take() -> None:  # for requests the pump did not budget (tokens, polls)
+            await self._async_budget.take()
 
-    async def _close(self) -> None:
-        await self._backend.close()
-        await self._redis.aclose()
+        restored = await self._jobs.open(
+            self._backends_factory, take, poll=self._conf.occupancy_source != "none"
+        )
+        self._async_budget = RateBudget(
+            key=self._budget.key,
+            rate_per_minute=self._conf.rate_per_minute,
+            burst=self._conf.burst,
+            aclient=self._jobs.redis,
+        )
+        return restored
 
     def on_stop(self) -> None:
-        """Close connections and stop the loop (the supervisor drained us first)."""
-        if self._queue:
-            log.warning(
-                "dialer stopping with %d queued; their records stay queued", len(self._queue)
-            )
+        """Close connections and stop the loop; queued work stays persisted in Redis."""
         if self._loop is not None:
             try:
-                self._loop.call(self._close())
+                self._loop.call(self._jobs.close())
             except Exception:
                 log.warning("dialer: close failed", exc_info=True)
             self._loop.stop()
+            self._loop = None
 
     # --- messages --------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
-        """Dispatch one message."""
+        """Dispatch one message, then start what may start."""
         match message:
             case DialIntent() | TaskIntent():
-                self._enqueue(message)
-                self._submit(self._mark_queued(message))
+                self._enqueue(message, at=self._clock())
+                self._submit(self._jobs.mark_queued(message))
             case DialFinished():
-                self._in_flight -= 1
-                if message.retry_after is not None:
-                    self._paused_until = max(
-                        self._paused_until, self._clock() + message.retry_after
-                    )
-                if message.requeue is not None:
-                    self._enqueue(message.requeue)
+                self._on_finished(message)
+            case OccupancyObserved():
+                self._occupancy = message.occupancy
             case PumpTick():
                 self._tick_at = None
             case Drain():
-                return len(self._queue) + self._in_flight
+                return sum(len(q) for q in self._queues.values()) + sum(self._in_flight.values())
             case StatusQuery():
                 return self._status()
             case Ping():
@@ -155,285 +172,164 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._pump()
         return None
 
-    def _enqueue(self, work: Work) -> None:
-        priority = work.priority if isinstance(work, DialIntent) else work.alert.priority
-        heapq.heappush(self._queue, (priority, next(self._seq), work))
-        self._publish_depth()
+    def _on_finished(self, message: DialFinished) -> None:
+        if message.slot:
+            self._in_flight[message.priority == Priority.CRITICAL] -= 1
+        if message.backend_ok is not None:
+            self._breaker = record(
+                self._breaker,
+                ok=message.backend_ok,
+                now=self._clock(),
+                threshold=self._conf.breaker_threshold,
+            )
+            if self._breaker.state == BreakerState.OPEN and not message.backend_ok:
+                log.error(
+                    "backend unreachable: breaker open for %.0fs",
+                    self._conf.breaker_cool_off_seconds,
+                )
+        if message.retry_after is not None:
+            self._paused_until = max(self._paused_until, self._clock() + message.retry_after)
+        if message.requeue is not None:
+            self._enqueue(message.requeue, at=self._clock(), front=True)
+
+    def _enqueue(self, work: Work, *, at: float, front: bool = False) -> None:
+        item = _Queued(at, next(self._seq), work)
+        queue = self._queues[work.priority]
+        if front:
+            queue.appendleft(item)
+        else:
+            queue.append(item)
+
+    # --- choosing what goes next -----------------------------------------------------------
 
     def _pump(self) -> None:
-        """Start as much queued work as the budget, the pause and the concurrency caps allow."""
+        """Start as much queued work as budget, pause, breaker, occupancy and caps allow."""
         now = self._clock()
-        while self._queue:
-            if now < self._paused_until:
-                self._wake_at(self._paused_until)
-                return
-            priority = self._queue[0][0]
-            cap = self._conf.max_concurrency + (
-                self._conf.critical_concurrency if priority == Priority.CRITICAL else 0
-            )
-            if self._in_flight >= cap:
-                return  # a DialFinished will pump again
-            self._bucket, wait = take(
-                self._bucket,
-                now=now,
-                rate_per_second=self._conf.rate_per_minute / 60,
-                burst=self._conf.burst,
-            )
-            if wait > 0:
-                self._wake_at(now + wait)
-                return
-            _, _, work = heapq.heappop(self._queue)
-            self._in_flight += 1
-            self._submit(self._run(work))
+        self._expire_stale(now)
+        while (choice := self._choose(now)) is not None:
+            priority, batched = choice
+            if not batched:
+                if now < self._paused_until:
+                    self._wake_at(self._paused_until)
+                    break
+                self._breaker, allowed = allow(
+                    self._breaker, now=now, cool_off=self._conf.breaker_cool_off_seconds
+                )
+                if not allowed:
+                    self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
+                    break
+                wait = self._budget.try_take()
+                if wait > 0:
+                    self._wake_at(now + wait)
+                    break
+            item = self._queues[priority].popleft()
+            if not batched:
+                self._in_flight[priority == Priority.CRITICAL] += 1
+            self._submit(self._jobs.run(item.work, slot=not batched))
+            if self._breaker.state == BreakerState.HALF_OPEN:
+                break  # one probe at a time
         self._publish_depth()
+        if any(self._queues.values()):
+            self._wake_at(now + _IDLE_TICK)
+
+    def _choose(self, now: float) -> tuple[Priority, bool] | None:
+        """The priority whose head goes next (lowest aged rank among admissible), batched?"""
+        candidates = []
+        for priority, queue in self._queues.items():
+            while queue:
+                head = queue[0]
+                if isinstance(head.work, TaskIntent):
+                    admission = Admission.DIAL  # a task is no call: occupancy does not hold it
+                else:
+                    admission = admit(priority, self._occupancy, now=now, rules=self._governance)
+                if admission != Admission.SATURATED:
+                    break
+                queue.popleft()
+                self._defer(head.work, Reason.QUEUE_SATURATED, "the queue is saturated")
+            if not queue or admission == Admission.HOLD:
+                continue
+            batched = isinstance(queue[0].work, DialIntent) and self._batching(priority)
+            critical = priority == Priority.CRITICAL
+            cap = self._conf.critical_concurrency if critical else self._conf.max_concurrency
+            if not batched and self._in_flight[critical] >= cap:
+                continue
+            candidates.append(
+                (
+                    rank(priority, now - queue[0].enqueued_at, self._governance),
+                    queue[0].seq,
+                    priority,
+                    batched,
+                )
+            )
+        if not candidates:
+            return None
+        _, _, priority, batched = min(candidates)
+        return priority, batched
+
+    def _batching(self, priority: Priority) -> bool:
+        backends = getattr(self._jobs, "backends", None)
+        return backends is not None and backends.batching(priority)
+
+    def _expire_stale(self, now: float) -> None:
+        for priority, queue in self._queues.items():
+            while (
+                queue
+                and isinstance(queue[0].work, DialIntent)
+                and is_stale(priority, now - queue[0].enqueued_at, self._governance)
+            ):
+                item = queue.popleft()
+                self._defer(
+                    item.work, Reason.STALE, f"waited {now - item.enqueued_at:.0f}s for the dialer"
+                )
+
+    def _defer(self, work: Work, reason: Reason, detail: str) -> None:
+        """Turn waiting dial work into a task (it was persisted: the task replaces it)."""
+        assert isinstance(work, DialIntent)  # noqa: S101 - only dial work is deferred here
+        self.actor_ref.tell(
+            TaskIntent(alert=work.alert, reason=reason, due=self._clock(), detail=detail)
+        )
+        self._submit(self._jobs.forget(work))
 
     def _wake_at(self, at: float) -> None:
         if self._tick_at is not None and self._tick_at <= at:
             return
         self._tick_at = at
-        ref = self.actor_ref
         assert self._loop is not None  # noqa: S101 - on_start ran
-        self._loop.loop.call_soon_threadsafe(
-            self._loop.loop.call_later, max(0.0, at - self._clock()), lambda: ref.tell(PumpTick())
-        )
+        loop, ref = self._loop.loop, self.actor_ref
+        delay = max(0.0, at - self._clock())
+        loop.call_soon_threadsafe(loop.call_later, delay, lambda: ref.tell(PumpTick()))
 
     def _submit(self, coro: Any) -> None:  # noqa: ANN401
         assert self._loop is not None  # noqa: S101 - on_start ran
         self._loop.submit(coro)
 
+    # --- what operators see ----------------------------------------------------------------
+
     def _publish_depth(self) -> None:
-        counts = dict.fromkeys(Priority, 0)
-        for priority, _, _ in self._queue:
-            counts[Priority(priority)] += 1
-        for priority, n in counts.items():
-            self._stats.queue_depth.labels(priority.label).set(n)
+        for priority, queue in self._queues.items():
+            self._stats.queue_depth.labels(priority.label).set(len(queue))
 
     def _status(self) -> dict[str, Any]:
-        depth = {p.label: 0 for p in Priority}
-        for priority, _, _ in self._queue:
-            depth[Priority(priority).label] += 1
         now = self._clock()
+        occ = self._occupancy
         return {
-            "queueDepth": depth,
-            "inFlight": self._in_flight,
+            "queueDepth": {p.label: len(q) for p, q in self._queues.items()},
+            "inFlight": sum(self._in_flight.values()),
             "pausedUntil": iso(self._paused_until) if self._paused_until > now else None,
             "rateBudget": {
                 "perMinute": self._conf.rate_per_minute,
-                "tokens": round(self._bucket.tokens, 2),
+                "burst": self._conf.burst,
+                "takenHere": self._budget.taken,
+            },
+            "backendBreaker": self._breaker.state.value,
+            "occupancy": None
+            if occ is None
+            else {
+                "occupancy": round(occ.occupancy, 3),
+                "waiting": occ.waiting,
+                "ok": occ.ok,
+                "governed": occ.governed,
+                "observedAt": iso(occ.observed_at),
+                "detail": occ.detail or None,
             },
         }
-
-    # --- on the loop -----------------------------------------------------------------------
-
-    async def _mark_queued(self, work: Work) -> None:
-        # _run waits for this write, so a record never shows 'dialing' before 'queued'.
-        task = asyncio.current_task()
-        assert task is not None  # noqa: S101 - always inside a task
-        self._marks[work.alert.idempotency_key] = task
-        if isinstance(work, DialIntent):
-            await self._record(work.intent_id, state=State.QUEUED, allowed_from=State.ACCEPTED)
-        else:
-            # Compliance decided: the outcome is final now; the task id follows when raised.
-            facts = dict(work.facts)
-            applied = await self._record(
-                work.alert.idempotency_key,
-                state=Outcome.DEFERRED,
-                reason=work.reason,
-                detail=work.detail,
-                dueAt=iso(work.due),
-                facts=orjson.dumps(facts).decode() if facts else "",
-            )
-            if applied:
-                self._stats.count(Outcome.DEFERRED, work.reason)
-
-    async def _run(self, work: Work) -> None:
-        outcome = DialFinished(intent_id=work.alert.idempotency_key, priority=work.alert.priority)
-        mark = self._marks.pop(work.alert.idempotency_key, None)
-        if mark is not None and mark is not asyncio.current_task():
-            await asyncio.wait([mark])
-        try:
-            if isinstance(work, DialIntent):
-                outcome = await self._dial(work)
-            else:
-                outcome = await self._raise_task(work)
-        except Exception as exc:
-            log.exception("dialer: %s failed", work.alert.idempotency_key)
-            if isinstance(work, DialIntent):
-                # We cannot know whether the request left: never resend, hand it to a person.
-                self.actor_ref.tell(
-                    TaskIntent(
-                        alert=work.alert,
-                        reason=Reason.DIAL_UNCERTAIN,
-                        due=self._clock(),
-                        detail=f"internal error while dialing: {exc!r}"[:200],
-                    )
-                )
-        finally:
-            self.actor_ref.tell(outcome)
-
-    async def _dial(self, intent: DialIntent) -> DialFinished:
-        key = intent.intent_id
-        done = DialFinished(intent_id=key, priority=intent.priority)
-        task = await self._recheck(intent)
-        if task is not None:
-            self.actor_ref.tell(task)
-            return done
-        capped = await self._take_caps(intent)
-        if capped is not None:
-            if await self._record(
-                key, state=Outcome.SUPPRESSED, reason=capped, allowed_from=FROM_PENDING
-            ):
-                self._stats.count(Outcome.SUPPRESSED, capped)
-            return done
-        # The record is the arbiter: only one path may move it to dialing, ever.
-        if not await self._record(key, state=State.DIALING, allowed_from=FROM_PENDING):
-            log.info("dial %s skipped: its record is already past queued", key)
-            await self._release_caps(intent)
-            return done
-        result = await self._send(
-            lambda: self._backend.dial(intent, self._routing.get(intent.priority.label, 5))
-        )
-        if result.answer == Answer.DONE:
-            facts = orjson.dumps(dict(intent.facts)).decode() if intent.facts else ""
-            if await self._record(
-                key,
-                state=Outcome.CALLED,
-                allowed_from=State.DIALING,
-                callId=result.ref,
-                detail=result.detail,
-                facts=facts,
-            ):
-                self._stats.count(Outcome.CALLED)
-            return done
-        if result.answer != Answer.UNCERTAIN:  # provably no call: it must not count
-            await self._release_caps(intent)
-        if result.answer == Answer.RATE_LIMITED:
-            await self._record(
-                key, state=State.QUEUED, allowed_from=State.DIALING, detail=result.detail
-            )
-            return DialFinished(
-                intent_id=key,
-                priority=intent.priority,
-                requeue=intent,
-                retry_after=retry_after(result.retry_after, default=1.0),
-            )
-        reason = Reason.DIAL_UNCERTAIN if result.answer == Answer.UNCERTAIN else Reason.DIAL_FAILED
-        self.actor_ref.tell(
-            TaskIntent(alert=intent.alert, reason=reason, due=self._clock(), detail=result.detail)
-        )
-        return done
-
-    async def _recheck(self, intent: DialIntent) -> TaskIntent | None:
-        """Compliance again at the moment of dialing: work may have waited in the queue."""
-        blocked = check_window(
-            intent.customer,
-            now=self._clock(),
-            rules=self._rules,
-            alert_type=intent.alert.alert_type,
-        )
-        if blocked is None and await self._redis.sismember(self._keys.dnc(), intent.customer.phone):
-            blocked = Blocked(
-                Reason.DO_NOT_CALL,
-                self._clock(),
-                "the number joined the internal do-not-call list while queued",
-                {"rule": "internal_dnc_list"},
-            )
-        if blocked is None:
-            return None
-        return TaskIntent(
-            alert=intent.alert,
-            reason=blocked.reason,
-            due=blocked.due,
-            detail=blocked.detail,
-            facts=tuple(blocked.facts.items()),
-        )
-
-    async def _take_caps(self, intent: DialIntent) -> Reason | None:
-        """Count the call against the number's and the customer's caps, atomically in Redis."""
-        now, member = self._clock(), intent.intent_id
-        if self._caps.number:
-            ok, _ = await self._cap(
-                keys=[self._keys.number_calls(intent.customer.phone)],
-                args=cap_args(self._caps.number, now=now, member=member),
-            )
-            if not ok:
-                return Reason.NUMBER_CAP
-        if self._caps.customer:
-            ok, _ = await self._cap(
-                keys=[self._keys.customer_calls(intent.customer.customer_id)],
-                args=cap_args(self._caps.customer, now=now, member=member),
-            )
-            if not ok:
-                await self._release_caps(intent, customer=False)
-                return Reason.CUSTOMER_CAP
-        return None
-
-    async def _release_caps(self, intent: DialIntent, *, customer: bool = True) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zrem(self._keys.number_calls(intent.customer.phone), intent.intent_id)
-        if customer:
-            pipe.zrem(self._keys.customer_calls(intent.customer.customer_id), intent.intent_id)
-        await pipe.execute()
-
-    async def _raise_task(self, task: TaskIntent) -> DialFinished:
-        key = task.alert.idempotency_key
-        done = DialFinished(intent_id=key, priority=task.alert.priority)
-        # At most one task per alert, even if the same deferral is replayed.
-        if not await self._redis.hsetnx(self._keys.record(key), "taskClaimed", iso(self._clock())):
-            return done
-        result = await self._send(lambda: self._backend.create_task(task))
-        if result.answer == Answer.RATE_LIMITED:
-            await self._redis.hdel(self._keys.record(key), "taskClaimed")
-            return DialFinished(
-                intent_id=key,
-                priority=task.alert.priority,
-                requeue=task,
-                retry_after=retry_after(result.retry_after, default=1.0),
-            )
-        if result.answer == Answer.DONE:
-            await self._note(key, "task_raised", taskId=result.ref)
-        else:
-            log.error("task for %s not raised (%s): %s", key, result.answer, result.detail)
-            await self._note(key, "task_failed", taskError=f"{result.answer}: {result.detail}")
-        return done
-
-    async def _send(self, attempt: Callable[[], Any]) -> Result:
-        """Call the backend, retrying only what provably never reached it."""
-        result: Result = await attempt()
-        for n in range(self._conf.max_retries):
-            if result.answer != Answer.UNSENT:
-                break
-            await asyncio.sleep(
-                backoff(
-                    n,
-                    base=self._conf.backoff_base_seconds,
-                    cap=self._conf.backoff_max_seconds,
-                    jitter=random.random(),
-                )
-            )
-            result = await attempt()
-        return result
-
-    async def _record(
-        self,
-        key: str,
-        *,
-        state: str,
-        allowed_from: str = "",
-        reason: Reason = Reason.NONE,
-        **fields: str,
-    ) -> bool:
-        keys, args = transition_args(
-            self._keys,
-            key,
-            state=state,
-            now=self._clock(),
-            reason=reason,
-            allowed_from=allowed_from,
-            **{k: v for k, v in fields.items() if v},
-        )
-        return bool(await self._transition(keys=keys, args=args) == 1)
-
-    async def _note(self, key: str, event: str, **fields: Any) -> None:  # noqa: ANN401
-        keys, args = annotate_args(self._keys, key, now=self._clock(), event=event, **fields)
-        await self._annotate(keys=keys, args=args)

@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 from pipeline.caps import parse_cap
 
 PRIORITY_NAMES = ("critical", "high", "normal", "low")
+BACKENDS = ("genesys", "genesys_campaign", "cxone", "twilio", "log")
 ENV_PREFIX = "TRIPLINE__"
 
 
@@ -118,11 +119,31 @@ class PrioritiesConfig:
 class DialerConfig:
     """The one rate-governed dialer."""
 
-    backend: str = _f("genesys", choices=("genesys", "log"), doc="Where calls go.")
+    backend: str = _f("genesys", choices=BACKENDS, doc="Where calls go (every priority).")
+    backends: dict[str, str] = _f(
+        {}, keys=PRIORITY_NAMES, values=BACKENDS, doc="Per-priority override of backend."
+    )
+    occupancy_source: str = _f(
+        "auto",
+        choices=("auto", "genesys", "cxone", "none"),
+        doc="Where queue occupancy is polled; auto follows the critical backend.",
+    )
+    occupancy_poll_seconds: float = _f(5.0, min=0.5, doc="How often occupancy is polled.")
+    occupancy_threshold: float = _f(0.8, min=0.0, max=1.0, doc="Above it normal/low work waits.")
+    saturation_threshold: float = _f(0.95, min=0.0, max=1.0, doc="Above it low work -> tasks.")
+    aging_seconds: float = _f(300.0, min=1.0, doc="Waiting this long lifts work one level.")
+    max_age_seconds: dict[str, int] = _f(
+        {}, keys=PRIORITY_NAMES, doc="Work older than this becomes a task (deferred/stale)."
+    )
+    breaker_threshold: int = _f(5, min=1, doc="Failed sends in a row that open the breaker.")
+    breaker_cool_off_seconds: float = _f(30.0, min=0.1, doc="Open breaker: wait before a probe.")
+    campaign_batch_size: int = _f(50, min=1, max=1000, doc="Contacts per campaign append.")
+    campaign_batch_seconds: float = _f(2.0, min=0.01, doc="Longest a contact waits for a batch.")
     rate_per_minute: int = _f(240, min=1, max=100000, doc="Contact-center requests per minute.")
     burst: int = _f(10, min=1, doc="Requests allowed back to back.")
     max_concurrency: int = _f(4, min=1, max=256, doc="Calls in flight.")
-    critical_concurrency: int = _f(2, min=0, max=256, doc="Extra slots only critical may use.")
+    critical_concurrency: int = _f(
+        2, min=1, max=256, doc="Critical calls in flight: their own cap, beside max_concurrency.")
     connect_timeout_seconds: float = _f(2.0, min=0.05, doc="TCP connect timeout.")
     request_timeout_seconds: float = _f(10.0, min=0.1, doc="Whole-request timeout.")
     max_retries: int = _f(5, min=0, max=50, doc="Retries of provably unsent requests.")
@@ -152,6 +173,32 @@ class GenesysConfig:
     caller_id_name: str = _f("", doc="Name the customer sees.")
     workitem_type_id: str = _f("", doc="Task Management worktype for deferred alerts.")
     workbin_id: str = _f("", doc="Workbin for deferred alerts.")
+    contact_list_id: str = _f("", doc="Contact list of the always-running Power campaign.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CxoneConfig:
+    """NICE CXone: access-key OAuth with API discovery, Studio script spawn, skill activity."""
+
+    discovery_url: str = _f("https://cxone.niceincontact.com", doc="Discovery host.")
+    access_key_id: str = _f("", doc="Access key id (the OAuth username).")
+    access_key_secret: str = _f("", secret=True, doc="Access key secret (environment only).")
+    client_id: str = _f("", doc="Registered application's client id.")
+    client_secret: str = _f("", secret=True, doc="Application client secret (environment only).")
+    api_version: str = _f("v26.0", doc="Admin API version in the path.")
+    script_id: str = _f("", doc="Studio script that places the call.")
+    skill_id: str = _f("", doc="Skill the call is queued to (and occupancy is read from).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TwilioConfig:
+    """Twilio Programmable Voice, the generic fallback."""
+
+    base_url: str = _f("https://api.twilio.com", doc="API host.")
+    account_sid: str = _f("", doc="Account SID.")
+    auth_token: str = _f("", secret=True, doc="Auth token (environment only).")
+    from_number: str = _f("", doc="Twilio or verified number, E.164.")
+    twiml_url: str = _f("", doc="TwiML that bridges the call; ?referenceId= is appended.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +242,8 @@ class Config:
     tasks: TasksConfig
     comply: ComplyConfig
     genesys: GenesysConfig
+    cxone: CxoneConfig
+    twilio: TwilioConfig
     status: StatusConfig
 
 

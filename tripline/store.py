@@ -8,13 +8,14 @@ context carries `{r:<referenceId>}`. Every key has a TTL.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from messages import Alert, Outcome, Priority, Reason, State
+from messages import Alert, Customer, DialIntent, Outcome, Priority, Reason, State, TaskIntent
 
 # The record is created only if absent: that one atomic step is the idempotency claim.
 ACCEPT_LUA = """
@@ -83,6 +84,21 @@ redis.call('PEXPIRE', KEYS[1], longest)
 return {1, 0}
 """
 
+# GCRA on the server's clock (so instances with skewed clocks share one budget): returns 0 when
+# a request may go now (and counts it), else the milliseconds to wait.
+GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if now < tat - tolerance then return tat - tolerance - now end
+local new = tat + interval
+redis.call('SET', KEYS[1], new, 'PX', math.ceil(new - now + tolerance) + 1000)
+return 0
+"""
+
 TERMINAL = {o.value for o in Outcome}
 FROM_PENDING = f"{State.ACCEPTED},{State.QUEUED}"
 
@@ -124,6 +140,14 @@ class Keys:
     def number_calls(self, phone: str) -> str:
         """Calls placed to a phone number, for the caps (shared by every customer using it)."""
         return f"{self.prefix}:{{n:{phone}}}:calls"
+
+    def rate(self) -> str:
+        """The contact center's shared rate budget (GCRA theoretical arrival time)."""
+        return f"{self.prefix}:{{rate}}:gcra"
+
+    def dial_queue(self, instance: str) -> str:
+        """An instance's queued dial work (a hash id → JSON): it survives a restart."""
+        return f"{self.prefix}:{{q:{instance}}}:dialq"
 
     def dnc(self) -> str:
         """The internal do-not-call list (a set of E.164 numbers).
@@ -218,6 +242,50 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
 def alert_from_dict(data: dict[str, Any]) -> Alert:
     """Rebuild an alert stored by alert_to_dict."""
     return Alert(**{**data, "priority": Priority(data.get("priority", Priority.NORMAL))})
+
+
+def work_to_json(work: DialIntent | TaskIntent) -> bytes:
+    """Queued dial work as stored in the dialer's Redis queue."""
+    common = {"alert": alert_to_dict(work.alert), "facts": [list(f) for f in work.facts]}
+    if isinstance(work, DialIntent):
+        return orjson.dumps(
+            {
+                "kind": "dial",
+                **common,
+                "intentId": work.intent_id,
+                "customer": dataclasses.asdict(work.customer),
+                "priority": int(work.priority),
+                "enqueuedAt": work.enqueued_at,
+            }
+        )
+    return orjson.dumps(
+        {
+            "kind": "task",
+            **common,
+            "reason": work.reason.value,
+            "due": work.due,
+            "detail": work.detail,
+        }
+    )
+
+
+def work_from_json(blob: bytes) -> DialIntent | TaskIntent:
+    """Rebuild queued work stored by work_to_json."""
+    doc = orjson.loads(blob)
+    alert = alert_from_dict(doc["alert"])
+    facts = tuple((str(k), v) for k, v in doc["facts"])
+    if doc["kind"] == "dial":
+        return DialIntent(
+            intent_id=doc["intentId"],
+            alert=alert,
+            customer=Customer(**doc["customer"]),
+            priority=Priority(doc["priority"]),
+            enqueued_at=doc["enqueuedAt"],
+            facts=facts,
+        )
+    return TaskIntent(
+        alert=alert, reason=Reason(doc["reason"]), due=doc["due"], detail=doc["detail"], facts=facts
+    )
 
 
 def decode_record(raw: dict[bytes, bytes], history: list[bytes]) -> dict[str, Any]:

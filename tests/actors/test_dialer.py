@@ -8,6 +8,7 @@ from typing import Any
 import pykka
 import redis
 
+from actors._dial_jobs import Backends
 from actors.dialer import Dialer
 from conf.schema import DialerConfig
 from messages import Drain, Priority, StatusQuery
@@ -25,11 +26,23 @@ ALWAYS = ComplyRules(
 )
 
 
-def start_dialer(backend: FakeBackend, keys: Keys, **conf: Any) -> pykka.ActorRef[Any]:
-    settings = {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05, **conf}
+def start_dialer(
+    backend: FakeBackend,
+    keys: Keys,
+    observer: Any = None,
+    **conf: Any,
+) -> pykka.ActorRef[Any]:
+    settings = {
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        "max_age_seconds": {},
+        **conf,
+    }
     return Dialer.start(
         conf=DialerConfig(**settings),
-        backend_factory=lambda: backend,
+        backends=lambda _take: Backends.uniform(backend, observer),
+        client=redis.Redis.from_url(REDIS_URL),
+        instance=f"test-{keys.prefix}",
         redis_url=REDIS_URL,
         keys=keys,
         routing={"critical": 10, "high": 7, "normal": 5, "low": 2},
@@ -116,22 +129,23 @@ def test_429_pauses_then_resends(redis_client: redis.Redis, prefix: str) -> None
     assert len(backend.dials) == 2
 
 
-def test_critical_goes_first(redis_client: redis.Redis, prefix: str) -> None:
+def test_critical_has_its_own_slot_and_the_rest_go_by_priority(
+    redis_client: redis.Redis, prefix: str
+) -> None:
     keys = Keys(prefix)
     gate = threading.Event()
     backend = FakeBackend(gate=gate)
-    dialer = start_dialer(backend, keys, max_concurrency=1, critical_concurrency=0)
+    dialer = start_dialer(backend, keys, max_concurrency=1, critical_concurrency=1)
     first, low, normal, critical = accept(redis_client, keys, *[alert() for _ in range(4)])
     dialer.tell(intent(first, Priority.NORMAL))
     wait_for(lambda: len(backend.dials) == 1)
     for a, p in ((low, Priority.LOW), (normal, Priority.NORMAL), (critical, Priority.CRITICAL)):
         dialer.tell(intent(a, p))
+    # The normal slot is busy: critical goes anyway, on its own slot.
+    wait_for(lambda: len(backend.dials) == 2)
+    assert backend.dials[1].priority == Priority.CRITICAL
     depth = ask(dialer, StatusQuery())["queueDepth"]
-    assert depth == {"critical": 1, "high": 0, "normal": 1, "low": 1}
+    assert depth == {"critical": 0, "high": 0, "normal": 1, "low": 1}
     gate.set()
     wait_for(lambda: settled(dialer))
-    assert [d.priority for d in backend.dials[1:]] == [
-        Priority.CRITICAL,
-        Priority.NORMAL,
-        Priority.LOW,
-    ]
+    assert [d.priority for d in backend.dials[2:]] == [Priority.NORMAL, Priority.LOW]

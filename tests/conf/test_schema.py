@@ -42,7 +42,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "mqtt.qos: must be one of 1, 2",
         "sensor.shards: must be at least 1",
         "sensor.cooldown_seconds: must be an integer",
-        "dialer.backend: must be one of genesys, log",
+        "dialer.backend: must be one of genesys, genesys_campaign, cxone, twilio, log",
         "comply.number_caps: every cap must read like 3/24h",
         "comply.rules_file: /nonexistent/rules.toml is not a readable file",
         "genesys.client_secret is a secret: set TRIPLINE__GENESYS__CLIENT_SECRET instead",

@@ -186,13 +186,19 @@ def test_called_records_carry_the_facts_and_the_safety_override(
 
 
 def test_dnc_command_adds_lists_and_removes(prefix: str) -> None:
-    env = {"TRIPLINE__REDIS__URL": REDIS_URL, "TRIPLINE__REDIS__KEY_PREFIX": prefix,
-           "PATH": "/usr/bin:/bin"}
+    env = {
+        "TRIPLINE__REDIS__URL": REDIS_URL,
+        "TRIPLINE__REDIS__KEY_PREFIX": prefix,
+        "PATH": "/usr/bin:/bin",
+    }
 
     def dnc(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - our own console script
-            [sys.executable, "-m", "tripline.cli", "dnc", *args], env=env, capture_output=True,
-            text=True, check=False,
+            [sys.executable, "-m", "tripline.cli", "dnc", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     assert dnc("add", "+44 20 7946 0123").stdout.strip() == "added +442079460123"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -12,6 +12,7 @@ import aiohttp
 from conf.schema import DialerConfig, GenesysConfig
 from messages import DialIntent, TaskIntent
 from pipeline.dial import Answer, classify
+from pipeline.govern import Occupancy, read_genesys_observations
 from tripline.backends import Reply, Result, oversized, request
 from tripline.store import iso
 
@@ -23,10 +24,20 @@ class GenesysBackend:
     """Our own small client: explicit timeouts, and no POST re-sent after an ambiguous failure."""
 
     def __init__(
-        self, *, conf: GenesysConfig, dialer: DialerConfig, clock: Callable[[], float] = time.time
+        self,
+        *,
+        conf: GenesysConfig,
+        dialer: DialerConfig,
+        clock: Callable[[], float] = time.time,
+        extra_request: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Create the session lazily, on the loop that uses it."""
+        """Create the session lazily, on the loop that uses it.
+
+        `extra_request` is awaited before every request the dialer did not budget for (token
+        fetches, a resend after a 401, occupancy polls): it takes one from the rate budget.
+        """
         self._conf, self._clock = conf, clock
+        self._extra = extra_request
         self._timeout = aiohttp.ClientTimeout(
             total=dialer.request_timeout_seconds, sock_connect=dialer.connect_timeout_seconds
         )
@@ -105,7 +116,38 @@ class GenesysBackend:
         ref = reply.body.get("id") if isinstance(reply.body, dict) else None
         return Result(Answer.DONE, ref=ref if isinstance(ref, str) else "unknown")
 
-    async def _post(self, path: str, body: dict[str, Any]) -> Reply | Result:
+    async def occupancy(self, now: float) -> Occupancy:
+        """Poll POST /api/v2/analytics/queues/observations/query for the configured queue."""
+        await self._budget_extra()
+        body = {
+            "filter": {
+                "type": "or",
+                "predicates": [
+                    {"dimension": "queueId", "operator": "matches", "value": self._conf.queue_id}
+                ],
+            },
+            "metrics": ["oOnQueueUsers", "oWaiting", "oInteracting"],
+        }
+        reply = await self._post("/api/v2/analytics/queues/observations/query", body)
+        if isinstance(reply, Result):
+            return Occupancy(1.0, 0, now, ok=False, detail=reply.detail)
+        return read_genesys_observations(reply.body, now)
+
+    async def post_contacts(
+        self, contacts: list[dict[str, Any]], *, urgent: bool
+    ) -> Reply | Result:
+        """POST /api/v2/outbound/contactlists/{id}/contacts?priority=…: append to the campaign."""
+        path = (
+            f"/api/v2/outbound/contactlists/{self._conf.contact_list_id}/contacts"
+            f"?priority={'true' if urgent else 'false'}"
+        )
+        return await self._post(path, contacts)
+
+    async def _budget_extra(self) -> None:
+        if self._extra is not None:
+            await self._extra()
+
+    async def _post(self, path: str, body: Any) -> Reply | Result:  # noqa: ANN401
         token = await self._get_token()
         if isinstance(token, Result):
             return token
@@ -123,6 +165,7 @@ class GenesysBackend:
             if reply.status == 401 and attempt == 0:
                 # 401 means the request was refused before it acted: renew the token, resend once.
                 self._token_expires = 0.0
+                await self._budget_extra()
                 token = await self._get_token()
                 if isinstance(token, Result):
                     return token
@@ -135,6 +178,7 @@ class GenesysBackend:
         if self._token and now < self._token_expires:
             return self._token
         self.requests += 1
+        await self._budget_extra()
         basic = base64.b64encode(f"{self._conf.client_id}:{self._conf.client_secret}".encode())
         reply = await request(
             self._http(),

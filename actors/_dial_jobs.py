@@ -1,0 +1,403 @@
+"""The dialer's loop side: each job sends, records the outcome in Redis, and reports back.
+
+Nothing here touches the actor's state; results go back as DialFinished / OccupancyObserved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+
+from conf.schema import DialerConfig
+from messages import (
+    DialFinished,
+    DialIntent,
+    OccupancyObserved,
+    Outcome,
+    Priority,
+    Reason,
+    State,
+    TaskIntent,
+)
+from pipeline.caps import Cap, cap_args
+from pipeline.comply import Blocked, ComplyRules, check_window
+from pipeline.dial import Answer, backoff, retry_after
+from pipeline.govern import Occupancy
+from tripline.backends import Backend, Result
+from tripline.stats import Stats
+from tripline.store import (
+    ANNOTATE_LUA,
+    CAP_LUA,
+    FROM_PENDING,
+    TRANSITION_LUA,
+    Keys,
+    annotate_args,
+    iso,
+    transition_args,
+    work_from_json,
+    work_to_json,
+)
+
+log = logging.getLogger("tripline.dialer")
+
+Work = DialIntent | TaskIntent
+
+
+class Observer(Protocol):
+    """A backend that can report queue occupancy."""
+
+    async def occupancy(self, now: float) -> Occupancy:
+        """Poll the contact center."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CapRules:
+    """The [comply] caps: per phone number and per customer, each over several windows."""
+
+    number: tuple[Cap, ...] = ()
+    customer: tuple[Cap, ...] = ()
+
+
+@dataclass
+class Backends:
+    """Which backend serves which priority, which raises tasks, which reports occupancy."""
+
+    by_priority: dict[Priority, Backend]
+    tasks: Backend
+    observer: Observer | None = None
+    owned: list[Backend] = field(default_factory=list)
+    """Closed at shutdown."""
+
+    @classmethod
+    def uniform(cls, backend: Backend, observer: Observer | None = None) -> Backends:
+        """One backend for everything (tests, the log backend)."""
+        return cls(dict.fromkeys(Priority, backend), backend, observer, [backend])
+
+    def batching(self, priority: Priority) -> bool:
+        """Whether work of `priority` is batched (no token or slot per item)."""
+        return bool(getattr(self.by_priority[priority], "batching", False))
+
+
+BackendsFactory = Callable[[Callable[[], Awaitable[None]]], Backends]
+"""Builds the backends on the loop, given the budget's async `take` for unbudgeted requests."""
+
+
+class DialJobs:
+    """Runs on the dialer's loop: records, caps, backend calls, occupancy polling."""
+
+    def __init__(
+        self,
+        *,
+        conf: DialerConfig,
+        redis_url: str,
+        keys: Keys,
+        queue_key: str,
+        routing: dict[str, int],
+        rules: ComplyRules,
+        caps: CapRules,
+        stats: Stats,
+        clock: Callable[[], float],
+        tell: Callable[[object], None],
+    ) -> None:
+        """Keep collaborators; open() must run on the loop."""
+        self._conf, self._redis_url, self._keys, self._queue_key = conf, redis_url, keys, queue_key
+        self._routing, self._rules, self._caps, self._stats = routing, rules, caps, stats
+        self._clock, self._tell = clock, tell
+        self._marks: dict[str, asyncio.Task[Any]] = {}
+
+    async def open(
+        self, factory: BackendsFactory, take_budget: Callable[[], Awaitable[None]], poll: bool
+    ) -> list[Work]:
+        """Connect, build the backends, start polling; returns the work persisted earlier."""
+        self.redis = aioredis.Redis.from_url(self._redis_url)
+        self._transition = self.redis.register_script(TRANSITION_LUA)
+        self._annotate = self.redis.register_script(ANNOTATE_LUA)
+        self._cap = self.redis.register_script(CAP_LUA)
+        self.backends = factory(take_budget)
+        if poll and self.backends.observer is not None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+        elif self.backends.observer is None:
+            self._tell(
+                OccupancyObserved(occupancy=Occupancy(0.0, 0, self._clock(), governed=False))
+            )
+        stored = await self.redis.hgetall(self._queue_key)
+        return [
+            work_from_json(blob if isinstance(blob, bytes) else blob.encode())
+            for blob in stored.values()
+        ]
+
+    async def close(self) -> None:
+        """Close backends and Redis."""
+        for backend in self.backends.owned:
+            await backend.close()
+        await self.redis.aclose()
+
+    # --- queue bookkeeping -------------------------------------------------------------------
+
+    async def mark_queued(self, work: Work) -> None:
+        """Persist queued work and record it; _run waits for this, so history stays in order."""
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - always inside a task
+        key = work.alert.idempotency_key
+        self._marks[key] = task
+        await self.redis.hset(self._queue_key, _queue_id(work), work_to_json(work))
+        if isinstance(work, DialIntent):
+            await self._record(key, state=State.QUEUED, allowed_from=State.ACCEPTED)
+            return
+        # Compliance decided: the outcome is final now; the task id follows when raised.
+        facts = orjson.dumps(dict(work.facts)).decode() if work.facts else ""
+        if await self._record(
+            key,
+            state=Outcome.DEFERRED,
+            reason=work.reason,
+            detail=work.detail,
+            dueAt=iso(work.due),
+            facts=facts,
+        ):
+            self._stats.count(Outcome.DEFERRED, work.reason)
+
+    async def forget(self, work: Work) -> None:
+        """Drop work from the persisted queue (it was replaced by a task)."""
+        await self.redis.hdel(self._queue_key, _queue_id(work))
+
+    async def run(self, work: Work, *, slot: bool) -> None:
+        """Do one piece of work and tell the actor how it went."""
+        key = work.alert.idempotency_key
+        finished = DialFinished(intent_id=key, priority=work.priority, slot=slot)
+        mark = self._marks.pop(key, None)
+        if mark is not None and mark is not asyncio.current_task():
+            await asyncio.wait([mark])
+        try:
+            if isinstance(work, DialIntent):
+                finished = await self._dial(work, finished)
+            else:
+                finished = await self._raise_task(work, finished)
+            if finished.requeue is None:
+                await self.redis.hdel(self._queue_key, _queue_id(work))
+        except Exception as exc:
+            log.exception("dialer: %s failed", key)
+            await self.redis.hdel(self._queue_key, _queue_id(work))
+            if isinstance(work, DialIntent):
+                # We cannot know whether the request left: never resend, hand it to a person.
+                self._tell(
+                    TaskIntent(
+                        alert=work.alert,
+                        reason=Reason.DIAL_UNCERTAIN,
+                        due=self._clock(),
+                        detail=f"internal error while dialing: {exc!r}"[:200],
+                    )
+                )
+        finally:
+            self._tell(finished)
+
+    # --- dialing -------------------------------------------------------------------------------
+
+    async def _dial(self, intent: DialIntent, done: DialFinished) -> DialFinished:
+        key = intent.intent_id
+        task = await self._recheck(intent)
+        if task is not None:
+            self._tell(task)
+            return done
+        capped = await self._take_caps(intent)
+        if capped is not None:
+            if await self._record(
+                key, state=Outcome.SUPPRESSED, reason=capped, allowed_from=FROM_PENDING
+            ):
+                self._stats.count(Outcome.SUPPRESSED, capped)
+            return done
+        # The record is the arbiter: only one path may move it to dialing, ever.
+        if not await self._record(key, state=State.DIALING, allowed_from=FROM_PENDING):
+            log.info("dial %s skipped: its record is already past queued", key)
+            await self._release_caps(intent)
+            return done
+        backend = self.backends.by_priority[intent.priority]
+        result = await self._send(
+            lambda: backend.dial(intent, self._routing.get(intent.priority.label, 5))
+        )
+        return await self._after_dial(intent, result, done)
+
+    async def _after_dial(
+        self, intent: DialIntent, result: Result, done: DialFinished
+    ) -> DialFinished:
+        key = intent.intent_id
+        reached = result.answer != Answer.UNSENT
+        if result.answer == Answer.DONE:
+            facts = orjson.dumps(dict(intent.facts)).decode() if intent.facts else ""
+            if await self._record(
+                key,
+                state=Outcome.CALLED,
+                allowed_from=State.DIALING,
+                callId=result.ref,
+                detail=result.detail,
+                facts=facts,
+            ):
+                self._stats.count(Outcome.CALLED)
+            return _with(done, backend_ok=True)
+        if result.answer != Answer.UNCERTAIN:  # provably no call: it must not count
+            await self._release_caps(intent)
+        if result.answer in (Answer.RATE_LIMITED, Answer.UNSENT):
+            # Not taken by the backend: back to the queue (a down backend opens the breaker).
+            await self._record(
+                key, state=State.QUEUED, allowed_from=State.DIALING, detail=result.detail
+            )
+            wait = (
+                retry_after(result.retry_after, default=1.0)
+                if (result.answer == Answer.RATE_LIMITED)
+                else None
+            )
+            return _with(done, requeue=intent, retry_after=wait, backend_ok=reached)
+        reason = Reason.DIAL_UNCERTAIN if result.answer == Answer.UNCERTAIN else Reason.DIAL_FAILED
+        self._tell(
+            TaskIntent(alert=intent.alert, reason=reason, due=self._clock(), detail=result.detail)
+        )
+        return _with(done, backend_ok=True)
+
+    async def _recheck(self, intent: DialIntent) -> TaskIntent | None:
+        """Compliance again at the moment of dialing: work may have waited in the queue."""
+        now = self._clock()
+        blocked = check_window(
+            intent.customer, now=now, rules=self._rules, alert_type=intent.alert.alert_type
+        )
+        if blocked is None and await self.redis.sismember(self._keys.dnc(), intent.customer.phone):
+            blocked = Blocked(
+                Reason.DO_NOT_CALL,
+                now,
+                "the number joined the internal do-not-call list while queued",
+                {"rule": "internal_dnc_list"},
+            )
+        if blocked is None:
+            return None
+        return TaskIntent(
+            alert=intent.alert,
+            reason=blocked.reason,
+            due=blocked.due,
+            detail=blocked.detail,
+            facts=tuple(blocked.facts.items()),
+        )
+
+    async def _take_caps(self, intent: DialIntent) -> Reason | None:
+        """Count the call against the number's and the customer's caps, atomically in Redis."""
+        now, member = self._clock(), intent.intent_id
+        if self._caps.number:
+            ok, _ = await self._cap(
+                keys=[self._keys.number_calls(intent.customer.phone)],
+                args=cap_args(self._caps.number, now=now, member=member),
+            )
+            if not ok:
+                return Reason.NUMBER_CAP
+        if self._caps.customer:
+            ok, _ = await self._cap(
+                keys=[self._keys.customer_calls(intent.customer.customer_id)],
+                args=cap_args(self._caps.customer, now=now, member=member),
+            )
+            if not ok:
+                await self._release_caps(intent, customer=False)
+                return Reason.CUSTOMER_CAP
+        return None
+
+    async def _release_caps(self, intent: DialIntent, *, customer: bool = True) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self._keys.number_calls(intent.customer.phone), intent.intent_id)
+        if customer:
+            pipe.zrem(self._keys.customer_calls(intent.customer.customer_id), intent.intent_id)
+        await pipe.execute()
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    async def _raise_task(self, task: TaskIntent, done: DialFinished) -> DialFinished:
+        key = task.alert.idempotency_key
+        record = self._keys.record(key)
+        # At most one task per alert, even if the same deferral is replayed.
+        if not await self.redis.hsetnx(record, "taskClaimed", iso(self._clock())):
+            return done
+        result = await self._send(lambda: self.backends.tasks.create_task(task))
+        if result.answer in (Answer.RATE_LIMITED, Answer.UNSENT):
+            await self.redis.hdel(record, "taskClaimed")
+            wait = (
+                retry_after(result.retry_after, default=1.0)
+                if (result.answer == Answer.RATE_LIMITED)
+                else None
+            )
+            return _with(
+                done,
+                requeue=task,
+                retry_after=wait,
+                backend_ok=result.answer == Answer.RATE_LIMITED,
+            )
+        if result.answer == Answer.DONE:
+            await self._note(key, "task_raised", taskId=result.ref)
+        else:
+            log.error("task for %s not raised (%s): %s", key, result.answer, result.detail)
+            await self._note(key, "task_failed", taskError=f"{result.answer}: {result.detail}")
+        return _with(done, backend_ok=True)
+
+    # --- shared --------------------------------------------------------------------------------
+
+    async def _send(self, attempt: Callable[[], Awaitable[Result]]) -> Result:
+        """Call the backend, retrying only what provably never reached it."""
+        result = await attempt()
+        for n in range(self._conf.max_retries):
+            if result.answer != Answer.UNSENT:
+                break
+            await asyncio.sleep(
+                backoff(
+                    n,
+                    base=self._conf.backoff_base_seconds,
+                    cap=self._conf.backoff_max_seconds,
+                    jitter=random.random(),
+                )
+            )
+            result = await attempt()
+        return result
+
+    async def _poll_forever(self) -> None:
+        assert self.backends.observer is not None  # noqa: S101 - checked by open()
+        while True:
+            try:
+                occupancy = await self.backends.observer.occupancy(self._clock())
+            except Exception as exc:  # a failed poll holds non-critical work, nothing worse
+                occupancy = Occupancy(1.0, 0, self._clock(), ok=False, detail=repr(exc))
+            self._tell(OccupancyObserved(occupancy=occupancy))
+            await asyncio.sleep(self._conf.occupancy_poll_seconds)
+
+    async def _record(
+        self,
+        key: str,
+        *,
+        state: str,
+        allowed_from: str = "",
+        reason: Reason = Reason.NONE,
+        **fields: str,
+    ) -> bool:
+        keys, args = transition_args(
+            self._keys,
+            key,
+            state=state,
+            now=self._clock(),
+            reason=reason,
+            allowed_from=allowed_from,
+            **{k: v for k, v in fields.items() if v},
+        )
+        return bool(await self._transition(keys=keys, args=args) == 1)
+
+    async def _note(self, key: str, event: str, **fields: str) -> None:
+        keys, args = annotate_args(self._keys, key, now=self._clock(), event=event, **fields)
+        await self._annotate(keys=keys, args=args)
+
+
+def _queue_id(work: Work) -> str:
+    return ("task:" if isinstance(work, TaskIntent) else "dial:") + work.alert.idempotency_key
+
+
+def _with(done: DialFinished, **changes: Any) -> DialFinished:  # noqa: ANN401
+    return DialFinished(
+        **{"intent_id": done.intent_id, "priority": done.priority, "slot": done.slot, **changes}
+    )

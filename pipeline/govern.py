@@ -1,0 +1,133 @@
+"""Governing the dialer: occupancy admission, aging, staleness, and reading occupancy answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from messages import Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Occupancy:
+    """The contact center's load as last observed."""
+
+    occupancy: float
+    """Share of on-queue agents busy, 0..1 (no agent on queue counts as 1: no capacity)."""
+    waiting: int
+    """Voice interactions waiting in queue."""
+    observed_at: float
+    """When, epoch seconds."""
+    ok: bool = True
+    """False when the last poll failed: non-critical work is then treated as busy."""
+    governed: bool = True
+    """False when the backend cannot report occupancy: nothing is held on its account."""
+    detail: str = ""
+
+
+class Admission(StrEnum):
+    """What the dialer does with the head of one priority's queue now."""
+
+    DIAL = "dial"
+    HOLD = "hold"
+    SATURATED = "saturated"  # low work becomes a task: deferred/queue_saturated
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GovernRules:
+    """The [dialer] knobs admission, aging and staleness read."""
+
+    threshold: float = 0.8
+    saturation: float = 0.95
+    max_observation_age: float = 30.0
+    """An observation older than this counts as a failed poll."""
+    aging_seconds: float = 300.0
+    """Waiting this long lifts work one priority level when choosing what goes next."""
+    max_age: dict[Priority, float] = field(default_factory=dict)
+    """Work older than this becomes a task (deferred/stale); absent: never."""
+
+
+def admit(
+    priority: Priority, occupancy: Occupancy | None, *, now: float, rules: GovernRules
+) -> Admission:
+    """Decide whether work of `priority` may dial now, given the queue's occupancy.
+
+    Critical work is never held (it has its own concurrency cap instead). An unknown or failed
+    observation holds everything else: when we cannot see the queue, we assume it is busy.
+    """
+    if priority == Priority.CRITICAL:
+        return Admission.DIAL
+    if occupancy is not None and not occupancy.governed:
+        return Admission.DIAL
+    if (
+        occupancy is None
+        or not occupancy.ok
+        or now - occupancy.observed_at > (rules.max_observation_age)
+    ):
+        return Admission.HOLD
+    if occupancy.occupancy >= rules.saturation:
+        return Admission.SATURATED if priority == Priority.LOW else Admission.HOLD
+    if occupancy.occupancy >= rules.threshold and priority >= Priority.NORMAL:
+        return Admission.HOLD
+    return Admission.DIAL
+
+
+def rank(priority: Priority, waited: float, rules: GovernRules) -> float:
+    """Order of service: lower first; waiting `aging_seconds` lifts work one level."""
+    return priority - waited / rules.aging_seconds
+
+
+def is_stale(priority: Priority, waited: float, rules: GovernRules) -> bool:
+    """Whether work waited past its priority's maximum age."""
+    limit = rules.max_age.get(priority)
+    return limit is not None and waited > limit
+
+
+def read_genesys_observations(body: Any, now: float) -> Occupancy:  # noqa: ANN401
+    """Occupancy from POST /api/v2/analytics/queues/observations/query, all queues summed.
+
+    occupancy = (on-queue - idle) / on-queue; waiting = oWaiting for voice.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        return Occupancy(1.0, 0, now, ok=False, detail="observations without results")
+    on_queue = idle = waiting = 0
+    for group in body["results"]:
+        if not isinstance(group, dict) or not isinstance(group.get("data"), list):
+            return Occupancy(1.0, 0, now, ok=False, detail="malformed observation group")
+        for item in group["data"]:
+            if not isinstance(item, dict):
+                continue
+            count = (
+                item.get("stats", {}).get("count", 0) if isinstance(item.get("stats"), dict) else 0
+            )
+            if not isinstance(count, int) or count < 0:
+                return Occupancy(1.0, 0, now, ok=False, detail="bad observation count")
+            if item.get("metric") == "oOnQueueUsers":
+                on_queue += count
+                if item.get("qualifier") == "IDLE":
+                    idle += count
+            elif item.get("metric") == "oWaiting":
+                waiting += count
+    occupancy = 1.0 if on_queue == 0 else (on_queue - idle) / on_queue
+    return Occupancy(occupancy, waiting, now)
+
+
+def read_cxone_activity(body: Any, now: float) -> Occupancy:  # noqa: ANN401
+    """Occupancy from GET /skills/{id}/activity: (logged in - available) / logged in."""
+    rows = body.get("skillActivity") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
+        return Occupancy(1.0, 0, now, ok=False, detail="skill activity without rows")
+    row = rows[0]
+    logged_in, available, queued = (
+        row.get("agentsLoggedIn"),
+        row.get("agentsAvailable"),
+        row.get("queueCount"),
+    )
+    if not all(isinstance(v, int) and v >= 0 for v in (logged_in, available, queued)):
+        return Occupancy(1.0, 0, now, ok=False, detail="bad skill activity counts")
+    assert isinstance(logged_in, int)  # noqa: S101 - checked just above
+    assert isinstance(available, int)  # noqa: S101
+    assert isinstance(queued, int)  # noqa: S101
+    occupancy = 1.0 if logged_in == 0 else (logged_in - min(available, logged_in)) / logged_in
+    return Occupancy(occupancy, queued, now)

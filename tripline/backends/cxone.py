@@ -1,0 +1,158 @@
+"""NICE CXone: access-key OAuth with API discovery; a Studio script places the call."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from conf.schema import CxoneConfig, DialerConfig
+from messages import DialIntent, TaskIntent
+from pipeline.dial import Answer, classify
+from pipeline.govern import Occupancy, read_cxone_activity
+from tripline.backends import Reply, Result, oversized, request
+
+_TOKEN_MARGIN = 60.0
+
+
+class CxoneBackend:
+    """Spawns the configured Studio script with the reference triple as its parameters."""
+
+    def __init__(
+        self,
+        *,
+        conf: CxoneConfig,
+        dialer: DialerConfig,
+        clock: Callable[[], float] = time.time,
+        extra_request: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Create the session lazily, on the loop that uses it."""
+        self._conf, self._clock, self._extra = conf, clock, extra_request
+        self._timeout = aiohttp.ClientTimeout(
+            total=dialer.request_timeout_seconds, sock_connect=dialer.connect_timeout_seconds
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._token, self._token_expires, self._api = "", 0.0, ""
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+
+    async def dial(self, intent: DialIntent, routing_priority: int) -> Result:  # noqa: ARG002
+        """POST …/scripts/{scriptId}/start {skillId, parameters}: the script dials and queues."""
+        alert = intent.alert
+        values = {
+            "phone": intent.customer.phone,
+            "sensorId": alert.sensor_id,
+            "alertType": alert.alert_type,
+            "referenceId": alert.reference_id,
+        }
+        problem = oversized(values)
+        if problem:
+            return Result(Answer.FAILED, detail=problem)
+        # Studio receives them as p1..p4: the number, then the reference triple.
+        body = {"skillId": self._conf.skill_id, "parameters": "|".join(values.values())}
+        reply = await self._call("POST", f"/scripts/{self._conf.script_id}/start", json=body)
+        if isinstance(reply, Result):
+            return reply
+        contact = reply.body.get("contactId") if isinstance(reply.body, dict) else None
+        return Result(Answer.DONE, ref=str(contact) if contact is not None else "unknown")
+
+    async def create_task(self, task: TaskIntent) -> Result:
+        """CXone has no task API in this integration: configure [tasks] backend separately."""
+        return Result(Answer.FAILED, detail=f"cxone backend raises no tasks ({task.reason})")
+
+    async def occupancy(self, now: float) -> Occupancy:
+        """GET …/skills/{skillId}/activity."""
+        if self._extra is not None:
+            await self._extra()
+        reply = await self._call("GET", f"/skills/{self._conf.skill_id}/activity")
+        if isinstance(reply, Result):
+            return Occupancy(1.0, 0, now, ok=False, detail=reply.detail)
+        return read_cxone_activity(reply.body, now)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Reply | Result:  # noqa: ANN401
+        ready = await self._authenticate()
+        if isinstance(ready, Result):
+            return ready
+        url = f"{self._api}/incontactapi/services/{self._conf.api_version}{path}"
+        reply = await request(
+            self._http(), method, url, headers={"Authorization": f"Bearer {self._token}"}, **kwargs
+        )
+        if isinstance(reply, Result) or 200 <= reply.status < 300:
+            return reply
+        if reply.status == 401:
+            self._token_expires = 0.0
+        answer = classify(reply.status, sent=True)
+        return Result(
+            answer,
+            retry_after=reply.headers.get("Retry-After"),
+            detail=f"HTTP {reply.status}: {str(reply.body)[:200]}",
+        )
+
+    async def _authenticate(self) -> Result | None:
+        """Discovery → password grant with the access key → tenant's API endpoint."""
+        if self._token and self._clock() < self._token_expires:
+            return None
+        if self._extra is not None:
+            await self._extra()
+        base = self._conf.discovery_url
+        oidc = await request(self._http(), "GET", f"{base}/.well-known/openid-configuration")
+        endpoint = (
+            oidc.body.get("token_endpoint")
+            if isinstance(oidc, Reply) and isinstance(oidc.body, dict)
+            else None
+        )
+        if not isinstance(endpoint, str):
+            return Result(Answer.UNSENT, detail="cxone discovery: no token_endpoint")
+        form = {
+            "grant_type": "password",
+            "username": self._conf.access_key_id,
+            "password": self._conf.access_key_secret,
+            "client_id": self._conf.client_id,
+            "client_secret": self._conf.client_secret,
+        }
+        token = await request(self._http(), "POST", endpoint, data=form)
+        if isinstance(token, Result) or token.status != 200 or not isinstance(token.body, dict):
+            failed = isinstance(token, Reply) and 400 <= token.status < 500 and token.status != 429
+            return Result(Answer.FAILED if failed else Answer.UNSENT, detail="cxone token refused")
+        access, expires = token.body.get("access_token"), token.body.get("expires_in")
+        tenant = _tenant(token.body.get("id_token"))
+        if not isinstance(access, str) or not isinstance(expires, int) or not tenant:
+            return Result(Answer.UNSENT, detail="cxone token without access_token/tenant")
+        config = await request(
+            self._http(), "GET", f"{base}/.well-known/cxone-configuration?tenantId={tenant}"
+        )
+        api = (
+            config.body.get("api_endpoint")
+            if isinstance(config, Reply) and isinstance(config.body, dict)
+            else None
+        )
+        if not isinstance(api, str):
+            return Result(Answer.UNSENT, detail="cxone discovery: no api_endpoint")
+        self._token, self._api = access, api.rstrip("/")
+        self._token_expires = self._clock() + max(0.0, expires - _TOKEN_MARGIN)
+        return None
+
+
+def _tenant(id_token: object) -> str:
+    """The tenantId claim of the id_token (read, not verified: we only route by it)."""
+    if not isinstance(id_token, str) or id_token.count(".") != 2:
+        return ""
+    payload = id_token.split(".")[1]
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return ""
+    tenant = claims.get("tenantId") if isinstance(claims, dict) else None
+    return tenant if isinstance(tenant, str) else ""
