@@ -113,14 +113,17 @@ class DialJobs:
         self._clock, self._tell = clock, tell
         self._marks: dict[str, asyncio.Task[Any]] = {}
 
-    async def open(
-        self, factory: BackendsFactory, take_budget: Callable[[], Awaitable[None]], poll: bool
-    ) -> list[Work]:
-        """Connect, build the backends, start polling; returns the work persisted earlier."""
+    async def connect(self) -> None:
+        """Connect to Redis (on the loop)."""
         self.redis = aioredis.Redis.from_url(self._redis_url)
         self._transition = self.redis.register_script(TRANSITION_LUA)
         self._annotate = self.redis.register_script(ANNOTATE_LUA)
         self._cap = self.redis.register_script(CAP_LUA)
+
+    async def open(
+        self, factory: BackendsFactory, take_budget: Callable[[], Awaitable[None]], poll: bool
+    ) -> list[Work]:
+        """Build the backends, start polling; returns the work persisted before a restart."""
         self.backends = factory(take_budget)
         if poll and self.backends.observer is not None:
             self._poller = asyncio.get_running_loop().create_task(self._poll_forever())

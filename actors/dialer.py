@@ -123,19 +123,17 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._pump()
 
     async def _open(self) -> list[Work]:
-        async def take() -> None:  # for requests the pump did not budget (tokens, polls)
-            await self._async_budget.take()
-
-        restored = await self._jobs.open(
-            self._backends_factory, take, poll=self._conf.occupancy_source != "none"
-        )
-        self._async_budget = RateBudget(
+        await self._jobs.connect()
+        # For requests the pump did not budget: token fetches, occupancy polls, batches.
+        budget = RateBudget(
             key=self._budget.key,
             rate_per_minute=self._conf.rate_per_minute,
             burst=self._conf.burst,
             aclient=self._jobs.redis,
         )
-        return restored
+        return await self._jobs.open(
+            self._backends_factory, budget.take, poll=self._conf.occupancy_source != "none"
+        )
 
     def on_stop(self) -> None:
         """Close connections and stop the loop; queued work stays persisted in Redis."""

@@ -143,7 +143,8 @@ class DialerConfig:
     burst: int = _f(10, min=1, doc="Requests allowed back to back.")
     max_concurrency: int = _f(4, min=1, max=256, doc="Calls in flight.")
     critical_concurrency: int = _f(
-        2, min=1, max=256, doc="Critical calls in flight: their own cap, beside max_concurrency.")
+        2, min=1, max=256, doc="Critical calls in flight: their own cap, beside max_concurrency."
+    )
     connect_timeout_seconds: float = _f(2.0, min=0.05, doc="TCP connect timeout.")
     request_timeout_seconds: float = _f(10.0, min=0.1, doc="Whole-request timeout.")
     max_retries: int = _f(5, min=0, max=50, doc="Retries of provably unsent requests.")

@@ -390,7 +390,7 @@ async def contacts(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-async def observations(request: web.Request) -> web.Response:
+async def observations(request: web.Request) -> web.Response:  # noqa: PLR0911
     """POST /api/v2/analytics/queues/observations/query: occupancy from the settings."""
     if (gate := await _gate(request)) is not None:
         return gate
@@ -402,11 +402,13 @@ async def observations(request: web.Request) -> web.Response:
     if not isinstance(body.get("metrics"), list) or not body["metrics"]:
         return _error(400, "metrics is required", "bad.request")
     s = request.app[EMULATOR].settings
-    queues = [
-        p.get("value")
-        for p in body["filter"].get("predicates", [])
-        if isinstance(p, dict) and p.get("dimension") == "queueId"
-    ]
+    predicates = body["filter"].get("predicates", [])
+    for predicate in predicates:
+        if not isinstance(predicate, dict) or not predicate.get("dimension"):
+            return _error(400, "every predicate needs a dimension", "bad.request")
+        if predicate.get("operator", "matches") == "matches" and not predicate.get("value"):
+            return _error(400, "a matches predicate needs a value", "bad.request")
+    queues = [p["value"] for p in predicates if p.get("dimension") == "queueId"]
     interacting = round(s.agents_on_queue * s.occupancy)
     results = []
     for queue in queues:
@@ -526,6 +528,123 @@ async def put_settings(request: web.Request) -> web.Response:
     return web.json_response(asdict(emulator.settings))
 
 
+# --- NICE CXone ----------------------------------------------------------------------------
+
+CXONE_KEY, CXONE_KEY_SECRET = "tripline-demo-key", "demo-key-secret"
+CXONE_APP, CXONE_APP_SECRET = "tripline-demo-app", "demo-app-secret"
+CXONE_TENANT = "11111111-2222-3333-4444-555555555555"
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def cxone_openid(request: web.Request) -> web.Response:
+    """GET /.well-known/openid-configuration: where to get a token."""
+    return web.json_response(
+        {"issuer": _origin(request), "token_endpoint": f"{_origin(request)}/auth/token"}
+    )
+
+
+async def cxone_token(request: web.Request) -> web.Response:
+    """POST /auth/token: the password grant with an access key."""
+    emulator = request.app[EMULATOR]
+    if (wait := emulator.rate_limited(time.time())) > 0:
+        return _too_many(emulator, wait)
+    form = await request.post()
+    expected = {
+        "grant_type": "password",
+        "username": CXONE_KEY,
+        "password": CXONE_KEY_SECRET,
+        "client_id": CXONE_APP,
+        "client_secret": CXONE_APP_SECRET,
+    }
+    if any(form.get(k) != v for k, v in expected.items()):
+        return _error(401, "invalid access key or client", "invalid_grant")
+    access = uuid.uuid4().hex
+    emulator.tokens.add(access)
+    claims = base64.urlsafe_b64encode(orjson.dumps({"tenantId": CXONE_TENANT})).decode()
+    return web.json_response(
+        {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": 3600,
+            "id_token": f"e30.{claims.rstrip('=')}.sig",
+        }
+    )
+
+
+async def cxone_configuration(request: web.Request) -> web.Response:
+    """GET /.well-known/cxone-configuration?tenantId=…: the tenant's API endpoint."""
+    if request.query.get("tenantId") != CXONE_TENANT:
+        return _error(404, "unknown tenant", "not.found")
+    return web.json_response({"api_endpoint": _origin(request), "area": "emulator"})
+
+
+async def cxone_script_start(request: web.Request) -> web.Response:
+    """POST /incontactapi/services/{v}/scripts/{scriptId}/start {skillId, parameters}."""
+    if (gate := await _gate(request)) is not None:
+        return gate
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    if not isinstance(body, dict) or not body.get("skillId"):
+        return _error(400, "skillId is required", "bad.request")
+    if not isinstance(body.get("parameters", ""), str):
+        return _error(400, "parameters must be a pipe-delimited string", "bad.request")
+    return web.json_response({"contactId": random.randint(10**9, 10**10)}, status=202)
+
+
+async def cxone_skill_activity(request: web.Request) -> web.Response:
+    """GET /incontactapi/services/{v}/skills/{skillId}/activity."""
+    if (gate := await _gate(request)) is not None:
+        return gate
+    s = request.app[EMULATOR].settings
+    working = round(s.agents_on_queue * s.occupancy)
+    return web.json_response(
+        {
+            "skillActivity": [
+                {
+                    "skillId": request.match_info["skillId"],
+                    "queueCount": s.waiting,
+                    "agentsLoggedIn": s.agents_on_queue,
+                    "agentsAvailable": s.agents_on_queue - working,
+                    "agentsWorking": working,
+                }
+            ]
+        }
+    )
+
+
+# --- Twilio ---------------------------------------------------------------------------------
+
+TWILIO_TOKEN = "demo-twilio-token"  # noqa: S105 - the emulator's published demo credential
+
+
+async def twilio_calls(request: web.Request) -> web.Response:
+    """POST /2010-04-01/Accounts/{sid}/Calls.json: To, From and Url required."""
+    emulator = request.app[EMULATOR]
+    sid = request.match_info["sid"]
+    expected = "Basic " + base64.b64encode(f"{sid}:{TWILIO_TOKEN}".encode()).decode()
+    if request.headers.get("Authorization") != expected:
+        return _error(401, "authenticate", "20003")
+    if (wait := emulator.rate_limited(time.time())) > 0:
+        return _too_many(emulator, wait)
+    form = await request.post()
+    missing = [k for k in ("To", "From") if not form.get(k)]
+    if missing or not (form.get("Url") or form.get("Twiml") or form.get("ApplicationSid")):
+        return _error(400, f"missing {', '.join(missing) or 'Url/Twiml/ApplicationSid'}", "21201")
+    return web.json_response(
+        {
+            "sid": "CA" + uuid.uuid4().hex,
+            "status": "queued",
+            "to": form["To"],
+            "from": form["From"],
+        },
+        status=201,
+    )
+
+
 def build_app(emulator: Emulator | None = None) -> web.Application:
     """The emulator's aiohttp application."""
     app = web.Application(middlewares=[_record])
@@ -543,6 +662,16 @@ def build_app(emulator: Emulator | None = None) -> web.Application:
             web.get("/_emulator/requests", get_requests),
             web.delete("/_emulator/requests", delete_requests),
             web.put("/_emulator/settings", put_settings),
+            web.get("/.well-known/openid-configuration", cxone_openid),
+            web.post("/auth/token", cxone_token),
+            web.get("/.well-known/cxone-configuration", cxone_configuration),
+            web.post(
+                "/incontactapi/services/{version}/scripts/{scriptId}/start", cxone_script_start
+            ),
+            web.get(
+                "/incontactapi/services/{version}/skills/{skillId}/activity", cxone_skill_activity
+            ),
+            web.post("/2010-04-01/Accounts/{sid}/Calls.json", twilio_calls),
         ]
     )
     return app

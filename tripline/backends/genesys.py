@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,8 @@ class GenesysBackend:
         self._session: aiohttp.ClientSession | None = None
         self._token = ""
         self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+        self._fetches = 0
         self.requests = 0
         """Requests sent to Genesys (tokens included): every one counts against the rate."""
 
@@ -148,10 +151,19 @@ class GenesysBackend:
             await self._extra()
 
     async def _post(self, path: str, body: Any) -> Reply | Result:  # noqa: ANN401
+        """Send with a valid token.
+
+        The caller budgeted one request; a token fetch uses it, and the request itself then
+        takes another, so what leaves never outruns the budget.
+        """
+        fetches = self._fetches
         token = await self._get_token()
         if isinstance(token, Result):
             return token
         for attempt in range(2):
+            if self._fetches != fetches:
+                fetches = self._fetches
+                await self._budget_extra()
             self.requests += 1
             reply = await request(
                 self._http(),
@@ -165,7 +177,7 @@ class GenesysBackend:
             if reply.status == 401 and attempt == 0:
                 # 401 means the request was refused before it acted: renew the token, resend once.
                 self._token_expires = 0.0
-                await self._budget_extra()
+                await self._budget_extra()  # the renewal's own request
                 token = await self._get_token()
                 if isinstance(token, Result):
                     return token
@@ -174,11 +186,16 @@ class GenesysBackend:
         return Result(Answer.FAILED, detail="unauthorized twice")  # pragma: no cover
 
     async def _get_token(self) -> str | Result:
+        # One fetch at a time: concurrent calls share it instead of each asking for a token.
+        async with self._token_lock:
+            if self._token and self._clock() < self._token_expires:
+                return self._token
+            return await self._fetch_token()
+
+    async def _fetch_token(self) -> str | Result:
         now = self._clock()
-        if self._token and now < self._token_expires:
-            return self._token
         self.requests += 1
-        await self._budget_extra()
+        self._fetches += 1
         basic = base64.b64encode(f"{self._conf.client_id}:{self._conf.client_secret}".encode())
         reply = await request(
             self._http(),
