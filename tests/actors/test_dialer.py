@@ -149,3 +149,39 @@ def test_critical_has_its_own_slot_and_the_rest_go_by_priority(
     gate.set()
     wait_for(lambda: settled(dialer))
     assert [d.priority for d in backend.dials[2:]] == [Priority.NORMAL, Priority.LOW]
+
+
+def test_work_older_than_its_max_age_becomes_a_stale_task(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    gate = threading.Event()
+    backend = FakeBackend(gate=gate)
+    dialer = start_dialer(backend, keys, max_concurrency=1, max_age_seconds={"low": 1})
+    first, old = accept(redis_client, keys, alert(), alert())
+    dialer.tell(intent(first, Priority.NORMAL))
+    wait_for(lambda: len(backend.dials) == 1)
+    dialer.tell(intent(old, Priority.LOW))  # waits behind the busy slot, then goes stale
+    wait_for(lambda: record(redis_client, keys, old.idempotency_key).get("taskId"), timeout=5)
+    rec = record(redis_client, keys, old.idempotency_key)
+    assert (rec["outcome"], rec["reason"]) == ("deferred", "stale")
+    gate.set()
+    wait_for(lambda: settled(dialer))
+    assert len(backend.dials) == 1
+
+
+def test_queued_work_survives_a_dialer_restart(redis_client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    held = FakeBackend()
+    # Occupancy unknown (an observer that never reports): normal work waits in the queue.
+    first = start_dialer(held, keys, observer=object(), occupancy_source="genesys")
+    (a,) = accept(redis_client, keys, alert())
+    first.tell(intent(a, Priority.NORMAL))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("state") == "queued")
+    first.stop()
+    assert held.dials == []
+
+    backend = FakeBackend()
+    start_dialer(backend, keys)  # no observer: ungoverned, dials what it restored
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "called")
+    assert [d.intent_id for d in backend.dials] == [a.idempotency_key]

@@ -1,0 +1,103 @@
+"""Governing: occupancy admission with a critical bypass, aging, staleness, parsing answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from messages import Priority
+from pipeline.govern import (
+    Admission,
+    GovernRules,
+    Occupancy,
+    admit,
+    is_stale,
+    rank,
+    read_cxone_activity,
+    read_genesys_observations,
+)
+
+RULES = GovernRules(
+    threshold=0.8,
+    saturation=0.95,
+    max_observation_age=30,
+    aging_seconds=100,
+    max_age={Priority.LOW: 600},
+)
+NOW = 1000.0
+
+
+def occ(value: float, *, ok: bool = True, age: float = 0, governed: bool = True) -> Occupancy:
+    return Occupancy(value, 0, NOW - age, ok=ok, governed=governed)
+
+
+@pytest.mark.parametrize(
+    ("priority", "occupancy", "expected"),
+    [
+        pytest.param(Priority.NORMAL, occ(0.5), Admission.DIAL, id="calm-queue-dials"),
+        pytest.param(Priority.NORMAL, occ(0.85), Admission.HOLD, id="busy-holds-normal"),
+        pytest.param(Priority.LOW, occ(0.85), Admission.HOLD, id="busy-holds-low"),
+        pytest.param(Priority.HIGH, occ(0.85), Admission.DIAL, id="busy-lets-high-through"),
+        pytest.param(Priority.HIGH, occ(0.96), Admission.HOLD, id="saturated-holds-high"),
+        pytest.param(Priority.LOW, occ(0.96), Admission.SATURATED, id="saturated-low-to-task"),
+        pytest.param(Priority.CRITICAL, occ(1.0), Admission.DIAL, id="critical-always-dials"),
+        pytest.param(Priority.CRITICAL, None, Admission.DIAL, id="critical-dials-unobserved"),
+        pytest.param(Priority.NORMAL, None, Admission.HOLD, id="unknown-counts-as-busy"),
+        pytest.param(
+            Priority.NORMAL, occ(0.1, ok=False), Admission.HOLD, id="failed-poll-counts-as-busy"
+        ),
+        pytest.param(
+            Priority.NORMAL, occ(0.1, age=31), Admission.HOLD, id="old-observation-counts-as-busy"
+        ),
+        pytest.param(
+            Priority.LOW,
+            occ(1.0, governed=False),
+            Admission.DIAL,
+            id="ungoverned-backend-holds-nothing",
+        ),
+    ],
+)
+def test_admit(priority: Priority, occupancy: Occupancy | None, expected: Admission) -> None:
+    assert admit(priority, occupancy, now=NOW, rules=RULES) == expected
+
+
+def test_aging_lifts_waiting_work() -> None:
+    assert rank(Priority.LOW, 0, RULES) > rank(Priority.NORMAL, 0, RULES)
+    assert rank(Priority.LOW, 150, RULES) < rank(Priority.NORMAL, 0, RULES)
+
+
+def test_staleness_per_priority() -> None:
+    assert is_stale(Priority.LOW, 601, RULES)
+    assert not is_stale(Priority.LOW, 599, RULES)
+    assert not is_stale(Priority.NORMAL, 10**6, RULES)  # no limit configured
+
+
+def test_read_genesys_observations() -> None:
+    body = {
+        "results": [
+            {
+                "group": {"queueId": "q"},
+                "data": [
+                    {"metric": "oOnQueueUsers", "qualifier": "IDLE", "stats": {"count": 2}},
+                    {"metric": "oOnQueueUsers", "qualifier": "INTERACTING", "stats": {"count": 6}},
+                ],
+            },
+            {
+                "group": {"queueId": "q", "mediaType": "voice"},
+                "data": [{"metric": "oWaiting", "stats": {"count": 3}}],
+            },
+        ]
+    }
+    result = read_genesys_observations(body, NOW)
+    assert (result.occupancy, result.waiting, result.ok) == (0.75, 3, True)
+    assert read_genesys_observations({"results": []}, NOW).occupancy == 1.0  # nobody on queue
+    assert not read_genesys_observations({"nope": 1}, NOW).ok
+    bad = {"results": [{"data": [{"metric": "oWaiting", "stats": {"count": -1}}]}]}
+    assert not read_genesys_observations(bad, NOW).ok
+
+
+def test_read_cxone_activity() -> None:
+    body = {"skillActivity": [{"agentsLoggedIn": 10, "agentsAvailable": 1, "queueCount": 4}]}
+    result = read_cxone_activity(body, NOW)
+    assert (result.occupancy, result.waiting, result.ok) == (0.9, 4, True)
+    assert not read_cxone_activity({"skillActivity": []}, NOW).ok
+    assert not read_cxone_activity({"skillActivity": [{"agentsLoggedIn": "x"}]}, NOW).ok
