@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,12 +29,14 @@ from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
 from tripline.accept import Acceptor
 from tripline.backends.registry import build_backends
+from tripline.resume import SweepRules, sweep
 from tripline.stats import Stats
 from tripline.store import Keys
 
 log = logging.getLogger("tripline.supervisor")
 
 _ASK_TIMEOUT = 10.0
+_SWEEP_EVERY = 10.0  # seconds between resume sweeps while running
 
 
 class ComponentStatus(StrEnum):
@@ -89,6 +91,7 @@ class Service:
             record_ttl=config.redis.record_ttl_seconds,
             stats=self.stats,
             clock=clock,
+            pending_key=self.keys.pending(config.mqtt.client_id),
         )
         self._backends_factory: BackendsFactory = backends or (
             lambda take: build_backends(config, take)
@@ -186,6 +189,10 @@ class Service:
                     clock=self.clock,
                 ),
             )
+        # Before the broker delivers anything new: whatever a previous life left unfinished.
+        resumed = self.resume(SweepRules(accepted_grace=0.0, dialing_grace=0.0))
+        if resumed:
+            log.warning("resumed unfinished alerts from a previous run: %s", dict(resumed))
         self._add(
             "mqtt",
             lambda: MqttSubscriber.start(conf=c.mqtt, acceptor=self.acceptor, route=self.route),
@@ -194,6 +201,18 @@ class Service:
             target=self._watch, name="supervisor-watchdog", daemon=True
         )
         self._watchdog.start()
+
+    def resume(self, rules: SweepRules) -> Counter[str]:
+        """Drive this instance's unfinished alerts on (see tripline/resume.py)."""
+        return sweep(
+            self.redis,
+            self.keys,
+            instance=self.config.mqtt.client_id,
+            now=self.clock(),
+            rules=rules,
+            route=self.route,
+            defer=lambda task: self._tell_with_patience("dialer", task),
+        )
 
     def _add(self, name: str, start: Callable[[], pykka.ActorRef[Any]]) -> None:
         slot = _Slot(name, start)
@@ -249,6 +268,7 @@ class Service:
     def _watch(self) -> None:
         tick_every = self.config.sensor.snapshot_interval_seconds
         next_tick = time.monotonic() + tick_every
+        next_sweep = time.monotonic() + _SWEEP_EVERY
         while not self._stopping.wait(0.2):
             with self._lock:
                 if self._stopping.is_set():
@@ -261,6 +281,12 @@ class Service:
                     for name, slot in self._slots.items():
                         if name.startswith("shard-") and slot.ref is not None:
                             slot.ref.tell(SnapshotTick())
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + _SWEEP_EVERY
+                try:
+                    self.resume(SweepRules())
+                except (redis.RedisError, pykka.ActorDeadError) as exc:
+                    log.warning("resume sweep skipped: %r", exc)
 
     def _replace(self, slot: _Slot) -> None:
         """Pykka cannot restart an actor: start a fresh one (it restores from snapshots)."""

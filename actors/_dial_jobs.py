@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 
+from actors._loop import ride_out
 from conf.schema import DialerConfig
 from messages import (
     DialFinished,
@@ -151,7 +153,8 @@ class DialJobs:
         assert task is not None  # noqa: S101 - always inside a task
         key = work.alert.idempotency_key
         self._marks[key] = task
-        await self.redis.hset(self._queue_key, _queue_id(work), work_to_json(work))
+        blob = work_to_json(work)
+        await ride_out(lambda: self.redis.hset(self._queue_key, _queue_id(work), blob))
         if isinstance(work, DialIntent):
             await self._record(key, state=State.QUEUED, allowed_from=State.ACCEPTED)
             return
@@ -183,11 +186,8 @@ class DialJobs:
                 finished = await self._dial(work, finished)
             else:
                 finished = await self._raise_task(work, finished)
-            if finished.requeue is None:
-                await self.redis.hdel(self._queue_key, _queue_id(work))
         except Exception as exc:
             log.exception("dialer: %s failed", key)
-            await self.redis.hdel(self._queue_key, _queue_id(work))
             if isinstance(work, DialIntent):
                 # We cannot know whether the request left: never resend, hand it to a person.
                 self._tell(
@@ -199,11 +199,28 @@ class DialJobs:
                     )
                 )
         finally:
+            if finished.requeue is None:
+                await self._forget_quietly(work)
             self._tell(finished)
+
+    async def _forget_quietly(self, work: Work) -> None:
+        try:
+            await ride_out(lambda: self.redis.hdel(self._queue_key, _queue_id(work)))
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Left behind, it is restored after a restart and refused by its record then.
+            log.warning("queue entry of %s not removed", work.alert.idempotency_key)
 
     # --- dialing -------------------------------------------------------------------------------
 
     async def _dial(self, intent: DialIntent, done: DialFinished) -> DialFinished:
+        try:
+            return await self._dial_checked(intent, done)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Raised only before sending (sending is past the checks): try again later.
+            log.warning("dial %s waits for Redis: %r", intent.intent_id, exc)
+            return _with(done, requeue=intent, retry_after=2.0)
+
+    async def _dial_checked(self, intent: DialIntent, done: DialFinished) -> DialFinished:
         key = intent.intent_id
         task = await self._recheck(intent)
         if task is not None:
@@ -222,9 +239,12 @@ class DialJobs:
             await self._release_caps(intent)
             return done
         backend = self.backends.by_priority[intent.priority]
-        result = await self._send(
-            lambda: backend.dial(intent, self._routing.get(intent.priority.label, 5))
-        )
+        try:
+            result = await self._send(
+                lambda: backend.dial(intent, self._routing.get(intent.priority.label, 5))
+            )
+        except Exception as exc:  # from here on the request may have left: never requeue
+            result = Result(Answer.UNCERTAIN, detail=f"error while dialing: {exc!r}"[:300])
         return await self._after_dial(intent, result, done)
 
     async def _after_dial(
@@ -307,19 +327,29 @@ class DialJobs:
         return None
 
     async def _release_caps(self, intent: DialIntent, *, customer: bool = True) -> None:
+        """Give back the counts of a call that provably did not happen.
+
+        Best effort: a count left behind by a Redis outage errs on the side of fewer calls.
+        """
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrem(self._keys.number_calls(intent.customer.phone), intent.intent_id)
         if customer:
             pipe.zrem(self._keys.customer_calls(intent.customer.customer_id), intent.intent_id)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("caps of %s not released (Redis unavailable)", intent.intent_id)
 
     # --- tasks ---------------------------------------------------------------------------------
 
     async def _raise_task(self, task: TaskIntent, done: DialFinished) -> DialFinished:
         key = task.alert.idempotency_key
         record = self._keys.record(key)
+        outcome = await ride_out(lambda: self.redis.hget(record, "outcome"))
+        if outcome not in (b"deferred", "deferred"):  # e.g. a late uncertainty after a call
+            return done
         # At most one task per alert, even if the same deferral is replayed.
-        if not await self.redis.hsetnx(record, "taskClaimed", iso(self._clock())):
+        if not await ride_out(lambda: self.redis.hsetnx(record, "taskClaimed", iso(self._clock()))):
             return done
         result = await self._send(lambda: self.backends.tasks.create_task(task))
         if result.answer in (Answer.RATE_LIMITED, Answer.UNSENT):
@@ -389,11 +419,12 @@ class DialJobs:
             allowed_from=allowed_from,
             **{k: v for k, v in fields.items() if v},
         )
-        return bool(await self._transition(keys=keys, args=args) == 1)
+        # An outcome that happened must be recorded: wait out a Redis outage for it.
+        return bool(await ride_out(lambda: self._transition(keys=keys, args=args)) == 1)
 
     async def _note(self, key: str, event: str, **fields: str) -> None:
         keys, args = annotate_args(self._keys, key, now=self._clock(), event=event, **fields)
-        await self._annotate(keys=keys, args=args)
+        await ride_out(lambda: self._annotate(keys=keys, args=args))
 
 
 def _queue_id(work: Work) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
+
+import redis
 
 T = TypeVar("T")
 
@@ -51,3 +53,18 @@ class LoopThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5.0)
         self.loop.close()
+
+
+_OUTAGE = (redis.ConnectionError, redis.TimeoutError)
+
+
+async def ride_out(step: Callable[[], Awaitable[T]], *, attempts: int = 12) -> T:
+    """Run a Redis step, waiting out a short outage (~60 s of backoff), then re-raise."""
+    for attempt in range(attempts):
+        try:
+            return await step()
+        except _OUTAGE:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(min(0.1 * 2**attempt, 8.0))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -11,10 +11,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pykka
+import redis
 import redis.asyncio as aioredis
 
 from actors import Supervised
-from actors._loop import LoopThread
+from actors._loop import LoopThread, ride_out
 from conf.schema import CrmConfig
 from messages import Customer, DialIntent, EnrichRequest, Ping, StatusQuery, TaskIntent
 from pipeline.breaker import Breaker, allow, record
@@ -103,7 +104,12 @@ class Enricher(Supervised, pykka.ThreadingActor):
         unavailable = False
         customer: Customer | None = None
         try:
-            customer = await self._customer(alert.customer_id)
+            customer = await ride_out(lambda: self._customer(alert.customer_id))
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Redis is down, not the CRM: leave the alert 'accepted'; the resume sweep brings
+            # it back once Redis answers.
+            log.warning("enrichment of %s waits for Redis", alert.idempotency_key)
+            return
         except CrmUnavailableError as exc:
             log.warning("CRM unavailable for %s: %s", alert.customer_id, exc)
             unavailable = True
@@ -111,7 +117,13 @@ class Enricher(Supervised, pykka.ThreadingActor):
             log.exception("enrichment failed for %s", alert.idempotency_key)
             unavailable = True
         phone = normalise_phone(customer.phone) if customer and customer.phone else None
-        on_list = bool(phone) and bool(await self._redis.sismember(self._keys.dnc(), phone or ""))
+        try:
+            on_list = bool(phone) and bool(
+                await ride_out(lambda: self._redis.sismember(self._keys.dnc(), phone or ""))
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("enrichment of %s waits for Redis", alert.idempotency_key)
+            return
         now = self._clock()
         decision = comply(
             customer,

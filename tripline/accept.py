@@ -45,9 +45,15 @@ class Acceptor:
         record_ttl: int,
         stats: Stats,
         clock: Callable[[], float],
+        pending_key: str = "",
     ) -> None:
-        """Keep the collaborators; thread-safe (redis-py pools its connections)."""
+        """Keep the collaborators; thread-safe (redis-py pools its connections).
+
+        `pending_key` is this instance's index of unfinished alerts (a sorted set): an alert
+        enters it before its record exists, and the resume sweep takes it out once decided.
+        """
         self._redis, self._keys, self._limits = client, keys, limits
+        self._pending_key = pending_key or keys.pending("default")
         self._rules, self._ttl, self._stats, self._clock = rules, record_ttl, stats, clock
         self._accept = client.register_script(ACCEPT_LUA)
 
@@ -71,6 +77,9 @@ class Acceptor:
             alert = replace(
                 alert, priority=prioritise(alert.alert_type, alert.severity, self._rules)
             )
+            # Indexed first: a crash between the two leaves an index entry the sweep discards,
+            # never a record that nothing would resume.
+            pipe.zadd(self._pending_key, {alert.idempotency_key: now}, nx=True)
             # The context is written with NX under a reference derived from the key, so a
             # duplicate can never overwrite what the first delivery stored.
             pipe.set(
@@ -83,7 +92,7 @@ class Acceptor:
         if pending:
             results = pipe.execute()
             for n, (index, alert) in enumerate(pending):
-                claimed = results[2 * n + 1] == 1
+                claimed = results[3 * n + 2] == 1
                 verdicts[index] = Accepted(alert) if claimed else Duplicate(alert.idempotency_key)
         out = [v for v in verdicts if v is not None]
         self._count(out)

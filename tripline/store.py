@@ -149,6 +149,10 @@ class Keys:
         """An instance's queued dial work (a hash id → JSON): it survives a restart."""
         return f"{self.prefix}:{{q:{instance}}}:dialq"
 
+    def pending(self, instance: str) -> str:
+        """An instance's unfinished alerts (sorted set key → accepted at): what resume sweeps."""
+        return f"{self.prefix}:{{p:{instance}}}:pending"
+
     def dnc(self) -> str:
         """The internal do-not-call list (a set of E.164 numbers).
 

@@ -1,0 +1,125 @@
+"""Resume: finds this instance's unfinished alerts and drives each to exactly one outcome.
+
+Run at start (everything from a previous life is unfinished) and periodically (an actor that
+died took its in-memory messages with it). Safe to repeat: the record's state machine decides,
+so a re-routed alert can neither be called twice nor end twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import redis
+
+from messages import Alert, Reason, State, TaskIntent
+from tripline.store import TERMINAL, Keys, alert_from_dict
+
+log = logging.getLogger("tripline.resume")
+
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepRules:
+    """How old unfinished work must be before the sweep acts on it."""
+
+    accepted_grace: float = 30.0
+    """An 'accepted' alert younger than this is still moving through the actors."""
+    dialing_grace: float = 600.0
+    """A 'dialing' record older than this lost its dial (the process or actor died)."""
+
+
+def sweep(
+    client: redis.Redis,
+    keys: Keys,
+    *,
+    instance: str,
+    now: float,
+    rules: SweepRules,
+    route: Callable[[list[Alert]], None],
+    defer: Callable[[TaskIntent], None],
+) -> Counter[str]:
+    """One pass over the instance's pending index.
+
+    Returns:
+        How many entries were 'done' (decided, removed from the index), 're-routed'
+        (accepted, sent to the shards again), 'uncertain' (dialing, handed to a person) or
+        'waiting' (queued or young: left alone).
+    """
+    pending_key = keys.pending(instance)
+    counts: Counter[str] = Counter()
+    cursor: float | str = "-inf"
+    while True:
+        entries: list[tuple[Any, float]] = client.zrangebyscore(  # type: ignore[assignment]
+            pending_key, cursor, now, start=0, num=_BATCH, withscores=True
+        )
+        if not entries:
+            return counts
+        pipe = client.pipeline(transaction=False)
+        for member, _ in entries:
+            pipe.hmget(keys.record(_text(member)), ["state", "alert", "updatedAt"])
+        done, reroute = _triage(
+            entries, pipe.execute(), now=now, rules=rules, defer=defer, counts=counts
+        )
+        if done:
+            client.zrem(pending_key, *done)
+        if reroute:
+            route(reroute)
+        if len(entries) < _BATCH:
+            return counts
+        cursor = f"({entries[-1][1]}"  # exclusive: the next page starts after this score
+
+
+def _triage(
+    entries: list[tuple[Any, float]],
+    states: list[list[Any]],
+    *,
+    now: float,
+    rules: SweepRules,
+    defer: Callable[[TaskIntent], None],
+    counts: Counter[str],
+) -> tuple[list[str], list[Alert]]:
+    done: list[str] = []
+    reroute: list[Alert] = []
+    for (member, score), (state, blob, updated) in zip(entries, states, strict=True):
+        state_text, age = _text(state), now - float(score)
+        if state_text == State.DIALING:  # how long it has been dialing, not since accepted
+            age = now - _epoch(_text(updated), default=float(score))
+        if not state_text or state_text in TERMINAL:
+            done.append(_text(member))
+            counts["done"] += 1
+        elif state_text == State.ACCEPTED and age >= rules.accepted_grace and blob:
+            reroute.append(alert_from_dict(orjson.loads(blob)))
+            counts["re-routed"] += 1
+        elif state_text == State.DIALING and age >= rules.dialing_grace and blob:
+            defer(
+                TaskIntent(
+                    alert=alert_from_dict(orjson.loads(blob)),
+                    reason=Reason.DIAL_UNCERTAIN,
+                    due=now,
+                    detail="the service stopped while this call was being placed",
+                )
+            )
+            counts["uncertain"] += 1
+        else:
+            counts["waiting"] += 1
+    return done, reroute
+
+
+def _epoch(stamp: str, *, default: float) -> float:
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return default
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
