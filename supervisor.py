@@ -36,7 +36,6 @@ from tripline.store import Keys
 log = logging.getLogger("tripline.supervisor")
 
 _ASK_TIMEOUT = 10.0
-_SWEEP_EVERY = 10.0  # seconds between resume sweeps while running
 
 
 class ComponentStatus(StrEnum):
@@ -268,7 +267,8 @@ class Service:
     def _watch(self) -> None:
         tick_every = self.config.sensor.snapshot_interval_seconds
         next_tick = time.monotonic() + tick_every
-        next_sweep = time.monotonic() + _SWEEP_EVERY
+        status = self.config.status
+        next_sweep = time.monotonic() + status.sweep_interval_seconds
         while not self._stopping.wait(0.2):
             with self._lock:
                 if self._stopping.is_set():
@@ -282,9 +282,9 @@ class Service:
                         if name.startswith("shard-") and slot.ref is not None:
                             slot.ref.tell(SnapshotTick())
             if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + _SWEEP_EVERY
+                next_sweep = time.monotonic() + status.sweep_interval_seconds
                 try:
-                    self.resume(SweepRules())
+                    self.resume(SweepRules(accepted_grace=status.sweep_accepted_grace_seconds))
                 except (redis.RedisError, pykka.ActorDeadError) as exc:
                     log.warning("resume sweep skipped: %r", exc)
 

@@ -226,6 +226,10 @@ class StatusConfig:
 
     restart_budget: int = _f(5, min=0, doc="Restarts per actor per window.")
     restart_window_seconds: float = _f(300, min=1, doc="The restart budget's window.")
+    sweep_interval_seconds: float = _f(10.0, min=0.5, doc="How often unfinished work is swept.")
+    sweep_accepted_grace_seconds: float = _f(
+        30.0, min=1.0, doc="An alert still 'accepted' after this is re-routed by the sweep."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
