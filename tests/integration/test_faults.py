@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(400)
 def test_quick_fault_suite_loses_nothing_and_calls_nobody_twice() -> None:
-    result = subprocess.run(  # noqa: S603 - our own benchmark module
+    result = subprocess.run(
         [sys.executable, "-m", "bench.faults", "--quick"],
         capture_output=True,
         text=True,
