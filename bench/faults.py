@@ -75,6 +75,10 @@ class Rig:
         self.redis_proc: subprocess.Popen[bytes] | None = None
         self.mqtt_proc: subprocess.Popen[bytes] | None = None
         (root / "mqtt").mkdir()
+        # Mosquitto started as root drops to its own user: it must be able to write its
+        # persistence file, or a restart loses every session (and the alerts queued in them).
+        root.chmod(0o755)
+        (root / "mqtt").chmod(0o777)
         (root / "redis").mkdir()
         (root / "mosquitto.conf").write_text(
             f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
