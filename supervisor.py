@@ -36,6 +36,7 @@ from tripline.store import Keys
 log = logging.getLogger("tripline.supervisor")
 
 _ASK_TIMEOUT = 10.0
+_RELAUNCH_EVERY = 2.0  # seconds between attempts to start an actor whose start failed
 
 
 class ComponentStatus(StrEnum):
@@ -58,6 +59,7 @@ class _Slot:
     restarts: deque[float] = field(default_factory=deque)
     total_restarts: int = 0
     last_error: str | None = None
+    retry_at: float = 0.0
 
 
 class Service:
@@ -265,17 +267,16 @@ class Service:
     # --- supervision ---------------------------------------------------------------------------
 
     def _watch(self) -> None:
+        """Replace dead actors, tick the shards' snapshots, sweep unfinished work."""
         tick_every = self.config.sensor.snapshot_interval_seconds
-        next_tick = time.monotonic() + tick_every
         status = self.config.status
+        next_tick = time.monotonic() + tick_every
         next_sweep = time.monotonic() + status.sweep_interval_seconds
         while not self._stopping.wait(0.2):
             with self._lock:
                 if self._stopping.is_set():
                     return
-                for slot in self._slots.values():
-                    if slot.ref is not None and not slot.ref.is_alive():
-                        self._replace(slot)
+                self._supervise()
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + tick_every
                     for name, slot in self._slots.items():
@@ -287,6 +288,17 @@ class Service:
                     self.resume(SweepRules(accepted_grace=status.sweep_accepted_grace_seconds))
                 except (redis.RedisError, pykka.ActorDeadError) as exc:
                     log.warning("resume sweep skipped: %r", exc)
+
+    def _supervise(self) -> None:
+        for slot in self._slots.values():
+            if slot.ref is not None and not slot.ref.is_alive():
+                self._replace(slot)
+            elif (
+                slot.ref is None
+                and slot.status == ComponentStatus.RESTARTING
+                and time.monotonic() >= slot.retry_at
+            ):
+                self._relaunch(slot)
 
     def _replace(self, slot: _Slot) -> None:
         """Pykka cannot restart an actor: start a fresh one (it restores from snapshots)."""
@@ -304,12 +316,20 @@ class Service:
         slot.restarts.append(now)
         slot.total_restarts += 1
         slot.status = ComponentStatus.RESTARTING
+        self._relaunch(slot)
+
+    def _relaunch(self, slot: _Slot) -> None:
+        """Start a fresh instance; if its on_start fails (Redis down, say), try again later.
+
+        Failed starts do not count against the restart budget: only deaths of running actors
+        do, so an outage of a dependency cannot exhaust it.
+        """
         try:
             self._launch(slot)
             log.warning("%s restarted (%d in window)", slot.name, len(slot.restarts))
-        except Exception:
-            log.exception("restart of %s failed", slot.name)
-            slot.ref = None
+        except Exception as exc:
+            log.warning("restart of %s failed (%r); retrying", slot.name, exc)
+            slot.ref, slot.retry_at = None, time.monotonic() + _RELAUNCH_EVERY
 
     # --- what operators see ----------------------------------------------------------------
 

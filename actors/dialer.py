@@ -216,7 +216,10 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 if not allowed:
                     self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
                     break
-                wait = self._budget.try_take()
+                try:
+                    wait = self._budget.try_take()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    wait = 1.0  # Redis is away: nothing may leave uncounted, try again soon
                 if wait > 0:
                     self._wake_at(now + wait)
                     break

@@ -56,7 +56,7 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError(what)
-        time.sleep(0.1)
+        time.sleep(0.02)
 
 
 def _http_json(method: str, url: str, body: Any = None) -> Any:  # noqa: ANN401
@@ -174,7 +174,7 @@ def _pings(client: redis.Redis) -> bool:
 class Service:
     """One tripline process; kill() is kill -9, start() brings the same instance back."""
 
-    def __init__(self, rig: Rig, prefix: str, instance: str, group: str = "") -> None:
+    def __init__(self, rig: Rig, prefix: str, instance: str, group: str = "", **extra: str) -> None:
         self.port = _free_port()
         self.env = {
             **os.environ,
@@ -198,10 +198,13 @@ class Service:
             "TRIPLINE__STATUS__SWEEP_INTERVAL_SECONDS": "1",
             "TRIPLINE__STATUS__SWEEP_ACCEPTED_GRACE_SECONDS": "5",
             "TRIPLINE__STATUS__RESTART_BUDGET": "50",
+            **extra,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self) -> float:
+        """Start the process; returns the seconds until /readyz said ready."""
+        started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tripline.cli", "--log-level", "WARNING", "run"],
             env=self.env,
@@ -209,6 +212,7 @@ class Service:
             stderr=subprocess.DEVNULL,
         )
         _wait(self._ready, 30, "service ready")
+        return time.monotonic() - started
 
     def _ready(self) -> bool:
         try:

@@ -1,0 +1,422 @@
+"""Benchmarks: throughput, latency, a 50,000-sensor storm and the edge footprint.
+
+    python -m bench            # the full run (several minutes)
+    python -m bench --quick    # under a minute
+
+Real Mosquitto, Redis and the emulator, each a process of its own (bench/faults.py's rig), and
+tripline as a separate process measured through /proc. Prints a table; the last line is one
+JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import redis
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.faults import Rig, Service, _http_json, _wait
+
+TERMINAL = ("called", "suppressed", "deferred")
+FAST = {  # the contact center out of the way: this measures tripline itself
+    "TRIPLINE__DIALER__BACKEND": "log",
+    "TRIPLINE__TASKS__BACKEND": "log",
+    "TRIPLINE__DIALER__RATE_PER_MINUTE": "100000",
+    "TRIPLINE__DIALER__BURST": "1000",
+    "TRIPLINE__DIALER__MAX_CONCURRENCY": "64",
+    "TRIPLINE__DIALER__CRITICAL_CONCURRENCY": "16",
+}
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "Threads"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def _alert(key: str, sensor: str, customer: str, alert_type: str = "temp_high") -> bytes:
+    return orjson.dumps(
+        {
+            "idempotencyKey": key,
+            "sensorId": sensor,
+            "customerId": customer,
+            "alertType": alert_type,
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "telemetryData": {"currentValue": 9.5, "threshold": 8.0, "unit": "celsius"},
+        }
+    )
+
+
+def _publisher(port: int, name: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def _publish_backlog(port: int, messages: list[tuple[str, bytes]]) -> None:
+    client = _publisher(port, f"bench-pub-{uuid.uuid4().hex[:6]}")
+    infos = [client.publish(t, b, qos=1) for t, b in messages]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _session(port: int, client_id: str, topic: str) -> None:
+    """Create a persistent session subscribed to `topic`, then leave it offline."""
+    from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
+    from paho.mqtt.properties import Properties  # noqa: PLC0415
+
+    done = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_subscribe = lambda *_: done.set()
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    client.loop_start()
+    client.subscribe(topic, qos=1)
+    done.wait(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def bare_drain(rig: Rig, messages: list[tuple[str, bytes]], topic: str) -> float:
+    """Alerts/s a bare paho QoS 1 subscriber drains from a backlog on the same broker."""
+    from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
+    from paho.mqtt.properties import Properties  # noqa: PLC0415
+
+    client_id = f"bare-{uuid.uuid4().hex[:6]}"
+    _session(rig.mqtt_port, client_id, topic)
+    _publish_backlog(rig.mqtt_port, messages)
+    received, done = [0], threading.Event()
+    first: list[float] = []
+
+    def on_message(*_: object) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        received[0] += 1
+        if received[0] == len(messages):
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 1000
+    client.connect("127.0.0.1", rig.mqtt_port, clean_start=False, properties=props)
+    client.loop_start()
+    done.wait(600)
+    elapsed = time.perf_counter() - first[0]
+    client.disconnect()
+    client.loop_stop()
+    return len(messages) / elapsed
+
+
+def _counts(service: Service) -> dict[str, Any]:
+    status = _http_json("GET", f"http://127.0.0.1:{service.port}/status")
+    counters = status["counters"]
+    terminal = sum(sum(counters.get(o, {}).values()) for o in TERMINAL)
+    queued = sum(status.get("queueDepth", {}).values()) + status.get("inFlight", 0)
+    return {
+        "terminal": terminal,
+        "queued": queued,
+        "accepted": sum(counters.get("accepted", {}).values()),
+    }
+
+
+def throughput(rig: Rig, count: int) -> dict[str, Any]:
+    """Drain a backlog of `count` alerts (distinct sensors and customers) to terminal outcomes."""
+    run = uuid.uuid4().hex[:6]
+    prefix, topic_root = f"b{run}", f"bench/{run}"
+    topic = f"{topic_root}/sensors/+/alerts"
+    messages = [
+        (
+            f"{topic_root}/sensors/S-{run}-{n}/alerts",
+            _alert(f"{run}-{n}", f"S-{run}-{n}", f"CUST-{n % 10_000}"),
+        )
+        for n in range(count)
+    ]
+    bare = bare_drain(rig, messages, topic)
+    _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": 10_000})
+    service = Service(
+        rig,
+        prefix,
+        f"tl-{run}",
+        **FAST,
+        TRIPLINE__MQTT__TOPIC=topic,
+        TRIPLINE__CRM__SYNC_INTERVAL_SECONDS="3600",
+    )
+    service.start()  # creates the session and warms the CRM cache
+    _wait(
+        lambda: (
+            (
+                _http_json("GET", f"http://127.0.0.1:{service.port}/status")["crm"][
+                    "cacheWarmedWith"
+                ]
+                or 0
+            )
+            >= 10_000
+        ),
+        60,
+        "cache warm",
+    )
+    service.stop()
+    _publish_backlog(rig.mqtt_port, messages)
+    service.start()
+    started = time.perf_counter()
+    first = None
+    while True:
+        counts = _counts(service)
+        if first is None and counts["accepted"] > 0:
+            first = time.perf_counter()
+        if counts["terminal"] >= count:
+            break
+        if time.perf_counter() - started > 900:
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - (first or started)
+    service.stop()
+    rate = counts["terminal"] / elapsed
+    return {
+        "alerts": count,
+        "tripline_per_s": round(rate),
+        "bare_subscriber_per_s": round(bare),
+        "ratio": round(rate / bare, 3),
+        "seconds": round(elapsed, 1),
+    }
+
+
+def latency(rig: Rig, seconds: float) -> dict[str, Any]:
+    """Critical alerts to the emulator's callback arrival, under 1,000 alerts/s of background."""
+    run = uuid.uuid4().hex[:6]
+    prefix, root = f"l{run}", f"bench/{run}"
+    service = Service(
+        rig,
+        prefix,
+        f"tl-{run}",
+        **FAST,
+        TRIPLINE__DIALER__BACKENDS='{ critical = "genesys" }',
+        TRIPLINE__MQTT__TOPIC=f"{root}/sensors/+/alerts",
+        TRIPLINE__COMPLY__SAFETY_OVERRIDE_ALERT_TYPES='["co_alarm"]',
+    )
+    service.start()
+    _http_json("DELETE", f"{rig.emu}/_emulator/requests")
+    background = _publisher(rig.mqtt_port, f"bg-{run}")
+    critical = _publisher(rig.mqtt_port, f"crit-{run}")
+    sent: dict[str, float] = {}
+    stop = threading.Event()
+
+    def load() -> None:
+        n, start = 0, time.monotonic()
+        while not stop.is_set():
+            if (delay := start + n / 1000 - time.monotonic()) > 0:
+                time.sleep(delay)
+            sensor = f"B-{run}-{n}"
+            background.publish(
+                f"{root}/sensors/{sensor}/alerts",
+                _alert(f"bg-{run}-{n}", sensor, f"CUST-{n % 10_000}"),
+                qos=1,
+            )
+            n += 1
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    time.sleep(1.0)
+    count = int(seconds * 10)
+    for n in range(count):
+        sensor = f"C-{run}-{n}"
+        body = _alert(f"crit-{run}-{n}", sensor, f"CUST-{n}", alert_type="co_alarm")
+        sent[sensor] = time.time()
+        critical.publish(f"{root}/sensors/{sensor}/alerts", body, qos=1)
+        time.sleep(0.1)
+    time.sleep(2.0)
+    stop.set()
+    loader.join()
+    requests = _http_json("GET", f"{rig.emu}/_emulator/requests")
+    arrived = {
+        r["body"]["data"]["sensorId"]: r["at"]
+        for r in requests
+        if r["path"] == "/api/v2/conversations/callbacks" and isinstance(r["body"], dict)
+    }
+    delays = sorted((arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived)
+    for client in (background, critical):
+        client.disconnect()
+        client.loop_stop()
+    service.stop()
+    if not delays:
+        return {"critical_alerts": count, "arrived": 0}
+    return {
+        "critical_alerts": count,
+        "arrived": len(delays),
+        "p50_ms": round(statistics.median(delays), 1),
+        "p99_ms": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 1),
+        "max_ms": round(delays[-1], 1),
+        "background_per_s": 1000,
+    }
+
+
+def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
+    """`sensors` distinct sensors alerting within `within` seconds, Genesys at its default rate."""
+    run = uuid.uuid4().hex[:6]
+    prefix, root = f"s{run}", f"bench/{run}"
+    service = Service(
+        rig,
+        prefix,
+        f"tl-{run}",
+        TRIPLINE__MQTT__TOPIC=f"{root}/sensors/+/alerts",
+        TRIPLINE__DIALER__RATE_PER_MINUTE="240",
+        TRIPLINE__DIALER__BURST="10",
+        TRIPLINE__DIALER__MAX_CONCURRENCY="4",
+    )
+    service.start()
+    assert service.proc is not None
+    pid = service.proc.pid
+    peak = {"threads": 0, "rss_kb": 0}
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            status = _proc_status(pid)
+            peak["threads"] = max(peak["threads"], status["Threads"])
+            peak["rss_kb"] = max(peak["rss_kb"], status["VmHWM"])
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _http_json("DELETE", f"{rig.emu}/_emulator/requests")
+    client = _publisher(rig.mqtt_port, f"storm-{run}")
+    started = time.perf_counter()
+    infos = []
+    for n in range(sensors):
+        if (delay := started + n * within / sensors - time.perf_counter()) > 0:
+            time.sleep(delay)
+        sensor = f"ST-{run}-{n}"
+        infos.append(
+            client.publish(
+                f"{root}/sensors/{sensor}/alerts",
+                _alert(f"st-{run}-{n}", sensor, f"CUST-{n % 10_000}"),
+                qos=1,
+            )
+        )
+    for info in infos:
+        info.wait_for_publish(120)
+    published_in = time.perf_counter() - started
+    decided_in = None
+    while time.perf_counter() - started < 300:
+        counts = _counts(service)
+        if counts["terminal"] + counts["queued"] >= sensors:
+            decided_in = time.perf_counter() - started
+            break
+        time.sleep(0.1)
+    sampling.set()
+    sampler.join()
+    requests = _http_json("GET", f"{rig.emu}/_emulator/requests")
+    calls = [
+        r for r in requests if r["path"] == "/api/v2/conversations/callbacks" and r["status"] == 200
+    ]
+    refs = [r["body"]["data"]["referenceId"] for r in calls]
+    window = time.perf_counter() - started
+    cc = [r for r in requests if r["path"].startswith(("/oauth/token", "/api/v2/"))]
+    client.disconnect()
+    client.loop_stop()
+    records = redis.Redis(port=rig.redis_port)
+    pipe = records.pipeline(transaction=False)
+    for n in range(sensors):
+        pipe.exists(f"{prefix}:{{a:st-{run}-{n}}}:rec")
+    accepted = sum(pipe.execute())
+    service.stop()
+    return {
+        "sensors": sensors,
+        "published_in_s": round(published_in, 1),
+        "decided_in_s": round(decided_in, 1) if decided_in else None,
+        "peak_rss_mb": round(peak["rss_kb"] / 1024, 1),
+        "peak_threads": peak["threads"],
+        "callbacks": len(calls),
+        "cc_requests": len(cc),
+        "budget_allows": int(10 + 240 * window / 60),
+        "duplicates": len(refs) - len(set(refs)),
+        "lost": sensors - accepted,
+    }
+
+
+def footprint(rig: Rig) -> dict[str, Any]:
+    """Idle RSS and start-to-ready of a fresh instance."""
+    run = uuid.uuid4().hex[:6]
+    service = Service(rig, f"i{run}", f"tl-{run}", TRIPLINE__MQTT__TOPIC=f"bench/{run}/x/+/y")
+    ready = service.start()
+    time.sleep(2.0)
+    assert service.proc is not None
+    status = _proc_status(service.proc.pid)
+    service.stop()
+    return {
+        "start_to_ready_s": round(ready, 2),
+        "idle_rss_mb": round(status["VmRSS"] / 1024, 1),
+        "idle_threads": status["Threads"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="tripline benchmarks")
+    parser.add_argument("--quick", action="store_true", help="a run of under a minute")
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="tripline-bench-"))
+    rig = Rig(root)
+    machine = {
+        "cpus": _cpus(),
+        "python": sys.version.split()[0],
+        "mosquitto": _version(["mosquitto", "-h"]),
+        "redis": _version(["redis-server", "--version"]),
+    }
+    try:
+        results = {
+            "footprint": footprint(rig),
+            "throughput": throughput(rig, 10_000 if args.quick else 400_000),
+            "latency": latency(rig, 5 if args.quick else 30),
+            "storm": storm(rig, 10_000 if args.quick else 50_000, 2 if args.quick else 10),
+        }
+    finally:
+        rig.close()
+        shutil.rmtree(root, ignore_errors=True)
+    for name, figures in results.items():
+        print(f"{name:<11} " + "  ".join(f"{k}={v}" for k, v in figures.items()))
+    print(json.dumps({"quick": args.quick, "machine": machine, **results}))
+    return 0
+
+
+def _cpus() -> int:
+    import os  # noqa: PLC0415
+
+    return len(os.sched_getaffinity(0))
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=False)
+    except OSError:
+        return "?"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0][:60] if text else "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
