@@ -41,6 +41,7 @@ log = logging.getLogger("tripline.dialer")
 __all__ = ["CapRules", "Dialer"]
 
 _IDLE_TICK = 1.0  # re-evaluate held and ageing work at least this often
+_PREPAY = 32  # most budget taken in one round trip
 
 
 @dataclass(slots=True)
@@ -104,6 +105,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._occupancy: Occupancy | None = None
         self._breaker = Breaker()
         self._tick_at: float | None = None
+        self._prepaid = 0  # budget taken but not yet used (counted: errs on the side of less)
         self._loop: LoopThread | None = None
 
     def _tell_self(self, message: object) -> None:
@@ -216,19 +218,21 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 if not allowed:
                     self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
                     break
-                try:
-                    wait = self._budget.try_take()
-                except (redis.ConnectionError, redis.TimeoutError):
-                    wait = 1.0  # Redis is away: nothing may leave uncounted, try again soon
-                if wait > 0:
-                    self._wake_at(now + wait)
-                    break
+                if self._prepaid == 0:
+                    wait = self._take_tokens()
+                    if wait > 0:
+                        self._wake_at(now + wait)
+                        break
+                self._prepaid -= 1
             item = self._queues[priority].popleft()
             if not batched:
                 self._in_flight[priority == Priority.CRITICAL] += 1
             self._submit(self._jobs.run(item.work, slot=not batched))
             if self._breaker.state == BreakerState.HALF_OPEN:
                 break  # one probe at a time
+        # Budget is used at the instant it was taken or not at all: carrying it over could let
+        # a later burst exceed the rate.
+        self._prepaid = 0
         self._publish_depth()
         if any(self._queues.values()):
             self._wake_at(now + _IDLE_TICK)
@@ -266,6 +270,19 @@ class Dialer(Supervised, pykka.ThreadingActor):
             return None
         _, _, priority, batched = min(candidates)
         return priority, batched
+
+    def _take_tokens(self) -> float:
+        """Take budget for what is queued, up to _PREPAY at once.
+
+        One Redis round trip then serves many dispatches of this same pump. Returns the seconds
+        to wait when none was available.
+        """
+        want = min(_PREPAY, sum(len(q) for q in self._queues.values()))
+        try:
+            self._prepaid, wait = self._budget.try_take(max(1, want))
+        except (redis.ConnectionError, redis.TimeoutError):
+            return 1.0  # Redis is away: nothing may leave uncounted, try again soon
+        return wait
 
     def _batching(self, priority: Priority) -> bool:
         backends = getattr(self._jobs, "backends", None)

@@ -26,7 +26,15 @@ from messages import (
 )
 from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
 from tripline.stats import Stats
-from tripline.store import COOLDOWN_LUA, FROM_PENDING, TRANSITION_LUA, Keys, transition_args
+from tripline.store import (
+    COOLDOWN_LUA,
+    FROM_PENDING,
+    TRANSITION_LUA,
+    Keys,
+    PipelinedScript,
+    execute,
+    transition_args,
+)
 
 log = logging.getLogger("tripline.sensor")
 
@@ -69,8 +77,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._ttl, self._enricher, self._stats, self._clock = record_ttl, enricher, stats, clock
         self._entities: dict[str, SensorEntity] = {}
         self._max = max(1, conf.max_entities // conf.shards)
-        self._cooldown = client.register_script(COOLDOWN_LUA)
-        self._transition = client.register_script(TRANSITION_LUA)
+        self._cooldown = PipelinedScript(client, COOLDOWN_LUA)
+        self._transition = PipelinedScript(client, TRANSITION_LUA)
 
     def on_stop(self) -> None:
         """Write a final snapshot of every dirty entity."""
@@ -144,12 +152,12 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         def run() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
             for alert in claims:
-                self._cooldown(
-                    keys=[self._keys.cooldown(alert.customer_id, alert.sensor_id)],
-                    args=[alert.idempotency_key, ttl_ms],
-                    client=pipe,
+                self._cooldown.queue(
+                    pipe,
+                    [self._keys.cooldown(alert.customer_id, alert.sensor_id)],
+                    [alert.idempotency_key, ttl_ms],
                 )
-            return list(pipe.execute())
+            return execute(pipe, self._cooldown)
 
         results = self._retry(run)
         proceed = []
@@ -182,8 +190,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 allowed_from=FROM_PENDING,
                 detail=detail,
             )
-            self._transition(keys=keys, args=args, client=pipe)
-        results = self._retry(pipe.execute)
+            self._transition.queue(pipe, keys, args)
+        results = self._retry(lambda: execute(pipe, self._transition))
         for (_, decision), applied in zip(decided, results, strict=True):
             if applied == 1:
                 self._stats.count(Outcome.SUPPRESSED, decision.reason)

@@ -39,6 +39,8 @@ FAST = {  # the contact center out of the way: this measures tripline itself
     "TRIPLINE__DIALER__BURST": "1000",
     "TRIPLINE__DIALER__MAX_CONCURRENCY": "64",
     "TRIPLINE__DIALER__CRITICAL_CONCURRENCY": "16",
+    "TRIPLINE__STATUS__SWEEP_INTERVAL_SECONDS": "10",
+    "TRIPLINE__STATUS__SWEEP_ACCEPTED_GRACE_SECONDS": "30",
 }
 
 

@@ -12,7 +12,7 @@ from messages import Alert, Outcome, Reason, State
 from pipeline.prioritise import PriorityRules, prioritise
 from pipeline.validate import Limits, Rejected, validate
 from tripline.stats import Stats
-from tripline.store import ACCEPT_LUA, Keys, accept_args
+from tripline.store import ACCEPT_LUA, Keys, PipelinedScript, accept_args, execute
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class Acceptor:
         self._redis, self._keys, self._limits = client, keys, limits
         self._pending_key = pending_key or keys.pending("default")
         self._rules, self._ttl, self._stats, self._clock = rules, record_ttl, stats, clock
-        self._accept = client.register_script(ACCEPT_LUA)
+        self._accept = PipelinedScript(client, ACCEPT_LUA)
 
     def accept(self, items: Sequence[tuple[bytes, bool]]) -> list[Verdict]:
         """Accept a batch of (payload, retained) pairs.
@@ -86,11 +86,11 @@ class Acceptor:
                 self._keys.context(alert.reference_id), orjson.dumps(doc), nx=True, ex=self._ttl
             )
             keys, args = accept_args(self._keys, alert, self._ttl)
-            self._accept(keys=keys, args=args, client=pipe)
+            self._accept.queue(pipe, keys, args)
             pending.append((len(verdicts), alert))
             verdicts.append(None)
         if pending:
-            results = pipe.execute()
+            results = execute(pipe, self._accept)
             for n, (index, alert) in enumerate(pending):
                 claimed = results[3 * n + 2] == 1
                 verdicts[index] = Accepted(alert) if claimed else Duplicate(alert.idempotency_key)

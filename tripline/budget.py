@@ -35,21 +35,23 @@ class RateBudget:
         self.taken = 0
         """Requests this process counted against the budget."""
 
-    def try_take(self) -> float:
-        """Take one request now if the budget allows; else the seconds to wait (nothing taken)."""
+    def try_take(self, up_to: int = 1) -> tuple[int, float]:
+        """Take up to `up_to` requests now; returns (taken, seconds to wait when none was)."""
         assert self._sync is not None  # noqa: S101 - constructed with a sync client
-        wait_ms = int(self._sync(keys=[self.key], args=[self._interval_ms, self._tolerance_ms]))
-        self.taken += wait_ms == 0
-        return wait_ms / 1000
+        taken, wait_ms = self._sync(
+            keys=[self.key], args=[self._interval_ms, self._tolerance_ms, up_to]
+        )
+        self.taken += int(taken)
+        return int(taken), int(wait_ms) / 1000
 
     async def take(self) -> None:
         """Wait until the budget allows one request, and take it."""
         assert self._async is not None  # noqa: S101 - constructed with an async client
         while True:
-            wait_ms = int(
-                await self._async(keys=[self.key], args=[self._interval_ms, self._tolerance_ms])
+            taken, wait_ms = await self._async(
+                keys=[self.key], args=[self._interval_ms, self._tolerance_ms, 1]
             )
-            if wait_ms == 0:
+            if int(taken):
                 self.taken += 1
                 return
-            await asyncio.sleep(wait_ms / 1000)
+            await asyncio.sleep(int(wait_ms) / 1000)
