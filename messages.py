@@ -157,11 +157,11 @@ class Customer:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EnrichRequest:
-    """A sensor entity decided a call is due: look up the customer, then comply."""
+class EnrichBatch:
+    """Sensor entities of one shard batch decided calls are due: look up customers, comply."""
 
-    alert: Alert
-    """The alert opening the episode (it carries its priority)."""
+    alerts: tuple[Alert, ...]
+    """The alerts opening episodes (each carries its priority)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,9 +14,8 @@ from typing import Any, Protocol
 
 import orjson
 import redis
-import redis.asyncio as aioredis
 
-from actors._loop import ride_out
+from actors._loop import async_redis, ride_out
 from conf.schema import DialerConfig
 from messages import (
     DialFinished,
@@ -117,7 +116,7 @@ class DialJobs:
 
     async def connect(self) -> None:
         """Connect to Redis (on the loop)."""
-        self.redis = aioredis.Redis.from_url(self._redis_url)
+        self.redis = async_redis(self._redis_url)
         self._transition = self.redis.register_script(TRANSITION_LUA)
         self._annotate = self.redis.register_script(ANNOTATE_LUA)
         self._cap = self.redis.register_script(CAP_LUA)
@@ -143,32 +142,38 @@ class DialJobs:
         """Close backends and Redis."""
         for backend in self.backends.owned:
             await backend.close()
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
     # --- queue bookkeeping -------------------------------------------------------------------
 
-    async def mark_queued(self, work: Work) -> None:
-        """Persist queued work and record it; _run waits for this, so history stays in order."""
+    async def mark_queued(self, works: list[Work]) -> None:
+        """Persist queued work and record it, one pipeline per batch.
+
+        _run waits for this, so a record never shows 'dialing' before 'queued'.
+        """
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 - always inside a task
-        key = work.alert.idempotency_key
-        self._marks[key] = task
-        blob = work_to_json(work)
-        await ride_out(lambda: self.redis.hset(self._queue_key, _queue_id(work), blob))
-        if isinstance(work, DialIntent):
-            await self._record(key, state=State.QUEUED, allowed_from=State.ACCEPTED)
-            return
-        # Compliance decided: the outcome is final now; the task id follows when raised.
-        facts = orjson.dumps(dict(work.facts)).decode() if work.facts else ""
-        if await self._record(
-            key,
-            state=Outcome.DEFERRED,
-            reason=work.reason,
-            detail=work.detail,
-            dueAt=iso(work.due),
-            facts=facts,
-        ):
-            self._stats.count(Outcome.DEFERRED, work.reason)
+        for work in works:
+            self._marks[work.alert.idempotency_key] = task
+        now = self._clock()
+        commands = [_mark_args(self._keys, work, now) for work in works]
+        blobs: dict[Any, Any] = {_queue_id(work): work_to_json(work) for work in works}
+
+        async def run() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(self._queue_key, mapping=blobs)
+            for keys, args in commands:
+                pipe.evalsha(self._transition.sha, len(keys), *keys, *args)
+            try:
+                return list(await pipe.execute())
+            except redis.exceptions.NoScriptError:  # Redis restarted: its script cache is empty
+                await self.redis.script_load(TRANSITION_LUA)
+                raise redis.ConnectionError("scripts reloaded") from None
+
+        results = await ride_out(run)
+        for work, applied in zip(works, results[1:], strict=True):
+            if isinstance(work, TaskIntent) and applied == 1:
+                self._stats.count(Outcome.DEFERRED, work.reason)
 
     async def forget(self, work: Work) -> None:
         """Drop work from the persisted queue (it was replaced by a task)."""
@@ -425,6 +430,25 @@ class DialJobs:
     async def _note(self, key: str, event: str, **fields: str) -> None:
         keys, args = annotate_args(self._keys, key, now=self._clock(), event=event, **fields)
         await ride_out(lambda: self._annotate(keys=keys, args=args))
+
+
+def _mark_args(keys: Keys, work: Work, now: float) -> tuple[list[str], list[Any]]:
+    """The transition a newly queued piece of work makes: queued, or deferred for a task."""
+    key = work.alert.idempotency_key
+    if isinstance(work, DialIntent):
+        return transition_args(keys, key, state=State.QUEUED, now=now, allowed_from=State.ACCEPTED)
+    # Compliance decided: the outcome is final now; the task id follows when raised.
+    fields = {"detail": work.detail, "dueAt": iso(work.due)}
+    if work.facts:
+        fields["facts"] = orjson.dumps(dict(work.facts)).decode()
+    return transition_args(
+        keys,
+        key,
+        state=Outcome.DEFERRED,
+        now=now,
+        reason=work.reason,
+        **{k: v for k, v in fields.items() if v},
+    )
 
 
 def _queue_id(work: Work) -> str:

@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import redis
+import redis.asyncio as aioredis
 
 T = TypeVar("T")
 
@@ -68,3 +69,13 @@ async def ride_out(step: Callable[[], Awaitable[T]], *, attempts: int = 12) -> T
                 raise
             await asyncio.sleep(min(0.1 * 2**attempt, 8.0))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def async_redis(url: str, *, connections: int = 32) -> aioredis.Redis:
+    """An asyncio Redis client whose pool waits for a free connection instead of failing.
+
+    A storm puts thousands of coroutines on one loop; a plain pool refuses the excess with
+    MaxConnectionsError. A blocking pool queues them behind a bounded set of connections.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=None)
+    return aioredis.Redis(connection_pool=pool)

@@ -42,6 +42,7 @@ __all__ = ["CapRules", "Dialer"]
 
 _IDLE_TICK = 1.0  # re-evaluate held and ageing work at least this often
 _PREPAY = 32  # most budget taken in one round trip
+_MARK_BATCH = 200  # newly queued work recorded per round trip, at most
 
 
 @dataclass(slots=True)
@@ -106,6 +107,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._breaker = Breaker()
         self._tick_at: float | None = None
         self._prepaid = 0  # budget taken but not yet used (counted: errs on the side of less)
+        self._to_mark: list[Work] = []
         self._loop: LoopThread | None = None
 
     def _tell_self(self, message: object) -> None:
@@ -151,10 +153,15 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Dispatch one message, then start what may start."""
+        if self._to_mark and not isinstance(message, DialIntent | TaskIntent):
+            self._pump()  # work held back for a batched record goes first
         match message:
             case DialIntent() | TaskIntent():
                 self._enqueue(message, at=self._clock())
-                self._submit(self._jobs.mark_queued(message))
+                self._to_mark.append(message)
+                if len(self._to_mark) < _MARK_BATCH and not self.actor_inbox.empty():
+                    return None  # more is coming: record them together, then pump
+                self._flush_marks()
             case DialFinished():
                 self._on_finished(message)
             case OccupancyObserved():
@@ -171,6 +178,12 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 return super().on_receive(message)
         self._pump()
         return None
+
+    def _flush_marks(self) -> None:
+        """Record newly queued work in one round trip; before any of it can be dispatched."""
+        if self._to_mark:
+            self._submit(self._jobs.mark_queued(self._to_mark))
+            self._to_mark = []
 
     def _on_finished(self, message: DialFinished) -> None:
         if message.slot:
@@ -205,6 +218,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
     def _pump(self) -> None:
         """Start as much queued work as budget, pause, breaker, occupancy and caps allow."""
         now = self._clock()
+        self._flush_marks()
         self._expire_stale(now)
         while (choice := self._choose(now)) is not None:
             priority, batched = choice

@@ -12,14 +12,21 @@ import aiohttp
 import orjson
 import pykka
 import redis
-import redis.asyncio as aioredis
 
 from actors import Supervised
-from actors._loop import LoopThread, ride_out
+from actors._loop import LoopThread, async_redis, ride_out
 from conf.schema import CrmConfig
-from messages import Customer, DialIntent, EnrichRequest, Ping, StatusQuery, TaskIntent
+from messages import (
+    Alert,
+    Customer,
+    DialIntent,
+    EnrichBatch,
+    Ping,
+    StatusQuery,
+    TaskIntent,
+)
 from pipeline.breaker import Breaker, allow, record
-from pipeline.comply import Allowed, ComplyRules, comply, normalise_phone
+from pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
 from pipeline.enrich import parse_customer
 from tripline.crm import CrmUnavailableError, cache_customer, fetch_customer, sync_customers
 from tripline.store import Keys
@@ -27,6 +34,42 @@ from tripline.store import Keys
 log = logging.getLogger("tripline.enricher")
 
 _CRM_CONCURRENCY = 16  # a storm must not become a CRM outage: at most this many lookups at once
+
+
+_UNAVAILABLE = object()  # a customer the CRM could not be asked about
+
+
+def _intent(
+    alert: Alert, customer: Customer | None, decision: Allowed | Blocked, now: float
+) -> DialIntent | TaskIntent:
+    """What the dialer gets for one alert: a call, or a task when compliance blocked it."""
+    if isinstance(decision, Blocked):
+        return TaskIntent(
+            alert=alert,
+            reason=decision.reason,
+            due=decision.due,
+            detail=decision.detail,
+            facts=tuple(decision.facts.items()),
+        )
+    assert customer is not None  # noqa: S101 - comply allows only with a customer
+    contact = Customer(
+        customer_id=customer.customer_id,
+        name=customer.name,
+        phone=decision.phone,
+        timezone=customer.timezone,
+        do_not_disturb=False,
+        do_not_call=False,
+        country=customer.country,
+        region=customer.region,
+    )
+    return DialIntent(
+        intent_id=alert.idempotency_key,
+        alert=alert,
+        customer=contact,
+        priority=alert.priority,
+        enqueued_at=now,
+        facts=tuple(decision.facts.items()),
+    )
 
 
 class Enricher(Supervised, pykka.ThreadingActor):
@@ -61,7 +104,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         self._loop.call(self._open())
 
     async def _open(self) -> None:
-        self._redis = aioredis.Redis.from_url(self._redis_url)
+        self._redis = async_redis(self._redis_url)
         timeout = aiohttp.ClientTimeout(total=self._conf.timeout_seconds)
         headers = {"Authorization": f"Bearer {self._conf.token}"} if self._conf.token else {}
         self._http = aiohttp.ClientSession(timeout=timeout, headers=headers)
@@ -71,7 +114,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
 
     async def _close(self) -> None:
         await self._http.close()
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
     def on_stop(self) -> None:
         """Close connections and stop the loop."""
@@ -86,9 +129,9 @@ class Enricher(Supervised, pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Dispatch one message."""
         match message:
-            case EnrichRequest():
+            case EnrichBatch():
                 assert self._loop is not None  # noqa: S101 - on_start ran
-                self._loop.submit(self._enrich(message))
+                self._loop.submit(self._enrich(message.alerts))
             case StatusQuery():
                 return {
                     "crm": {"breaker": self._breaker.state.value, "cacheWarmedWith": self._synced}
@@ -99,72 +142,66 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 return super().on_receive(message)
         return None
 
-    async def _enrich(self, request: EnrichRequest) -> None:
-        alert = request.alert
-        unavailable = False
-        customer: Customer | None = None
+    async def _enrich(self, alerts: tuple[Alert, ...]) -> None:
+        """One batch: profiles in one round trip (CRM for misses), the DNC list in another."""
         try:
-            customer = await ride_out(lambda: self._customer(alert.customer_id))
+            cached = await ride_out(lambda: self._cached({a.customer_id for a in alerts}))
+            customers: dict[str, Customer | object | None] = dict(cached)
+            missing = [cid for cid, found in cached.items() if found is None]
+            fetched = await asyncio.gather(*(self._lookup(cid) for cid in missing))
+            customers.update(zip(missing, fetched, strict=True))
+            phones = {
+                cid: normalise_phone(c.phone)
+                for cid, c in customers.items()
+                if isinstance(c, Customer) and c.phone
+            }
+            listed = await ride_out(lambda: self._on_dnc_list(phones))
         except (redis.ConnectionError, redis.TimeoutError):
-            # Redis is down, not the CRM: leave the alert 'accepted'; the resume sweep brings
-            # it back once Redis answers.
-            log.warning("enrichment of %s waits for Redis", alert.idempotency_key)
-            return
-        except CrmUnavailableError as exc:
-            log.warning("CRM unavailable for %s: %s", alert.customer_id, exc)
-            unavailable = True
-        except Exception:  # the loop must survive anything; the alert becomes a task
-            log.exception("enrichment failed for %s", alert.idempotency_key)
-            unavailable = True
-        phone = normalise_phone(customer.phone) if customer and customer.phone else None
-        try:
-            on_list = bool(phone) and bool(
-                await ride_out(lambda: self._redis.sismember(self._keys.dnc(), phone or ""))
-            )
-        except (redis.ConnectionError, redis.TimeoutError):
-            log.warning("enrichment of %s waits for Redis", alert.idempotency_key)
+            # Redis is down, not the CRM: the alerts stay 'accepted' and the resume sweep
+            # brings them back once Redis answers.
+            log.warning("enrichment of %d alerts waits for Redis", len(alerts))
             return
         now = self._clock()
-        decision = comply(
-            customer,
-            now=now,
-            rules=self._rules,
-            alert_type=alert.alert_type,
-            on_dnc_list=on_list,
-            crm_unavailable=unavailable,
-        )
-        if isinstance(decision, Allowed):
-            assert customer is not None  # noqa: S101 - comply allows only with a customer
-            contact = Customer(
-                customer_id=customer.customer_id,
-                name=customer.name,
-                phone=decision.phone,
-                timezone=customer.timezone,
-                do_not_disturb=False,
-                do_not_call=False,
-                country=customer.country,
-                region=customer.region,
+        for alert in alerts:
+            found = customers.get(alert.customer_id)
+            customer = found if isinstance(found, Customer) else None
+            decision = comply(
+                customer,
+                now=now,
+                rules=self._rules,
+                alert_type=alert.alert_type,
+                on_dnc_list=phones.get(alert.customer_id) in listed,
+                crm_unavailable=found is _UNAVAILABLE,
             )
-            self._dialer().tell(
-                DialIntent(
-                    intent_id=alert.idempotency_key,
-                    alert=alert,
-                    customer=contact,
-                    priority=alert.priority,
-                    enqueued_at=now,
-                    facts=tuple(decision.facts.items()),
-                )
-            )
-        else:
-            self._dialer().tell(
-                TaskIntent(
-                    alert=alert,
-                    reason=decision.reason,
-                    due=decision.due,
-                    detail=decision.detail,
-                    facts=tuple(decision.facts.items()),
-                )
-            )
+            self._dialer().tell(_intent(alert, customer, decision, now))
+
+    async def _cached(self, ids: set[str]) -> dict[str, Customer | None]:
+        order = sorted(ids)
+        blobs = await self._redis.mget([self._keys.customer(cid) for cid in order])
+        out: dict[str, Customer | None] = {}
+        for cid, blob in zip(order, blobs, strict=True):
+            parsed = parse_customer(cid, orjson.loads(blob)) if blob is not None else None
+            out[cid] = parsed if isinstance(parsed, Customer) else None
+        return out
+
+    async def _lookup(self, customer_id: str) -> Customer | object | None:
+        """The CRM for a cache miss; _UNAVAILABLE when it cannot answer."""
+        try:
+            return await self._customer(customer_id)
+        except CrmUnavailableError as exc:
+            log.warning("CRM unavailable for %s: %s", customer_id, exc)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception:  # the loop must survive anything; the alert becomes a task
+            log.exception("enrichment failed for %s", customer_id)
+        return _UNAVAILABLE
+
+    async def _on_dnc_list(self, phones: dict[str, str | None]) -> set[str | None]:
+        numbers = sorted({p for p in phones.values() if p})
+        if not numbers:
+            return set()
+        flags = await self._redis.smismember(self._keys.dnc(), numbers)
+        return {n for n, flag in zip(numbers, flags, strict=True) if flag}
 
     async def _customer(self, customer_id: str) -> Customer | None:
         """Cache first; on a miss one CRM lookup per customer, however many alerts wait on it."""

@@ -130,6 +130,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Buffer alerts; flush at BATCH_MAX or as soon as the inbox runs dry."""
+        if self._buffer and self._failures == 0 and not isinstance(message, AlertReceived):
+            # The last alerts of a burst arrived with a Ping (a /readyz probe) behind them in
+            # the inbox: flush now, or they would wait for an alert that may never come.
+            self._flush_or_retry()
         match message:
             case AlertReceived():
                 self._buffer.append(message)

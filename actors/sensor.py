@@ -18,7 +18,7 @@ from conf.schema import SensorConfig
 from messages import (
     Alert,
     AlertBatch,
-    EnrichRequest,
+    EnrichBatch,
     Outcome,
     Ping,
     Reason,
@@ -122,8 +122,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 decided.append((alert, decision))
         proceed = self._claim_cooldowns(claims, decided, now)
         self._record_suppressed(decided, now)
-        for alert in proceed:
-            self._enricher().tell(EnrichRequest(alert=alert))
+        if proceed:
+            self._enricher().tell(EnrichBatch(alerts=tuple(proceed)))
         # The cap applies after the batch, so no entity leaves while its alert is in hand.
         if len(self._entities) > self._max:
             self._passivate(len(self._entities) - self._max)

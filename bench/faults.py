@@ -176,6 +176,7 @@ class Service:
 
     def __init__(self, rig: Rig, prefix: str, instance: str, group: str = "", **extra: str) -> None:
         self.port = _free_port()
+        self.log = rig.root / f"{instance}.log"
         self.env = {
             **os.environ,
             "TRIPLINE__HTTP__PORT": str(self.port),
@@ -205,12 +206,13 @@ class Service:
     def start(self) -> float:
         """Start the process; returns the seconds until /readyz said ready."""
         started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tripline.cli", "--log-level", "WARNING", "run"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with self.log.open("ab") as log:  # warnings and errors, kept for a post-mortem
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tripline.cli", "--log-level", "WARNING", "run"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         _wait(self._ready, 30, "service ready")
         return time.monotonic() - started
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,25 +78,25 @@ def comply(  # noqa: PLR0911 - one return per rule reads best
     if customer is None:
         reason = Reason.CRM_UNAVAILABLE if crm_unavailable else Reason.NO_CONTACT
         return Blocked(reason, _next_business_day(utc, rules, "", ""), "no customer record")
-    local = utc.in_timezone(zone_of(customer))
+    local = utc.in_timezone(timezone(zone_of(customer)))
     facts = _facts(customer, local, rules)
-    due = _next_business_day(local, rules, customer.country, customer.region)
+    due = _DueLater(local, rules, customer.country, customer.region)
     if not customer.phone:
-        return Blocked(Reason.NO_CONTACT, due, "the customer has no phone number", facts)
+        return Blocked(Reason.NO_CONTACT, due(), "the customer has no phone number", facts)
     phone = normalise_phone(customer.phone)
     if phone is None:
-        return Blocked(Reason.INVALID_PHONE, due, "the phone is not a valid number", facts)
+        return Blocked(Reason.INVALID_PHONE, due(), "the phone is not a valid number", facts)
     for flagged, rule, detail in (
         (customer.do_not_call, "crm_do_not_call", "the CRM flags the customer do-not-call"),
         (on_dnc_list, "internal_dnc_list", "the number is on the internal do-not-call list"),
         (not customer.call_consent, "consent_revoked", "the customer revoked consent to calls"),
     ):
         if flagged:
-            return Blocked(Reason.DO_NOT_CALL, due, detail, {**facts, "rule": rule})
+            return Blocked(Reason.DO_NOT_CALL, due(), detail, {**facts, "rule": rule})
     if customer.do_not_disturb:
         return Blocked(
             Reason.DO_NOT_DISTURB,
-            due,
+            due(),
             "the customer asked not to be disturbed",
             {**facts, "rule": "do_not_disturb"},
         )
@@ -116,7 +117,7 @@ def check_window(
     """
     if alert_type and alert_type in rules.safety_override:
         return None
-    local = pendulum.from_timestamp(now).in_timezone(zone_of(customer))
+    local = pendulum.from_timestamp(now).in_timezone(timezone(zone_of(customer)))
     rule = _rule(customer, rules)
     status = day_status(local, rule, customer.country, customer.region)
     if status.window is not None and inside(local, status.window):
@@ -135,6 +136,7 @@ def check_window(
     return Blocked(Reason.OUTSIDE_CALLING_WINDOW, due.timestamp(), detail, facts)
 
 
+@functools.lru_cache(maxsize=65536)
 def normalise_phone(raw: str) -> str | None:
     """E.164 form of a number, or None when it is not a valid number."""
     try:
@@ -146,15 +148,25 @@ def normalise_phone(raw: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=1024)
+def timezone(name: str) -> pendulum.Timezone:
+    """A zone object, built once: pendulum reads the zone's data file on every construction."""
+    return pendulum.timezone(name)
+
+
+@functools.lru_cache(maxsize=65536)
+def _valid_zone(name: str) -> bool:
+    try:
+        pendulum.timezone(name)
+    except (ValueError, pendulum.tz.exceptions.InvalidTimezone):
+        return False
+    return True
+
+
 def zone_of(customer: Customer) -> str:
     """The customer's IANA zone; failing that, the phone's only zone; failing that, UTC."""
-    if customer.timezone:
-        try:
-            pendulum.timezone(customer.timezone)
-        except (ValueError, pendulum.tz.exceptions.InvalidTimezone):
-            pass
-        else:
-            return customer.timezone
+    if customer.timezone and _valid_zone(customer.timezone):
+        return customer.timezone
     try:
         from phonenumbers import timezone as phone_tz  # noqa: PLC0415 - 40 MB of data, rarely needed
 
@@ -192,6 +204,18 @@ def _window_facts(
     ):
         facts["override"] = f"safety_override:{alert_type}"
     return facts
+
+
+class _DueLater:
+    """The next business day, computed only when a rule blocks (most alerts are allowed)."""
+
+    def __init__(
+        self, local: pendulum.DateTime, rules: ComplyRules, country: str, region: str
+    ) -> None:
+        self._args = (local, rules, country, region)
+
+    def __call__(self) -> float:
+        return _next_business_day(*self._args)
 
 
 def _next_business_day(

@@ -12,7 +12,7 @@ import orjson
 import pykka
 import redis
 
-from messages import Alert, Customer, DialIntent, EnrichRequest, Priority
+from messages import Alert, Customer, DialIntent, EnrichBatch, Priority
 from pipeline.dial import Answer
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
@@ -27,11 +27,11 @@ class FakeEnricher(pykka.ThreadingActor):
 
     def __init__(self) -> None:
         super().__init__()
-        self.requests: list[EnrichRequest] = []
+        self.requests: list[Alert] = []
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, EnrichRequest):
-            self.requests.append(message)
+        if isinstance(message, EnrichBatch):
+            self.requests.extend(message.alerts)
             return None
         return list(self.requests)
 

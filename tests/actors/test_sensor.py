@@ -46,7 +46,7 @@ def test_one_batch_of_one_sensor_hands_over_one_alert(
     ask(shard, Ping())
 
     handed = ask(enricher, "list")
-    assert [r.alert.idempotency_key for r in handed] == [alerts[0].idempotency_key]
+    assert [a.idempotency_key for a in handed] == [alerts[0].idempotency_key]
     assert [status(redis_client, keys, a.idempotency_key) for a in alerts[1:]] == [
         ("suppressed", "cooldown")
     ] * 2
