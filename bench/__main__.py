@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = {
             "footprint": footprint(rig),
-            "throughput": throughput(rig, 10_000 if args.quick else 400_000),
+            "throughput": throughput(rig, 10_000 if args.quick else 40_000),
             "latency": latency(rig, 5 if args.quick else 30),
             "storm": storm(rig, 10_000 if args.quick else 50_000, 2 if args.quick else 10),
         }
