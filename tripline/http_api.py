@@ -207,44 +207,41 @@ async def dnc_list(request: web.Request) -> web.Response:
 
 async def dnc_add(request: web.Request) -> web.Response:
     """PUT /v1/admin/dnc/{number}: never call this number (checked before every call)."""
-    if (refusal := _admin_refusal(request)) is not None:
-        return refusal
-    service = request.app[SERVICE]
-    try:
-        number = await asyncio.to_thread(
-            dnc.add, service.redis, service.keys, request.match_info["number"]
-        )
-    except dnc.InvalidNumberError as exc:
-        return _problem(
-            400,
-            "invalid_number",
-            [{"field": "number", "reason": "invalid_field", "message": str(exc)}],
-        )
-    return _json({"number": number, "doNotCall": True})
+    result = await _dnc_change(request, dnc.add)
+    if isinstance(result, web.Response):
+        return result
+    return _json({"number": result, "doNotCall": True})
 
 
 async def dnc_remove(request: web.Request) -> web.Response:
     """DELETE /v1/admin/dnc/{number}."""
-    if (refusal := _admin_refusal(request)) is not None:
-        return refusal
-    service = request.app[SERVICE]
-    try:
-        removed = await asyncio.to_thread(
-            dnc.remove, service.redis, service.keys, request.match_info["number"]
-        )
-    except dnc.InvalidNumberError as exc:
-        return _problem(
-            400,
-            "invalid_number",
-            [{"field": "number", "reason": "invalid_field", "message": str(exc)}],
-        )
-    if not removed:
+    result = await _dnc_change(request, dnc.remove)
+    if isinstance(result, web.Response):
+        return result
+    if not result:
         return _problem(
             404,
             "not_found",
             [{"field": "number", "reason": "unknown", "message": "the number is not on the list"}],
         )
     return _json({"number": request.match_info["number"], "doNotCall": False})
+
+
+async def _dnc_change(request: web.Request, change: Any) -> Any:  # noqa: ANN401
+    """Run an admin change of the DNC list: the refusal or problem as a Response, else its value."""
+    if (refusal := _admin_refusal(request)) is not None:
+        return refusal
+    service = request.app[SERVICE]
+    try:
+        return await asyncio.to_thread(
+            change, service.redis, service.keys, request.match_info["number"]
+        )
+    except dnc.InvalidNumberError as exc:
+        return _problem(
+            400,
+            "invalid_number",
+            [{"field": "number", "reason": "invalid_field", "message": str(exc)}],
+        )
 
 
 async def healthz(request: web.Request) -> web.Response:

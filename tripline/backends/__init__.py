@@ -85,3 +85,22 @@ def oversized(values: dict[str, str]) -> str:
         if len(value) > ATTRIBUTE_MAX:
             return f"attribute {name} is {len(value)} characters, limit {ATTRIBUTE_MAX}"
     return ""
+
+
+class HttpSession:
+    """The one aiohttp session of a backend: explicit timeouts, made on the loop that uses it."""
+
+    def __init__(self, *, request_timeout: float, connect_timeout: float) -> None:
+        """Keep the timeouts; the session is created at first use."""
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()

@@ -7,19 +7,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from conf.schema import CxoneConfig, DialerConfig
 from messages import DialIntent, TaskIntent
 from pipeline.dial import Answer, classify
 from pipeline.govern import Occupancy, read_cxone_activity
-from tripline.backends import Reply, Result, oversized, request
+from tripline.backends import HttpSession, Reply, Result, oversized, request
 
 _TOKEN_MARGIN = 60.0
 
 
-class CxoneBackend:
+class CxoneBackend(HttpSession):
     """Spawns the configured Studio script with the reference triple as its parameters."""
 
     def __init__(
@@ -32,21 +31,11 @@ class CxoneBackend:
     ) -> None:
         """Create the session lazily, on the loop that uses it."""
         self._conf, self._clock, self._extra = conf, clock, extra_request
-        self._timeout = aiohttp.ClientTimeout(
-            total=dialer.request_timeout_seconds, sock_connect=dialer.connect_timeout_seconds
+        super().__init__(
+            request_timeout=dialer.request_timeout_seconds,
+            connect_timeout=dialer.connect_timeout_seconds,
         )
-        self._session: aiohttp.ClientSession | None = None
         self._token, self._token_expires, self._api = "", 0.0, ""
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
 
     async def dial(self, intent: DialIntent, routing_priority: int) -> Result:  # noqa: ARG002
         """POST …/scripts/{scriptId}/start {skillId, parameters}: the script dials and queues."""

@@ -8,20 +8,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
-
 from conf.schema import DialerConfig, GenesysConfig
 from messages import DialIntent, TaskIntent
 from pipeline.dial import Answer, classify
 from pipeline.govern import Occupancy, read_genesys_observations
-from tripline.backends import Reply, Result, oversized, request
+from tripline.backends import HttpSession, Reply, Result, oversized, request
 from tripline.store import iso
 
 _TOKEN_MARGIN = 60.0  # renew a minute early: a token expiring in flight costs a 401 round trip
 _NAME_MAX, _DESCRIPTION_MAX = 256, 512  # WorkitemCreate limits
 
 
-class GenesysBackend:
+class GenesysBackend(HttpSession):
     """Our own small client: explicit timeouts, and no POST re-sent after an ambiguous failure."""
 
     def __init__(
@@ -39,26 +37,16 @@ class GenesysBackend:
         """
         self._conf, self._clock = conf, clock
         self._extra = extra_request
-        self._timeout = aiohttp.ClientTimeout(
-            total=dialer.request_timeout_seconds, sock_connect=dialer.connect_timeout_seconds
+        super().__init__(
+            request_timeout=dialer.request_timeout_seconds,
+            connect_timeout=dialer.connect_timeout_seconds,
         )
-        self._session: aiohttp.ClientSession | None = None
         self._token = ""
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self._fetches = 0
         self.requests = 0
         """Requests sent to Genesys (tokens included): every one counts against the rate."""
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
 
     async def dial(self, intent: DialIntent, routing_priority: int) -> Result:
         """POST /api/v2/conversations/callbacks: a queue-routed call with the reference triple."""

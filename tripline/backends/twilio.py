@@ -5,38 +5,34 @@ from __future__ import annotations
 import base64
 from urllib.parse import quote
 
-import aiohttp
-
 from conf.schema import DialerConfig, TwilioConfig
 from messages import DialIntent, TaskIntent
 from pipeline.dial import Answer, classify
-from tripline.backends import Result, request
+from tripline.backends import HttpSession, Result, request
 
 
-class TwilioBackend:
+class TwilioBackend(HttpSession):
     """POST /2010-04-01/Accounts/{sid}/Calls.json, form-encoded, HTTP Basic."""
 
     def __init__(self, *, conf: TwilioConfig, dialer: DialerConfig) -> None:
         """Create the session lazily, on the loop that uses it."""
         self._conf = conf
-        self._timeout = aiohttp.ClientTimeout(
-            total=dialer.request_timeout_seconds, sock_connect=dialer.connect_timeout_seconds
+        super().__init__(
+            request_timeout=dialer.request_timeout_seconds,
+            connect_timeout=dialer.connect_timeout_seconds,
         )
-        self._session: aiohttp.ClientSession | None = None
         basic = base64.b64encode(f"{conf.account_sid}:{conf.auth_token}".encode()).decode()
         self._auth = {"Authorization": f"Basic {basic}"}
 
     async def dial(self, intent: DialIntent, routing_priority: int) -> Result:  # noqa: ARG002
         """Place the call; the TwiML URL carries the referenceId for the agent's screen."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         form = {
             "To": intent.customer.phone,
             "From": self._conf.from_number,
             "Url": f"{self._conf.twiml_url}?referenceId={quote(intent.alert.reference_id)}",
         }
         url = f"{self._conf.base_url}/2010-04-01/Accounts/{self._conf.account_sid}/Calls.json"
-        reply = await request(self._session, "POST", url, data=form, headers=self._auth)
+        reply = await request(self._http(), "POST", url, data=form, headers=self._auth)
         if isinstance(reply, Result):
             return reply
         if reply.status in (200, 201):
@@ -52,8 +48,3 @@ class TwilioBackend:
     async def create_task(self, task: TaskIntent) -> Result:
         """Twilio raises no tasks: configure [tasks] backend separately."""
         return Result(Answer.FAILED, detail=f"twilio backend raises no tasks ({task.reason})")
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
