@@ -255,7 +255,11 @@ def _demo(args: argparse.Namespace) -> int:
     server.start()
     try:
         print(f"demo: publishing {args.count} alerts from 20 sensors ...")
-        simulate(FleetSpec(count=args.count, rate=40.0), port=config.mqtt.port)
+        simulate(
+            FleetSpec(count=args.count, rate=40.0),
+            port=config.mqtt.port,
+            topic_prefix=config.mqtt.topic.split("/+/", 1)[0],
+        )
         _wait_settled(service, timeout=30)
         _print_summary(service)
         if not args.exit:
