@@ -204,7 +204,11 @@ class Enricher(Supervised, pykka.ThreadingActor):
         return {n for n, flag in zip(numbers, flags, strict=True) if flag}
 
     async def _customer(self, customer_id: str) -> Customer | None:
-        """Cache first; on a miss one CRM lookup per customer, however many alerts wait on it."""
+        """One CRM lookup per customer, however many alerts wait on it.
+
+        The cache is read again first: another batch may have fetched this customer since ours
+        read the cache, and a second CRM request would cost more than this GET.
+        """
         cached = await self._redis.get(self._keys.customer(customer_id))
         if cached is not None:
             parsed = parse_customer(customer_id, orjson.loads(cached))

@@ -133,7 +133,7 @@ class Rig:
             stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.redis_port)
-        _wait(lambda: _pings(client), 20, "redis")
+        _wait(lambda: pings(client), 20, "redis")
 
     def restart_redis(self, down: float) -> None:
         redis.Redis(port=self.redis_port).shutdown(nosave=True)  # the AOF keeps everything
@@ -164,7 +164,8 @@ class Rig:
                 proc.wait(10)
 
 
-def _pings(client: redis.Redis) -> bool:
+def pings(client: redis.Redis) -> bool:
+    """Whether Redis answers (a stopped one raises instead)."""
     try:
         return bool(client.ping())
     except redis.RedisError:

@@ -1,30 +1,11 @@
-"""Dial policy: the token bucket, how a backend answer is classified, and retry backoff."""
+"""Dial policy: how a backend answer is classified, Retry-After, and retry backoff.
+
+The rate budget itself is a GCRA in Redis (tripline/store.py GCRA_LUA), shared by instances.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """A token bucket: `tokens` available at time `at`."""
-
-    tokens: float
-    at: float
-
-
-def take(bucket: Bucket, *, now: float, rate_per_second: float, burst: int) -> tuple[Bucket, float]:
-    """Take one token if there is one.
-
-    Returns:
-        The new bucket and 0.0 when a token was taken, or the unchanged-but-refilled bucket and
-        the seconds to wait until a token will be there.
-    """
-    tokens = min(float(burst), bucket.tokens + max(0.0, now - bucket.at) * rate_per_second)
-    if tokens >= 1.0:
-        return Bucket(tokens - 1.0, now), 0.0
-    return Bucket(tokens, now), (1.0 - tokens) / rate_per_second
 
 
 class Answer(StrEnum):

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from bench.faults import pings
 from tests.conftest import EmulatorHandle, ServiceHandle, alert, free_port, http, wait_for
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ def own_redis() -> Iterator[tuple[int, Callable[[], None], Callable[[], None]]]:
             )
         )
         client = redis.Redis(port=port)
-        wait_for(lambda: _pings(client), timeout=10)
+        wait_for(lambda: pings(client), timeout=10)
 
     def stop() -> None:
         redis.Redis(port=port).shutdown(nosave=True)
@@ -54,13 +55,6 @@ def own_redis() -> Iterator[tuple[int, Callable[[], None], Callable[[], None]]]:
         if proc.poll() is None:
             proc.terminate()
             proc.wait(10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def test_redis_outage_is_a_503_and_recovers(

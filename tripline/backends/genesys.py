@@ -45,8 +45,6 @@ class GenesysBackend(HttpSession):
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self._fetches = 0
-        self.requests = 0
-        """Requests sent to Genesys (tokens included): every one counts against the rate."""
 
     async def dial(self, intent: DialIntent, routing_priority: int) -> Result:
         """POST /api/v2/conversations/callbacks: a queue-routed call with the reference triple."""
@@ -152,7 +150,6 @@ class GenesysBackend(HttpSession):
             if self._fetches != fetches:
                 fetches = self._fetches
                 await self._budget_extra()
-            self.requests += 1
             reply = await request(
                 self._http(),
                 "POST",
@@ -182,7 +179,6 @@ class GenesysBackend(HttpSession):
 
     async def _fetch_token(self) -> str | Result:
         now = self._clock()
-        self.requests += 1
         self._fetches += 1
         basic = base64.b64encode(f"{self._conf.client_id}:{self._conf.client_secret}".encode())
         reply = await request(
