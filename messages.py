@@ -46,6 +46,7 @@ class Reason(StrEnum):
     STALE = "stale"
     DIAL_FAILED = "dial_failed"
     DIAL_UNCERTAIN = "dial_uncertain"
+    FLEET_INCIDENT = "fleet_incident"
     INVALID_JSON = "invalid_json"
     MISSING_FIELD = "missing_field"
     INVALID_FIELD = "invalid_field"
@@ -180,6 +181,8 @@ class DialIntent:
     """When it entered the dialer's queue, epoch seconds."""
     facts: tuple[tuple[str, Any], ...] = ()
     """The compliance facts the call was allowed on (zone, local time, rule), for the record."""
+    not_before: float = 0.0
+    """The pending delay: not dialed before this (epoch seconds), so a resolve can cancel it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,11 +199,46 @@ class TaskIntent:
     """Human-readable detail for the task description and record."""
     facts: tuple[tuple[str, Any], ...] = ()
     """Decision facts to keep on the record (key, value)."""
+    outcome: Outcome = Outcome.DEFERRED
+    """The alert's outcome: deferred (no call, a task instead), or suppressed for the
+    maintenance task of a flap episode (suppressed/flapping)."""
 
     @property
     def priority(self) -> Priority:
         """A task queues at its alert's priority."""
         return self.alert.priority
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SensorResolved:
+    """A sensor reported resolved: its waiting non-critical calls are cancelled (to the dialer)."""
+
+    sensor_id: str
+    """The sensor that resolved."""
+    idempotency_key: str
+    """The resolved alert's key (named on the cancelled records)."""
+    timestamp: float
+    """The sensor's time of the resolve: alerts raised before it are cleared by it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetIncident:
+    """A shard saw the fleet incident start or end (to the dialer)."""
+
+    active: bool
+    """Whether an incident is open."""
+    since: float
+    """When it started (epoch seconds; 0 when none is open)."""
+    sensors: int
+    """Distinct sensors that fired inside the window at the last count."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishEvent:
+    """A service event for the events topic (to the MQTT subscriber, which owns the client)."""
+
+    payload: bytes
+    """The event document, JSON."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +272,14 @@ class DialFinished:
     """For the breaker: True when the backend answered, False when it could not be reached."""
     slot: bool = True
     """Whether the work held a concurrency slot (batched campaign work does not)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdrawn:
+    """Queued calls that joined another alert's call (told by the dialer's loop): drop them."""
+
+    keys: tuple[str, ...]
+    """Idempotency keys of the withdrawn work."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

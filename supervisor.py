@@ -22,13 +22,15 @@ from actors.mqtt_subscriber import MqttSubscriber
 from actors.sensor import SensorShard, shard_of
 from conf.rules import load_rules
 from conf.schema import Config
-from messages import Alert, AlertBatch, Drain, Ping, SnapshotTick, StatusQuery
+from messages import Alert, AlertBatch, Drain, Ping, PublishEvent, SnapshotTick, StatusQuery
 from pipeline.caps import Cap, parse_cap
 from pipeline.comply import ComplyRules
+from pipeline.fleet import FleetRules
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
 from tripline.accept import Acceptor
 from tripline.backends.registry import build_backends
+from tripline.events import Events
 from tripline.resume import SweepRules, sweep
 from tripline.stats import Stats
 from tripline.store import Keys
@@ -75,6 +77,8 @@ class Service:
         """Build collaborators; nothing starts until start()."""
         self.config, self.clock = config, clock
         self.stats = Stats()
+        self.events = Events(config.mqtt.client_id, clock)
+        self.events.publish_with(self._publish_event)
         self.keys = Keys(config.redis.key_prefix)
         self.redis = redis.Redis.from_url(
             config.redis.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
@@ -112,6 +116,9 @@ class Service:
         self.started_at = 0.0
 
     # --- resolvers: actors reach each other through these, never through cached refs ---------
+
+    def _publish_event(self, payload: bytes) -> None:
+        self.ref("mqtt").tell(PublishEvent(payload=payload))
 
     def ref(self, name: str) -> pykka.ActorRef[Any]:
         """The current ref of a supervised actor."""
@@ -162,6 +169,7 @@ class Service:
                 rules=self.comply_rules,
                 stats=self.stats,
                 caps=self.caps,
+                record_ttl=c.redis.record_ttl_seconds,
                 clock=self.clock,
             ),
         )
@@ -186,7 +194,14 @@ class Service:
                     keys=self.keys,
                     record_ttl=c.redis.record_ttl_seconds,
                     enricher=lambda: self.ref("enricher"),
+                    dialer=lambda: self.ref("dialer"),
                     stats=self.stats,
+                    events=self.events,
+                    fleet=FleetRules(
+                        sensors=c.fleet.incident_sensors,
+                        window_seconds=c.fleet.window_seconds,
+                        clear_ratio=c.fleet.clear_ratio,
+                    ),
                     clock=self.clock,
                 ),
             )
@@ -374,6 +389,7 @@ class Service:
             "sensorEntities": entities,
             "counters": self.stats.snapshot(),
             **dialer,
+            "events": self.events.recent(20),
         }
 
 

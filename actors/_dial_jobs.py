@@ -26,6 +26,7 @@ from messages import (
     Reason,
     State,
     TaskIntent,
+    Withdrawn,
 )
 from pipeline.caps import Cap, cap_args
 from pipeline.comply import Blocked, ComplyRules, check_window
@@ -35,8 +36,10 @@ from tripline.backends import Backend, Result
 from tripline.stats import Stats
 from tripline.store import (
     ANNOTATE_LUA,
+    CANCEL_LUA,
     CAP_LUA,
     FROM_PENDING,
+    GROUP_LUA,
     TRANSITION_LUA,
     Keys,
     annotate_args,
@@ -104,6 +107,7 @@ class DialJobs:
         routing: dict[str, int],
         rules: ComplyRules,
         caps: CapRules,
+        record_ttl: int,
         stats: Stats,
         clock: Callable[[], float],
         tell: Callable[[object], None],
@@ -111,7 +115,7 @@ class DialJobs:
         """Keep collaborators; open() must run on the loop."""
         self._conf, self._redis_url, self._keys, self._queue_key = conf, redis_url, keys, queue_key
         self._routing, self._rules, self._caps, self._stats = routing, rules, caps, stats
-        self._clock, self._tell = clock, tell
+        self._clock, self._tell, self._ttl = clock, tell, record_ttl
         self._marks: dict[str, asyncio.Task[Any]] = {}
 
     async def connect(self) -> None:
@@ -120,6 +124,8 @@ class DialJobs:
         self._transition = self.redis.register_script(TRANSITION_LUA)
         self._annotate = self.redis.register_script(ANNOTATE_LUA)
         self._cap = self.redis.register_script(CAP_LUA)
+        self._group = self.redis.register_script(GROUP_LUA)
+        self._cancel = self.redis.register_script(CANCEL_LUA)
 
     async def open(
         self, factory: BackendsFactory, take_budget: Callable[[], Awaitable[None]], poll: bool
@@ -158,22 +164,101 @@ class DialJobs:
         now = self._clock()
         commands = [_mark_args(self._keys, work, now) for work in works]
         blobs: dict[Any, Any] = {_queue_id(work): work_to_json(work) for work in works}
+        window_ms = int(self._conf.group_window_seconds * 1000)
+        calls = [w for w in works if isinstance(w, DialIntent)] if window_ms else []
 
         async def run() -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(self._queue_key, mapping=blobs)
             for keys, args in commands:
                 pipe.evalsha(self._transition.sha, len(keys), *keys, *args)
+            for call in calls:
+                keys = _group_keys(self._keys, call)
+                args = [call.intent_id, call.alert.reference_id, window_ms, self._ttl]
+                pipe.evalsha(self._group.sha, len(keys), *keys, *args)
             try:
                 return list(await pipe.execute())
             except redis.exceptions.NoScriptError:  # Redis restarted: its script cache is empty
                 await self.redis.script_load(TRANSITION_LUA)
+                await self.redis.script_load(GROUP_LUA)
                 raise redis.ConnectionError("scripts reloaded") from None
 
         results = await ride_out(run)
-        for work, applied in zip(works, results[1:], strict=True):
+        marked = results[1 : 1 + len(works)]
+        for work, applied in zip(works, marked, strict=True):
             if isinstance(work, TaskIntent) and applied == 1:
-                self._stats.count(Outcome.DEFERRED, work.reason)
+                self._stats.count(work.outcome, work.reason)
+        joined = [
+            (call, _text(primary), _text(ref))
+            for call, (first, primary, ref) in zip(calls, results[1 + len(works) :], strict=True)
+            if not first
+        ]
+        if joined:
+            await self._join(joined)
+
+    async def _join(self, joined: list[tuple[DialIntent, str, str]]) -> None:
+        """Alerts of a customer whose call is already on its way: they ride on that call.
+
+        Each is listed in the call's context (what the agent sees) and recorded
+        suppressed/grouped, pointing at the alert whose record holds the call.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for call, _, ref in joined:
+            pipe.rpush(self._keys.siblings(ref), orjson.dumps(_sibling(call)))
+            pipe.expire(self._keys.siblings(ref), self._ttl)
+        await ride_out(pipe.execute)
+        for call, primary, _ in joined:
+            if await self._record(
+                call.intent_id,
+                state=Outcome.SUPPRESSED,
+                reason=Reason.GROUPED,
+                allowed_from=FROM_PENDING,
+                groupedInto=primary,
+                detail=f"one call for the customer's alerts: grouped into {primary}",
+            ):
+                self._stats.count(Outcome.SUPPRESSED, Reason.GROUPED)
+            await self._forget_quietly(call)
+        self._tell(Withdrawn(keys=tuple(call.intent_id for call, _, _ in joined)))
+
+    async def cancel(self, intent: DialIntent, resolved_by: str) -> None:
+        """The sensor resolved before the call was placed: cancel it, unless others joined it."""
+        key = intent.intent_id
+        finished = DialFinished(intent_id=key, priority=intent.priority, slot=False)
+        try:
+            await self._after_mark(key)
+            keys = [
+                self._keys.group_counts(intent.alert.customer_id),
+                _group_keys(self._keys, intent)[0],
+                self._keys.cooldown(intent.alert.customer_id, intent.alert.sensor_id),
+            ]
+            if not await ride_out(lambda: self._cancel(keys=keys, args=[key])):
+                await self._note(
+                    key,
+                    "sensor_resolved",
+                    detail=f"resolved by {resolved_by}; the call stays for the alerts grouped in",
+                )
+                finished = _with(finished, requeue=intent)
+                return
+            if await self._record(
+                key,
+                state=Outcome.SUPPRESSED,
+                reason=Reason.RESOLVED,
+                allowed_from=FROM_PENDING,
+                detail=f"the sensor resolved ({resolved_by}) before the call was placed",
+            ):
+                self._stats.count(Outcome.SUPPRESSED, Reason.RESOLVED)
+            await self._forget_quietly(intent)
+        except Exception:
+            log.exception("dialer: cancelling %s failed; it stays queued", key)
+            finished = _with(finished, requeue=intent)
+        finally:
+            self._tell(finished)
+
+    async def _after_mark(self, key: str) -> None:
+        """Wait until the batch that records this work as queued has run."""
+        mark = self._marks.pop(key, None)
+        if mark is not None and mark is not asyncio.current_task():
+            await asyncio.wait([mark])
 
     async def forget(self, work: Work) -> None:
         """Drop work from the persisted queue (it was replaced by a task)."""
@@ -183,9 +268,7 @@ class DialJobs:
         """Do one piece of work and tell the actor how it went."""
         key = work.alert.idempotency_key
         finished = DialFinished(intent_id=key, priority=work.priority, slot=slot)
-        mark = self._marks.pop(key, None)
-        if mark is not None and mark is not asyncio.current_task():
-            await asyncio.wait([mark])
+        await self._after_mark(key)
         try:
             if isinstance(work, DialIntent):
                 finished = await self._dial(work, finished)
@@ -351,7 +434,7 @@ class DialJobs:
         key = task.alert.idempotency_key
         record = self._keys.record(key)
         outcome = await ride_out(lambda: self.redis.hget(record, "outcome"))
-        if outcome not in (b"deferred", "deferred"):  # e.g. a late uncertainty after a call
+        if _text(outcome) != task.outcome:  # e.g. a late uncertainty after a call
             return done
         # At most one task per alert, even if the same deferral is replayed.
         if not await ride_out(lambda: self.redis.hsetnx(record, "taskClaimed", iso(self._clock()))):
@@ -444,11 +527,38 @@ def _mark_args(keys: Keys, work: Work, now: float) -> tuple[list[str], list[Any]
     return transition_args(
         keys,
         key,
-        state=Outcome.DEFERRED,
+        state=work.outcome,
         now=now,
         reason=work.reason,
         **{k: v for k, v in fields.items() if v},
     )
+
+
+def _group_keys(keys: Keys, call: DialIntent) -> list[str]:
+    """A critical alert never waits behind a non-critical call: it groups in its own lane."""
+    lane = "critical" if call.priority == Priority.CRITICAL else "standard"
+    customer = call.alert.customer_id
+    return [keys.group(customer, lane), keys.group_counts(customer)]
+
+
+def _sibling(call: DialIntent) -> dict[str, Any]:
+    """What the agent sees of an alert that joined the call."""
+    alert = call.alert
+    return {
+        "idempotencyKey": alert.idempotency_key,
+        "sensorId": alert.sensor_id,
+        "alertType": alert.alert_type,
+        "referenceId": alert.reference_id,
+        "timestamp": iso(alert.timestamp),
+        "currentValue": alert.current_value,
+        "threshold": alert.threshold,
+        "unit": alert.unit,
+        "priority": call.priority.label,
+    }
+
+
+def _text(value: Any) -> str:  # noqa: ANN401
+    return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
 def _queue_id(work: Work) -> str:

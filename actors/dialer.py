@@ -7,7 +7,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pykka
@@ -21,13 +21,16 @@ from messages import (
     DialFinished,
     DialIntent,
     Drain,
+    FleetIncident,
     OccupancyObserved,
     Ping,
     Priority,
     PumpTick,
     Reason,
+    SensorResolved,
     StatusQuery,
     TaskIntent,
+    Withdrawn,
 )
 from pipeline.breaker import Breaker, BreakerState, allow, record
 from pipeline.comply import ComplyRules
@@ -43,6 +46,7 @@ __all__ = ["CapRules", "Dialer"]
 _IDLE_TICK = 1.0  # re-evaluate held and ageing work at least this often
 _PREPAY = 32  # most budget taken in one round trip
 _MARK_BATCH = 200  # newly queued work recorded per round trip, at most
+_RESOLVES_KEPT = 600.0  # a resolve can overtake its firing alert (which visits the CRM first)
 
 
 @dataclass(slots=True)
@@ -50,6 +54,8 @@ class _Queued:
     enqueued_at: float
     seq: int
     work: Work
+    cancelled: bool = False
+    """Withdrawn or cancelled while queued: skipped when it reaches the head."""
 
 
 class Dialer(Supervised, pykka.ThreadingActor):
@@ -72,6 +78,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         rules: ComplyRules,
         stats: Stats,
         caps: CapRules | None = None,
+        record_ttl: int = 86400,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Keep collaborators; the backends are built on the loop that will use them."""
@@ -88,6 +95,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             routing=routing,
             rules=rules,
             caps=caps or CapRules(),
+            record_ttl=record_ttl,
             stats=stats,
             clock=clock,
             tell=self._tell_self,
@@ -100,6 +108,14 @@ class Dialer(Supervised, pykka.ThreadingActor):
             max_age={Priority.from_label(k): float(v) for k, v in conf.max_age_seconds.items()},
         )
         self._queues: dict[Priority, deque[_Queued]] = {p: deque() for p in Priority}
+        self._pending = {Priority.from_label(k): float(v) for k, v in conf.pending_seconds.items()}
+        # Indexes of queued calls, for cancellation when a sensor resolves or an alert is grouped.
+        self._waiting: dict[str, _Queued] = {}
+        self._by_sensor: dict[str, set[str]] = {}
+        self._resolved: dict[str, tuple[float, str, float]] = {}  # sensor -> (ts, key, noted at)
+        self._cancelling: set[str] = set()
+        self._anchored: set[str] = set()  # a resolve could not cancel them: others joined them
+        self._incident: FleetIncident | None = None
         self._seq = itertools.count()
         self._in_flight = {True: 0, False: 0}  # critical?, in flight
         self._paused_until = 0.0
@@ -156,28 +172,58 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if self._to_mark and not isinstance(message, DialIntent | TaskIntent):
             self._pump()  # work held back for a batched record goes first
         match message:
-            case DialIntent() | TaskIntent():
-                self._enqueue(message, at=self._clock())
-                self._to_mark.append(message)
-                if len(self._to_mark) < _MARK_BATCH and not self.actor_inbox.empty():
-                    return None  # more is coming: record them together, then pump
-                self._flush_marks()
-            case DialFinished():
-                self._on_finished(message)
-            case OccupancyObserved():
-                self._occupancy = message.occupancy
-            case PumpTick():
-                self._tick_at = None
             case Drain():
-                return sum(len(q) for q in self._queues.values()) + sum(self._in_flight.values())
+                waiting = sum(1 for q in self._queues.values() for i in q if not i.cancelled)
+                return waiting + sum(self._in_flight.values()) + len(self._cancelling)
             case StatusQuery():
                 return self._status()
             case Ping():
                 return True
+            case DialIntent() | TaskIntent():
+                if self._on_work(message):
+                    return None  # more is coming: record them together, then pump
+            case DialFinished():
+                self._on_finished(message)
             case _:
-                return super().on_receive(message)
+                if not self._on_fact(message):
+                    return super().on_receive(message)
         self._pump()
         return None
+
+    def _on_fact(self, message: object) -> bool:
+        """Take in what other actors and the loop observed; False for an unknown message."""
+        match message:
+            case SensorResolved():
+                self._on_resolved(message)
+            case Withdrawn():
+                for key in message.keys:
+                    self._withdraw(key)
+            case FleetIncident():
+                self._incident = message if message.active else None
+            case OccupancyObserved():
+                self._occupancy = message.occupancy
+            case PumpTick():
+                self._tick_at = None
+            case _:
+                return False
+        return True
+
+    def _on_work(self, work: Work) -> bool:
+        """Queue new work; True when its record waits for more work to batch with."""
+        if isinstance(work, DialIntent):
+            resolved_by = self._cleared_by_resolve(work)
+            if resolved_by is not None:
+                self._cancel(work, resolved_by)
+                return False
+            if not work.not_before:
+                delay = self._pending.get(work.priority, 0.0)
+                work = replace(work, not_before=work.alert.accepted_at + delay)
+        self._enqueue(work, at=self._clock())
+        self._to_mark.append(work)
+        if len(self._to_mark) < _MARK_BATCH and not self.actor_inbox.empty():
+            return True
+        self._flush_marks()
+        return False
 
     def _flush_marks(self) -> None:
         """Record newly queued work in one round trip; before any of it can be dispatched."""
@@ -186,6 +232,10 @@ class Dialer(Supervised, pykka.ThreadingActor):
             self._to_mark = []
 
     def _on_finished(self, message: DialFinished) -> None:
+        if message.intent_id in self._cancelling:
+            self._cancelling.discard(message.intent_id)
+            if message.requeue is not None:  # alerts were grouped into it: it must still call
+                self._anchored.add(message.intent_id)
         if message.slot:
             self._in_flight[message.priority == Priority.CRITICAL] -= 1
         if message.backend_ok is not None:
@@ -212,6 +262,65 @@ class Dialer(Supervised, pykka.ThreadingActor):
             queue.appendleft(item)
         else:
             queue.append(item)
+        if isinstance(work, DialIntent):
+            key = work.intent_id
+            self._waiting[key] = item
+            if work.priority != Priority.CRITICAL and key not in self._anchored:
+                self._by_sensor.setdefault(work.alert.sensor_id, set()).add(key)
+
+    def _pop(self, queue: deque[_Queued]) -> _Queued:
+        """Take the head off a queue and out of the indexes."""
+        item = queue.popleft()
+        self._unindex(item)
+        return item
+
+    def _unindex(self, item: _Queued) -> None:
+        work = item.work
+        if isinstance(work, DialIntent):
+            self._waiting.pop(work.intent_id, None)
+            self._anchored.discard(work.intent_id)
+            keys = self._by_sensor.get(work.alert.sensor_id)
+            if keys is not None:
+                keys.discard(work.intent_id)
+                if not keys:
+                    del self._by_sensor[work.alert.sensor_id]
+
+    # --- resolved before the call, and grouped ---------------------------------------------
+
+    def _on_resolved(self, message: SensorResolved) -> None:
+        now = self._clock()
+        self._resolved[message.sensor_id] = (message.timestamp, message.idempotency_key, now)
+        if len(self._resolved) > 10_000:  # bounded: forget resolves older than any overtaking
+            self._resolved = {
+                s: v for s, v in self._resolved.items() if now - v[2] < _RESOLVES_KEPT
+            }
+        for key in list(self._by_sensor.get(message.sensor_id, ())):
+            item = self._waiting[key]
+            assert isinstance(item.work, DialIntent)  # noqa: S101 - only calls are indexed
+            if item.work.alert.timestamp <= message.timestamp:
+                item.cancelled = True
+                self._unindex(item)
+                self._cancel(item.work, message.idempotency_key)
+
+    def _cleared_by_resolve(self, intent: DialIntent) -> str | None:
+        """The key of a resolve that arrived before this (older) non-critical alert, if any."""
+        seen = self._resolved.get(intent.alert.sensor_id)
+        if intent.priority == Priority.CRITICAL or seen is None:
+            return None
+        timestamp, key, noted_at = seen
+        fresh = self._clock() - noted_at < _RESOLVES_KEPT
+        return key if fresh and intent.alert.timestamp <= timestamp else None
+
+    def _cancel(self, intent: DialIntent, resolved_by: str) -> None:
+        self._flush_marks()  # the cancel job waits for the record's 'queued' first
+        self._cancelling.add(intent.intent_id)
+        self._submit(self._jobs.cancel(intent, resolved_by))
+
+    def _withdraw(self, key: str) -> None:
+        item = self._waiting.get(key)
+        if item is not None:
+            item.cancelled = True
+            self._unindex(item)
 
     # --- choosing what goes next -----------------------------------------------------------
 
@@ -238,7 +347,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
                         self._wake_at(now + wait)
                         break
                 self._prepaid -= 1
-            item = self._queues[priority].popleft()
+            item = self._pop(self._queues[priority])
             if not batched:
                 self._in_flight[priority == Priority.CRITICAL] += 1
             self._submit(self._jobs.run(item.work, slot=not batched))
@@ -255,17 +364,12 @@ class Dialer(Supervised, pykka.ThreadingActor):
         """The priority whose head goes next (lowest aged rank among admissible), batched?"""
         candidates = []
         for priority, queue in self._queues.items():
-            while queue:
-                head = queue[0]
-                if isinstance(head.work, TaskIntent):
-                    admission = Admission.DIAL  # a task is no call: occupancy does not hold it
-                else:
-                    admission = admit(priority, self._occupancy, now=now, rules=self._governance)
-                if admission != Admission.SATURATED:
-                    break
-                queue.popleft()
-                self._defer(head.work, Reason.QUEUE_SATURATED, "the queue is saturated")
+            admission = self._admit_head(priority, queue, now)
             if not queue or admission == Admission.HOLD:
+                continue
+            head_work = queue[0].work
+            if isinstance(head_work, DialIntent) and head_work.not_before > now:
+                self._wake_at(head_work.not_before)  # its pending delay: a resolve may cancel it
                 continue
             batched = isinstance(queue[0].work, DialIntent) and self._batching(priority)
             critical = priority == Priority.CRITICAL
@@ -284,6 +388,26 @@ class Dialer(Supervised, pykka.ThreadingActor):
             return None
         _, _, priority, batched = min(candidates)
         return priority, batched
+
+    def _admit_head(self, priority: Priority, queue: deque[_Queued], now: float) -> Admission:
+        """Clear the head of what cannot dial (cancelled, incident, saturated); admit the rest."""
+        while queue:
+            head = queue[0]
+            if head.cancelled:
+                queue.popleft()
+                continue
+            if isinstance(head.work, TaskIntent):
+                return Admission.DIAL  # a task is no call: occupancy does not hold it
+            if self._incident is not None and priority != Priority.CRITICAL:
+                self._pop(queue)
+                self._defer(head.work, Reason.FLEET_INCIDENT, self._incident_detail())
+                continue
+            admission = admit(priority, self._occupancy, now=now, rules=self._governance)
+            if admission != Admission.SATURATED:
+                return admission
+            self._pop(queue)
+            self._defer(head.work, Reason.QUEUE_SATURATED, "the queue is saturated")
+        return Admission.DIAL
 
     def _take_tokens(self) -> float:
         """Take budget for what is queued, up to _PREPAY at once.
@@ -304,12 +428,16 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def _expire_stale(self, now: float) -> None:
         for priority, queue in self._queues.items():
+            while queue and queue[0].cancelled:
+                queue.popleft()
             while (
                 queue
-                and isinstance(queue[0].work, DialIntent)
-                and is_stale(priority, now - queue[0].enqueued_at, self._governance)
+                and isinstance(work := queue[0].work, DialIntent)
+                and is_stale(
+                    priority, now - max(queue[0].enqueued_at, work.not_before), self._governance
+                )
             ):
-                item = queue.popleft()
+                item = self._pop(queue)
                 self._defer(
                     item.work, Reason.STALE, f"waited {now - item.enqueued_at:.0f}s for the dialer"
                 )
@@ -321,6 +449,14 @@ class Dialer(Supervised, pykka.ThreadingActor):
             TaskIntent(alert=work.alert, reason=reason, due=self._clock(), detail=detail)
         )
         self._submit(self._jobs.forget(work))
+
+    def _incident_detail(self) -> str:
+        assert self._incident is not None  # noqa: S101 - only asked during an incident
+        since = iso(self._incident.since)
+        return (
+            f"fleet incident since {since} ({self._incident.sensors} sensors alerting): "
+            "only critical alerts are called"
+        )
 
     def _wake_at(self, at: float) -> None:
         if self._tick_at is not None and self._tick_at <= at:
@@ -339,13 +475,25 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def _publish_depth(self) -> None:
         for priority, queue in self._queues.items():
-            self._stats.queue_depth.labels(priority.label).set(len(queue))
+            self._stats.queue_depth.labels(priority.label).set(len(queue))  # cancelled: briefly
 
     def _status(self) -> dict[str, Any]:
         now = self._clock()
         occ = self._occupancy
+        incident = self._incident
         return {
-            "queueDepth": {p.label: len(q) for p, q in self._queues.items()},
+            "fleetIncident": None
+            if incident is None
+            else {"since": iso(incident.since), "sensors": incident.sensors},
+            "queueDepth": {
+                p.label: sum(1 for i in q if not i.cancelled) for p, q in self._queues.items()
+            },
+            "waitingPendingDelay": sum(
+                1
+                for q in self._queues.values()
+                for i in q
+                if isinstance(i.work, DialIntent) and i.work.not_before > now and not i.cancelled
+            ),
             "inFlight": sum(self._in_flight.values()),
             "pausedUntil": iso(self._paused_until) if self._paused_until > now else None,
             "rateBudget": {

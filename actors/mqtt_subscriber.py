@@ -20,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from actors import Supervised
 from conf.schema import MqttConfig
-from messages import Alert, AlertReceived, Ping
+from messages import Alert, AlertReceived, Ping, PublishEvent
 from pipeline.validate import Rejected
 from tripline.accept import Accepted, Acceptor, Verdict
 
@@ -144,6 +144,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                     self._flush_or_retry()
             case _Retry():
                 self._failures_retry()
+            case PublishEvent():
+                assert self._client is not None  # noqa: S101 - on_start ran
+                # QoS 1: paho keeps it while the broker is away and sends it on reconnect.
+                self._client.publish(self._conf.events_topic, message.payload, qos=1)
             case Ping():
                 return self.connected.is_set()
             case _:

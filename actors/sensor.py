@@ -1,4 +1,8 @@
-"""Shard actors hosting sensor entities: suppress (cooldown, resolved), then hand over to enrich."""
+"""Shard actors hosting sensor entities: flap detection, cooldown, resolved; then enrich.
+
+Per batch a shard also counts its firing sensors into the fleet-wide window (Redis), so a mass
+failure is seen by every shard and every instance alike.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +23,18 @@ from messages import (
     Alert,
     AlertBatch,
     EnrichBatch,
+    FleetIncident,
     Outcome,
     Ping,
     Reason,
+    SensorResolved,
     SnapshotTick,
+    TaskIntent,
 )
+from pipeline.flap import FlapChange, FlapRules, observe
+from pipeline.fleet import FleetRules, IncidentChange, incident_change
 from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
+from tripline.events import Events
 from tripline.stats import Stats
 from tripline.store import (
     COOLDOWN_LUA,
@@ -68,13 +78,23 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         keys: Keys,
         record_ttl: int,
         enricher: Callable[[], pykka.ActorRef[Any]],
+        dialer: Callable[[], pykka.ActorRef[Any]],
         stats: Stats,
+        events: Events,
+        fleet: FleetRules,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """Keep collaborators; the enricher is a resolver, so it survives its restarts."""
+        """Keep collaborators; enricher and dialer are resolvers, so they survive restarts."""
         super().__init__()
         self.shard, self._conf, self._redis, self._keys = shard, conf, client, keys
         self._ttl, self._enricher, self._stats, self._clock = record_ttl, enricher, stats, clock
+        self._dialer, self._events, self._fleet = dialer, events, fleet
+        self._flap = FlapRules(
+            low=conf.flap_low_percent,
+            high=conf.flap_high_percent,
+            sample_seconds=conf.flap_sample_seconds,
+        )
+        self._incident = False  # this shard's view; Redis holds the fleet-wide truth
         self._entities: dict[str, SensorEntity] = {}
         self._max = max(1, conf.max_entities // conf.shards)
         self._cooldown = PipelinedScript(client, COOLDOWN_LUA)
@@ -110,16 +130,40 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._activate(alerts, now)
         decided: list[tuple[Alert, Suppressed]] = []
         claims: list[Alert] = []
+        episodes: list[Alert] = []
         for alert in alerts:
             entity = self._entities[alert.sensor_id]
+            entity.dirty, entity.seen_at = True, now
+            flap, change = observe(entity.state.flap, alert.firing, now=now, rules=self._flap)
+            entity.state = replace(entity.state, flap=flap)
+            if change == FlapChange.STOPPED:
+                self._flap_stopped(alert.sensor_id, entity)
+            if not alert.firing:
+                # Waiting non-critical calls of this sensor are cancelled, flapping or not.
+                self._dialer().tell(
+                    SensorResolved(
+                        sensor_id=alert.sensor_id,
+                        idempotency_key=alert.idempotency_key,
+                        timestamp=alert.timestamp,
+                    )
+                )
+            if flap.flapping:
+                # No call per transition: the episode gets one maintenance task, nothing more.
+                entity.state = replace(entity.state, firing=alert.firing, last_alert_at=now)
+                if change == FlapChange.STARTED:
+                    episodes.append(alert)
+                else:
+                    decided.append((alert, Suppressed(Reason.FLAPPING)))
+                continue
             entity.state, decision = suppress(
                 entity.state, alert, now=now, cooldown=self._conf.cooldown_seconds
             )
-            entity.dirty, entity.seen_at = True, now
             if isinstance(decision, Proceed):
                 claims.append(alert)
             else:
                 decided.append((alert, decision))
+        self._count_fleet([a.sensor_id for a in alerts if a.firing], now)
+        self._start_episodes(episodes, decided, now)
         proceed = self._claim_cooldowns(claims, decided, now)
         self._record_suppressed(decided, now)
         if proceed:
@@ -127,6 +171,99 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         # The cap applies after the batch, so no entity leaves while its alert is in hand.
         if len(self._entities) > self._max:
             self._passivate(len(self._entities) - self._max)
+
+    def _start_episodes(
+        self, alerts: list[Alert], decided: list[tuple[Alert, Suppressed]], now: float
+    ) -> None:
+        """A flap episode started: one maintenance task per episode, even across restarts."""
+        if not alerts:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for alert in alerts:
+            pipe.set(
+                self._keys.flap_task(alert.customer_id, alert.sensor_id),
+                alert.idempotency_key,
+                nx=True,
+                ex=self._ttl,
+            )
+        claimed = self._retry(pipe.execute)
+        for alert, first in zip(alerts, claimed, strict=True):
+            percent = self._entities[alert.sensor_id].state.flap.percent
+            self._events.emit(
+                FlapChange.STARTED.value,
+                sensorId=alert.sensor_id,
+                customerId=alert.customer_id,
+                percentStateChange=round(percent, 1),
+                idempotencyKey=alert.idempotency_key,
+            )
+            if not first:  # a restart re-detected an episode whose task exists
+                decided.append((alert, Suppressed(Reason.FLAPPING)))
+                continue
+            detail = (
+                f"sensor flapping ({percent:.1f} % weighted state change): no call per "
+                "transition; maintenance task raised, the hardware is suspect"
+            )
+            self._dialer().tell(
+                TaskIntent(
+                    alert=alert,
+                    reason=Reason.FLAPPING,
+                    due=now,
+                    detail=detail,
+                    facts=(("percentStateChange", round(percent, 1)),),
+                    outcome=Outcome.SUPPRESSED,
+                )
+            )
+
+    def _flap_stopped(self, sensor_id: str, entity: SensorEntity) -> None:
+        """The sensor settled: a later episode may raise its own task."""
+        self._retry(lambda: self._redis.delete(self._keys.flap_task(entity.customer_id, sensor_id)))
+        self._events.emit(
+            FlapChange.STOPPED.value,
+            sensorId=sensor_id,
+            customerId=entity.customer_id,
+            percentStateChange=round(entity.state.flap.percent, 1),
+        )
+
+    def _count_fleet(self, firing: list[str], now: float) -> None:
+        """Add firing sensors to the fleet-wide window, count it, open or close the incident."""
+        key = self._keys.fleet_sensors()
+        window = self._fleet.window_seconds
+
+        def run() -> Any:  # noqa: ANN401
+            pipe = self._redis.pipeline(transaction=False)
+            if firing:
+                pipe.zadd(key, dict.fromkeys(firing, now))
+                pipe.expire(key, int(window) + 60)
+            pipe.zremrangebyscore(key, "-inf", now - window)
+            pipe.zcard(key)
+            return pipe.execute()[-1]
+
+        count = int(self._retry(run))
+        change = incident_change(self._incident, count, self._fleet)
+        if change == IncidentChange.NONE:
+            return
+        incident = self._keys.fleet_incident()
+        if change == IncidentChange.STARTED:
+            doc = orjson.dumps({"since": now, "sensors": count})
+            opened = self._retry(lambda: self._redis.set(incident, doc, nx=True, ex=self._ttl))
+            since = now
+            if opened:
+                self._events.emit(
+                    change.value,
+                    sensors=count,
+                    threshold=self._fleet.sensors,
+                    windowSeconds=window,
+                    detail="critical alerts still dial; other alerts become tasks",
+                )
+            elif (raw := self._retry(lambda: self._redis.get(incident))) is not None:
+                since = float(orjson.loads(raw).get("since", now))  # opened by a peer
+            self._incident = True
+            self._dialer().tell(FleetIncident(active=True, since=since, sensors=count))
+            return
+        if self._retry(lambda: self._redis.delete(incident)):
+            self._events.emit(change.value, sensors=count, threshold=self._fleet.sensors)
+        self._incident = False
+        self._dialer().tell(FleetIncident(active=False, since=0.0, sensors=count))
 
     def _activate(self, alerts: Iterable[Alert], now: float) -> None:
         """Load the snapshots of sensors not in memory, in one round trip."""
@@ -145,9 +282,9 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self, claims: list[Alert], decided: list[tuple[Alert, Suppressed]], now: float
     ) -> list[Alert]:
         """Claim each sensor's window atomically in Redis (holds across restarts and instances)."""
-        if not claims:
-            return []
-        ttl_ms = max(1, int(self._conf.cooldown_seconds * 1000))
+        if not claims or self._conf.cooldown_seconds == 0:  # 0: no window to claim
+            return claims
+        ttl_ms = int(self._conf.cooldown_seconds * 1000)
 
         def run() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
@@ -176,11 +313,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             return
         pipe = self._redis.pipeline(transaction=False)
         for alert, decision in decided:
-            detail = (
-                f"cooldown until {time.strftime('%H:%M:%SZ', time.gmtime(decision.until))}"
-                if decision.reason == Reason.COOLDOWN
-                else ""
-            )
+            detail = self._detail(alert, decision)
             keys, args = transition_args(
                 self._keys,
                 alert.idempotency_key,
@@ -196,13 +329,30 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             if applied == 1:
                 self._stats.count(Outcome.SUPPRESSED, decision.reason)
 
+    def _detail(self, alert: Alert, decision: Suppressed) -> str:
+        if decision.reason == Reason.COOLDOWN:
+            return f"cooldown until {time.strftime('%H:%M:%SZ', time.gmtime(decision.until))}"
+        if decision.reason == Reason.FLAPPING:
+            flap = self._entities[alert.sensor_id].state.flap
+            since = time.strftime("%H:%M:%SZ", time.gmtime(flap.since))
+            return f"sensor flapping since {since} ({flap.percent:.1f} % weighted state change)"
+        return ""
+
     def _on_tick(self) -> None:
         now = self._clock()
+        for sensor_id, entity in self._entities.items():
+            if entity.state.flap.flapping:  # silence counts: a quiet sensor settles
+                flap, change = observe(entity.state.flap, None, now=now, rules=self._flap)
+                entity.state, entity.dirty = replace(entity.state, flap=flap), True
+                if change == FlapChange.STOPPED:
+                    self._flap_stopped(sensor_id, entity)
+        self._count_fleet([], now)
         self._snapshot((s, e) for s, e in self._entities.items() if e.dirty)
         idle = [
             s
             for s, e in self._entities.items()
             if now - e.seen_at > self._conf.passivate_after_seconds
+            and not e.state.flap.flapping  # kept until it settles, to report the stop
         ]
         for sensor_id in idle:
             del self._entities[sensor_id]

@@ -90,6 +90,15 @@ class SensorConfig:
     snapshot_interval_seconds: float = _f(5.0, min=0.1, doc="How often dirty state is saved.")
     passivate_after_seconds: float = _f(900, min=1, doc="Idle entities leave memory after it.")
     max_entities: int = _f(200000, min=100, doc="Entities held in memory, all shards.")
+    flap_high_percent: float = _f(
+        30.0, min=0.1, max=100.0, doc="Flapping starts at this weighted state change (Nagios)."
+    )
+    flap_low_percent: float = _f(
+        20.0, min=0.0, max=100.0, doc="Flapping stops at or below it; must be below the high one."
+    )
+    flap_sample_seconds: float = _f(
+        60.0, min=1.0, doc="Silence this long counts as one unchanged flap sample."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +159,14 @@ class DialerConfig:
     max_retries: int = _f(5, min=0, max=50, doc="Retries of provably unsent requests.")
     backoff_base_seconds: float = _f(0.5, min=0.0, doc="First retry delay.")
     backoff_max_seconds: float = _f(30.0, min=0.0, doc="Longest retry delay.")
+    pending_seconds: dict[str, float] = _f(
+        {},
+        keys=PRIORITY_NAMES,
+        doc="Wait before dialing, per priority: a resolve inside it cancels (critical never).",
+    )
+    group_window_seconds: float = _f(
+        60.0, min=0.0, doc="Alerts of one customer inside it share one call; 0 turns it off."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,6 +238,19 @@ class ComplyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FleetConfig:
+    """Mass failure: many distinct sensors alerting at once is one fleet incident."""
+
+    incident_sensors: int = _f(
+        1000, min=1, doc="More distinct firing sensors than this inside the window: an incident."
+    )
+    window_seconds: float = _f(60.0, min=1.0, doc="The window the distinct sensors are counted in.")
+    clear_ratio: float = _f(
+        0.5, min=0.0, max=1.0, doc="The incident ends at incident_sensors x clear_ratio or fewer."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusConfig:
     """Supervision and status."""
 
@@ -246,6 +276,7 @@ class Config:
     dialer: DialerConfig
     tasks: TasksConfig
     comply: ComplyConfig
+    fleet: FleetConfig
     genesys: GenesysConfig
     cxone: CxoneConfig
     twilio: TwilioConfig
@@ -297,9 +328,29 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
     sections = {
         name: _build(name, cls, raw.get(name, {}), problems) for name, cls in _SECTIONS.items()
     }
+    if not problems:
+        problems += _cross_checks(sections)
     if problems:
         raise ConfigError(problems)
     return Config(**sections)
+
+
+def _cross_checks(sections: dict[str, Any]) -> list[str]:
+    """Rules that tie two fields together."""
+    problems = []
+    sensor, dialer = sections["sensor"], sections["dialer"]
+    if sensor.flap_low_percent >= sensor.flap_high_percent:
+        problems.append(
+            "sensor.flap_low_percent must be below sensor.flap_high_percent "
+            f"(got {sensor.flap_low_percent:g} >= {sensor.flap_high_percent:g}): "
+            "the dead band between them is what stops a sensor flapping in and out"
+        )
+    if dialer.saturation_threshold < dialer.occupancy_threshold:
+        problems.append(
+            "dialer.saturation_threshold must not be below dialer.occupancy_threshold "
+            f"(got {dialer.saturation_threshold:g} < {dialer.occupancy_threshold:g})"
+        )
+    return problems
 
 
 def masked(config: Config) -> dict[str, dict[str, Any]]:

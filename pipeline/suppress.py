@@ -6,8 +6,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from messages import Alert, Reason
+from pipeline.flap import FlapState
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+_READABLE = {1, 2}  # version 1 had no flap history: it starts empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,23 +22,44 @@ class SensorState:
     """Whether the last alert said firing."""
     last_alert_at: float = 0.0
     """When the last alert of this sensor was handled."""
+    flap: FlapState = FlapState()
+    """The flap detector's history: it must survive restarts and passivation."""
 
     def to_snapshot(self) -> dict[str, Any]:
         """The versioned snapshot document."""
+        flap = self.flap
         return {
             "version": SNAPSHOT_VERSION,
             "cooldownUntil": self.cooldown_until,
             "firing": self.firing,
             "lastAlertAt": self.last_alert_at,
+            "flap": {
+                "samples": "".join("1" if s else "0" for s in flap.samples),
+                "lastSampleAt": flap.last_sample_at,
+                "flapping": flap.flapping,
+                "since": flap.since,
+                "percent": flap.percent,
+            },
         }
 
     @classmethod
     def from_snapshot(cls, doc: Any) -> SensorState:  # noqa: ANN401
         """Restore a snapshot; an unknown version or shape starts clean (Redis still decides)."""
-        if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
+        if not isinstance(doc, dict) or doc.get("version") not in _READABLE:
             return cls()
         try:
-            return cls(float(doc["cooldownUntil"]), bool(doc["firing"]), float(doc["lastAlertAt"]))
+            flap = FlapState()
+            if isinstance(raw := doc.get("flap"), dict):
+                flap = FlapState(
+                    samples=_samples(str(raw["samples"])),
+                    last_sample_at=float(raw["lastSampleAt"]),
+                    flapping=bool(raw["flapping"]),
+                    since=float(raw["since"]),
+                    percent=float(raw["percent"]),
+                )
+            return cls(
+                float(doc["cooldownUntil"]), bool(doc["firing"]), float(doc["lastAlertAt"]), flap
+            )
         except (KeyError, TypeError, ValueError):
             return cls()
 
@@ -76,3 +99,9 @@ def suppress(
     if now < state.cooldown_until:
         return state, Suppressed(Reason.COOLDOWN, state.cooldown_until)
     return replace(state, cooldown_until=now + cooldown), Proceed()
+
+
+def _samples(text: str) -> tuple[bool, ...]:
+    if set(text) - {"0", "1"}:
+        raise ValueError(text)
+    return tuple(c == "1" for c in text)

@@ -193,6 +193,10 @@ class ServiceHandle:
             "TRIPLINE__SENSOR__SNAPSHOT_INTERVAL_SECONDS": "0.2",
             "TRIPLINE__DIALER__BACKOFF_BASE_SECONDS": "0.05",
             "TRIPLINE__CRM__SYNC_INTERVAL_SECONDS": "0",
+            # Tests of other capabilities count calls per alert: the tests of grouping and of
+            # the pending delay turn these on themselves.
+            "TRIPLINE__DIALER__GROUP_WINDOW_SECONDS": "0",
+            "TRIPLINE__DIALER__PENDING_SECONDS": "{ critical = 0, high = 0, normal = 0, low = 0 }",
         }
         self.config = schema.load(env={**base, **env})
         self.service: Service | None = None

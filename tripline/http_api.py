@@ -167,8 +167,16 @@ async def get_context(request: web.Request) -> web.Response:
             ],
         )
     ref = request.match_info["ref"]
+
+    def read() -> tuple[bytes | None, list[bytes]]:
+        pipe = service.redis.pipeline(transaction=False)
+        pipe.get(service.keys.context(ref))
+        pipe.lrange(service.keys.siblings(ref), 0, -1)
+        blob, siblings = pipe.execute()
+        return blob, siblings
+
     try:
-        blob = await asyncio.to_thread(service.redis.get, service.keys.context(ref))
+        blob, siblings = await asyncio.to_thread(read)
     except redis.RedisError:
         return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
     if blob is None:
@@ -177,7 +185,14 @@ async def get_context(request: web.Request) -> web.Response:
             "not_found",
             [{"field": "referenceId", "reason": "unknown", "message": f"no context for {ref!r}"}],
         )
-    return _json({"referenceId": ref, "alert": orjson.loads(blob)})
+    # Alerts of the same customer that were grouped into this call, in the order they joined.
+    return _json(
+        {
+            "referenceId": ref,
+            "alert": orjson.loads(blob),
+            "groupedAlerts": [orjson.loads(s) for s in siblings],
+        }
+    )
 
 
 def _admin_refusal(request: web.Request) -> web.Response | None:

@@ -103,6 +103,35 @@ redis.call('SET', KEYS[1], new, 'PX', math.ceil(new - now + tolerance) + 1000)
 return {fit, 0}
 """
 
+# Per-customer grouping. KEYS[1] is the open group (primary key and its reference id, alive for
+# the grouping window), KEYS[2] counts the siblings each primary gathered (alive as long as
+# records). The first alert of a window becomes the primary; later ones join it. A replay of the
+# primary stays the primary. Returns {1 if primary, primary key, primary reference id}.
+GROUP_LUA = """
+local p = redis.call('HGET', KEYS[1], 'primary')
+if not p then
+  redis.call('HSET', KEYS[1], 'primary', ARGV[1], 'ref', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {1, ARGV[1], ARGV[2]}
+end
+local ref = redis.call('HGET', KEYS[1], 'ref')
+if p == ARGV[1] then return {1, p, ref} end
+redis.call('HINCRBY', KEYS[2], p, 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return {0, p, ref}
+"""
+
+# Cancels a waiting call whose sensor resolved: refused (0) when other alerts were grouped into
+# it (they still need the call); otherwise closes its group and releases the sensor's cooldown
+# if this alert holds it, so the sensor's next real episode may call. KEYS: counts, group,
+# cooldown; ARGV[1] the alert's key.
+CANCEL_LUA = """
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') > 0 then return 0 end
+if redis.call('HGET', KEYS[2], 'primary') == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
 TERMINAL = {o.value for o in Outcome}
 FROM_PENDING = f"{State.ACCEPTED},{State.QUEUED}"
 
@@ -128,6 +157,30 @@ class Keys:
     def cooldown(self, customer_id: str, sensor_id: str) -> str:
         """The sensor's cooldown window."""
         return f"{self.prefix}:{{c:{customer_id}}}:cool:{sensor_id}"
+
+    def flap_task(self, customer_id: str, sensor_id: str) -> str:
+        """Held while a sensor's flap episode has its maintenance task: one task per episode."""
+        return f"{self.prefix}:{{c:{customer_id}}}:flaptask:{sensor_id}"
+
+    def group(self, customer_id: str, lane: str) -> str:
+        """A customer's open grouping window (lane: critical alerts never wait behind others)."""
+        return f"{self.prefix}:{{c:{customer_id}}}:group:{lane}"
+
+    def group_counts(self, customer_id: str) -> str:
+        """Siblings grouped into each of a customer's primary alerts (a hash key -> count)."""
+        return f"{self.prefix}:{{c:{customer_id}}}:groupn"
+
+    def siblings(self, reference_id: str) -> str:
+        """Alerts grouped into the call of this reference (a list of JSON summaries)."""
+        return f"{self.prefix}:{{r:{reference_id}}}:sib"
+
+    def fleet_sensors(self) -> str:
+        """Sensors that fired recently (a sorted set sensor -> last firing time), fleet-wide."""
+        return f"{self.prefix}:{{fleet}}:firing"
+
+    def fleet_incident(self) -> str:
+        """The open fleet incident (JSON: since, sensors), absent when none is open."""
+        return f"{self.prefix}:{{fleet}}:incident"
 
     def snapshot(self, customer_id: str, sensor_id: str) -> str:
         """The sensor entity's snapshot."""
@@ -264,6 +317,7 @@ def work_to_json(work: DialIntent | TaskIntent) -> bytes:
                 "customer": dataclasses.asdict(work.customer),
                 "priority": int(work.priority),
                 "enqueuedAt": work.enqueued_at,
+                "notBefore": work.not_before,
             }
         )
     return orjson.dumps(
@@ -273,6 +327,7 @@ def work_to_json(work: DialIntent | TaskIntent) -> bytes:
             "reason": work.reason.value,
             "due": work.due,
             "detail": work.detail,
+            "outcome": work.outcome.value,
         }
     )
 
@@ -290,9 +345,15 @@ def work_from_json(blob: bytes) -> DialIntent | TaskIntent:
             priority=Priority(doc["priority"]),
             enqueued_at=doc["enqueuedAt"],
             facts=facts,
+            not_before=doc.get("notBefore", 0.0),  # absent in work queued by older versions
         )
     return TaskIntent(
-        alert=alert, reason=Reason(doc["reason"]), due=doc["due"], detail=doc["detail"], facts=facts
+        alert=alert,
+        reason=Reason(doc["reason"]),
+        due=doc["due"],
+        detail=doc["detail"],
+        facts=facts,
+        outcome=Outcome(doc.get("outcome", Outcome.DEFERRED)),
     )
 
 

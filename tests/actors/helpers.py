@@ -12,7 +12,7 @@ import orjson
 import pykka
 import redis
 
-from messages import Alert, Customer, DialIntent, EnrichBatch, Priority
+from messages import Alert, Customer, DialIntent, EnrichBatch, Ping, Priority
 from pipeline.dial import Answer
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
@@ -34,6 +34,20 @@ class FakeEnricher(pykka.ThreadingActor):
             self.requests.extend(message.alerts)
             return None
         return list(self.requests)
+
+
+class FakeDialer(pykka.ThreadingActor):
+    """Records every message a shard tells the dialer; asked anything, answers with them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Ping):
+            return list(self.told)
+        self.told.append(message)
+        return None
 
 
 class FakeBackend:

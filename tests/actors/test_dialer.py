@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
+import orjson
 import pykka
 import redis
 
 from actors._dial_jobs import Backends
 from actors.dialer import Dialer
 from conf.schema import DialerConfig
-from messages import Drain, Priority, StatusQuery
+from messages import (
+    Alert,
+    Drain,
+    FleetIncident,
+    Outcome,
+    Priority,
+    Reason,
+    SensorResolved,
+    StatusQuery,
+    TaskIntent,
+)
 from pipeline.calling_window import CallingRules, DayRule
 from pipeline.comply import ComplyRules
 from pipeline.dial import Answer
@@ -36,6 +48,7 @@ def start_dialer(
         "backoff_base_seconds": 0.01,
         "backoff_max_seconds": 0.05,
         "max_age_seconds": {},
+        "group_window_seconds": 0,
         **conf,
     }
     return Dialer.start(
@@ -185,3 +198,195 @@ def test_queued_work_survives_a_dialer_restart(redis_client: redis.Redis, prefix
     start_dialer(backend, keys)  # no observer: ungoverned, dials what it restored
     wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "called")
     assert [d.intent_id for d in backend.dials] == [a.idempotency_key]
+
+
+def resolved(a: Alert) -> SensorResolved:
+    return SensorResolved(
+        sensor_id=a.sensor_id, idempotency_key=f"res-{a.idempotency_key}", timestamp=a.timestamp + 1
+    )
+
+
+def test_a_resolve_inside_the_pending_delay_cancels_the_call(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, pending_seconds={"normal": 2.0})
+    (a,) = accept(redis_client, keys, alert(sensor="PD1", alert_type="door_open"))
+    redis_client.set(keys.cooldown(a.customer_id, a.sensor_id), a.idempotency_key)
+    dialer.tell(intent(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("state") == "queued")
+    assert ask(dialer, StatusQuery())["waitingPendingDelay"] == 1
+    dialer.tell(resolved(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome"))
+    rec = record(redis_client, keys, a.idempotency_key)
+    assert (rec["outcome"], rec["reason"]) == ("suppressed", "resolved")
+    assert f"res-{a.idempotency_key}" in rec["detail"]
+    # The window it held is given back: the sensor's next real episode may call.
+    assert not redis_client.exists(keys.cooldown(a.customer_id, a.sensor_id))
+    wait_for(lambda: settled(dialer))
+    time.sleep(2.2)
+    assert backend.dials == []
+
+
+def test_without_a_resolve_the_call_waits_out_its_delay_then_dials(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, pending_seconds={"normal": 1.0})
+    (a,) = accept(redis_client, keys, alert(sensor="PD2", alert_type="door_open"))
+    dialer.tell(intent(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("state") == "queued")
+    assert backend.dials == []
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "called")
+    called_at = time.time()
+    assert called_at - a.accepted_at >= 1.0
+
+
+def test_a_resolve_that_overtakes_its_firing_alert_still_cancels_it(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """The firing alert visits the CRM first; its resolve goes straight to the dialer."""
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, pending_seconds={"normal": 1.0})
+    (a,) = accept(redis_client, keys, alert(sensor="PD3", alert_type="door_open"))
+    dialer.tell(resolved(a))
+    dialer.tell(intent(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "suppressed")
+    assert record(redis_client, keys, a.idempotency_key)["reason"] == "resolved"
+    time.sleep(1.2)
+    assert backend.dials == []
+
+
+def test_critical_calls_are_never_cancelled_by_a_resolve(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, pending_seconds={"critical": 1.0})
+    (a,) = accept(redis_client, keys, alert(sensor="PD4"))
+    assert a.priority == Priority.CRITICAL
+    dialer.tell(intent(a))
+    dialer.tell(resolved(a))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "called")
+
+
+def test_three_sensors_of_one_customer_share_one_call(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, pending_seconds={"normal": 0.5}, group_window_seconds=60.0)
+    alerts = accept(
+        redis_client,
+        keys,
+        *[alert(sensor=f"G{n}", customer="CG", alert_type="door_open") for n in range(3)],
+    )
+    for a in alerts:
+        dialer.tell(intent(a))
+    wait_for(
+        lambda: all(record(redis_client, keys, a.idempotency_key).get("outcome") for a in alerts)
+    )
+    wait_for(lambda: settled(dialer))
+    first, *others = alerts
+    assert record(redis_client, keys, first.idempotency_key)["outcome"] == "called"
+    for other in others:
+        rec = record(redis_client, keys, other.idempotency_key)
+        assert (rec["outcome"], rec["reason"]) == ("suppressed", "grouped")
+        assert rec["groupedInto"] == first.idempotency_key
+    assert len(backend.dials) == 1
+    listed = [
+        orjson.loads(s) for s in redis_client.lrange(keys.siblings(first.reference_id), 0, -1)
+    ]
+    assert [s["sensorId"] for s in listed] == ["G1", "G2"]
+
+
+def test_a_call_others_joined_is_not_cancelled_when_its_own_sensor_resolves(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, pending_seconds={"normal": 1.0}, group_window_seconds=60.0)
+    first, second = accept(
+        redis_client,
+        keys,
+        *[alert(sensor=f"GR{n}", customer="CGR", alert_type="door_open") for n in range(2)],
+    )
+    dialer.tell(intent(first))
+    dialer.tell(intent(second))
+    wait_for(lambda: record(redis_client, keys, second.idempotency_key).get("reason") == "grouped")
+    dialer.tell(resolved(first))
+    wait_for(lambda: record(redis_client, keys, first.idempotency_key).get("outcome") == "called")
+    assert len(backend.dials) == 1
+
+
+def test_critical_alerts_do_not_wait_behind_a_customers_non_critical_call(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(
+        backend, keys, pending_seconds={"normal": 30.0}, group_window_seconds=60.0
+    )
+    slow, urgent = accept(
+        redis_client,
+        keys,
+        alert(sensor="L1", customer="CL", alert_type="door_open"),
+        alert(sensor="L2", customer="CL"),
+    )
+    dialer.tell(intent(slow))
+    dialer.tell(intent(urgent))
+    wait_for(lambda: record(redis_client, keys, urgent.idempotency_key).get("outcome") == "called")
+    assert record(redis_client, keys, slow.idempotency_key)["state"] == "queued"
+
+
+def test_during_a_fleet_incident_only_critical_alerts_dial(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys)
+    dialer.tell(FleetIncident(active=True, since=time.time(), sensors=5000))
+    normal, critical = accept(
+        redis_client, keys, alert(sensor="F1", alert_type="door_open"), alert(sensor="F2")
+    )
+    dialer.tell(intent(normal))
+    dialer.tell(intent(critical))
+    wait_for(lambda: record(redis_client, keys, normal.idempotency_key).get("taskId"))
+    rec = record(redis_client, keys, normal.idempotency_key)
+    assert (rec["outcome"], rec["reason"]) == ("deferred", "fleet_incident")
+    wait_for(
+        lambda: record(redis_client, keys, critical.idempotency_key).get("outcome") == "called"
+    )
+    assert [d.intent_id for d in backend.dials] == [critical.idempotency_key]
+    assert ask(dialer, StatusQuery())["fleetIncident"]["sensors"] == 5000
+    dialer.tell(FleetIncident(active=False, since=0.0, sensors=10))
+    (later,) = accept(redis_client, keys, alert(sensor="F3", alert_type="door_open"))
+    dialer.tell(intent(later))
+    wait_for(lambda: record(redis_client, keys, later.idempotency_key).get("outcome") == "called")
+    assert ask(dialer, StatusQuery())["fleetIncident"] is None
+
+
+def test_the_maintenance_task_of_a_flap_episode_keeps_the_record_suppressed(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys)
+    (a,) = accept(redis_client, keys, alert(sensor="M1"))
+    dialer.tell(
+        TaskIntent(
+            alert=a,
+            reason=Reason.FLAPPING,
+            due=time.time(),
+            detail="sensor flapping",
+            outcome=Outcome.SUPPRESSED,
+        )
+    )
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("taskId"))
+    rec = record(redis_client, keys, a.idempotency_key)
+    assert (rec["outcome"], rec["reason"]) == ("suppressed", "flapping")
+    assert len(backend.tasks) == 1
+    assert backend.dials == []

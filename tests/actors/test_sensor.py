@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -9,16 +11,36 @@ import redis
 
 from actors.sensor import SensorShard, shard_of
 from conf.schema import SensorConfig
-from messages import AlertBatch, Ping, SnapshotTick
-from tests.actors.helpers import FakeEnricher, accept
+from messages import (
+    AlertBatch,
+    FleetIncident,
+    Outcome,
+    Ping,
+    Reason,
+    SensorResolved,
+    SnapshotTick,
+    TaskIntent,
+)
+from pipeline.fleet import FleetRules
+from tests.actors.helpers import FakeDialer, FakeEnricher, accept
 from tests.conftest import alert, ask, text, wait_for
+from tripline.events import Events
 from tripline.stats import Stats
 from tripline.store import Keys
 
 
 def start_shard(
-    client: redis.Redis, keys: Keys, enricher: pykka.ActorRef[Any], **conf: Any
+    client: redis.Redis,
+    keys: Keys,
+    enricher: pykka.ActorRef[Any],
+    *,
+    dialer: pykka.ActorRef[Any] | None = None,
+    events: Events | None = None,
+    fleet: FleetRules | None = None,
+    clock: Callable[[], float] = time.time,
+    **conf: Any,
 ) -> pykka.ActorRef[Any]:
+    dialer_ref = dialer or FakeDialer.start()
     return SensorShard.start(
         shard=0,
         conf=SensorConfig(**conf),
@@ -26,7 +48,11 @@ def start_shard(
         keys=keys,
         record_ttl=3600,
         enricher=lambda: enricher,
+        dialer=lambda: dialer_ref,
         stats=Stats(),
+        events=events or Events("test"),
+        fleet=fleet or FleetRules(),
+        clock=clock,
     )
 
 
@@ -116,3 +142,123 @@ def test_entities_are_capped_and_passivated_with_snapshots(
 def test_shard_choice_is_stable() -> None:
     assert shard_of("TEMP-SNS-4421", 4) == shard_of("TEMP-SNS-4421", 4)
     assert {shard_of(f"s{n}", 4) for n in range(100)} == {0, 1, 2, 3}
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_sensor_toggling_every_10s_for_an_hour_gets_no_call_per_toggle(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """Simulated hour on an injected clock; cooldown 0, so only the flap detector can hold it."""
+    keys, clock, events = Keys(prefix), Clock(), Events("test")
+    enricher, dialer = FakeEnricher.start(), FakeDialer.start()
+    shard = start_shard(
+        redis_client, keys, enricher, dialer=dialer, events=events, clock=clock, cooldown_seconds=0
+    )
+    statuses = ["firing" if n % 2 == 0 else "resolved" for n in range(360)]
+    alerts = accept(redis_client, keys, *[alert(sensor="FL1", status=s) for s in statuses])
+    for a in alerts:
+        shard.tell(AlertBatch(alerts=(a,)))
+        ask(shard, Ping())
+        clock.now += 10.0
+
+    handed = ask(enricher, "list")
+    # Firings 1, 3 and 5 precede the detector's verdict (the 6th transition reaches 35.5 %);
+    # in a service the resolves between them cancel their pending calls (see the dialer).
+    assert [a.idempotency_key for a in handed] == [a.idempotency_key for a in alerts[0:5:2]]
+    tasks = [m for m in ask(dialer, Ping()) if isinstance(m, TaskIntent)]
+    assert len(tasks) == 1  # one maintenance task for the episode, not one per toggle
+    assert (tasks[0].reason, tasks[0].outcome) == (Reason.FLAPPING, Outcome.SUPPRESSED)
+    assert tasks[0].alert.idempotency_key == alerts[5].idempotency_key
+    later = [status(redis_client, keys, a.idempotency_key) for a in alerts[6:]]
+    assert set(later) == {("suppressed", "flapping")}
+    resolves = [m for m in ask(dialer, Ping()) if isinstance(m, SensorResolved)]
+    assert len(resolves) == 180  # every resolve may cancel waiting calls
+    assert [e["type"] for e in events.recent()] == ["flapping_started"]
+
+    # Silence: every quiet minute is a steady sample, so the episode ends and is reported once.
+    for _ in range(30):
+        clock.now += 60.0
+        shard.tell(SnapshotTick())
+    ask(shard, Ping())
+    assert [e["type"] for e in events.recent()] == ["flapping_stopped", "flapping_started"]
+    assert not redis_client.exists(keys.flap_task(alerts[0].customer_id, "FL1"))
+
+
+def test_the_flap_episode_survives_a_restart_and_raises_no_second_task(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys, clock = Keys(prefix), Clock()
+    enricher, dialer = FakeEnricher.start(), FakeDialer.start()
+    first = start_shard(redis_client, keys, enricher, dialer=dialer, clock=clock)
+    statuses = ["firing" if n % 2 == 0 else "resolved" for n in range(8)]
+    for a in accept(redis_client, keys, *[alert(sensor="FL2", status=s) for s in statuses]):
+        first.tell(AlertBatch(alerts=(a,)))
+        clock.now += 10.0
+    ask(first, Ping())
+    first.stop()  # its final snapshot carries the flap history
+
+    second = start_shard(redis_client, keys, enricher, dialer=dialer, clock=clock)
+    (again,) = accept(redis_client, keys, alert(sensor="FL2"))
+    second.tell(AlertBatch(alerts=(again,)))
+    ask(second, Ping())
+    assert status(redis_client, keys, again.idempotency_key) == ("suppressed", "flapping")
+    tasks = [m for m in ask(dialer, Ping()) if isinstance(m, TaskIntent)]
+    assert len(tasks) == 1
+
+
+def test_a_lost_snapshot_re_detects_the_episode_without_a_second_task(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """Killed before its snapshot: the detector starts over, the task claim in Redis holds."""
+    keys, clock = Keys(prefix), Clock()
+    enricher, dialer = FakeEnricher.start(), FakeDialer.start()
+    statuses = ["firing" if n % 2 == 0 else "resolved" for n in range(8)]
+    for _ in range(2):
+        shard = start_shard(redis_client, keys, enricher, dialer=dialer, clock=clock)
+        for a in accept(redis_client, keys, *[alert(sensor="FL3", status=s) for s in statuses]):
+            shard.tell(AlertBatch(alerts=(a,)))
+            clock.now += 10.0
+        ask(shard, Ping())
+        shard.stop()
+        redis_client.delete(*redis_client.keys(f"{prefix}:*:snap:FL3"))
+    tasks = [m for m in ask(dialer, Ping()) if isinstance(m, TaskIntent)]
+    assert len(tasks) == 1
+
+
+def test_many_distinct_firing_sensors_open_a_fleet_incident_and_quiet_closes_it(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys, clock, events = Keys(prefix), Clock(), Events("test")
+    enricher, dialer = FakeEnricher.start(), FakeDialer.start()
+    rules = FleetRules(sensors=50, window_seconds=60.0, clear_ratio=0.5)
+    shard = start_shard(
+        redis_client, keys, enricher, dialer=dialer, events=events, fleet=rules, clock=clock
+    )
+    alerts = accept(redis_client, keys, *[alert(sensor=f"FS{n}") for n in range(80)])
+    shard.tell(AlertBatch(alerts=tuple(alerts[:50])))
+    ask(shard, Ping())
+    assert [m for m in ask(dialer, Ping()) if isinstance(m, FleetIncident)] == []
+    shard.tell(AlertBatch(alerts=tuple(alerts[50:])))
+    ask(shard, Ping())
+    incidents = [m for m in ask(dialer, Ping()) if isinstance(m, FleetIncident)]
+    assert [(m.active, m.sensors) for m in incidents] == [(True, 80)]
+    assert redis_client.exists(keys.fleet_incident())
+    clock.now += 61.0
+    shard.tell(SnapshotTick())
+    ask(shard, Ping())
+    incidents = [m for m in ask(dialer, Ping()) if isinstance(m, FleetIncident)]
+    assert [m.active for m in incidents] == [True, False]
+    assert [e["type"] for e in events.recent()] == [
+        "fleet_incident_ended",
+        "fleet_incident_started",
+    ]
+    assert not redis_client.exists(keys.fleet_incident())

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from messages import Alert, Reason
+from pipeline.flap import FlapState
 from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
 
 COOLDOWN = 3600.0
@@ -70,3 +71,28 @@ def test_snapshot_round_trip_and_unknown_versions_start_clean() -> None:
     assert SensorState.from_snapshot(orjson.loads(orjson.dumps(state.to_snapshot()))) == state
     assert SensorState.from_snapshot({"version": 99}) == SensorState()
     assert SensorState.from_snapshot({"version": 1, "cooldownUntil": "x"}) == SensorState()
+
+
+def test_the_flap_history_survives_a_snapshot() -> None:
+    flap = FlapState(
+        samples=(False, True, False, True),
+        last_sample_at=50.0,
+        flapping=True,
+        since=40.0,
+        percent=31.0,
+    )
+    state = SensorState(cooldown_until=1.0, firing=True, last_alert_at=2.0, flap=flap)
+    assert SensorState.from_snapshot(orjson.loads(orjson.dumps(state.to_snapshot()))) == state
+
+
+def test_a_version_1_snapshot_keeps_its_cooldown_and_starts_an_empty_flap_history() -> None:
+    doc = {"version": 1, "cooldownUntil": 9.0, "firing": True, "lastAlertAt": 3.0}
+    assert SensorState.from_snapshot(doc) == SensorState(
+        cooldown_until=9.0, firing=True, last_alert_at=3.0
+    )
+
+
+def test_a_corrupt_flap_history_starts_clean() -> None:
+    doc = SensorState(flap=FlapState(samples=(True,))).to_snapshot()
+    doc["flap"]["samples"] = "1x0"
+    assert SensorState.from_snapshot(doc) == SensorState()
