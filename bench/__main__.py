@@ -41,6 +41,12 @@ FAST = {  # the contact center out of the way: this measures tripline itself
     "TRIPLINE__DIALER__CRITICAL_CONCURRENCY": "16",
     "TRIPLINE__STATUS__SWEEP_INTERVAL_SECONDS": "10",
     "TRIPLINE__STATUS__SWEEP_ACCEPTED_GRACE_SECONDS": "30",
+    # Every alert a call: the worst case for the hot path. Fleet incidents, per-customer grouping
+    # and the pending delay would turn most of these distinct-sensor alerts into cheaper
+    # outcomes (the storm below runs with them, as shipped).
+    "TRIPLINE__FLEET__INCIDENT_SENSORS": "100000000",
+    "TRIPLINE__DIALER__GROUP_WINDOW_SECONDS": "0",
+    "TRIPLINE__DIALER__PENDING_SECONDS": "{ critical = 0, high = 0, normal = 0, low = 0 }",
 }
 
 
