@@ -242,6 +242,16 @@ class PublishEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PauseDialing:
+    """An operator pauses (or resumes) calls; tasks still flow, nothing queued is lost."""
+
+    paused: bool
+    """True to pause, False to resume."""
+    by: str = "operator"
+    """Who asked, for the status page and the log."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
     """Asked by the supervisor after start: answers once on_start has succeeded."""
 

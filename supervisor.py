@@ -22,7 +22,16 @@ from actors.mqtt_subscriber import MqttSubscriber
 from actors.sensor import SensorShard, shard_of
 from conf.rules import load_rules
 from conf.schema import Config
-from messages import Alert, AlertBatch, Drain, Ping, PublishEvent, SnapshotTick, StatusQuery
+from messages import (
+    Alert,
+    AlertBatch,
+    Drain,
+    PauseDialing,
+    Ping,
+    PublishEvent,
+    SnapshotTick,
+    StatusQuery,
+)
 from pipeline.caps import Cap, parse_cap
 from pipeline.comply import ComplyRules
 from pipeline.fleet import FleetRules
@@ -181,6 +190,7 @@ class Service:
                 keys=self.keys,
                 rules=self.comply_rules,
                 dialer=lambda: self.ref("dialer"),
+                stats=self.stats,
                 clock=self.clock,
             ),
         )
@@ -390,7 +400,38 @@ class Service:
             "counters": self.stats.snapshot(),
             **dialer,
             "events": self.events.recent(20),
+            "recentDecisions": self.stats.recent(30),
         }
+
+    def pause_dialing(self, *, paused: bool, by: str = "operator") -> None:
+        """Hold every call (critical too) until resumed; tasks and decisions go on."""
+        self._tell_with_patience("dialer", PauseDialing(paused=paused, by=by))
+
+    def refresh_gauges(self) -> None:
+        """Bring the gauges /metrics serves up to date with what the actors report."""
+        status = self.status()
+        g = self.stats.gauges
+        try:
+            redis_up = bool(self.redis.ping())
+        except redis.RedisError:
+            redis_up = False
+        g["up"].labels("redis").set(redis_up)
+        g["up"].labels("broker").set(self.broker_connected())
+        for name, actor in status["actors"].items():
+            g["actor_up"].labels(name).set(actor["status"] == ComponentStatus.RUNNING)
+            g["actor_restarts"].labels(name).set(actor["restarts"])
+        g["breaker_open"].labels("backend").set(status.get("backendBreaker") == "open")
+        g["breaker_open"].labels("crm").set(status.get("crm", {}).get("breaker") == "open")
+        occupancy = status.get("occupancy")
+        if occupancy:
+            g["queue_occupancy"].set(occupancy["occupancy"])
+        budget = status.get("rateBudget", {})
+        g["rate_budget_per_minute"].set(budget.get("perMinute", 0))
+        g["rate_budget_taken"].set(budget.get("takenHere", 0))
+        g["dialing_paused"].labels("operator").set(status.get("dialingPaused") is not None)
+        g["dialing_paused"].labels("rate_limit").set(status.get("pausedUntil") is not None)
+        g["fleet_incident"].set(status.get("fleetIncident") is not None)
+        g["sensor_entities"].set(status["sensorEntities"])
 
 
 def _caps(texts: list[str]) -> tuple[Cap, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -187,7 +188,9 @@ class DialJobs:
         marked = results[1 : 1 + len(works)]
         for work, applied in zip(works, marked, strict=True):
             if isinstance(work, TaskIntent) and applied == 1:
-                self._stats.count(work.outcome, work.reason)
+                self._stats.decided(
+                    work.alert, work.outcome, work.reason, now=now, detail=work.detail
+                )
         joined = [
             (call, _text(primary), _text(ref))
             for call, (first, primary, ref) in zip(calls, results[1 + len(works) :], strict=True)
@@ -216,7 +219,9 @@ class DialJobs:
                 groupedInto=primary,
                 detail=f"one call for the customer's alerts: grouped into {primary}",
             ):
-                self._stats.count(Outcome.SUPPRESSED, Reason.GROUPED)
+                self._stats.decided(
+                    call.alert, Outcome.SUPPRESSED, Reason.GROUPED, groupedInto=primary
+                )
             await self._forget_quietly(call)
         self._tell(Withdrawn(keys=tuple(call.intent_id for call, _, _ in joined)))
 
@@ -246,7 +251,9 @@ class DialJobs:
                 allowed_from=FROM_PENDING,
                 detail=f"the sensor resolved ({resolved_by}) before the call was placed",
             ):
-                self._stats.count(Outcome.SUPPRESSED, Reason.RESOLVED)
+                self._stats.decided(
+                    intent.alert, Outcome.SUPPRESSED, Reason.RESOLVED, resolvedBy=resolved_by
+                )
             await self._forget_quietly(intent)
         except Exception:
             log.exception("dialer: cancelling %s failed; it stays queued", key)
@@ -319,7 +326,7 @@ class DialJobs:
             if await self._record(
                 key, state=Outcome.SUPPRESSED, reason=capped, allowed_from=FROM_PENDING
             ):
-                self._stats.count(Outcome.SUPPRESSED, capped)
+                self._stats.decided(intent.alert, Outcome.SUPPRESSED, capped)
             return done
         # The record is the arbiter: only one path may move it to dialing, ever.
         if not await self._record(key, state=State.DIALING, allowed_from=FROM_PENDING):
@@ -327,12 +334,14 @@ class DialJobs:
             await self._release_caps(intent)
             return done
         backend = self.backends.by_priority[intent.priority]
+        started = time.perf_counter()
         try:
             result = await self._send(
                 lambda: backend.dial(intent, self._routing.get(intent.priority.label, 5))
             )
         except Exception as exc:  # from here on the request may have left: never requeue
             result = Result(Answer.UNCERTAIN, detail=f"error while dialing: {exc!r}"[:300])
+        self._stats.stage_seconds.labels("dial").observe(time.perf_counter() - started)
         return await self._after_dial(intent, result, done)
 
     async def _after_dial(
@@ -350,7 +359,7 @@ class DialJobs:
                 detail=result.detail,
                 facts=facts,
             ):
-                self._stats.count(Outcome.CALLED)
+                self._stats.decided(intent.alert, Outcome.CALLED, callId=result.ref or "")
             return _with(done, backend_ok=True)
         if result.answer != Answer.UNCERTAIN:  # provably no call: it must not count
             await self._release_caps(intent)

@@ -23,6 +23,7 @@ from messages import (
     Drain,
     FleetIncident,
     OccupancyObserved,
+    PauseDialing,
     Ping,
     Priority,
     PumpTick,
@@ -116,6 +117,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._cancelling: set[str] = set()
         self._anchored: set[str] = set()  # a resolve could not cancel them: others joined them
         self._incident: FleetIncident | None = None
+        self._held_by: tuple[str, float] | None = None  # an operator's pause: (who, since)
         self._seq = itertools.count()
         self._in_flight = {True: 0, False: 0}  # critical?, in flight
         self._paused_until = 0.0
@@ -200,6 +202,11 @@ class Dialer(Supervised, pykka.ThreadingActor):
                     self._withdraw(key)
             case FleetIncident():
                 self._incident = message if message.active else None
+            case PauseDialing():
+                self._held_by = (message.by, self._clock()) if message.paused else None
+                log.warning(
+                    "dialing %s by %s", "paused" if message.paused else "resumed", message.by
+                )
             case OccupancyObserved():
                 self._occupancy = message.occupancy
             case PumpTick():
@@ -368,6 +375,8 @@ class Dialer(Supervised, pykka.ThreadingActor):
             if not queue or admission == Admission.HOLD:
                 continue
             head_work = queue[0].work
+            if isinstance(head_work, DialIntent) and self._held_by is not None:
+                continue  # paused by an operator: calls wait, tasks go on
             if isinstance(head_work, DialIntent) and head_work.not_before > now:
                 self._wake_at(head_work.not_before)  # its pending delay: a resolve may cancel it
                 continue
@@ -480,8 +489,9 @@ class Dialer(Supervised, pykka.ThreadingActor):
     def _status(self) -> dict[str, Any]:
         now = self._clock()
         occ = self._occupancy
-        incident = self._incident
+        incident, held = self._incident, self._held_by
         return {
+            "dialingPaused": None if held is None else {"by": held[0], "since": iso(held[1])},
             "fleetIncident": None
             if incident is None
             else {"since": iso(incident.since), "sensors": incident.sensors},

@@ -29,6 +29,7 @@ from pipeline.breaker import Breaker, allow, record
 from pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
 from pipeline.enrich import parse_customer
 from tripline.crm import CrmUnavailableError, cache_customer, fetch_customer, sync_customers
+from tripline.stats import Stats
 from tripline.store import Keys
 
 log = logging.getLogger("tripline.enricher")
@@ -87,12 +88,13 @@ class Enricher(Supervised, pykka.ThreadingActor):
         keys: Keys,
         rules: ComplyRules,
         dialer: Callable[[], pykka.ActorRef[Any]],
+        stats: Stats | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Keep collaborators; the dialer is a resolver so it survives its restarts."""
         super().__init__()
         self._conf, self._redis_url, self._keys, self._rules = conf, redis_url, keys, rules
-        self._dialer, self._clock = dialer, clock
+        self._dialer, self._clock, self._stats = dialer, clock, stats or Stats()
         self._loop: LoopThread | None = None
         self._lookups: dict[str, asyncio.Future[Customer | None]] = {}
         self._breaker = Breaker()
@@ -144,6 +146,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
 
     async def _enrich(self, alerts: tuple[Alert, ...]) -> None:
         """One batch: profiles in one round trip (CRM for misses), the DNC list in another."""
+        started = time.perf_counter()
         try:
             cached = await ride_out(lambda: self._cached({a.customer_id for a in alerts}))
             customers: dict[str, Customer | object | None] = dict(cached)
@@ -174,6 +177,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 crm_unavailable=found is _UNAVAILABLE,
             )
             self._dialer().tell(_intent(alert, customer, decision, now))
+        self._stats.stage_seconds.labels("enrich").observe(time.perf_counter() - started)
 
     async def _cached(self, ids: set[str]) -> dict[str, Customer | None]:
         order = sorted(ids)

@@ -111,7 +111,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """Dispatch one message."""
         match message:
             case AlertBatch():
-                self._on_alerts(message.alerts)
+                with self._stats.stage_seconds.labels("sensor").time():
+                    self._on_alerts(message.alerts)
             case SnapshotTick():
                 self._on_tick()
             case Ping():
@@ -325,9 +326,9 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             )
             self._transition.queue(pipe, keys, args)
         results = self._retry(lambda: execute(pipe, self._transition))
-        for (_, decision), applied in zip(decided, results, strict=True):
+        for (alert, decision), applied in zip(decided, results, strict=True):
             if applied == 1:
-                self._stats.count(Outcome.SUPPRESSED, decision.reason)
+                self._stats.decided(alert, Outcome.SUPPRESSED, decision.reason, now=now)
 
     def _detail(self, alert: Alert, decision: Suppressed) -> str:
         if decision.reason == Reason.COOLDOWN:

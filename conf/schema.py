@@ -69,6 +69,12 @@ class HttpConfig:
     port: int = _f(8080, min=0, max=65535, doc="Bind port (0 picks a free one).")
     max_body_bytes: int = _f(65536, min=1024, max=1048576, doc="Largest accepted body.")
     webhook_token: str = _f("", secret=True, doc="Bearer token for POST /v1/alerts.")
+    webhook_hmac_secret: str = _f(
+        "", secret=True, doc="HMAC-SHA256 secret for signed webhooks (X-Tripline-Signature)."
+    )
+    webhook_max_skew_seconds: int = _f(
+        300, min=1, max=3600, doc="Replay window: a signed webhook's timestamp must be this fresh."
+    )
     context_token: str = _f("", secret=True, doc="Bearer token for GET /v1/context.")
     admin_token: str = _f("", secret=True, doc="Bearer token for /v1/admin (unset: closed).")
 

@@ -64,6 +64,10 @@ class Acceptor:
             One verdict per item, in order. Raises redis errors: then nothing was acknowledged
             and the caller keeps the batch (the broker keeps it too, unacknowledged).
         """
+        with self._stats.stage_seconds.labels("accept").time():
+            return self._accept_batch(items)
+
+    def _accept_batch(self, items: Sequence[tuple[bytes, bool]]) -> list[Verdict]:
         now = self._clock()
         verdicts: list[Verdict | None] = []
         pending: list[tuple[int, Alert]] = []
@@ -103,6 +107,9 @@ class Acceptor:
             if isinstance(v, Accepted):
                 self._stats.count(State.ACCEPTED.value)
             elif isinstance(v, Duplicate):
-                self._stats.count(Outcome.SUPPRESSED.value, Reason.DUPLICATE)
+                self._stats.refused(Outcome.SUPPRESSED, Reason.DUPLICATE, key=v.idempotency_key)
             else:
-                self._stats.count(Outcome.REJECTED.value, v.reason)
+                detail = "; ".join(f"{p.field}: {p.reason}" for p in v.problems)[:300]
+                self._stats.refused(
+                    Outcome.REJECTED, v.reason, key=v.idempotency_key, detail=detail
+                )

@@ -20,6 +20,7 @@ import pykka.debug
 from aiohttp import web
 
 from conf import schema
+from tripline import logs
 
 log = logging.getLogger("tripline")
 
@@ -28,6 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = argparse.ArgumentParser(prog="tripline", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("TRIPLINE_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=os.environ.get("TRIPLINE_LOG_FORMAT")
+        or ("text" if sys.stderr.isatty() else "json"),
+        help="json (one masked object per line; the default when not on a terminal) or text",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the service")
     run.add_argument("--config", type=Path, help="TOML file overriding conf/default.toml")
@@ -48,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--count", type=int, default=120)
     demo.add_argument("--exit", action="store_true", help="exit after the summary")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     handlers = {
         "run": _run,
         "emulate": _emulate,

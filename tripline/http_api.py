@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from messages import Outcome, Reason
+from pipeline import signature
 from pipeline.validate import Problem, Rejected
 from tripline import dnc
 from tripline.accept import Accepted, Duplicate
@@ -36,6 +37,8 @@ def build_app(service: Service) -> web.Application:
             web.get("/v1/admin/dnc", dnc_list),
             web.put("/v1/admin/dnc/{number}", dnc_add),
             web.delete("/v1/admin/dnc/{number}", dnc_remove),
+            web.post("/v1/admin/dialing/pause", pause_dialing),
+            web.post("/v1/admin/dialing/resume", resume_dialing),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.get("/status", status),
@@ -62,31 +65,55 @@ def _authorized(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
+def _webhook_refusal(request: web.Request, body: bytes) -> dict[str, str] | None:
+    """None when the webhook may pass: a good bearer token or a good signature, if either is set.
+
+    The body is read (bounded) first because the signature covers it.
+    """
+    service = request.app[SERVICE]
+    conf = service.config.http
+    if not conf.webhook_token and not conf.webhook_hmac_secret:
+        return None
+    if conf.webhook_token and _authorized(request, conf.webhook_token):
+        return None
+    if conf.webhook_hmac_secret:
+        problem = signature.verify(
+            conf.webhook_hmac_secret,
+            timestamp=request.headers.get(signature.TIMESTAMP_HEADER),
+            signature=request.headers.get(signature.SIGNATURE_HEADER),
+            body=body,
+            now=service.clock(),
+            max_skew=conf.webhook_max_skew_seconds,
+        )
+        if problem is None:
+            return None
+        return {
+            "field": signature.SIGNATURE_HEADER,
+            "reason": Reason.UNAUTHORIZED.value,
+            "message": problem,
+        }
+    return {
+        "field": "Authorization",
+        "reason": Reason.UNAUTHORIZED.value,
+        "message": "missing or wrong bearer token",
+    }
+
+
 async def post_alert(request: web.Request) -> web.Response:
     """POST /v1/alerts: 202 accepted, 200 duplicate, 400/401/413, 503 when Redis is down."""
     service = request.app[SERVICE]
     conf = service.config.http
-    if conf.webhook_token and not _authorized(request, conf.webhook_token):
-        service.stats.count(Outcome.REJECTED, Reason.UNAUTHORIZED)
-        return _problem(
-            401,
-            "unauthorized",
-            [
-                {
-                    "field": "Authorization",
-                    "reason": Reason.UNAUTHORIZED.value,
-                    "message": "missing or wrong bearer token",
-                }
-            ],
-        )
     body = await request.content.read(conf.max_body_bytes + 1)
     if len(body) > conf.max_body_bytes:
-        service.stats.count(Outcome.REJECTED, Reason.TOO_LARGE)
+        service.stats.refused(Outcome.REJECTED, Reason.TOO_LARGE, detail="body too large")
         return _problem(
             413,
             "too_large",
             [Problem("", Reason.TOO_LARGE, f"body exceeds {conf.max_body_bytes} bytes").as_json()],
         )
+    if (refusal := _webhook_refusal(request, body)) is not None:
+        service.stats.refused(Outcome.REJECTED, Reason.UNAUTHORIZED, detail=refusal["message"])
+        return _problem(401, "unauthorized", [refusal])
     try:
         (verdict,) = await asyncio.to_thread(service.acceptor.accept, [(body, False)])
     except redis.RedisError:
@@ -259,6 +286,24 @@ async def _dnc_change(request: web.Request, change: Any) -> Any:  # noqa: ANN401
         )
 
 
+async def pause_dialing(request: web.Request) -> web.Response:
+    """POST /v1/admin/dialing/pause: hold every call until resumed (tasks go on)."""
+    return await _set_pause(request, paused=True)
+
+
+async def resume_dialing(request: web.Request) -> web.Response:
+    """POST /v1/admin/dialing/resume."""
+    return await _set_pause(request, paused=False)
+
+
+async def _set_pause(request: web.Request, *, paused: bool) -> web.Response:
+    if (refusal := _admin_refusal(request)) is not None:
+        return refusal
+    service = request.app[SERVICE]
+    await asyncio.to_thread(service.pause_dialing, paused=paused, by="operator")
+    return _json({"dialingPaused": paused})
+
+
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: alive, and no actor beyond its restart budget."""
     healthy = request.app[SERVICE].healthy
@@ -284,5 +329,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics in the Prometheus text format."""
-    body = generate_latest(request.app[SERVICE].stats.registry)
+    service = request.app[SERVICE]
+    await asyncio.to_thread(service.refresh_gauges)
+    body = generate_latest(service.stats.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
