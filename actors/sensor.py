@@ -51,6 +51,20 @@ log = logging.getLogger("tripline.sensor")
 _REDIS_ATTEMPTS = 8  # ~13 s of backoff: ride out a Redis failover, then let the supervisor act
 
 
+READINGS_KEPT = 60  # per sensor, for the agent's chart
+
+
+def _reading(alert: Alert) -> dict[str, Any]:
+    return {
+        "at": alert.timestamp,
+        "value": alert.current_value,
+        "threshold": alert.threshold,
+        "unit": alert.unit,
+        "firing": alert.firing,
+        "key": alert.idempotency_key,
+    }
+
+
 def shard_of(sensor_id: str, shards: int) -> int:
     """The shard hosting a sensor: crc32 is stable across processes, unlike the salted hash()."""
     return zlib.crc32(sensor_id.encode()) % shards
@@ -163,7 +177,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 claims.append(alert)
             else:
                 decided.append((alert, decision))
-        self._count_fleet([a.sensor_id for a in alerts if a.firing], now)
+        self._count_fleet([a.sensor_id for a in alerts if a.firing], now, readings=alerts)
         self._start_episodes(episodes, decided, now)
         proceed = self._claim_cooldowns(claims, decided, now)
         self._record_suppressed(decided, now)
@@ -225,13 +239,21 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             percentStateChange=round(entity.state.flap.percent, 1),
         )
 
-    def _count_fleet(self, firing: list[str], now: float) -> None:
-        """Add firing sensors to the fleet-wide window, count it, open or close the incident."""
+    def _count_fleet(self, firing: list[str], now: float, readings: tuple[Alert, ...] = ()) -> None:
+        """Add firing sensors to the fleet-wide window, count it, open or close the incident.
+
+        The same round trip keeps each sensor's recent readings for the agent's chart.
+        """
         key = self._keys.fleet_sensors()
         window = self._fleet.window_seconds
 
         def run() -> Any:  # noqa: ANN401
             pipe = self._redis.pipeline(transaction=False)
+            for alert in readings:
+                history = self._keys.readings(alert.customer_id, alert.sensor_id)
+                pipe.lpush(history, orjson.dumps(_reading(alert)))
+                pipe.ltrim(history, 0, READINGS_KEPT - 1)
+                pipe.expire(history, self._ttl)
             if firing:
                 pipe.zadd(key, dict.fromkeys(firing, now))
                 pipe.expire(key, int(window) + 60)

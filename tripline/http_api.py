@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from messages import Outcome, Reason
 from pipeline import signature
 from pipeline.validate import Problem, Rejected
-from tripline import dnc
+from tripline import agent_view, dnc, openapi
 from tripline.accept import Accepted, Duplicate
 from tripline.store import decode_record
 
@@ -39,6 +40,8 @@ def build_app(service: Service) -> web.Application:
             web.delete("/v1/admin/dnc/{number}", dnc_remove),
             web.post("/v1/admin/dialing/pause", pause_dialing),
             web.post("/v1/admin/dialing/resume", resume_dialing),
+            web.get("/", dashboard),
+            web.get("/openapi.json", openapi_document),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.get("/status", status),
@@ -176,10 +179,17 @@ async def get_alert(request: web.Request) -> web.Response:
 
 
 async def get_context(request: web.Request) -> web.Response:
-    """GET /v1/context/{ref}: the stored alert and full telemetry (bearer token)."""
+    """GET /v1/context/{ref}: the stored alert and full telemetry (token-protected).
+
+    JSON by default; with `Accept: text/html` the agent's page, made for an agent-desktop
+    iframe. An iframe cannot send headers, so the token may also come as `?token=`.
+    """
     service = request.app[SERVICE]
     token = service.config.http.context_token
-    if not token or not _authorized(request, token):
+    given = request.query.get("token", "")
+    if not token or not (
+        _authorized(request, token) or hmac.compare_digest(given.encode(), token.encode())
+    ):
         return _problem(
             401,
             "unauthorized",
@@ -194,32 +204,59 @@ async def get_context(request: web.Request) -> web.Response:
             ],
         )
     ref = request.match_info["ref"]
-
-    def read() -> tuple[bytes | None, list[bytes]]:
-        pipe = service.redis.pipeline(transaction=False)
-        pipe.get(service.keys.context(ref))
-        pipe.lrange(service.keys.siblings(ref), 0, -1)
-        blob, siblings = pipe.execute()
-        return blob, siblings
-
+    as_html = _prefers_html(request)
     try:
-        blob, siblings = await asyncio.to_thread(read)
+        found = await asyncio.to_thread(_read_context, service, ref, as_html)
     except redis.RedisError:
         return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
-    if blob is None:
+    if found is None:
         return _problem(
             404,
             "not_found",
             [{"field": "referenceId", "reason": "unknown", "message": f"no context for {ref!r}"}],
         )
+    if as_html:
+        page = agent_view.render(reference_id=ref, now=service.clock(), **found)
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
     # Alerts of the same customer that were grouped into this call, in the order they joined.
-    return _json(
-        {
-            "referenceId": ref,
-            "alert": orjson.loads(blob),
-            "groupedAlerts": [orjson.loads(s) for s in siblings],
-        }
+    return _json({"referenceId": ref, "alert": found["alert"], "groupedAlerts": found["grouped"]})
+
+
+def _prefers_html(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept.split(",")[0]
+
+
+def _read_context(service: Service, ref: str, full: bool) -> dict[str, Any] | None:
+    """The stored alert and its grouped alerts; for the page also record, readings, customer."""
+    keys = service.keys
+    pipe = service.redis.pipeline(transaction=False)
+    pipe.get(keys.context(ref))
+    pipe.lrange(keys.siblings(ref), 0, -1)
+    blob, siblings = pipe.execute()
+    if blob is None:
+        return None
+    alert = orjson.loads(blob)
+    found: dict[str, Any] = {"alert": alert, "grouped": [orjson.loads(s) for s in siblings]}
+    if not full:
+        return found
+    key, sensor, customer = (
+        str(alert.get(f, "")) for f in ("idempotencyKey", "sensorId", "customerId")
     )
+    pipe = service.redis.pipeline(transaction=False)
+    pipe.hgetall(keys.record(key))
+    pipe.lrange(keys.history(key), 0, -1)
+    pipe.lrange(keys.readings(customer, sensor), 0, -1)
+    pipe.get(keys.customer(customer))
+    raw, history, readings, profile = pipe.execute()
+    found["record"] = decode_record(raw, history) if raw else None
+    found["readings"] = [orjson.loads(r) for r in readings]
+    found["customer"] = orjson.loads(profile) if profile else None
+    return found
 
 
 def _admin_refusal(request: web.Request) -> web.Response | None:
@@ -302,6 +339,23 @@ async def _set_pause(request: web.Request, *, paused: bool) -> web.Response:
     service = request.app[SERVICE]
     await asyncio.to_thread(service.pause_dialing, paused=paused, by="operator")
     return _json({"dialingPaused": paused})
+
+
+_DASHBOARD = resources.files("tripline").joinpath("web/dashboard.html")
+
+
+async def dashboard(_request: web.Request) -> web.Response:
+    """GET /: the operators' dashboard (one static page that polls /status)."""
+    return web.Response(
+        text=_DASHBOARD.read_text("utf-8"),
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+    )
+
+
+async def openapi_document(_request: web.Request) -> web.Response:
+    """GET /openapi.json."""
+    return _json(openapi.document())
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -158,6 +158,10 @@ class Keys:
         """The sensor's cooldown window."""
         return f"{self.prefix}:{{c:{customer_id}}}:cool:{sensor_id}"
 
+    def readings(self, customer_id: str, sensor_id: str) -> str:
+        """The sensor's recent readings, newest first (a capped list), for the agent's chart."""
+        return f"{self.prefix}:{{c:{customer_id}}}:readings:{sensor_id}"
+
     def flap_task(self, customer_id: str, sensor_id: str) -> str:
         """Held while a sensor's flap episode has its maintenance task: one task per episode."""
         return f"{self.prefix}:{{c:{customer_id}}}:flaptask:{sensor_id}"

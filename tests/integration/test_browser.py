@@ -1,0 +1,134 @@
+"""The dashboard and the agent's page in a real headless Chromium against a running service."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from messages import FleetIncident
+from tests.conftest import EmulatorHandle, ServiceHandle, alert, http, wait_for
+
+pytestmark = pytest.mark.integration
+
+SCREENSHOTS = Path(__file__).parent.parent.parent / ".artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.fail("headless Chromium is needed: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=1280,900")
+    # The Debian driver, never a download (selenium-manager is not asked).
+    driver = webdriver.Chrome(service=DriverService(executable_path=driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+def text_of(browser: WebDriver, css: str) -> str:
+    return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, css))
+
+
+def shot(browser: WebDriver, name: str) -> None:
+    """Kept for a person to look at (not asserted on)."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_the_dashboard_shows_the_service_live_and_pauses_dialing(
+    browser: WebDriver,
+    make_service: Callable[..., ServiceHandle],
+    emulator: EmulatorHandle,
+) -> None:
+    service = make_service(TRIPLINE__HTTP__ADMIN_TOKEN="admin-token").start()
+    emulator.add_customer("C-DASH")
+    first = alert(customer="C-DASH", sensor="DASH-1")
+    service.publish(first, sensor="DASH-1")
+    wait_for(lambda: service.outcome(first["idempotencyKey"]) == "called")
+
+    browser.get(f"{service.url}/")
+    wait = WebDriverWait(browser, 10)
+    wait.until(lambda b: first["idempotencyKey"] in text_of(b, "#decisions tbody"))
+    assert "called" in text_of(browser, "#counters tbody")
+    assert "dialer running" in text_of(browser, "#actors tbody")
+    assert text_of(browser, "#health") == "healthy"
+
+    browser.find_element(By.ID, "pause").click()
+    prompt = wait.until(lambda b: b.switch_to.alert)
+    prompt.send_keys("admin-token")
+    prompt.accept()
+    wait.until(lambda b: b.find_element(By.ID, "paused").is_displayed())
+    _, status = http("GET", f"{service.url}/status")
+    assert status["dialingPaused"]["by"] == "operator"
+
+    held = alert(customer="C-DASH", sensor="DASH-2")
+    service.publish(held, sensor="DASH-2")
+    wait_for(lambda: (service.record(held["idempotencyKey"]) or {}).get("state") == "queued")
+    assert service.service is not None
+    service.service.ref("dialer").tell(FleetIncident(active=True, since=time.time(), sensors=4321))
+    wait.until(lambda b: "4321 sensors" in text_of(b, "#incident"))
+    shot(browser, "dashboard")
+
+    browser.find_element(By.ID, "resume").click()  # the token is remembered for this tab
+    wait.until(lambda b: not b.find_element(By.ID, "paused").is_displayed())
+    wait_for(lambda: service.outcome(held["idempotencyKey"]) == "called")
+
+
+def test_the_agent_page_shows_sensor_local_time_grouped_alerts_history_and_chart(
+    browser: WebDriver,
+    make_service: Callable[..., ServiceHandle],
+    emulator: EmulatorHandle,
+) -> None:
+    service = make_service(
+        TRIPLINE__DIALER__GROUP_WINDOW_SECONDS="60",
+        TRIPLINE__DIALER__PENDING_SECONDS="{ critical = 0, high = 0, normal = 1, low = 1 }",
+        TRIPLINE__SENSOR__COOLDOWN_SECONDS="0",
+    ).start()
+    emulator.add_customer("C-AGENT")  # in a zone where it is about 14:00 now
+    readings = []
+    for n, value in enumerate((84.0, 86.5, 88.0, 91.5)):
+        doc = alert(customer="C-AGENT", sensor="FRZ-7", alert_type="door_open")
+        doc["telemetryData"]["currentValue"] = value
+        readings.append(doc)
+        service.publish(doc, sensor="FRZ-7")
+        wait_for(functools.partial(service.outcome, doc["idempotencyKey"]), timeout=15)
+        if n == 0:
+            other = alert(customer="C-AGENT", sensor="FRZ-8", alert_type="door_open")
+            service.publish(other, sensor="FRZ-8")
+    called = next(
+        r
+        for d in readings
+        if (r := service.record(d["idempotencyKey"])) and r.get("outcome") == "called"
+    )
+
+    browser.get(f"{service.url}/v1/context/{called['referenceId']}?token=ctx-token")
+    assert browser.find_element(By.ID, "sensor").text == "FRZ-7"
+    assert browser.find_element(By.ID, "local-time").text.split()[3].startswith("1")  # ~14:00
+    assert browser.find_element(By.ID, "outcome").text == "called"
+    assert "FRZ-8" in browser.find_element(By.ID, "grouped").text
+    assert "called" in browser.find_element(By.ID, "history").text
+    dots = browser.find_elements(By.CSS_SELECTOR, "#readings circle")
+    assert len(dots) == len(readings)
+    # Oldest left: the rising readings climb (SVG y grows downwards).
+    heights = [float(d.get_attribute("cy") or 0) for d in dots]
+    assert heights == sorted(heights, reverse=True)
+    assert "threshold 85" in browser.find_element(By.ID, "readings").text
+    shot(browser, "agent-view")
+
+    browser.get(f"{service.url}/v1/context/{called['referenceId']}?token=wrong")
+    assert "unauthorized" in browser.page_source

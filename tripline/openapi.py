@@ -1,0 +1,297 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at GET /openapi.json.
+
+Written by hand next to the handlers it describes; the test suite fuzzes the running service
+against it (schemathesis), so a handler and its description cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PROBLEM = {
+    "type": "object",
+    "required": ["error", "problems"],
+    "properties": {
+        "error": {"type": "string", "minLength": 1},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "reason"],
+                "properties": {
+                    "field": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+    }
+
+
+_UNAUTHORIZED = _problem("Missing or wrong credentials")
+_UNAVAILABLE = _problem("Redis is unavailable; retry after Retry-After")
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+# Printable ASCII without spaces: ids travel in URLs and Redis keys.
+_ID = {"type": "string", "pattern": "^[!-~]+$", "maxLength": 128}
+_NUMBER = {"type": "number", "minimum": -1e15, "maximum": 1e15}
+
+_ALERT = {
+    "type": "object",
+    "required": [
+        "idempotencyKey",
+        "sensorId",
+        "customerId",
+        "alertType",
+        "timestamp",
+        "telemetryData",
+    ],
+    "properties": {
+        "idempotencyKey": _ID,
+        "sensorId": _ID,
+        "customerId": _ID,
+        "alertType": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]+$", "maxLength": 64},
+        "timestamp": {
+            "type": "string",
+            "format": "date-time",
+            "description": "ISO-8601 with an explicit offset; at most 5 minutes ahead",
+        },
+        "status": {"type": "string", "enum": ["firing", "resolved"]},
+        "severity": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]+$", "maxLength": 32},
+        "telemetryData": {
+            "type": "object",
+            "required": ["currentValue", "threshold", "unit"],
+            "properties": {
+                "currentValue": _NUMBER,
+                "threshold": _NUMBER,
+                "unit": {"type": "string", "minLength": 1, "maxLength": 32},
+            },
+        },
+    },
+}
+
+_ACCEPTED = {
+    "type": "object",
+    "required": ["idempotencyKey", "status", "links"],
+    "properties": {
+        "idempotencyKey": {"type": "string"},
+        "status": {"type": "string", "enum": ["accepted", "duplicate"]},
+        "referenceId": {"type": "string"},
+        "links": {"type": "object"},
+    },
+}
+
+_RECORD = {
+    "type": "object",
+    "required": ["idempotencyKey", "state", "history"],
+    "properties": {
+        "idempotencyKey": {"type": "string"},
+        "state": {"type": "string"},
+        "outcome": {"type": "string", "enum": ["called", "suppressed", "deferred", "rejected"]},
+        "reason": {"type": "string"},
+        "callId": {"type": "string"},
+        "taskId": {"type": "string"},
+        "groupedInto": {"type": "string"},
+        "history": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document."""
+    key = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+    ref = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}}
+    number = {
+        "name": "number",
+        "in": "path",
+        "required": True,
+        "description": "E.164; validity is decided by libphonenumber",
+        "schema": {"type": "string", "pattern": "^\\+?[0-9 ()-]{7,20}$"},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tripline",
+            "version": "1",
+            "description": "IoT threshold alerts to safe proactive calls. Every 4xx carries a "
+            "problem document: an `error` code and one entry per `problems` item.",
+        },
+        "components": {
+            "schemas": {"Problem": _PROBLEM, "Alert": _ALERT},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/v1/alerts": {
+                "post": {
+                    "summary": "Accept an alert (the webhook door)",
+                    "description": "Bearer token, or an HMAC-SHA256 signature in "
+                    "X-Tripline-Signature over X-Tripline-Timestamp + '.' + body, when "
+                    "configured.",
+                    "parameters": [
+                        {
+                            "name": "X-Tripline-Timestamp",
+                            "in": "header",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "X-Tripline-Signature",
+                            "in": "header",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Alert"}}
+                        },
+                    },
+                    "responses": {
+                        "202": _json("Accepted: the record is the idempotency claim", _ACCEPTED),
+                        "200": _json("Duplicate of an accepted alert", _ACCEPTED),
+                        "400": _problem("Not a valid alert: one problem per field"),
+                        "401": _UNAUTHORIZED,
+                        "413": _problem("Body larger than [http] max_body_bytes"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/v1/alerts/{key}": {
+                "get": {
+                    "summary": "An alert's record: outcome, reason, history",
+                    "parameters": [key],
+                    "responses": {
+                        "200": _json("The record", _RECORD),
+                        "404": _problem("No record for this key"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/v1/context/{ref}": {
+                "get": {
+                    "summary": "The stored alert for the agent (JSON, or HTML for an iframe)",
+                    "security": _BEARER,
+                    "parameters": [
+                        ref,
+                        {"name": "token", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The alert, its telemetry and the grouped alerts",
+                            "content": {
+                                "application/json": {"schema": {"type": "object"}},
+                                "text/html": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "401": _UNAUTHORIZED,
+                        "404": _problem("No context for this reference"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/v1/admin/dnc": {
+                "get": {
+                    "summary": "The internal do-not-call list",
+                    "security": _BEARER,
+                    "responses": {"200": _json("The numbers"), "401": _UNAUTHORIZED},
+                }
+            },
+            "/v1/admin/dnc/{number}": {
+                "put": {
+                    "summary": "Never call this number",
+                    "security": _BEARER,
+                    "parameters": [number],
+                    "responses": {
+                        "200": _json("Listed"),
+                        "400": _problem("Not a phone number"),
+                        "401": _UNAUTHORIZED,
+                    },
+                },
+                "delete": {
+                    "summary": "Take a number off the list",
+                    "security": _BEARER,
+                    "parameters": [number],
+                    "responses": {
+                        "200": _json("Removed"),
+                        "400": _problem("Not a phone number"),
+                        "401": _UNAUTHORIZED,
+                        "404": _problem("Not on the list"),
+                    },
+                },
+            },
+            "/v1/admin/dialing/pause": {
+                "post": {
+                    "summary": "Hold every call until resumed (tasks go on)",
+                    "security": _BEARER,
+                    "responses": {"200": _json("Paused"), "401": _UNAUTHORIZED},
+                }
+            },
+            "/v1/admin/dialing/resume": {
+                "post": {
+                    "summary": "Resume calls",
+                    "security": _BEARER,
+                    "responses": {"200": _json("Resumed"), "401": _UNAUTHORIZED},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Alive, and no actor beyond its restart budget",
+                    "responses": {"200": _json("Healthy"), "503": _json("Unhealthy")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Redis and the broker are reachable",
+                    "responses": {"200": _json("Ready"), "503": _json("Not ready")},
+                }
+            },
+            "/status": {
+                "get": {
+                    "summary": "Actors, counters, queues, budget, occupancy, incidents, events",
+                    "responses": {"200": _json("The status document")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "The operators' dashboard",
+                    "responses": {
+                        "200": {
+                            "description": "HTML",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json("OpenAPI 3.1")},
+                }
+            },
+        },
+    }
