@@ -55,7 +55,13 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         if self._conf.username:
             client.username_pw_set(self._conf.username, self._conf.password or None)
         if self._conf.tls:
-            client.tls_set(ca_certs=self._conf.ca_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            # Verified against ca_file (or the system store); hostname checked, never skipped.
+            client.tls_set(
+                ca_certs=self._conf.ca_file or None,
+                certfile=self._conf.cert_file or None,
+                keyfile=self._conf.key_file or None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

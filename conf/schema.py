@@ -48,6 +48,8 @@ class MqttConfig:
     password: str = _f("", secret=True, doc="Broker password (environment only).")
     tls: bool = _f(default=False, doc="Connect with TLS.")
     ca_file: str = _f("", doc="CA bundle for TLS; empty for the system store.")
+    cert_file: str = _f("", doc="Client certificate (PEM) for brokers that require one.")
+    key_file: str = _f("", doc="The client certificate's private key (PEM).")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -351,6 +353,11 @@ def _cross_checks(sections: dict[str, Any]) -> list[str]:
             f"(got {sensor.flap_low_percent:g} >= {sensor.flap_high_percent:g}): "
             "the dead band between them is what stops a sensor flapping in and out"
         )
+    mqtt = sections["mqtt"]
+    if (mqtt.cert_file or mqtt.key_file or mqtt.ca_file) and not mqtt.tls:
+        problems.append("mqtt.ca_file, cert_file and key_file need mqtt.tls = true")
+    if bool(mqtt.cert_file) != bool(mqtt.key_file):
+        problems.append("mqtt.cert_file and mqtt.key_file go together: set both or neither")
     if dialer.saturation_threshold < dialer.occupancy_threshold:
         problems.append(
             "dialer.saturation_threshold must not be below dialer.occupancy_threshold "

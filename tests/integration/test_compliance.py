@@ -193,7 +193,7 @@ def test_dnc_command_adds_lists_and_removes(prefix: str) -> None:
     }
 
     def dnc(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own console script
+        return subprocess.run(
             [sys.executable, "-m", "tripline.cli", "dnc", *args],
             env=env,
             capture_output=True,

@@ -24,7 +24,7 @@ def own_redis() -> Iterator[tuple[int, Callable[[], None], Callable[[], None]]]:
 
     def start() -> None:
         procs.append(
-            subprocess.Popen(  # noqa: S603
+            subprocess.Popen(
                 [
                     "redis-server",
                     "--port",

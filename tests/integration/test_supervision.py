@@ -81,7 +81,7 @@ def test_tripline_run_serves_and_stops_on_sigterm(prefix: str, emulator: Emulato
 def test_check_config_prints_every_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[mqtt]\nprot = 1\n[sensor]\nshards = 0\n")
-    result = subprocess.run(  # noqa: S603 - our own console script
+    result = subprocess.run(
         [sys.executable, "-m", "tripline.cli", "check-config", str(bad)],
         capture_output=True,
         text=True,
