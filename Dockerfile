@@ -13,6 +13,7 @@ COPY --from=build /install /usr/local
 RUN useradd --system --uid 10001 --no-create-home tripline
 USER tripline
 ENV PYTHONUNBUFFERED=1 \
+    TRIPLINE_LOG_FORMAT=json \
     TRIPLINE__HTTP__HOST=0.0.0.0
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
