@@ -177,10 +177,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 claims.append(alert)
             else:
                 decided.append((alert, decision))
-        self._count_fleet([a.sensor_id for a in alerts if a.firing], now, readings=alerts)
         self._start_episodes(episodes, decided, now)
-        proceed = self._claim_cooldowns(claims, decided, now)
-        self._record_suppressed(decided, now)
+        proceed = self._round_trip(alerts, claims, decided, now)
         if proceed:
             self._enricher().tell(EnrichBatch(alerts=tuple(proceed)))
         # The cap applies after the batch, so no entity leaves while its alert is in hand.
@@ -239,29 +237,95 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             percentStateChange=round(entity.state.flap.percent, 1),
         )
 
-    def _count_fleet(self, firing: list[str], now: float, readings: tuple[Alert, ...] = ()) -> None:
-        """Add firing sensors to the fleet-wide window, count it, open or close the incident.
+    def _round_trip(
+        self,
+        alerts: tuple[Alert, ...],
+        claims: list[Alert],
+        decided: list[tuple[Alert, Suppressed]],
+        now: float,
+    ) -> list[Alert]:
+        """The batch's one round trip (and a second only to record claims that lost).
 
-        The same round trip keeps each sensor's recent readings for the agent's chart.
+        One pipeline carries the readings, the fleet count, the cooldown claims and the records
+        of what memory already suppressed. Returns the alerts that proceed to enrichment.
+        """
+        claiming = claims if self._conf.cooldown_seconds else []  # 0: no window to claim
+        ttl_ms = int(self._conf.cooldown_seconds * 1000)
+        known = list(decided)
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            self._queue_fleet(pipe, [a.sensor_id for a in alerts if a.firing], now, alerts)
+            for alert in claiming:
+                self._cooldown.queue(
+                    pipe,
+                    [self._keys.cooldown(alert.customer_id, alert.sensor_id)],
+                    [alert.idempotency_key, ttl_ms],
+                )
+            self._queue_suppressed(pipe, known, now)
+
+        results = self._pipelined(build)
+        fleet, rest = (
+            results[: self._fleet_commands(alerts)],
+            results[self._fleet_commands(alerts) :],
+        )
+        self._on_fleet_count(int(fleet[-1]), now)
+        claimed, recorded = rest[: len(claiming)], rest[len(claiming) :]
+        self._count_suppressed(known, recorded, now)
+        proceed = [a for a in claims if a not in claiming]
+        lost: list[tuple[Alert, Suppressed]] = []
+        for alert, (ok, pttl) in zip(claiming, claimed, strict=True):
+            if ok == 1:
+                proceed.append(alert)
+                continue
+            until = now + max(0, int(pttl)) / 1000
+            entity = self._entities[alert.sensor_id]
+            entity.state = replace(entity.state, cooldown_until=until)
+            lost.append((alert, Suppressed(Reason.COOLDOWN, until)))
+        if lost:
+            applied = self._pipelined(lambda pipe: self._queue_suppressed(pipe, lost, now))
+            self._count_suppressed(lost, applied, now)
+        return proceed
+
+    def _pipelined(self, build: Callable[[redis.client.Pipeline], None]) -> list[Any]:
+        """Build and run one pipeline, built anew for every retry (a failed one is spent)."""
+
+        def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            build(pipe)
+            return execute(pipe, self._cooldown, self._transition)
+
+        return list(self._retry(run))
+
+    def _fleet_commands(self, alerts: tuple[Alert, ...]) -> int:
+        return 3 * len(alerts) + (2 if any(a.firing for a in alerts) else 0) + 2
+
+    def _queue_fleet(
+        self,
+        pipe: redis.client.Pipeline,
+        firing: list[str],
+        now: float,
+        readings: tuple[Alert, ...] = (),
+    ) -> None:
+        """Readings for the agent's chart; firing sensors into the fleet window; its count last.
+
+        Queues exactly _fleet_commands(readings) commands.
         """
         key = self._keys.fleet_sensors()
         window = self._fleet.window_seconds
+        for alert in readings:
+            history = self._keys.readings(alert.customer_id, alert.sensor_id)
+            pipe.lpush(history, orjson.dumps(_reading(alert)))
+            pipe.ltrim(history, 0, READINGS_KEPT - 1)
+            pipe.expire(history, self._ttl)
+        if firing:
+            pipe.zadd(key, dict.fromkeys(firing, now))
+            pipe.expire(key, int(window) + 60)
+        pipe.zremrangebyscore(key, "-inf", now - window)
+        pipe.zcard(key)
 
-        def run() -> Any:  # noqa: ANN401
-            pipe = self._redis.pipeline(transaction=False)
-            for alert in readings:
-                history = self._keys.readings(alert.customer_id, alert.sensor_id)
-                pipe.lpush(history, orjson.dumps(_reading(alert)))
-                pipe.ltrim(history, 0, READINGS_KEPT - 1)
-                pipe.expire(history, self._ttl)
-            if firing:
-                pipe.zadd(key, dict.fromkeys(firing, now))
-                pipe.expire(key, int(window) + 60)
-            pipe.zremrangebyscore(key, "-inf", now - window)
-            pipe.zcard(key)
-            return pipe.execute()[-1]
-
-        count = int(self._retry(run))
+    def _on_fleet_count(self, count: int, now: float) -> None:
+        """Open or close the fleet incident on this count of distinct firing sensors."""
+        window = self._fleet.window_seconds
         change = incident_change(self._incident, count, self._fleet)
         if change == IncidentChange.NONE:
             return
@@ -301,42 +365,10 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             state = SensorState.from_snapshot(orjson.loads(blob)) if blob else SensorState()
             self._entities[sensor_id] = SensorEntity(missing[sensor_id], state, seen_at=now)
 
-    def _claim_cooldowns(
-        self, claims: list[Alert], decided: list[tuple[Alert, Suppressed]], now: float
-    ) -> list[Alert]:
-        """Claim each sensor's window atomically in Redis (holds across restarts and instances)."""
-        if not claims or self._conf.cooldown_seconds == 0:  # 0: no window to claim
-            return claims
-        ttl_ms = int(self._conf.cooldown_seconds * 1000)
-
-        def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for alert in claims:
-                self._cooldown.queue(
-                    pipe,
-                    [self._keys.cooldown(alert.customer_id, alert.sensor_id)],
-                    [alert.idempotency_key, ttl_ms],
-                )
-            return execute(pipe, self._cooldown)
-
-        results = self._retry(run)
-        proceed = []
-        for alert, (ok, pttl) in zip(claims, results, strict=True):
-            if ok == 1:
-                proceed.append(alert)
-                continue
-            until = now + max(0, int(pttl)) / 1000
-            entity = self._entities[alert.sensor_id]
-            entity.state = replace(entity.state, cooldown_until=until)
-            decided.append((alert, Suppressed(Reason.COOLDOWN, until)))
-        return proceed
-
-    def _record_suppressed(self, decided: list[tuple[Alert, Suppressed]], now: float) -> None:
-        if not decided:
-            return
-        pipe = self._redis.pipeline(transaction=False)
+    def _queue_suppressed(
+        self, pipe: redis.client.Pipeline, decided: list[tuple[Alert, Suppressed]], now: float
+    ) -> None:
         for alert, decision in decided:
-            detail = self._detail(alert, decision)
             keys, args = transition_args(
                 self._keys,
                 alert.idempotency_key,
@@ -344,12 +376,15 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 now=now,
                 reason=decision.reason,
                 allowed_from=FROM_PENDING,
-                detail=detail,
+                detail=self._detail(alert, decision),
             )
             self._transition.queue(pipe, keys, args)
-        results = self._retry(lambda: execute(pipe, self._transition))
-        for (alert, decision), applied in zip(decided, results, strict=True):
-            if applied == 1:
+
+    def _count_suppressed(
+        self, decided: list[tuple[Alert, Suppressed]], applied: list[Any], now: float
+    ) -> None:
+        for (alert, decision), done in zip(decided, applied, strict=True):
+            if done == 1:
                 self._stats.decided(alert, Outcome.SUPPRESSED, decision.reason, now=now)
 
     def _detail(self, alert: Alert, decision: Suppressed) -> str:
@@ -369,7 +404,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 entity.state, entity.dirty = replace(entity.state, flap=flap), True
                 if change == FlapChange.STOPPED:
                     self._flap_stopped(sensor_id, entity)
-        self._count_fleet([], now)
+        counted = self._pipelined(lambda pipe: self._queue_fleet(pipe, [], now))
+        self._on_fleet_count(int(counted[-1]), now)
         self._snapshot((s, e) for s, e in self._entities.items() if e.dirty)
         idle = [
             s
