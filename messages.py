@@ -252,6 +252,14 @@ class PauseDialing:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WorkBatch:
+    """The enricher's verdicts for one batch: dial intents and tasks, in alert order."""
+
+    works: tuple[DialIntent | TaskIntent, ...]
+    """One per alert."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
     """Asked by the supervisor after start: answers once on_start has succeeded."""
 

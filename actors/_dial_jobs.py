@@ -118,6 +118,7 @@ class DialJobs:
         self._routing, self._rules, self._caps, self._stats = routing, rules, caps, stats
         self._clock, self._tell, self._ttl = clock, tell, record_ttl
         self._marks: dict[str, asyncio.Task[Any]] = {}
+        self._running: set[asyncio.Task[None]] = set()  # strong refs: tasks must not vanish
 
     async def connect(self) -> None:
         """Connect to Redis (on the loop)."""
@@ -270,6 +271,14 @@ class DialJobs:
     async def forget(self, work: Work) -> None:
         """Drop work from the persisted queue (it was replaced by a task)."""
         await self.redis.hdel(self._queue_key, _queue_id(work))
+
+    async def run_all(self, works: list[tuple[Work, bool]]) -> None:
+        """Start every piece of work of one pump round, each as its own task."""
+        loop = asyncio.get_running_loop()
+        for work, slot in works:
+            task = loop.create_task(self.run(work, slot=slot))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def run(self, work: Work, *, slot: bool) -> None:
         """Do one piece of work and tell the actor how it went."""

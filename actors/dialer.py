@@ -32,6 +32,7 @@ from messages import (
     StatusQuery,
     TaskIntent,
     Withdrawn,
+    WorkBatch,
 )
 from pipeline.breaker import Breaker, BreakerState, allow, record
 from pipeline.comply import ComplyRules
@@ -171,7 +172,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Dispatch one message, then start what may start."""
-        if self._to_mark and not isinstance(message, DialIntent | TaskIntent):
+        if self._to_mark and not isinstance(message, DialIntent | TaskIntent | WorkBatch):
             self._pump()  # work held back for a batched record goes first
         match message:
             case Drain():
@@ -181,8 +182,9 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 return self._status()
             case Ping():
                 return True
-            case DialIntent() | TaskIntent():
-                if self._on_work(message):
+            case DialIntent() | TaskIntent() | WorkBatch():
+                works = message.works if isinstance(message, WorkBatch) else (message,)
+                if self._take_work(works):
                     return None  # more is coming: record them together, then pump
             case DialFinished():
                 self._on_finished(message)
@@ -215,22 +217,26 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 return False
         return True
 
-    def _on_work(self, work: Work) -> bool:
-        """Queue new work; True when its record waits for more work to batch with."""
+    def _take_work(self, works: tuple[Work, ...]) -> bool:
+        """Queue new work; True when its records wait for more work to batch with."""
+        for work in works:
+            self._queue_work(work)
+        if len(self._to_mark) < _MARK_BATCH and not self.actor_inbox.empty():
+            return True
+        self._flush_marks()
+        return False
+
+    def _queue_work(self, work: Work) -> None:
         if isinstance(work, DialIntent):
             resolved_by = self._cleared_by_resolve(work)
             if resolved_by is not None:
                 self._cancel(work, resolved_by)
-                return False
+                return
             if not work.not_before:
                 delay = self._pending.get(work.priority, 0.0)
                 work = replace(work, not_before=work.alert.accepted_at + delay)
         self._enqueue(work, at=self._clock())
         self._to_mark.append(work)
-        if len(self._to_mark) < _MARK_BATCH and not self.actor_inbox.empty():
-            return True
-        self._flush_marks()
-        return False
 
     def _flush_marks(self) -> None:
         """Record newly queued work in one round trip; before any of it can be dispatched."""
@@ -336,36 +342,44 @@ class Dialer(Supervised, pykka.ThreadingActor):
         now = self._clock()
         self._flush_marks()
         self._expire_stale(now)
+        started: list[tuple[Work, bool]] = []
         while (choice := self._choose(now)) is not None:
             priority, batched = choice
-            if not batched:
-                if now < self._paused_until:
-                    self._wake_at(self._paused_until)
-                    break
-                self._breaker, allowed = allow(
-                    self._breaker, now=now, cool_off=self._conf.breaker_cool_off_seconds
-                )
-                if not allowed:
-                    self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
-                    break
-                if self._prepaid == 0:
-                    wait = self._take_tokens()
-                    if wait > 0:
-                        self._wake_at(now + wait)
-                        break
-                self._prepaid -= 1
+            if not batched and not self._may_send(now):
+                break
             item = self._pop(self._queues[priority])
             if not batched:
                 self._in_flight[priority == Priority.CRITICAL] += 1
-            self._submit(self._jobs.run(item.work, slot=not batched))
+            started.append((item.work, not batched))
             if self._breaker.state == BreakerState.HALF_OPEN:
                 break  # one probe at a time
+        if started:  # one hand-off to the loop per round, however many start
+            self._submit(self._jobs.run_all(started))
         # Budget is used at the instant it was taken or not at all: carrying it over could let
         # a later burst exceed the rate.
         self._prepaid = 0
         self._publish_depth()
         if any(self._queues.values()):
             self._wake_at(now + _IDLE_TICK)
+
+    def _may_send(self, now: float) -> bool:
+        """One request may leave now: no 429 pause, the breaker allows it, budget is there."""
+        if now < self._paused_until:
+            self._wake_at(self._paused_until)
+            return False
+        self._breaker, allowed = allow(
+            self._breaker, now=now, cool_off=self._conf.breaker_cool_off_seconds
+        )
+        if not allowed:
+            self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
+            return False
+        if self._prepaid == 0:
+            wait = self._take_tokens()
+            if wait > 0:
+                self._wake_at(now + wait)
+                return False
+        self._prepaid -= 1
+        return True
 
     def _choose(self, now: float) -> tuple[Priority, bool] | None:
         """The priority whose head goes next (lowest aged rank among admissible), batched?"""

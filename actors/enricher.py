@@ -24,6 +24,7 @@ from messages import (
     Ping,
     StatusQuery,
     TaskIntent,
+    WorkBatch,
 )
 from pipeline.breaker import Breaker, allow, record
 from pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
@@ -165,6 +166,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
             log.warning("enrichment of %d alerts waits for Redis", len(alerts))
             return
         now = self._clock()
+        works = []
         for alert in alerts:
             found = customers.get(alert.customer_id)
             customer = found if isinstance(found, Customer) else None
@@ -176,7 +178,8 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 on_dnc_list=phones.get(alert.customer_id) in listed,
                 crm_unavailable=found is _UNAVAILABLE,
             )
-            self._dialer().tell(_intent(alert, customer, decision, now))
+            works.append(_intent(alert, customer, decision, now))
+        self._dialer().tell(WorkBatch(works=tuple(works)))  # one hand-off per batch
         self._stats.stage_seconds.labels("enrich").observe(time.perf_counter() - started)
 
     async def _cached(self, ids: set[str]) -> dict[str, Customer | None]:
