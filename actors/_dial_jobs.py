@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import orjson
 import redis
 
-from actors._loop import async_redis, ride_out
+from actors._loop import AutoPipeline, async_redis, ride_out
 from conf.schema import DialerConfig
 from messages import (
     DialFinished,
@@ -124,10 +124,18 @@ class DialJobs:
         """Connect to Redis (on the loop)."""
         self.redis = async_redis(self._redis_url)
         self._transition = self.redis.register_script(TRANSITION_LUA)
-        self._annotate = self.redis.register_script(ANNOTATE_LUA)
-        self._cap = self.redis.register_script(CAP_LUA)
         self._group = self.redis.register_script(GROUP_LUA)
-        self._cancel = self.redis.register_script(CANCEL_LUA)
+        # Per-call steps of concurrent calls share round trips (see AutoPipeline).
+        self._auto = AutoPipeline(self.redis)
+        self._sha = {
+            name: self._auto.script(source)
+            for name, source in (
+                ("transition", TRANSITION_LUA),
+                ("annotate", ANNOTATE_LUA),
+                ("cap", CAP_LUA),
+                ("cancel", CANCEL_LUA),
+            )
+        }
 
     async def open(
         self, factory: BackendsFactory, take_budget: Callable[[], Awaitable[None]], poll: bool
@@ -237,7 +245,7 @@ class DialJobs:
                 _group_keys(self._keys, intent)[0],
                 self._keys.cooldown(intent.alert.customer_id, intent.alert.sensor_id),
             ]
-            if not await ride_out(lambda: self._cancel(keys=keys, args=[key])):
+            if not await ride_out(lambda: self._auto.evalsha(self._sha["cancel"], keys, [key])):
                 await self._note(
                     key,
                     "sensor_resolved",
@@ -309,7 +317,7 @@ class DialJobs:
 
     async def _forget_quietly(self, work: Work) -> None:
         try:
-            await ride_out(lambda: self.redis.hdel(self._queue_key, _queue_id(work)))
+            await ride_out(lambda: self._auto.execute("HDEL", self._queue_key, _queue_id(work)))
         except (redis.ConnectionError, redis.TimeoutError):
             # Left behind, it is restored after a restart and refused by its record then.
             log.warning("queue entry of %s not removed", work.alert.idempotency_key)
@@ -395,7 +403,9 @@ class DialJobs:
         blocked = check_window(
             intent.customer, now=now, rules=self._rules, alert_type=intent.alert.alert_type
         )
-        if blocked is None and await self.redis.sismember(self._keys.dnc(), intent.customer.phone):
+        if blocked is None and await self._auto.execute(
+            "SISMEMBER", self._keys.dnc(), intent.customer.phone
+        ):
             blocked = Blocked(
                 Reason.DO_NOT_CALL,
                 now,
@@ -416,16 +426,18 @@ class DialJobs:
         """Count the call against the number's and the customer's caps, atomically in Redis."""
         now, member = self._clock(), intent.intent_id
         if self._caps.number:
-            ok, _ = await self._cap(
-                keys=[self._keys.number_calls(intent.customer.phone)],
-                args=cap_args(self._caps.number, now=now, member=member),
+            ok, _ = await self._auto.evalsha(
+                self._sha["cap"],
+                [self._keys.number_calls(intent.customer.phone)],
+                cap_args(self._caps.number, now=now, member=member),
             )
             if not ok:
                 return Reason.NUMBER_CAP
         if self._caps.customer:
-            ok, _ = await self._cap(
-                keys=[self._keys.customer_calls(intent.customer.customer_id)],
-                args=cap_args(self._caps.customer, now=now, member=member),
+            ok, _ = await self._auto.evalsha(
+                self._sha["cap"],
+                [self._keys.customer_calls(intent.customer.customer_id)],
+                cap_args(self._caps.customer, now=now, member=member),
             )
             if not ok:
                 await self._release_caps(intent, customer=False)
@@ -451,11 +463,12 @@ class DialJobs:
     async def _raise_task(self, task: TaskIntent, done: DialFinished) -> DialFinished:
         key = task.alert.idempotency_key
         record = self._keys.record(key)
-        outcome = await ride_out(lambda: self.redis.hget(record, "outcome"))
+        outcome = await ride_out(lambda: self._auto.execute("HGET", record, "outcome"))
         if _text(outcome) != task.outcome:  # e.g. a late uncertainty after a call
             return done
         # At most one task per alert, even if the same deferral is replayed.
-        if not await ride_out(lambda: self.redis.hsetnx(record, "taskClaimed", iso(self._clock()))):
+        claim = iso(self._clock())
+        if not await ride_out(lambda: self._auto.execute("HSETNX", record, "taskClaimed", claim)):
             return done
         result = await self._send(lambda: self.backends.tasks.create_task(task))
         if result.answer in (Answer.RATE_LIMITED, Answer.UNSENT):
@@ -526,11 +539,12 @@ class DialJobs:
             **{k: v for k, v in fields.items() if v},
         )
         # An outcome that happened must be recorded: wait out a Redis outage for it.
-        return bool(await ride_out(lambda: self._transition(keys=keys, args=args)) == 1)
+        applied = await ride_out(lambda: self._auto.evalsha(self._sha["transition"], keys, args))
+        return bool(applied == 1)
 
     async def _note(self, key: str, event: str, **fields: str) -> None:
         keys, args = annotate_args(self._keys, key, now=self._clock(), event=event, **fields)
-        await ride_out(lambda: self._annotate(keys=keys, args=args))
+        await ride_out(lambda: self._auto.evalsha(self._sha["annotate"], keys, args))
 
 
 def _mark_args(keys: Keys, work: Work, now: float) -> tuple[list[str], list[Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
@@ -79,3 +80,71 @@ def async_redis(url: str, *, connections: int = 32) -> aioredis.Redis:
     """
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=None)
     return aioredis.Redis(connection_pool=pool)
+
+
+class AutoPipeline:
+    """Coalesces the Redis commands that a loop's tasks issue in one iteration into one pipeline.
+
+    Like ioredis' auto-pipelining: each call path keeps its plain sequential awaits, and the
+    dozens of calls in flight share their round trips (and redis-py's per-command overhead).
+    A connection failure fails every command of the batch (callers ride it out and retry);
+    NOSCRIPT after a Redis restart reloads the script and retries that one command.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        """Send through `client`; register scripts with script()."""
+        self._client = client
+        self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._sources: dict[str, str] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def script(self, source: str) -> str:
+        """Register a Lua script; returns its SHA1 for evalsha()."""
+        sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self._sources[sha] = source
+        return sha
+
+    async def evalsha(self, sha: str, keys: list[str], args: list[Any]) -> Any:  # noqa: ANN401
+        """Run a registered script in the next batch."""
+        return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def execute(self, *command: Any) -> Any:  # noqa: ANN401
+        """Queue one command for this iteration's batch and wait for its reply."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((command, future))
+        if len(self._queued) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._queued = self._queued, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for command, _ in batch:
+            pipe.execute_command(*command)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the connection failed: every command of it failed
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (command, future), result in zip(batch, results, strict=True):
+            answer = result
+            if isinstance(result, redis.exceptions.NoScriptError) and command[0] == "EVALSHA":
+                try:
+                    await self._client.script_load(self._sources[command[1]])
+                    answer = await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
+                except Exception as exc:
+                    answer = exc
+            if future.done():
+                continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)

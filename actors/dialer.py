@@ -47,6 +47,10 @@ __all__ = ["CapRules", "Dialer"]
 
 _IDLE_TICK = 1.0  # re-evaluate held and ageing work at least this often
 _PREPAY = 32  # most budget taken in one round trip
+# Budget taken but not used within this long is let go. The GCRA granted it as conforming;
+# sending it this much later cannot break a per-minute limit, and holding it saves a round trip
+# per call while every slot is busy.
+_PREPAID_TTL = 0.1
 _MARK_BATCH = 200  # newly queued work recorded per round trip, at most
 _RESOLVES_KEPT = 600.0  # a resolve can overtake its firing alert (which visits the CRM first)
 
@@ -126,6 +130,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._breaker = Breaker()
         self._tick_at: float | None = None
         self._prepaid = 0  # budget taken but not yet used (counted: errs on the side of less)
+        self._prepaid_until = 0.0
         self._to_mark: list[Work] = []
         self._loop: LoopThread | None = None
 
@@ -355,9 +360,6 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 break  # one probe at a time
         if started:  # one hand-off to the loop per round, however many start
             self._submit(self._jobs.run_all(started))
-        # Budget is used at the instant it was taken or not at all: carrying it over could let
-        # a later burst exceed the rate.
-        self._prepaid = 0
         self._publish_depth()
         if any(self._queues.values()):
             self._wake_at(now + _IDLE_TICK)
@@ -373,11 +375,14 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if not allowed:
             self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
             return False
+        if now > self._prepaid_until:
+            self._prepaid = 0
         if self._prepaid == 0:
             wait = self._take_tokens()
             if wait > 0:
                 self._wake_at(now + wait)
                 return False
+            self._prepaid_until = now + _PREPAID_TTL
         self._prepaid -= 1
         return True
 
@@ -433,12 +438,16 @@ class Dialer(Supervised, pykka.ThreadingActor):
         return Admission.DIAL
 
     def _take_tokens(self) -> float:
-        """Take budget for what is queued, up to _PREPAY at once.
+        """Take budget for what can start now: queued work, at most the free slots and _PREPAY.
 
-        One Redis round trip then serves many dispatches of this same pump. Returns the seconds
-        to wait when none was available.
+        One Redis round trip then serves several dispatches. Never more than can start: budget
+        taken and dropped is budget the contact center never sees used. Returns the seconds to
+        wait when none was available.
         """
-        want = min(_PREPAY, sum(len(q) for q in self._queues.values()))
+        free = (self._conf.critical_concurrency - self._in_flight[True]) + (
+            self._conf.max_concurrency - self._in_flight[False]
+        )
+        want = min(_PREPAY, sum(len(q) for q in self._queues.values()), free)
         try:
             self._prepaid, wait = self._budget.try_take(max(1, want))
         except (redis.ConnectionError, redis.TimeoutError):

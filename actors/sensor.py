@@ -39,6 +39,7 @@ from tripline.stats import Stats
 from tripline.store import (
     COOLDOWN_LUA,
     FROM_PENDING,
+    READING_LUA,
     TRANSITION_LUA,
     Keys,
     PipelinedScript,
@@ -113,6 +114,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._max = max(1, conf.max_entities // conf.shards)
         self._cooldown = PipelinedScript(client, COOLDOWN_LUA)
         self._transition = PipelinedScript(client, TRANSITION_LUA)
+        self._reading = PipelinedScript(client, READING_LUA)
 
     def on_stop(self) -> None:
         """Write a final snapshot of every dirty entity."""
@@ -292,12 +294,12 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         def run() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
             build(pipe)
-            return execute(pipe, self._cooldown, self._transition)
+            return execute(pipe, self._cooldown, self._transition, self._reading)
 
         return list(self._retry(run))
 
     def _fleet_commands(self, alerts: tuple[Alert, ...]) -> int:
-        return 3 * len(alerts) + (2 if any(a.firing for a in alerts) else 0) + 2
+        return len(alerts) + (2 if any(a.firing for a in alerts) else 0) + 2
 
     def _queue_fleet(
         self,
@@ -313,10 +315,11 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         key = self._keys.fleet_sensors()
         window = self._fleet.window_seconds
         for alert in readings:
-            history = self._keys.readings(alert.customer_id, alert.sensor_id)
-            pipe.lpush(history, orjson.dumps(_reading(alert)))
-            pipe.ltrim(history, 0, READINGS_KEPT - 1)
-            pipe.expire(history, self._ttl)
+            self._reading.queue(
+                pipe,
+                [self._keys.readings(alert.customer_id, alert.sensor_id)],
+                [orjson.dumps(_reading(alert)), READINGS_KEPT, self._ttl],
+            )
         if firing:
             pipe.zadd(key, dict.fromkeys(firing, now))
             pipe.expire(key, int(window) + 60)

@@ -142,50 +142,39 @@ def publish_tls(port: int, pki: Path, topic: str, doc: dict[str, object], **auth
     client.loop_stop()
 
 
-def test_tls_with_username_and_password(
-    tls_broker: int, pki: Path, make_service: Callable[..., ServiceHandle], emulator: EmulatorHandle
+@pytest.mark.parametrize("tls_broker", ["password", "certificate"], indirect=True)
+def test_alerts_arrive_over_tls(
+    tls_broker: int,
+    pki: Path,
+    make_service: Callable[..., ServiceHandle],
+    emulator: EmulatorHandle,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """Username and password, or a client certificate: both end in a call."""
+    by_certificate = request.node.callspec.params["tls_broker"] == "certificate"
+    client_auth = (
+        {"certfile": str(pki / "client.pem"), "keyfile": str(pki / "client.key")}
+        if by_certificate
+        else {"username": "tl", "password": "tl-pass"}
+    )
+    service_auth = (
+        {
+            "TRIPLINE__MQTT__CERT_FILE": client_auth["certfile"],
+            "TRIPLINE__MQTT__KEY_FILE": client_auth["keyfile"],
+        }
+        if by_certificate
+        else {"TRIPLINE__MQTT__USERNAME": "tl", "TRIPLINE__MQTT__PASSWORD": "tl-pass"}
+    )
     service = make_service(
         TRIPLINE__MQTT__PORT=str(tls_broker),
         TRIPLINE__MQTT__TLS="true",
         TRIPLINE__MQTT__CA_FILE=str(pki / "ca.pem"),
-        TRIPLINE__MQTT__USERNAME="tl",
-        TRIPLINE__MQTT__PASSWORD="tl-pass",
+        **service_auth,
     ).start()
     emulator.add_customer("C-TLS")
     doc = alert(customer="C-TLS", sensor="TLS-1")
-    publish_tls(
-        tls_broker,
-        pki,
-        f"{service.topic_root}/sensors/TLS-1/alerts",
-        doc,
-        username="tl",
-        password="tl-pass",
-    )
-    wait_for(lambda: service.outcome(doc["idempotencyKey"]) == "called")
-
-
-@pytest.mark.parametrize("tls_broker", ["certificate"], indirect=True)
-def test_tls_with_a_client_certificate(
-    tls_broker: int, pki: Path, make_service: Callable[..., ServiceHandle], emulator: EmulatorHandle
-) -> None:
-    service = make_service(
-        TRIPLINE__MQTT__PORT=str(tls_broker),
-        TRIPLINE__MQTT__TLS="true",
-        TRIPLINE__MQTT__CA_FILE=str(pki / "ca.pem"),
-        TRIPLINE__MQTT__CERT_FILE=str(pki / "client.pem"),
-        TRIPLINE__MQTT__KEY_FILE=str(pki / "client.key"),
-    ).start()
-    emulator.add_customer("C-CERT")
-    doc = alert(customer="C-CERT", sensor="CERT-1")
-    publish_tls(
-        tls_broker,
-        pki,
-        f"{service.topic_root}/sensors/CERT-1/alerts",
-        doc,
-        certfile=str(pki / "client.pem"),
-        keyfile=str(pki / "client.key"),
-    )
+    topic = f"{service.topic_root}/sensors/TLS-1/alerts"
+    publish_tls(tls_broker, pki, topic, doc, **client_auth)
     wait_for(lambda: service.outcome(doc["idempotencyKey"]) == "called")
 
 
