@@ -55,6 +55,23 @@ log = logging.getLogger("tripline.dialer")
 Work = DialIntent | TaskIntent
 
 
+@dataclass(frozen=True, slots=True)
+class StoredTask:
+    """A queued task kept by reference: its body waits in the persisted queue (Redis).
+
+    Tasks can queue for hours behind the rate budget (a fleet incident makes thousands); holding
+    each whole alert in memory meanwhile is what made a storm's memory grow.
+    """
+
+    key: str
+    """The alert's idempotency key."""
+    priority: Priority
+    """Its queue."""
+
+
+Queued = Work | StoredTask
+
+
 class Observer(Protocol):
     """A backend that can report queue occupancy."""
 
@@ -280,7 +297,7 @@ class DialJobs:
         """Drop work from the persisted queue (it was replaced by a task)."""
         await self.redis.hdel(self._queue_key, _queue_id(work))
 
-    async def run_all(self, works: list[tuple[Work, bool]]) -> None:
+    async def run_all(self, works: list[tuple[Queued, bool]]) -> None:
         """Start every piece of work of one pump round, each as its own task."""
         loop = asyncio.get_running_loop()
         for work, slot in works:
@@ -288,11 +305,21 @@ class DialJobs:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def run(self, work: Work, *, slot: bool) -> None:
+    async def run(self, queued: Queued, *, slot: bool) -> None:
         """Do one piece of work and tell the actor how it went."""
-        key = work.alert.idempotency_key
-        finished = DialFinished(intent_id=key, priority=work.priority, slot=slot)
+        key = queued.key if isinstance(queued, StoredTask) else queued.alert.idempotency_key
+        finished = DialFinished(intent_id=key, priority=queued.priority, slot=slot)
         await self._after_mark(key)
+        if isinstance(queued, StoredTask):
+            blob = await ride_out(
+                lambda: self._auto.execute("HGET", self._queue_key, f"task:{key}")
+            )
+            if blob is None:  # done already (replayed, or by a previous life)
+                self._tell(finished)
+                return
+            work = work_from_json(blob if isinstance(blob, bytes) else str(blob).encode())
+        else:
+            work = queued
         try:
             if isinstance(work, DialIntent):
                 finished = await self._dial(work, finished)

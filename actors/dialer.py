@@ -14,7 +14,7 @@ import pykka
 import redis
 
 from actors import Supervised
-from actors._dial_jobs import BackendsFactory, CapRules, DialJobs, Work
+from actors._dial_jobs import BackendsFactory, CapRules, DialJobs, Queued, StoredTask, Work
 from actors._loop import LoopThread
 from conf.schema import DialerConfig
 from messages import (
@@ -59,7 +59,7 @@ _RESOLVES_KEPT = 600.0  # a resolve can overtake its firing alert (which visits 
 class _Queued:
     enqueued_at: float
     seq: int
-    work: Work
+    work: Queued
     cancelled: bool = False
     """Withdrawn or cancelled while queued: skipped when it reaches the head."""
 
@@ -274,7 +274,13 @@ class Dialer(Supervised, pykka.ThreadingActor):
             self._enqueue(message.requeue, at=self._clock(), front=True)
 
     def _enqueue(self, work: Work, *, at: float, front: bool = False) -> None:
-        item = _Queued(at, next(self._seq), work)
+        # A task is held by reference (its body is persisted): thousands can wait for budget.
+        held: Queued = (
+            StoredTask(work.alert.idempotency_key, work.priority)
+            if isinstance(work, TaskIntent)
+            else work
+        )
+        item = _Queued(at, next(self._seq), held)
         queue = self._queues[work.priority]
         if front:
             queue.appendleft(item)
@@ -347,7 +353,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         now = self._clock()
         self._flush_marks()
         self._expire_stale(now)
-        started: list[tuple[Work, bool]] = []
+        started: list[tuple[Queued, bool]] = []
         while (choice := self._choose(now)) is not None:
             priority, batched = choice
             if not batched and not self._may_send(now):
@@ -424,11 +430,11 @@ class Dialer(Supervised, pykka.ThreadingActor):
             if head.cancelled:
                 queue.popleft()
                 continue
-            if isinstance(head.work, TaskIntent):
+            if not isinstance(head.work, DialIntent):
                 return Admission.DIAL  # a task is no call: occupancy does not hold it
             if self._incident is not None and priority != Priority.CRITICAL:
                 self._pop(queue)
-                self._defer(head.work, Reason.FLEET_INCIDENT, self._incident_detail())
+                self._defer(head.work, Reason.FLEET_INCIDENT, self._incident_detail())  # a call
                 continue
             admission = admit(priority, self._occupancy, now=now, rules=self._governance)
             if admission != Admission.SATURATED:
@@ -474,7 +480,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
                     item.work, Reason.STALE, f"waited {now - item.enqueued_at:.0f}s for the dialer"
                 )
 
-    def _defer(self, work: Work, reason: Reason, detail: str) -> None:
+    def _defer(self, work: Queued, reason: Reason, detail: str) -> None:
         """Turn waiting dial work into a task (it was persisted: the task replaces it)."""
         assert isinstance(work, DialIntent)  # noqa: S101 - only dial work is deferred here
         self.actor_ref.tell(

@@ -23,6 +23,7 @@ from messages import (
     SensorResolved,
     StatusQuery,
     TaskIntent,
+    WorkBatch,
 )
 from pipeline.calling_window import CallingRules, DayRule
 from pipeline.comply import ComplyRules
@@ -390,3 +391,30 @@ def test_the_maintenance_task_of_a_flap_episode_keeps_the_record_suppressed(
     assert (rec["outcome"], rec["reason"]) == ("suppressed", "flapping")
     assert len(backend.tasks) == 1
     assert backend.dials == []
+
+
+def test_queued_tasks_wait_by_reference_and_are_each_raised_once(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """Tasks behind the budget keep only their key in memory; their bodies come from Redis."""
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, rate_per_minute=6000, burst=20)
+    alerts = accept(
+        redis_client, keys, *[alert(sensor=f"T{n}", alert_type="door_open") for n in range(120)]
+    )
+    dialer.tell(
+        WorkBatch(
+            works=tuple(
+                TaskIntent(alert=a, reason=Reason.FLEET_INCIDENT, due=time.time(), detail="x")
+                for a in alerts
+            )
+        )
+    )
+    wait_for(lambda: len(backend.tasks) == len(alerts), timeout=20)
+    wait_for(lambda: settled(dialer))
+    assert sorted(t.alert.idempotency_key for t in backend.tasks) == sorted(
+        a.idempotency_key for a in alerts
+    )
+    assert all(t.reason == Reason.FLEET_INCIDENT for t in backend.tasks)
+    assert redis_client.hlen(keys.dial_queue(f"test-{prefix}")) == 0
