@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -186,6 +187,9 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     from supervisor import Service  # noqa: PLC0415
 
+    if os.environ.get("TRIPLINE_TRACEMALLOC"):
+        tracemalloc.start()
+
     service = Service(config)
     try:
         service.start()
@@ -207,7 +211,14 @@ async def _serve_until_signal(service: Any) -> None:  # noqa: ANN401
         loop.add_signal_handler(sig, stop.set)
     # SIGUSR1 dumps every thread's stack: the deadlock hunt pykka documents.
     signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
+    if tracemalloc.is_tracing():  # TRIPLINE_TRACEMALLOC=1: SIGUSR2 logs where memory went
+        signal.signal(signal.SIGUSR2, _log_memory)
     await serve_http(service, stop)
+
+
+def _log_memory(_signum: int, _frame: object) -> None:
+    top = tracemalloc.take_snapshot().statistics("lineno")[:25]
+    log.warning("memory by allocation site:\n%s", "\n".join(str(s) for s in top))
 
 
 def _emulate(args: argparse.Namespace) -> int:
