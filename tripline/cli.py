@@ -80,6 +80,9 @@ def _simulate_args(sim: argparse.ArgumentParser) -> None:
     sim.add_argument("--count", type=int, default=100)
     sim.add_argument("--duplicates", type=float, default=0.1)
     sim.add_argument("--invalid", type=float, default=0.05)
+    sim.add_argument(
+        "--flapping", type=float, default=0.0, help="fraction of sensors toggling firing/resolved"
+    )
     sim.add_argument("--seed", type=int)
 
 
@@ -244,6 +247,7 @@ def _simulate(args: argparse.Namespace) -> int:
         count=args.count,
         duplicates=args.duplicates,
         invalid=args.invalid,
+        flapping=args.flapping,
     )
     sent = simulate(spec, host=args.host, port=args.port, seed=args.seed)
     print(orjson.dumps(dict(sent)).decode())

@@ -1,4 +1,9 @@
-"""`tripline simulate`: a sensor fleet publishing realistic alerts (duplicates and bad ones too)."""
+"""`tripline simulate`: a sensor fleet publishing realistic alerts.
+
+Duplicates (re-delivery), malformed payloads, and flapping sensors (each alert of one toggles
+firing/resolved) on demand; a storm is many sensors at a high rate
+(`--sensors 50000 --count 50000 --rate 5000`).
+"""
 
 from __future__ import annotations
 
@@ -57,6 +62,8 @@ class FleetSpec:
     """Fraction re-published with the same idempotencyKey (broker/middleware re-delivery)."""
     invalid: float = 0.05
     """Fraction of malformed payloads."""
+    flapping: float = 0.0
+    """Fraction of sensors that flap: their alerts alternate firing and resolved."""
     run_id: str = ""
     """Makes keys unique per run (default: the start time)."""
 
@@ -69,7 +76,7 @@ def customer_ids(spec: FleetSpec) -> list[str]:
 
 
 def make_alert(
-    *, key: str, sensor: str, customer: str, rng: random.Random, at: float
+    *, key: str, sensor: str, customer: str, rng: random.Random, at: float, resolved: bool = False
 ) -> dict[str, Any]:
     """One alert in the source guide's shape."""
     alert_type, threshold, unit, severity = rng.choice(_TYPES)
@@ -87,6 +94,8 @@ def make_alert(
     }
     if severity:
         doc["severity"] = severity
+    if resolved:
+        doc["status"] = "resolved"
     return doc
 
 
@@ -95,8 +104,11 @@ def payloads(spec: FleetSpec, rng: random.Random) -> list[tuple[str, bytes]]:
     run = spec.run_id or str(int(time.time()))
     customers = customer_ids(spec)
     sensors = [(f"SNS-{run}-{n}", customers[n % len(customers)]) for n in range(spec.sensors)]
+    flapping = {s for s, _ in sensors[: round(spec.flapping * len(sensors))]}
+    firing: dict[str, bool] = {}  # a flapping sensor's last state
     out: list[tuple[str, bytes]] = []
     sent: list[tuple[str, bytes]] = []
+    start = time.time()
     for seq in range(spec.count):
         roll = rng.random()
         if roll < spec.invalid:
@@ -105,8 +117,17 @@ def payloads(spec: FleetSpec, rng: random.Random) -> list[tuple[str, bytes]]:
             out.append(rng.choice(sent))
         else:
             sensor, customer = rng.choice(sensors)
+            resolved = False
+            if sensor in flapping:
+                resolved = firing.get(sensor, False)
+                firing[sensor] = not resolved
             doc = make_alert(
-                key=f"evt-{run}-{seq}", sensor=sensor, customer=customer, rng=rng, at=time.time()
+                key=f"evt-{run}-{seq}",
+                sensor=sensor,
+                customer=customer,
+                rng=rng,
+                at=start + seq / spec.rate,  # when it will be published
+                resolved=resolved,
             )
             item = (sensor, orjson.dumps(doc))
             sent.append(item)
