@@ -53,6 +53,7 @@ _PREPAY = 32  # most budget taken in one round trip
 _PREPAID_TTL = 0.1
 _MARK_BATCH = 200  # newly queued work recorded per round trip, at most
 _RESOLVES_KEPT = 600.0  # a resolve can overtake its firing alert (which visits the CRM first)
+_RESOLVES_MAX = 100_000
 
 
 @dataclass(slots=True)
@@ -313,11 +314,15 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def _on_resolved(self, message: SensorResolved) -> None:
         now = self._clock()
+        # Kept in arrival order (re-inserted on update), so the oldest go first: bounded in
+        # time and in size, O(1) per resolve.
+        self._resolved.pop(message.sensor_id, None)
         self._resolved[message.sensor_id] = (message.timestamp, message.idempotency_key, now)
-        if len(self._resolved) > 10_000:  # bounded: forget resolves older than any overtaking
-            self._resolved = {
-                s: v for s, v in self._resolved.items() if now - v[2] < _RESOLVES_KEPT
-            }
+        while self._resolved:
+            oldest, (_, _, noted_at) = next(iter(self._resolved.items()))
+            if now - noted_at < _RESOLVES_KEPT and len(self._resolved) <= _RESOLVES_MAX:
+                break
+            del self._resolved[oldest]
         for key in list(self._by_sensor.get(message.sensor_id, ())):
             item = self._waiting[key]
             assert isinstance(item.work, DialIntent)  # noqa: S101 - only calls are indexed
