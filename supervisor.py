@@ -48,6 +48,9 @@ log = logging.getLogger("tripline.supervisor")
 
 _ASK_TIMEOUT = 10.0
 _RELAUNCH_EVERY = 2.0  # seconds between attempts to start an actor whose start failed
+# An alert still 'accepted' this long after it was routed is routed again even if no actor
+# died: a batch an actor set aside (e.g. the enricher during a Redis outage) comes back.
+_IN_FLIGHT_LIMIT = 180.0
 
 
 class ComponentStatus(StrEnum):
@@ -120,6 +123,11 @@ class Service:
         )
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.RLock()
+        # Alerts handed to the actors and not yet past them (key -> generation). An actor's
+        # death loses its inbox: the generation moves on and the sweep re-routes what it held.
+        self._routed: dict[str, int] = {}
+        self._generation = 0
+        self._routed_lock = threading.Lock()
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
         self.started_at = 0.0
@@ -139,6 +147,10 @@ class Service:
     def route(self, alerts: list[Alert]) -> None:
         """Fan accepted alerts out to their shards, one batch per shard, order kept."""
         by_shard: dict[int, list[Alert]] = defaultdict(list)
+        with self._routed_lock:
+            generation = self._generation
+            for alert in alerts:
+                self._routed[alert.idempotency_key] = generation
         for alert in alerts:
             by_shard[shard_of(alert.sensor_id, self.config.sensor.shards)].append(alert)
         for shard, batch in by_shard.items():
@@ -238,7 +250,19 @@ class Service:
             rules=rules,
             route=self.route,
             defer=lambda task: self._tell_with_patience("dialer", task),
+            in_flight=self._in_flight,
+            settled=self._settled,
         )
+
+    def _in_flight(self, key: str, age: float) -> bool:
+        """Routed in this life, no actor died since, and not stuck for too long."""
+        with self._routed_lock:
+            return self._routed.get(key) == self._generation and age < _IN_FLIGHT_LIMIT
+
+    def _settled(self, keys: list[str]) -> None:
+        with self._routed_lock:
+            for key in keys:
+                self._routed.pop(key, None)
 
     def _add(self, name: str, start: Callable[[], pykka.ActorRef[Any]]) -> None:
         slot = _Slot(name, start)
@@ -340,6 +364,8 @@ class Service:
             return
         slot.restarts.append(now)
         slot.total_restarts += 1
+        with self._routed_lock:
+            self._generation += 1  # what its inbox held is lost: let the sweep re-route it
         slot.status = ComponentStatus.RESTARTING
         self._relaunch(slot)
 

@@ -24,6 +24,8 @@ class SensorState:
     """When the last alert of this sensor was handled."""
     flap: FlapState = FlapState()
     """The flap detector's history: it must survive restarts and passivation."""
+    window_key: str = ""
+    """The alert whose episode holds the window: its own replay is not suppressed by it."""
 
     def to_snapshot(self) -> dict[str, Any]:
         """The versioned snapshot document."""
@@ -33,6 +35,7 @@ class SensorState:
             "cooldownUntil": self.cooldown_until,
             "firing": self.firing,
             "lastAlertAt": self.last_alert_at,
+            "windowKey": self.window_key,
             "flap": {
                 "samples": "".join("1" if s else "0" for s in flap.samples),
                 "lastSampleAt": flap.last_sample_at,
@@ -58,7 +61,11 @@ class SensorState:
                     percent=float(raw["percent"]),
                 )
             return cls(
-                float(doc["cooldownUntil"]), bool(doc["firing"]), float(doc["lastAlertAt"]), flap
+                float(doc["cooldownUntil"]),
+                bool(doc["firing"]),
+                float(doc["lastAlertAt"]),
+                flap,
+                str(doc.get("windowKey", "")),
             )
         except (KeyError, TypeError, ValueError):
             return cls()
@@ -97,8 +104,14 @@ def suppress(
         return replace(state, firing=False, last_alert_at=now), Suppressed(Reason.RESOLVED)
     state = replace(state, firing=True, last_alert_at=now)
     if now < state.cooldown_until:
+        if alert.idempotency_key == state.window_key:
+            # The same alert again (a resume sweep, a retried batch): the Redis claim is
+            # re-entrant for it too, and its record decides whether it is still undecided.
+            return state, Proceed()
         return state, Suppressed(Reason.COOLDOWN, state.cooldown_until)
-    return replace(state, cooldown_until=now + cooldown), Proceed()
+    return replace(
+        state, cooldown_until=now + cooldown, window_key=alert.idempotency_key
+    ), Proceed()
 
 
 def _samples(text: str) -> tuple[bool, ...]:

@@ -44,8 +44,23 @@ def sweep(
     rules: SweepRules,
     route: Callable[[list[Alert]], None],
     defer: Callable[[TaskIntent], None],
+    in_flight: Callable[[str, float], bool] = lambda _key, _age: False,
+    settled: Callable[[list[str]], None] = lambda _keys: None,
 ) -> Counter[str]:
     """One pass over the instance's pending index.
+
+    Args:
+        client: Redis.
+        keys: the key layout.
+        instance: whose pending index (the MQTT client id).
+        now: the current time, epoch seconds.
+        rules: the graces.
+        route: hands re-routed alerts to the shards.
+        defer: hands tasks for lost dials to the dialer.
+        in_flight: whether an 'accepted' alert of this age is still moving through this
+            process's actors (routed, and no actor has died since): it is left alone, or a slow
+            backlog would be routed again and again, each pass adding to it.
+        settled: told the keys that left the actors' hands (decided, queued, dialing).
 
     Returns:
         How many entries were 'done' (decided, removed from the index), 're-routed'
@@ -64,11 +79,18 @@ def sweep(
         pipe = client.pipeline(transaction=False)
         for member, _ in entries:
             pipe.hmget(keys.record(_text(member)), ["state", "alert", "updatedAt"])
-        done, reroute = _triage(
-            entries, pipe.execute(), now=now, rules=rules, defer=defer, counts=counts
+        done, reroute, passed = _triage(
+            entries,
+            pipe.execute(),
+            now=now,
+            rules=rules,
+            defer=defer,
+            counts=counts,
+            in_flight=in_flight,
         )
         if done:
             client.zrem(pending_key, *done)
+        settled(done + passed)
         if reroute:
             route(reroute)
         if len(entries) < _BATCH:
@@ -84,17 +106,24 @@ def _triage(
     rules: SweepRules,
     defer: Callable[[TaskIntent], None],
     counts: Counter[str],
-) -> tuple[list[str], list[Alert]]:
+    in_flight: Callable[[str, float], bool],
+) -> tuple[list[str], list[Alert], list[str]]:
     done: list[str] = []
     reroute: list[Alert] = []
+    passed: list[str] = []  # left the shards and the enricher: queued or dialing
     for (member, score), (state, blob, updated) in zip(entries, states, strict=True):
         state_text, age = _text(state), now - float(score)
+        if state_text in (State.QUEUED, State.DIALING):
+            passed.append(_text(member))
         if state_text == State.DIALING:  # how long it has been dialing, not since accepted
             age = now - _epoch(_text(updated), default=float(score))
         if not state_text or state_text in TERMINAL:
             done.append(_text(member))
             counts["done"] += 1
         elif state_text == State.ACCEPTED and age >= rules.accepted_grace and blob:
+            if in_flight(_text(member), age):
+                counts["in flight"] += 1
+                continue
             reroute.append(alert_from_dict(orjson.loads(blob)))
             counts["re-routed"] += 1
         elif state_text == State.DIALING and age >= rules.dialing_grace and blob:
@@ -109,7 +138,7 @@ def _triage(
             counts["uncertain"] += 1
         else:
             counts["waiting"] += 1
-    return done, reroute
+    return done, reroute, passed
 
 
 def _epoch(stamp: str, *, default: float) -> float:

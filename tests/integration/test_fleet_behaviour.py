@@ -235,3 +235,28 @@ def test_a_storm_of_distinct_sensors_stays_bounded_and_opens_a_fleet_incident(
     assert all(
         calls_to(emulator, emulator.state.customers[f"C-CRIT-{n}"]["phone"]) for n in range(5)
     )
+
+
+def test_a_slow_alert_is_not_routed_again_while_it_is_still_in_the_actors(
+    make_service: Callable[..., ServiceHandle], emulator: EmulatorHandle
+) -> None:
+    """The sweep's grace passes while the CRM answers slowly: the alert is still in flight.
+
+    Routing it again would make its own cooldown window suppress it (or, in a storm, feed the
+    backlog with copies of itself).
+    """
+    service = make_service(
+        TRIPLINE__STATUS__SWEEP_INTERVAL_SECONDS="0.5",
+        TRIPLINE__STATUS__SWEEP_ACCEPTED_GRACE_SECONDS="1",
+        TRIPLINE__CRM__TIMEOUT_SECONDS="6",
+    ).start()
+    emulator.add_customer("C-SLOW")
+    emulator.state.settings.crm_latency_ms = 3000
+    doc = alert(customer="C-SLOW", sensor="SLOW-1")
+    service.publish(doc, sensor="SLOW-1")
+    wait_for(lambda: service.outcome(doc["idempotencyKey"]) is not None, timeout=15)
+    record = service.record(doc["idempotencyKey"])
+    assert record is not None
+    assert record["outcome"] == "called", record
+    assert [h["state"] for h in record["history"]] == ["accepted", "queued", "dialing", "called"]
+    assert len(emulator.callbacks()) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 
@@ -62,7 +64,7 @@ def test_rules(
 def test_proceeding_opens_the_window() -> None:
     state, _ = suppress(SensorState(), alert(), now=100.0, cooldown=COOLDOWN)
     assert state.cooldown_until == 100.0 + COOLDOWN
-    _, second = suppress(state, alert(), now=101.0, cooldown=COOLDOWN)
+    _, second = suppress(state, replace_key(alert(), "k2"), now=101.0, cooldown=COOLDOWN)
     assert second == Suppressed(Reason.COOLDOWN, 100.0 + COOLDOWN)
 
 
@@ -96,3 +98,17 @@ def test_a_corrupt_flap_history_starts_clean() -> None:
     doc = SensorState(flap=FlapState(samples=(True,))).to_snapshot()
     doc["flap"]["samples"] = "1x0"
     assert SensorState.from_snapshot(doc) == SensorState()
+
+
+def test_the_alert_holding_the_window_is_not_suppressed_by_it() -> None:
+    """A resume sweep can route an accepted alert again: its own window must not stop it."""
+    opened, _ = suppress(SensorState(), alert(), now=100.0, cooldown=COOLDOWN)
+    _, again = suppress(opened, alert(), now=130.0, cooldown=COOLDOWN)
+    assert again == Proceed()
+    other = replace_key(alert(), "k2")
+    _, second = suppress(opened, other, now=130.0, cooldown=COOLDOWN)
+    assert second == Suppressed(Reason.COOLDOWN, 100.0 + COOLDOWN)
+
+
+def replace_key(a: Alert, key: str) -> Alert:
+    return dataclasses.replace(a, idempotency_key=key)
