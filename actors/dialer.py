@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -508,7 +509,12 @@ class Dialer(Supervised, pykka.ThreadingActor):
         assert self._loop is not None  # noqa: S101 - on_start ran
         loop, ref = self._loop.loop, self.actor_ref
         delay = max(0.0, at - self._clock())
-        loop.call_soon_threadsafe(loop.call_later, delay, lambda: ref.tell(PumpTick()))
+
+        def tick() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped meanwhile: nothing to wake
+                ref.tell(PumpTick())
+
+        loop.call_soon_threadsafe(loop.call_later, delay, tick)
 
     def _submit(self, coro: Any) -> None:  # noqa: ANN401
         assert self._loop is not None  # noqa: S101 - on_start ran
