@@ -26,10 +26,12 @@ from messages import (
     FleetIncident,
     Outcome,
     Ping,
+    Priority,
     Reason,
     SensorResolved,
     SnapshotTick,
     TaskIntent,
+    WorkBatch,
 )
 from pipeline.flap import FlapChange, FlapRules, observe
 from pipeline.fleet import FleetRules, IncidentChange, incident_change
@@ -181,11 +183,33 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 decided.append((alert, decision))
         self._start_episodes(episodes, decided, now)
         proceed = self._round_trip(alerts, claims, decided, now)
+        if self._incident:
+            proceed = self._incident_tasks(proceed, now)
         if proceed:
             self._enricher().tell(EnrichBatch(alerts=tuple(proceed)))
         # The cap applies after the batch, so no entity leaves while its alert is in hand.
         if len(self._entities) > self._max:
             self._passivate(len(self._entities) - self._max)
+
+    def _incident_tasks(self, alerts: list[Alert], now: float) -> list[Alert]:
+        """During a fleet incident only critical alerts go on to be called.
+
+        The rest become tasks here, without a CRM lookup each: the storm that opened the
+        incident must not become a CRM storm too. Returns the alerts that still proceed.
+        """
+        tasks = tuple(
+            TaskIntent(
+                alert=a,
+                reason=Reason.FLEET_INCIDENT,
+                due=now,
+                detail="fleet incident: only critical alerts are called",
+            )
+            for a in alerts
+            if a.priority != Priority.CRITICAL
+        )
+        if tasks:
+            self._dialer().tell(WorkBatch(works=tasks))
+        return [a for a in alerts if a.priority == Priority.CRITICAL]
 
     def _start_episodes(
         self, alerts: list[Alert], decided: list[tuple[Alert, Suppressed]], now: float

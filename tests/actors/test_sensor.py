@@ -20,6 +20,7 @@ from messages import (
     SensorResolved,
     SnapshotTick,
     TaskIntent,
+    WorkBatch,
 )
 from pipeline.fleet import FleetRules
 from tests.actors.helpers import FakeDialer, FakeEnricher, accept
@@ -262,3 +263,34 @@ def test_many_distinct_firing_sensors_open_a_fleet_incident_and_quiet_closes_it(
         "fleet_incident_started",
     ]
     assert not redis_client.exists(keys.fleet_incident())
+
+
+def test_during_an_incident_non_critical_alerts_become_tasks_without_a_crm_lookup(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys, clock = Keys(prefix), Clock()
+    enricher, dialer = FakeEnricher.start(), FakeDialer.start()
+    rules = FleetRules(sensors=20, window_seconds=60.0, clear_ratio=0.5)
+    shard = start_shard(redis_client, keys, enricher, dialer=dialer, fleet=rules, clock=clock)
+    opening = accept(redis_client, keys, *[alert(sensor=f"IN{n}") for n in range(25)])
+    shard.tell(AlertBatch(alerts=tuple(opening)))
+    ask(shard, Ping())
+    assert [m.active for m in ask(dialer, Ping()) if isinstance(m, FleetIncident)] == [True]
+    before = len(ask(enricher, "list"))
+
+    later = accept(
+        redis_client,
+        keys,
+        alert(sensor="IN-crit"),  # temp_critical: critical
+        alert(sensor="IN-low", alert_type="battery_low"),
+        alert(sensor="IN-normal", alert_type="door_open"),
+    )
+    shard.tell(AlertBatch(alerts=tuple(later)))
+    ask(shard, Ping())
+    handed = [a.idempotency_key for a in ask(enricher, "list")[before:]]
+    assert handed == [later[0].idempotency_key]
+    batches = [m for m in ask(dialer, Ping()) if isinstance(m, WorkBatch)]
+    tasks = [w for b in batches for w in b.works if isinstance(w, TaskIntent)]
+    assert len(tasks) == sum(len(b.works) for b in batches)  # tasks, never calls
+    assert [t.alert.idempotency_key for t in tasks] == [a.idempotency_key for a in later[1:]]
+    assert {t.reason for t in tasks} == {Reason.FLEET_INCIDENT}
