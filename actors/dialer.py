@@ -125,6 +125,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._anchored: set[str] = set()  # a resolve could not cancel them: others joined them
         self._incident: FleetIncident | None = None
         self._held_by: tuple[str, float] | None = None  # an operator's pause: (who, since)
+        self._calls_in_flight: set[str] = set()  # dialing: not decided yet (tasks are)
         self._seq = itertools.count()
         self._in_flight = {True: 0, False: 0}  # critical?, in flight
         self._paused_until = 0.0
@@ -252,6 +253,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             self._to_mark = []
 
     def _on_finished(self, message: DialFinished) -> None:
+        self._calls_in_flight.discard(message.intent_id)
         if message.intent_id in self._cancelling:
             self._cancelling.discard(message.intent_id)
             if message.requeue is not None:  # alerts were grouped into it: it must still call
@@ -365,6 +367,8 @@ class Dialer(Supervised, pykka.ThreadingActor):
             if not batched and not self._may_send(now):
                 break
             item = self._pop(self._queues[priority])
+            if isinstance(item.work, DialIntent):
+                self._calls_in_flight.add(item.work.intent_id)
             if not batched:
                 self._in_flight[priority == Priority.CRITICAL] += 1
             started.append((item.work, not batched))
@@ -538,6 +542,14 @@ class Dialer(Supervised, pykka.ThreadingActor):
             "queueDepth": {
                 p.label: sum(1 for i in q if not i.cancelled) for p, q in self._queues.items()
             },
+            # Calls not decided yet (queued or dialing); queued tasks are decided (deferred).
+            "callsUndecided": len(self._calls_in_flight)
+            + sum(
+                1
+                for q in self._queues.values()
+                for i in q
+                if isinstance(i.work, DialIntent) and not i.cancelled
+            ),
             "waitingPendingDelay": sum(
                 1
                 for q in self._queues.values()

@@ -144,7 +144,8 @@ def _counts(service: Service) -> dict[str, Any]:
     status = _http_json("GET", f"http://127.0.0.1:{service.port}/status")
     counters = status["counters"]
     terminal = sum(sum(counters.get(o, {}).values()) for o in TERMINAL)
-    queued = sum(status.get("queueDepth", {}).values()) + status.get("inFlight", 0)
+    # Waiting calls are not decided yet; waiting tasks are (their outcome is deferred already).
+    queued = status.get("callsUndecided", 0)
     return {
         "terminal": terminal,
         "queued": queued,
