@@ -211,7 +211,10 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 for key in message.keys:
                     self._withdraw(key)
             case FleetIncident():
+                opened = message.active and self._incident is None
                 self._incident = message if message.active else None
+                if opened:
+                    self._defer_waiting_calls()
             case PauseDialing():
                 self._held_by = (message.by, self._clock()) if message.paused else None
                 log.warning(
@@ -239,6 +242,9 @@ class Dialer(Supervised, pykka.ThreadingActor):
             resolved_by = self._cleared_by_resolve(work)
             if resolved_by is not None:
                 self._cancel(work, resolved_by)
+                return
+            if self._incident is not None and work.priority != Priority.CRITICAL:
+                self._defer(work, Reason.FLEET_INCIDENT, self._incident_detail())
                 return
             if not work.not_before:
                 delay = self._pending.get(work.priority, 0.0)
@@ -347,6 +353,21 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._flush_marks()  # the cancel job waits for the record's 'queued' first
         self._cancelling.add(intent.intent_id)
         self._submit(self._jobs.cancel(intent, resolved_by))
+
+    def _defer_waiting_calls(self) -> None:
+        """A fleet incident opened: every waiting non-critical call becomes a task now.
+
+        Not when it reaches the head of its queue: behind thousands of tasks waiting for budget
+        that could take hours.
+        """
+        for priority, queue in self._queues.items():
+            if priority == Priority.CRITICAL:
+                continue
+            for item in queue:
+                if isinstance(item.work, DialIntent) and not item.cancelled:
+                    item.cancelled = True
+                    self._unindex(item)
+                    self._defer(item.work, Reason.FLEET_INCIDENT, self._incident_detail())
 
     def _withdraw(self, key: str) -> None:
         item = self._waiting.get(key)

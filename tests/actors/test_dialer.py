@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any
@@ -67,6 +68,10 @@ def start_dialer(
 
 def record(client: redis.Redis, keys: Keys, key: str) -> dict[str, str]:
     return {text(k): text(v) for k, v in client.hgetall(keys.record(key)).items()}
+
+
+def outcome_of(client: redis.Redis, keys: Keys, key: str) -> str | None:
+    return record(client, keys, key).get("outcome")
 
 
 def settled(dialer: pykka.ActorRef[Any]) -> bool:
@@ -418,3 +423,35 @@ def test_queued_tasks_wait_by_reference_and_are_each_raised_once(
     )
     assert all(t.reason == Reason.FLEET_INCIDENT for t in backend.tasks)
     assert redis_client.hlen(keys.dial_queue(f"test-{prefix}")) == 0
+
+
+def test_an_incident_turns_calls_waiting_behind_tasks_into_tasks_at_once(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """Calls queued behind a backlog of tasks must not wait hours to be deferred."""
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, rate_per_minute=1, burst=1)
+    backlog = accept(
+        redis_client, keys, *[alert(sensor=f"B{n}", alert_type="door_open") for n in range(5)]
+    )
+    calls = accept(
+        redis_client, keys, *[alert(sensor=f"W{n}", alert_type="door_open") for n in range(3)]
+    )
+    dialer.tell(
+        WorkBatch(
+            works=tuple(
+                TaskIntent(alert=a, reason=Reason.NO_CONTACT, due=time.time(), detail="x")
+                for a in backlog
+            )
+        )
+    )
+    dialer.tell(WorkBatch(works=tuple(intent(a) for a in calls)))
+    wait_for(lambda: ask(dialer, StatusQuery())["callsUndecided"] == 3)
+    dialer.tell(FleetIncident(active=True, since=time.time(), sensors=2000))
+    for a in calls:
+        wait_for(functools.partial(outcome_of, redis_client, keys, a.idempotency_key))
+        rec = record(redis_client, keys, a.idempotency_key)
+        assert (rec["outcome"], rec["reason"]) == ("deferred", "fleet_incident")
+    assert ask(dialer, StatusQuery())["callsUndecided"] == 0
+    assert backend.dials == []
