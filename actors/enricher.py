@@ -35,6 +35,7 @@ from tripline.store import Keys
 
 log = logging.getLogger("tripline.enricher")
 
+_REDIS_RETRY_SECONDS = 5.0  # a batch that met a Redis outage tries again after this
 _CRM_CONCURRENCY = 16  # a storm must not become a CRM outage: at most this many lookups at once
 
 
@@ -99,6 +100,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         self._loop: LoopThread | None = None
         self._lookups: dict[str, asyncio.Future[Customer | None]] = {}
         self._breaker = Breaker()
+        self._retries: set[asyncio.Task[None]] = set()  # strong refs to retried batches
         self._synced: int | None = None
 
     def on_start(self) -> None:
@@ -161,9 +163,10 @@ class Enricher(Supervised, pykka.ThreadingActor):
             }
             listed = await ride_out(lambda: self._on_dnc_list(phones))
         except (redis.ConnectionError, redis.TimeoutError):
-            # Redis is down, not the CRM: the alerts stay 'accepted' and the resume sweep
-            # brings them back once Redis answers.
+            # Redis is down, not the CRM: the alerts stay 'accepted' and this batch tries again
+            # later (the resume sweep only steps in if this actor dies meanwhile).
             log.warning("enrichment of %d alerts waits for Redis", len(alerts))
+            self._retry_later(alerts)
             return
         now = self._clock()
         works = []
@@ -181,6 +184,16 @@ class Enricher(Supervised, pykka.ThreadingActor):
             works.append(_intent(alert, customer, decision, now))
         self._dialer().tell(WorkBatch(works=tuple(works)))  # one hand-off per batch
         self._stats.stage_seconds.labels("enrich").observe(time.perf_counter() - started)
+
+    def _retry_later(self, alerts: tuple[Alert, ...]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def again() -> None:
+            task = loop.create_task(self._enrich(alerts))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+        loop.call_later(_REDIS_RETRY_SECONDS, again)
 
     async def _cached(self, ids: set[str]) -> dict[str, Customer | None]:
         order = sorted(ids)
