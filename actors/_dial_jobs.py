@@ -45,6 +45,7 @@ from tripline.store import (
     Keys,
     annotate_args,
     iso,
+    text,
     transition_args,
     work_from_json,
     work_to_json,
@@ -218,7 +219,7 @@ class DialJobs:
                     work.alert, work.outcome, work.reason, now=now, detail=work.detail
                 )
         joined = [
-            (call, _text(primary), _text(ref))
+            (call, text(primary), text(ref))
             for call, (first, primary, ref) in zip(calls, results[1 + len(works) :], strict=True)
             if not first
         ]
@@ -491,7 +492,7 @@ class DialJobs:
         key = task.alert.idempotency_key
         record = self._keys.record(key)
         outcome = await ride_out(lambda: self._auto.execute("HGET", record, "outcome"))
-        if _text(outcome) != task.outcome:  # e.g. a late uncertainty after a call
+        if text(outcome) != task.outcome:  # e.g. a late uncertainty after a call
             return done
         # At most one task per alert, even if the same deferral is replayed.
         claim = iso(self._clock())
@@ -614,10 +615,6 @@ def _sibling(call: DialIntent) -> dict[str, Any]:
         "unit": alert.unit,
         "priority": call.priority.label,
     }
-
-
-def _text(value: Any) -> str:  # noqa: ANN401
-    return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
 def _queue_id(work: Work) -> str:

@@ -217,15 +217,17 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """A flap episode started: one maintenance task per episode, even across restarts."""
         if not alerts:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for alert in alerts:
-            pipe.set(
-                self._keys.flap_task(alert.customer_id, alert.sensor_id),
-                alert.idempotency_key,
-                nx=True,
-                ex=self._ttl,
-            )
-        claimed = self._retry(pipe.execute)
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            for alert in alerts:
+                pipe.set(
+                    self._keys.flap_task(alert.customer_id, alert.sensor_id),
+                    alert.idempotency_key,
+                    nx=True,
+                    ex=self._ttl,
+                )
+
+        claimed = self._pipelined(build)
         for alert, first in zip(alerts, claimed, strict=True):
             percent = self._entities[alert.sensor_id].state.flap.percent
             self._events.emit(
@@ -278,9 +280,12 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         claiming = claims if self._conf.cooldown_seconds else []  # 0: no window to claim
         ttl_ms = int(self._conf.cooldown_seconds * 1000)
         known = list(decided)
+        fleet_commands = 0
 
         def build(pipe: redis.client.Pipeline) -> None:
+            nonlocal fleet_commands
             self._queue_fleet(pipe, [a.sensor_id for a in alerts if a.firing], now, alerts)
+            fleet_commands = len(pipe.command_stack)
             for alert in claiming:
                 self._cooldown.queue(
                     pipe,
@@ -290,10 +295,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             self._queue_suppressed(pipe, known, now)
 
         results = self._pipelined(build)
-        fleet, rest = (
-            results[: self._fleet_commands(alerts)],
-            results[self._fleet_commands(alerts) :],
-        )
+        fleet, rest = results[:fleet_commands], results[fleet_commands:]
         self._on_fleet_count(int(fleet[-1]), now)
         claimed, recorded = rest[: len(claiming)], rest[len(claiming) :]
         self._count_suppressed(known, recorded, now)
@@ -322,9 +324,6 @@ class SensorShard(Supervised, pykka.ThreadingActor):
 
         return list(self._retry(run))
 
-    def _fleet_commands(self, alerts: tuple[Alert, ...]) -> int:
-        return len(alerts) + (2 if any(a.firing for a in alerts) else 0) + 2
-
     def _queue_fleet(
         self,
         pipe: redis.client.Pipeline,
@@ -332,10 +331,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         now: float,
         readings: tuple[Alert, ...] = (),
     ) -> None:
-        """Readings for the agent's chart; firing sensors into the fleet window; its count last.
-
-        Queues exactly _fleet_commands(readings) commands.
-        """
+        """Readings for the agent's chart; firing sensors into the fleet window; its count last."""
         key = self._keys.fleet_sensors()
         window = self._fleet.window_seconds
         for alert in readings:

@@ -56,13 +56,6 @@ def ask(ref: pykka.ActorRef[Any], message: object, timeout: float = 5.0) -> Any:
     return ref.ask(message, block=True, timeout=timeout)
 
 
-def text(value: bytes | str | None) -> str:
-    """A Redis reply as text."""
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

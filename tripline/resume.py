@@ -18,7 +18,7 @@ import orjson
 import redis
 
 from messages import Alert, Reason, State, TaskIntent
-from tripline.store import TERMINAL, Keys, alert_from_dict
+from tripline.store import TERMINAL, Keys, alert_from_dict, text
 
 log = logging.getLogger("tripline.resume")
 
@@ -78,7 +78,7 @@ def sweep(
             return counts
         pipe = client.pipeline(transaction=False)
         for member, _ in entries:
-            pipe.hmget(keys.record(_text(member)), ["state", "alert", "updatedAt"])
+            pipe.hmget(keys.record(text(member)), ["state", "alert", "updatedAt"])
         done, reroute, passed = _triage(
             entries,
             pipe.execute(),
@@ -112,16 +112,16 @@ def _triage(
     reroute: list[Alert] = []
     passed: list[str] = []  # left the shards and the enricher: queued or dialing
     for (member, score), (state, blob, updated) in zip(entries, states, strict=True):
-        state_text, age = _text(state), now - float(score)
+        state_text, age = text(state), now - float(score)
         if state_text in (State.QUEUED, State.DIALING):
-            passed.append(_text(member))
+            passed.append(text(member))
         if state_text == State.DIALING:  # how long it has been dialing, not since accepted
-            age = now - _epoch(_text(updated), default=float(score))
+            age = now - _epoch(text(updated), default=float(score))
         if not state_text or state_text in TERMINAL:
-            done.append(_text(member))
+            done.append(text(member))
             counts["done"] += 1
         elif state_text == State.ACCEPTED and age >= rules.accepted_grace and blob:
-            if in_flight(_text(member), age):
+            if in_flight(text(member), age):
                 counts["in flight"] += 1
                 continue
             reroute.append(alert_from_dict(orjson.loads(blob)))
@@ -146,9 +146,3 @@ def _epoch(stamp: str, *, default: float) -> float:
         return datetime.fromisoformat(stamp).timestamp()
     except ValueError:
         return default
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value

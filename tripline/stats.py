@@ -94,40 +94,45 @@ class Stats:
         self.count(outcome, reason)
         now = time.time() if now is None else now
         self.decision_seconds.labels(str(outcome)).observe(max(0.0, now - alert.accepted_at))
-        event = {
-            "idempotencyKey": alert.idempotency_key,
-            "sensorId": alert.sensor_id,
-            "customerId": alert.customer_id,
-            "alertType": alert.alert_type,
-            "priority": alert.priority.label,
-            "outcome": str(outcome),
-            "reason": reason.value or None,
-            "at": round(now, 3),
-            **{k: v for k, v in fields.items() if v},
-        }
-        with self._lock:
-            self._recent.append(event)
-        decision_log.info(
-            "%s %s%s",
-            alert.idempotency_key,
-            outcome,
-            f"/{reason.value}" if reason else "",
-            extra={"decision": event},
+        self._remember(
+            {
+                "idempotencyKey": alert.idempotency_key,
+                "sensorId": alert.sensor_id,
+                "customerId": alert.customer_id,
+                "alertType": alert.alert_type,
+                "priority": alert.priority.label,
+                "outcome": str(outcome),
+                "reason": reason.value or None,
+                "at": round(now, 3),
+                **{k: v for k, v in fields.items() if v},
+            }
         )
 
     def refused(self, outcome: str, reason: Reason, *, key: str = "", detail: str = "") -> None:
         """Count and log a duplicate or a rejection (no accepted alert behind it)."""
         self.count(outcome, reason)
-        event = {
-            "idempotencyKey": key or None,
-            "outcome": str(outcome),
-            "reason": reason.value,
-            "at": round(time.time(), 3),
-            "detail": detail or None,
-        }
+        self._remember(
+            {
+                "idempotencyKey": key or None,
+                "outcome": str(outcome),
+                "reason": reason.value,
+                "at": round(time.time(), 3),
+                "detail": detail or None,
+            }
+        )
+
+    def _remember(self, event: dict[str, Any]) -> None:
+        """Keep a decision for the dashboard and log it: one event per decision."""
         with self._lock:
             self._recent.append(event)
-        decision_log.info("%s %s/%s", key or "-", outcome, reason.value, extra={"decision": event})
+        reason = event["reason"]
+        decision_log.info(
+            "%s %s%s",
+            event["idempotencyKey"] or "-",
+            event["outcome"],
+            f"/{reason}" if reason else "",
+            extra={"decision": event},
+        )
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest decisions first."""

@@ -231,6 +231,13 @@ class Keys:
         return f"{self.prefix}:dnc"
 
 
+def text(value: Any) -> str:  # noqa: ANN401
+    """A Redis reply as text: bytes decoded, None as ''."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def iso(epoch: float) -> str:
     """UTC ISO-8601 with milliseconds, as records show times."""
     ms = round(epoch * 1000)

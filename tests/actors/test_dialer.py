@@ -30,10 +30,10 @@ from pipeline.calling_window import CallingRules, DayRule
 from pipeline.comply import ComplyRules
 from pipeline.dial import Answer
 from tests.actors.helpers import FakeBackend, accept, intent
-from tests.conftest import REDIS_URL, alert, ask, text, wait_for
+from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.backends import Result
 from tripline.stats import Stats
-from tripline.store import Keys
+from tripline.store import Keys, text
 
 ALWAYS = ComplyRules(
     calling=CallingRules(default=DayRule(weekdays=(0, 1440), saturday=(0, 1440), sunday=(0, 1440)))

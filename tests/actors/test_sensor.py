@@ -24,10 +24,10 @@ from messages import (
 )
 from pipeline.fleet import FleetRules
 from tests.actors.helpers import FakeDialer, FakeEnricher, accept
-from tests.conftest import alert, ask, text, wait_for
+from tests.conftest import alert, ask, wait_for
 from tripline.events import Events
 from tripline.stats import Stats
-from tripline.store import Keys
+from tripline.store import Keys, text
 
 
 def start_shard(
