@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
@@ -14,6 +15,8 @@ import redis
 import redis.asyncio as aioredis
 
 T = TypeVar("T")
+
+log = logging.getLogger("tripline.loop")
 
 
 class LoopThread:
@@ -40,8 +43,12 @@ class LoopThread:
         """Run `coro` on the loop and wait for its result (setup and teardown only)."""
         return self.submit(coro).result(timeout)
 
-    def stop(self) -> None:
-        """Cancel what still runs, stop the loop and join the thread."""
+    def stop(self, closing: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+        """Cancel what still runs, then run `closing` (close clients), stop, join the thread.
+
+        Cancelling first: a task still running after its Redis pool was closed would open a
+        fresh connection that nothing closes any more.
+        """
 
         async def _cancel_all() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -52,6 +59,11 @@ class LoopThread:
         if self.loop.is_running():
             with contextlib.suppress(Exception):  # best effort at shutdown
                 self.call(_cancel_all(), timeout=5.0)
+            if closing is not None:
+                try:
+                    self.call(closing(), timeout=5.0)
+                except Exception:
+                    log.warning("closing %s failed", self._thread.name, exc_info=True)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5.0)
         self.loop.close()

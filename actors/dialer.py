@@ -169,11 +169,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
     def on_stop(self) -> None:
         """Close connections and stop the loop; queued work stays persisted in Redis."""
         if self._loop is not None:
-            try:
-                self._loop.call(self._jobs.close())
-            except Exception:
-                log.warning("dialer: close failed", exc_info=True)
-            self._loop.stop()
+            self._loop.stop(closing=self._jobs.close)
             self._loop = None
 
     # --- messages --------------------------------------------------------------------------

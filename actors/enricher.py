@@ -124,11 +124,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
     def on_stop(self) -> None:
         """Close connections and stop the loop."""
         if self._loop is not None:
-            try:
-                self._loop.call(self._close())
-            except Exception:
-                log.warning("enricher: close failed", exc_info=True)
-            self._loop.stop()
+            self._loop.stop(closing=self._close)
             self._loop = None
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
