@@ -6,6 +6,7 @@ Nothing here touches the actor's state; results go back as DialFinished / Occupa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -141,14 +142,14 @@ class DialJobs:
     async def connect(self) -> None:
         """Connect to Redis (on the loop)."""
         self.redis = async_redis(self._redis_url)
-        self._transition = self.redis.register_script(TRANSITION_LUA)
-        self._group = self.redis.register_script(GROUP_LUA)
-        # Per-call steps of concurrent calls share round trips (see AutoPipeline).
+        # Every step shares round trips with the others of its loop iteration (AutoPipeline),
+        # which also reloads a script Redis lost in a restart.
         self._auto = AutoPipeline(self.redis)
         self._sha = {
             name: self._auto.script(source)
             for name, source in (
                 ("transition", TRANSITION_LUA),
+                ("group", GROUP_LUA),
                 ("annotate", ANNOTATE_LUA),
                 ("cap", CAP_LUA),
                 ("cancel", CANCEL_LUA),
@@ -196,20 +197,21 @@ class DialJobs:
         calls = [w for w in works if isinstance(w, DialIntent)] if window_ms else []
 
         async def run() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(self._queue_key, mapping=blobs)
-            for keys, args in commands:
-                pipe.evalsha(self._transition.sha, len(keys), *keys, *args)
-            for call in calls:
-                keys = _group_keys(self._keys, call)
-                args = [call.intent_id, call.alert.reference_id, window_ms, self._ttl]
-                pipe.evalsha(self._group.sha, len(keys), *keys, *args)
-            try:
-                return list(await pipe.execute())
-            except redis.exceptions.NoScriptError:  # Redis restarted: its script cache is empty
-                await self.redis.script_load(TRANSITION_LUA)
-                await self.redis.script_load(GROUP_LUA)
-                raise redis.ConnectionError("scripts reloaded") from None
+            steps = [self._auto.execute("HSET", self._queue_key, *itertools.chain(*blobs.items()))]
+            steps += [self._auto.evalsha(self._sha["transition"], k, a) for k, a in commands]
+            steps += [
+                self._auto.evalsha(
+                    self._sha["group"],
+                    _group_keys(self._keys, call),
+                    [call.intent_id, call.alert.reference_id, window_ms, self._ttl],
+                )
+                for call in calls
+            ]
+            results = await asyncio.gather(*steps, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result  # an outage fails them all; ride_out runs the batch again
+            return results
 
         results = await ride_out(run)
         marked = results[1 : 1 + len(works)]
