@@ -168,7 +168,11 @@ def publish_many(
         infos = []
         for n, d in enumerate(docs):
             if n % 100 == 0:
-                wait_for(lambda n=n: n - taken() < ahead, timeout=30)
+
+                def caught_up(sent: int = n) -> bool:
+                    return sent - taken() < ahead
+
+                wait_for(caught_up, timeout=30)
             topic = f"{topic_root}/sensors/{d['sensorId']}/alerts"
             infos.append(client.publish(topic, orjson.dumps(d), qos=1))
         for info in infos:
