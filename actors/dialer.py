@@ -135,6 +135,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._prepaid = 0  # budget taken but not yet used (counted: errs on the side of less)
         self._prepaid_until = 0.0
         self._to_mark: list[Work] = []
+        self._pump_owed = False
         self._loop: LoopThread | None = None
 
     def _tell_self(self, message: object) -> None:
@@ -176,8 +177,11 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Dispatch one message, then start what may start."""
-        if self._to_mark and not isinstance(message, DialIntent | TaskIntent | WorkBatch):
+        if (self._to_mark or self._pump_owed) and not isinstance(
+            message, DialIntent | TaskIntent | WorkBatch | DialFinished
+        ):
             self._pump()  # work held back for a batched record goes first
+        later = False  # more is coming: pump once for all of it
         match message:
             case Drain():
                 waiting = sum(1 for q in self._queues.values() for i in q if not i.cancelled)
@@ -188,14 +192,15 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 return True
             case DialIntent() | TaskIntent() | WorkBatch():
                 works = message.works if isinstance(message, WorkBatch) else (message,)
-                if self._take_work(works):
-                    return None  # more is coming: record them together, then pump
+                later = self._take_work(works)  # records them together, then pumps
             case DialFinished():
                 self._on_finished(message)
+                later = self._owe_pump()
             case _:
                 if not self._on_fact(message):
                     return super().on_receive(message)
-        self._pump()
+        if not later:
+            self._pump()
         return None
 
     def _on_fact(self, message: object) -> bool:
@@ -222,6 +227,17 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 self._tick_at = None
             case _:
                 return False
+        return True
+
+    def _owe_pump(self) -> bool:
+        """True when more messages wait (often more finished work): pump once for them all.
+
+        Pumping per finished call started one call per round, each its own loop task and
+        round trips: a slot freed, a call started, and batches of one all the way down.
+        """
+        if self.actor_inbox.empty():
+            return False
+        self._pump_owed = True
         return True
 
     def _take_work(self, works: tuple[Work, ...]) -> bool:
@@ -376,6 +392,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
     def _pump(self) -> None:
         """Start as much queued work as budget, pause, breaker, occupancy and caps allow."""
         now = self._clock()
+        self._pump_owed = False
         self._flush_marks()
         self._expire_stale(now)
         started: list[tuple[Queued, bool]] = []

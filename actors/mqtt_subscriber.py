@@ -41,6 +41,8 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         self._conf, self._acceptor, self._route = conf, acceptor, route
         self._buffer: list[AlertReceived] = []
         self._failures = 0
+        self._last_flush = 0.0
+        self._flush_queued = False
         self.connected = threading.Event()
         self._client: mqtt.Client | None = None
 
@@ -135,7 +137,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         log.warning("disconnected from broker: %s", reason)
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
-        """Buffer alerts; flush at BATCH_MAX or as soon as the inbox runs dry."""
+        """Buffer alerts; flush at BATCH_MAX, or when the inbox runs dry (see _flush_or_linger)."""
         if self._buffer and self._failures == 0 and not isinstance(message, AlertReceived):
             # The last alerts of a burst arrived with a Ping (a /readyz probe) behind them in
             # the inbox: flush now, or they would wait for an alert that may never come.
@@ -143,11 +145,9 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         match message:
             case AlertReceived():
                 self._buffer.append(message)
-                # While Redis is failing only the _Retry timer flushes (one timer at a time).
-                if self._failures == 0 and (
-                    len(self._buffer) >= BATCH_MAX or self.actor_inbox.empty()
-                ):
-                    self._flush_or_retry()
+                self._on_buffered()
+            case _Flush():
+                self._flush_queued = False  # the check above flushed what gathered
             case _Retry():
                 self._failures_retry()
             case PublishEvent():
@@ -159,6 +159,32 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             case _:
                 return super().on_receive(message)
         return None
+
+    def _on_buffered(self) -> None:
+        if self._failures:
+            return  # while Redis is failing only the _Retry timer flushes (one at a time)
+        if len(self._buffer) >= BATCH_MAX:
+            self._flush_or_retry()
+        elif not self._flush_queued and self.actor_inbox.empty():
+            self._flush_or_linger()
+
+    def _flush_or_linger(self) -> None:
+        """Flush at once when idle; under load, let alerts gather for `batch_linger_ms`.
+
+        Idle means the last flush was longer ago than the linger: a lone alert waits for
+        nothing.
+        Every batch costs a Redis round trip here and thread hand-offs in every stage behind
+        this one; flushing whenever the inbox ran dry made batches of two or three alerts under
+        load (README "Performance"). The sleep is this actor's own: paho keeps filling the
+        inbox meanwhile, and the _Flush queued behind those alerts flushes them all.
+        """
+        wait = self._last_flush + self._conf.batch_linger_ms / 1000 - time.monotonic()
+        if wait <= 0:
+            self._flush_or_retry()
+            return
+        time.sleep(wait)
+        self._flush_queued = True
+        self.actor_ref.tell(_Flush())
 
     def _failures_retry(self) -> None:
         if self._buffer:
@@ -180,6 +206,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             threading.Timer(delay, self.actor_ref.tell, args=(_Retry(),)).start()
 
     def _flush(self) -> None:
+        self._last_flush = time.monotonic()
         batch = self._buffer
         verdicts = self._acceptor.accept([(m.payload, m.retain) for m in batch])
         self._buffer = []
@@ -200,6 +227,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                 self._client.publish(self._conf.rejected_topic, orjson.dumps(report), qos=1)
             if received.qos > 0:
                 self._client.ack(received.mid, received.qos)
+
+
+class _Flush:
+    """Flush what gathered while lingering."""
 
 
 class _Retry:

@@ -42,6 +42,12 @@ class MqttConfig:
     session_expiry_seconds: int = _f(86400, min=0, doc="Persistent session lifetime.")
     keepalive_seconds: int = _f(30, min=5, max=3600, doc="MQTT keepalive.")
     receive_maximum: int = _f(1000, min=1, max=65535, doc="Unacked alerts in flight to us.")
+    batch_linger_ms: float = _f(
+        10.0,
+        min=0,
+        max=1000,
+        doc="Under load, alerts are recorded together at most this often (0: never wait).",
+    )
     rejected_topic: str = _f("tripline/rejected", doc="Where rejected payloads are reported.")
     events_topic: str = _f("tripline/events", doc="Where service events are published.")
     username: str = _f("", doc="Broker username; empty for anonymous.")
@@ -93,7 +99,7 @@ class ValidateConfig:
 class SensorConfig:
     """Sensor entities and their shards."""
 
-    shards: int = _f(4, min=1, max=16, doc="Shard actors hosting sensor entities.")
+    shards: int = _f(2, min=1, max=16, doc="Shard actors hosting sensor entities.")
     cooldown_seconds: int = _f(3600, min=0, doc="At most one call per sensor per window.")
     snapshot_interval_seconds: float = _f(5.0, min=0.1, doc="How often dirty state is saved.")
     passivate_after_seconds: float = _f(900, min=1, doc="Idle entities leave memory after it.")
