@@ -119,6 +119,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             return
         topic = self._conf.topic
         if self._conf.shared_group:
+            # An instance scaled out keeps its client id (its session, its pending index); the
+            # session may still hold the plain subscription, which would deliver every alert
+            # to it besides its share.
+            client.unsubscribe(topic)
             topic = f"$share/{self._conf.shared_group}/{topic}"
         # Subscribing here means every reconnect resubscribes.
         client.subscribe(topic, qos=self._conf.qos)

@@ -59,3 +59,15 @@ def test_the_systemd_unit_checks_the_config_before_it_starts() -> None:
     )
     assert "Restart=on-failure" in unit
     assert "User=tripline" in unit
+
+
+def test_an_instance_of_the_template_unit_gets_its_own_identity_in_a_shared_group() -> None:
+    unit = (DEPLOY / "tripline@.service").read_text()
+    assert "EnvironmentFile=/etc/tripline/instance-%i.env" in unit
+    assert "ExecStartPre=/opt/tripline/bin/tripline check-config" in unit
+    example = (DEPLOY / "tripline-instance.env.example").read_text()
+    env = dict(re.findall(r"^(TRIPLINE__\w+)=(.*)$", example, re.MULTILINE))
+    config = schema.load(env=env)
+    assert config.mqtt.shared_group
+    assert config.mqtt.client_id != schema.MqttConfig().client_id
+    assert config.http.port != schema.HttpConfig().port

@@ -140,3 +140,23 @@ def test_every_decision_is_one_log_event_with_its_reason_and_no_phone_number(
     _, state = http("GET", f"{service.url}/status")
     assert {d["idempotencyKey"] for d in state["recentDecisions"]} >= set(by_key)
     assert customer["phone"].removeprefix("+") not in caplog.text
+
+
+def test_an_instance_that_joins_a_shared_group_keeps_its_session_but_not_its_plain_topic(
+    make_service: Callable[..., ServiceHandle], emulator: EmulatorHandle
+) -> None:
+    """Scaling one instance out to several keeps its client id (docs/deployment.md).
+
+    Its persistent session still holds the plain subscription: kept, the broker would hand
+    that instance every alert on top of its share.
+    """
+    make_service().start().stop()  # the session now subscribes the plain topic
+    service = make_service(TRIPLINE__MQTT__SHARED_GROUP="scale-out").start()
+    emulator.add_customer("C-SCALE")
+    doc = alert(customer="C-SCALE")
+    service.publish(doc, sensor=doc["sensorId"])
+    wait_for(lambda: service.outcome(doc["idempotencyKey"]) == "called")
+    time.sleep(0.5)  # a second delivery, if any, arrives meanwhile
+    counters = http("GET", f"{service.url}/status")[1]["counters"]
+    assert counters["accepted"] == {"-": 1}
+    assert "duplicate" not in counters.get("suppressed", {}), counters
