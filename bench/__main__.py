@@ -153,6 +153,19 @@ def _counts(service: Service) -> dict[str, Any]:
     }
 
 
+CUSTOMERS = 10_000
+
+
+def _warm(service: Service) -> None:
+    """Wait until the service's CRM prefetch has cached every emulated customer."""
+
+    def warmed() -> bool:
+        status = _http_json("GET", f"http://127.0.0.1:{service.port}/status")
+        return (status["crm"]["cacheWarmedWith"] or 0) >= CUSTOMERS
+
+    _wait(warmed, 60, "cache warm")
+
+
 def throughput(rig: Rig, count: int, instances: int = 1) -> dict[str, Any]:
     """Drain a backlog of `count` alerts (distinct sensors and customers) to terminal outcomes.
 
@@ -165,12 +178,12 @@ def throughput(rig: Rig, count: int, instances: int = 1) -> dict[str, Any]:
     messages = [
         (
             f"{topic_root}/sensors/S-{run}-{n}/alerts",
-            _alert(f"{run}-{n}", f"S-{run}-{n}", f"CUST-{n % 10_000}"),
+            _alert(f"{run}-{n}", f"S-{run}-{n}", f"CUST-{n % CUSTOMERS}"),
         )
         for n in range(count)
     ]
     bare = bare_drain(rig, messages, topic)
-    _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": 10_000})
+    _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": CUSTOMERS})
     group = "bench" if instances > 1 else ""
     services = [
         Service(
@@ -187,19 +200,7 @@ def throughput(rig: Rig, count: int, instances: int = 1) -> dict[str, Any]:
     service = services[0]
     for each in services:
         each.start()  # creates the sessions; the first warms the CRM cache all of them share
-    _wait(
-        lambda: (
-            (
-                _http_json("GET", f"http://127.0.0.1:{service.port}/status")["crm"][
-                    "cacheWarmedWith"
-                ]
-                or 0
-            )
-            >= 10_000
-        ),
-        60,
-        "cache warm",
-    )
+    _warm(service)
     for each in services:
         each.stop()
     _publish_backlog(rig.mqtt_port, messages)
@@ -243,8 +244,11 @@ def latency(rig: Rig, seconds: float, background_per_s: int = 1000) -> dict[str,
         TRIPLINE__DIALER__BACKENDS='{ critical = "genesys" }',
         TRIPLINE__MQTT__TOPIC=f"{root}/sensors/+/alerts",
         TRIPLINE__COMPLY__SAFETY_OVERRIDE_ALERT_TYPES='["co_alarm"]',
+        TRIPLINE__CRM__SYNC_INTERVAL_SECONDS="3600",
     )
+    _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": CUSTOMERS})
     service.start()
+    _warm(service)  # the hot path, as in the throughput run
     _http_json("DELETE", f"{rig.emu}/_emulator/requests")
     background = _publisher(rig.mqtt_port, f"bg-{run}")
     critical = _publisher(rig.mqtt_port, f"crit-{run}")
@@ -259,7 +263,7 @@ def latency(rig: Rig, seconds: float, background_per_s: int = 1000) -> dict[str,
             sensor = f"B-{run}-{n}"
             background.publish(
                 f"{root}/sensors/{sensor}/alerts",
-                _alert(f"bg-{run}-{n}", sensor, f"CUST-{n % 10_000}"),
+                _alert(f"bg-{run}-{n}", sensor, f"CUST-{n % CUSTOMERS}"),
                 qos=1,
             )
             n += 1
@@ -339,7 +343,7 @@ def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
         infos.append(
             client.publish(
                 f"{root}/sensors/{sensor}/alerts",
-                _alert(f"st-{run}-{n}", sensor, f"CUST-{n % 10_000}"),
+                _alert(f"st-{run}-{n}", sensor, f"CUST-{n % CUSTOMERS}"),
                 qos=1,
             )
         )

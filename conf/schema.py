@@ -43,7 +43,7 @@ class MqttConfig:
     keepalive_seconds: int = _f(30, min=5, max=3600, doc="MQTT keepalive.")
     receive_maximum: int = _f(1000, min=1, max=65535, doc="Unacked alerts in flight to us.")
     batch_linger_ms: float = _f(
-        10.0,
+        25.0,
         min=0,
         max=1000,
         doc="Under load, alerts are recorded together at most this often (0: never wait).",
