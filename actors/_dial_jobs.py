@@ -177,6 +177,7 @@ class DialJobs:
         """Close backends and Redis."""
         for backend in self.backends.owned:
             await backend.close()
+        await self._auto.aclose()
         await self.redis.aclose(close_connection_pool=True)
 
     # --- queue bookkeeping -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""AutoPipeline: concurrent commands share one round trip; NOSCRIPT and outages are handled."""
+"""AutoPipeline: concurrent commands share round trips; errors, NOSCRIPT and outages handled."""
 
 from __future__ import annotations
 
@@ -20,18 +20,9 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def test_commands_issued_together_share_one_pipeline() -> None:
+def test_commands_issued_together_share_one_round_trip() -> None:
     async def go() -> tuple[list[Any], int]:
         client = aioredis.Redis.from_url(REDIS_URL)
-        pipelines = 0
-        real = client.pipeline
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            nonlocal pipelines
-            pipelines += 1
-            return real(*args, **kwargs)
-
-        client.pipeline = counting  # type: ignore[method-assign]
         auto = AutoPipeline(client)
         key = f"t-auto-{uuid.uuid4().hex}"
         sha = auto.script(ECHO_LUA)
@@ -44,14 +35,61 @@ def test_commands_issued_together_share_one_pipeline() -> None:
             )
         finally:
             await client.delete(key)
+            await auto.aclose()
             await client.aclose()
-        return replies, pipelines
+        return replies, auto.round_trips
 
-    replies, pipelines = run(go())
+    replies, round_trips = run(go())
     assert replies[:50] == [1] * 50
     assert replies[50] == 50  # in order: after every SADD of the same batch
     assert replies[51][1] == b"x"
-    assert pipelines == 1
+    assert round_trips == 1
+
+
+def test_what_is_issued_while_a_batch_is_out_goes_together_in_the_next() -> None:
+    async def go() -> tuple[list[Any], int]:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        auto = AutoPipeline(client)
+        key = f"t-auto-{uuid.uuid4().hex}"
+        try:
+            first = asyncio.ensure_future(auto.execute("INCR", key))
+            await asyncio.sleep(0)  # the first batch (one INCR) leaves
+            later = [auto.execute("INCR", key) for _ in range(20)]
+            replies = await asyncio.gather(first, *later)
+        finally:
+            await client.delete(key)
+            await auto.aclose()
+            await client.aclose()
+        return replies, auto.round_trips
+
+    replies, round_trips = run(go())
+    assert replies == list(range(1, 22))
+    assert round_trips == 2
+
+
+def test_an_error_reply_fails_its_own_command_only() -> None:
+    async def go() -> list[Any]:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        auto = AutoPipeline(client)
+        key = f"t-auto-{uuid.uuid4().hex}"
+        try:
+            return list(
+                await asyncio.gather(
+                    auto.execute("SET", key, "text"),
+                    auto.execute("INCR", key),  # not an integer: an error reply
+                    auto.execute("GET", key),
+                    return_exceptions=True,
+                )
+            )
+        finally:
+            await client.delete(key)
+            await auto.aclose()
+            await client.aclose()
+
+    ok, failed, value = run(go())
+    assert ok == b"OK"
+    assert isinstance(failed, redis.ResponseError)
+    assert value == b"text"
 
 
 def test_a_script_missing_after_a_redis_restart_is_loaded_and_run() -> None:
@@ -62,6 +100,7 @@ def test_a_script_missing_after_a_redis_restart_is_loaded_and_run() -> None:
         try:
             return source, await auto.evalsha(auto.script(source), ["k"], [])
         finally:
+            await auto.aclose()
             await client.aclose()
 
     source, reply = run(go())
@@ -75,6 +114,7 @@ def test_an_unreachable_redis_fails_every_command_of_the_batch() -> None:
         try:
             await asyncio.gather(auto.execute("PING"), auto.execute("PING"))
         finally:
+            await auto.aclose()
             await client.aclose()
 
     with pytest.raises(redis.ConnectionError):
