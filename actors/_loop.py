@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 
@@ -187,14 +189,21 @@ class AutoPipeline:
             self._conn = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         conn = self._conn
         try:
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            # hiredis packs in C what redis-py's async connection packs argument by argument.
+            packed = b"".join([hiredis.pack_command(command) for command in commands])
+            await conn.send_packed_command(packed, check_health=False)
             self.round_trips += 1
             replies: list[Any] = []
-            for _ in commands:  # every reply is read, errors too, so the stream stays in step
-                try:
-                    replies.append(await conn.read_response())
-                except redis.ResponseError as exc:
-                    replies.append(exc)
+            # One deadline for the batch, not a timer per reply.
+            async with asyncio.timeout(getattr(conn, "socket_timeout", None)):
+                for _ in commands:  # every reply is read, errors too: the stream stays in step
+                    try:
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except redis.ResponseError as exc:
+                        replies.append(exc)
+        except TimeoutError as exc:
+            await conn.disconnect()
+            raise redis.TimeoutError(f"no reply from Redis for {len(commands)} commands") from exc
         except BaseException:
             # Replies may be left unread: the next batch starts on a fresh connection.
             await conn.disconnect()
