@@ -154,9 +154,10 @@ class AutoPipeline:
         self._sending = asyncio.get_running_loop().create_task(self._send(batch))
         self._sending.add_done_callback(self._sent)
 
-    def _sent(self, _task: asyncio.Task[None]) -> None:
+    def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending = None
-        self._flush()
+        if not task.cancelled():  # cancelled: the loop is stopping, start nothing new
+            self._flush()
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:

@@ -177,6 +177,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 
         Idle means the last flush was longer ago than the linger: a lone alert waits for
         nothing.
+
         Every batch costs a Redis round trip here and thread hand-offs in every stage behind
         this one; flushing whenever the inbox ran dry made batches of two or three alerts under
         load (README "Performance"). The sleep is this actor's own: paho keeps filling the
