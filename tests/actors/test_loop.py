@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,23 +22,30 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+@contextlib.asynccontextmanager
+async def pipeline_and_key() -> AsyncIterator[tuple[aioredis.Redis, AutoPipeline, str]]:
+    """A client, its AutoPipeline and a fresh key; all closed and deleted afterwards."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    auto = AutoPipeline(client)
+    key = f"t-auto-{uuid.uuid4().hex}"
+    try:
+        yield client, auto, key
+    finally:
+        await client.delete(key)
+        await auto.aclose()
+        await client.aclose()
+
+
 def test_commands_issued_together_share_one_round_trip() -> None:
     async def go() -> tuple[list[Any], int]:
-        client = aioredis.Redis.from_url(REDIS_URL)
-        auto = AutoPipeline(client)
-        key = f"t-auto-{uuid.uuid4().hex}"
-        sha = auto.script(ECHO_LUA)
-        await client.script_load(ECHO_LUA)
-        try:
+        async with pipeline_and_key() as (client, auto, key):
+            sha = auto.script(ECHO_LUA)
+            await client.script_load(ECHO_LUA)
             replies = await asyncio.gather(
                 *(auto.execute("SADD", key, str(n)) for n in range(50)),
                 auto.execute("SCARD", key),
                 auto.evalsha(sha, [key], ["x"]),
             )
-        finally:
-            await client.delete(key)
-            await auto.aclose()
-            await client.aclose()
         return replies, auto.round_trips
 
     replies, round_trips = run(go())
@@ -48,18 +57,11 @@ def test_commands_issued_together_share_one_round_trip() -> None:
 
 def test_what_is_issued_while_a_batch_is_out_goes_together_in_the_next() -> None:
     async def go() -> tuple[list[Any], int]:
-        client = aioredis.Redis.from_url(REDIS_URL)
-        auto = AutoPipeline(client)
-        key = f"t-auto-{uuid.uuid4().hex}"
-        try:
+        async with pipeline_and_key() as (_, auto, key):
             first = asyncio.ensure_future(auto.execute("INCR", key))
             await asyncio.sleep(0)  # the first batch (one INCR) leaves
             later = [auto.execute("INCR", key) for _ in range(20)]
             replies = await asyncio.gather(first, *later)
-        finally:
-            await client.delete(key)
-            await auto.aclose()
-            await client.aclose()
         return replies, auto.round_trips
 
     replies, round_trips = run(go())
@@ -69,10 +71,7 @@ def test_what_is_issued_while_a_batch_is_out_goes_together_in_the_next() -> None
 
 def test_an_error_reply_fails_its_own_command_only() -> None:
     async def go() -> list[Any]:
-        client = aioredis.Redis.from_url(REDIS_URL)
-        auto = AutoPipeline(client)
-        key = f"t-auto-{uuid.uuid4().hex}"
-        try:
+        async with pipeline_and_key() as (_, auto, key):
             return list(
                 await asyncio.gather(
                     auto.execute("SET", key, "text"),
@@ -81,10 +80,6 @@ def test_an_error_reply_fails_its_own_command_only() -> None:
                     return_exceptions=True,
                 )
             )
-        finally:
-            await client.delete(key)
-            await auto.aclose()
-            await client.aclose()
 
     ok, failed, value = run(go())
     assert ok == b"OK"
