@@ -12,7 +12,17 @@ import orjson
 import pykka
 import redis
 
-from messages import Alert, Customer, DialIntent, EnrichBatch, Ping, Priority
+from messages import (
+    Alert,
+    Customer,
+    DialIntent,
+    EnrichBatch,
+    Ping,
+    Priority,
+    Reason,
+    TaskIntent,
+    WorkBatch,
+)
 from pipeline.dial import Answer
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
@@ -98,6 +108,13 @@ def customer() -> Customer:
         timezone="Etc/UTC",
         do_not_disturb=False,
         do_not_call=False,
+    )
+
+
+def tasks(alerts: list[Alert], reason: Reason) -> WorkBatch:
+    """One batch of tasks for these alerts, as the enricher or a shard hands them over."""
+    return WorkBatch(
+        works=tuple(TaskIntent(alert=a, reason=reason, due=time.time(), detail="x") for a in alerts)
     )
 
 

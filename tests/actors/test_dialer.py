@@ -29,7 +29,7 @@ from messages import (
 from pipeline.calling_window import CallingRules, DayRule
 from pipeline.comply import ComplyRules
 from pipeline.dial import Answer
-from tests.actors.helpers import FakeBackend, accept, intent
+from tests.actors.helpers import FakeBackend, accept, intent, tasks
 from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.backends import Result
 from tripline.stats import Stats
@@ -408,14 +408,7 @@ def test_queued_tasks_wait_by_reference_and_are_each_raised_once(
     alerts = accept(
         redis_client, keys, *[alert(sensor=f"T{n}", alert_type="door_open") for n in range(120)]
     )
-    dialer.tell(
-        WorkBatch(
-            works=tuple(
-                TaskIntent(alert=a, reason=Reason.FLEET_INCIDENT, due=time.time(), detail="x")
-                for a in alerts
-            )
-        )
-    )
+    dialer.tell(tasks(alerts, Reason.FLEET_INCIDENT))
     wait_for(lambda: len(backend.tasks) == len(alerts), timeout=20)
     wait_for(lambda: settled(dialer))
     assert sorted(t.alert.idempotency_key for t in backend.tasks) == sorted(
@@ -438,14 +431,7 @@ def test_an_incident_turns_calls_waiting_behind_tasks_into_tasks_at_once(
     calls = accept(
         redis_client, keys, *[alert(sensor=f"W{n}", alert_type="door_open") for n in range(3)]
     )
-    dialer.tell(
-        WorkBatch(
-            works=tuple(
-                TaskIntent(alert=a, reason=Reason.NO_CONTACT, due=time.time(), detail="x")
-                for a in backlog
-            )
-        )
-    )
+    dialer.tell(tasks(backlog, Reason.NO_CONTACT))
     dialer.tell(WorkBatch(works=tuple(intent(a) for a in calls)))
     wait_for(lambda: ask(dialer, StatusQuery())["callsUndecided"] == 3)
     dialer.tell(FleetIncident(active=True, since=time.time(), sensors=2000))
