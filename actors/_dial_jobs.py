@@ -252,7 +252,7 @@ class DialJobs:
                 self._stats.decided(
                     call.alert, Outcome.SUPPRESSED, Reason.GROUPED, groupedInto=primary
                 )
-            await self._forget_quietly(call)
+            await self.forget(call)
         self._tell(Withdrawn(keys=tuple(call.intent_id for call, _, _ in joined)))
 
     async def cancel(self, intent: DialIntent, resolved_by: str) -> None:
@@ -284,7 +284,7 @@ class DialJobs:
                 self._stats.decided(
                     intent.alert, Outcome.SUPPRESSED, Reason.RESOLVED, resolvedBy=resolved_by
                 )
-            await self._forget_quietly(intent)
+            await self.forget(intent)
         except Exception:
             log.exception("dialer: cancelling %s failed; it stays queued", key)
             finished = _with(finished, requeue=intent)
@@ -296,10 +296,6 @@ class DialJobs:
         mark = self._marks.pop(key, None)
         if mark is not None and mark is not asyncio.current_task():
             await asyncio.wait([mark])
-
-    async def forget(self, work: Work) -> None:
-        """Drop work from the persisted queue (it was replaced by a task)."""
-        await self.redis.hdel(self._queue_key, _queue_id(work))
 
     async def run_all(self, works: list[tuple[Queued, bool]]) -> None:
         """Start every piece of work of one pump round, each as its own task."""
@@ -343,10 +339,11 @@ class DialJobs:
                 )
         finally:
             if finished.requeue is None:
-                await self._forget_quietly(work)
+                await self.forget(work)
             self._tell(finished)
 
-    async def _forget_quietly(self, work: Work) -> None:
+    async def forget(self, work: Work) -> None:
+        """Drop work from the persisted queue (done, or replaced by a task)."""
         try:
             await ride_out(lambda: self._auto.execute("HDEL", self._queue_key, _queue_id(work)))
         except (redis.ConnectionError, redis.TimeoutError):
