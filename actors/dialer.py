@@ -37,7 +37,16 @@ from messages import (
 )
 from pipeline.breaker import Breaker, BreakerState, allow, record
 from pipeline.comply import ComplyRules
-from pipeline.govern import Admission, GovernRules, Occupancy, admit, is_stale, rank
+from pipeline.govern import (
+    Admission,
+    GovernRules,
+    Occupancy,
+    Pace,
+    admit,
+    is_stale,
+    prepay,
+    rank,
+)
 from tripline.budget import RateBudget
 from tripline.stats import Stats
 from tripline.store import Keys, iso
@@ -134,6 +143,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._tick_at: float | None = None
         self._prepaid = 0  # budget taken but not yet used (counted: errs on the side of less)
         self._prepaid_until = 0.0
+        self._pace = Pace(_PREPAID_TTL)
         self._to_mark: list[Work] = []
         self._pump_owed = False
         self._loop: LoopThread | None = None
@@ -405,6 +415,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 self._calls_in_flight.add(item.work.intent_id)
             if not batched:
                 self._in_flight[priority == Priority.CRITICAL] += 1
+                self._pace.started(now)
             started.append((item.work, not batched))
             if self._breaker.state == BreakerState.HALF_OPEN:
                 break  # one probe at a time
@@ -488,16 +499,17 @@ class Dialer(Supervised, pykka.ThreadingActor):
         return Admission.DIAL
 
     def _take_tokens(self) -> float:
-        """Take budget for what can start now: queued work, at most the free slots and _PREPAY.
+        """Take budget for what will start soon (pipeline.govern.prepay): one round trip.
 
-        One Redis round trip then serves several dispatches. Never more than can start: budget
-        taken and dropped is budget the contact center never sees used. Returns the seconds to
-        wait when none was available.
+        Returns the seconds to wait when none was available.
         """
         free = (self._conf.critical_concurrency - self._in_flight[True]) + (
             self._conf.max_concurrency - self._in_flight[False]
         )
-        want = min(_PREPAY, sum(len(q) for q in self._queues.values()), free)
+        queued = sum(len(q) for q in self._queues.values())
+        want = prepay(
+            queued=queued, free=free, recent=self._pace.recent(self._clock()), most=_PREPAY
+        )
         try:
             self._prepaid, wait = self._budget.try_take(max(1, want))
         except (redis.ConnectionError, redis.TimeoutError):

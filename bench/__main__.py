@@ -35,8 +35,8 @@ TERMINAL = ("called", "suppressed", "deferred")
 FAST = {  # the contact center out of the way: this measures tripline itself
     "TRIPLINE__DIALER__BACKEND": "log",
     "TRIPLINE__TASKS__BACKEND": "log",
-    "TRIPLINE__DIALER__RATE_PER_MINUTE": "100000",
-    "TRIPLINE__DIALER__BURST": "1000",
+    "TRIPLINE__DIALER__RATE_PER_MINUTE": "1000000",
+    "TRIPLINE__DIALER__BURST": "10000",
     "TRIPLINE__DIALER__MAX_CONCURRENCY": "64",
     "TRIPLINE__DIALER__CRITICAL_CONCURRENCY": "16",
     "TRIPLINE__STATUS__SWEEP_INTERVAL_SECONDS": "10",

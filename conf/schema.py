@@ -162,7 +162,7 @@ class DialerConfig:
     breaker_cool_off_seconds: float = _f(30.0, min=0.1, doc="Open breaker: wait before a probe.")
     campaign_batch_size: int = _f(50, min=1, max=1000, doc="Contacts per campaign append.")
     campaign_batch_seconds: float = _f(2.0, min=0.01, doc="Longest a contact waits for a batch.")
-    rate_per_minute: int = _f(240, min=1, max=100000, doc="Contact-center requests per minute.")
+    rate_per_minute: int = _f(240, min=1, max=1_000_000, doc="Contact-center requests per minute.")
     burst: int = _f(10, min=1, doc="Requests allowed back to back.")
     max_concurrency: int = _f(4, min=1, max=256, doc="Calls in flight.")
     critical_concurrency: int = _f(

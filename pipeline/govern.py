@@ -84,6 +84,45 @@ def is_stale(priority: Priority, waited: float, rules: GovernRules) -> bool:
     return limit is not None and waited > limit
 
 
+def prepay(*, queued: int, free: int, recent: int, most: int) -> int:
+    """How much rate budget to take in one round trip.
+
+    What can start now (queued work, up to the free slots), or the recent pace (dispatches
+    during the prepaid budget's lifetime) when that is more: under load, work arrives and
+    slots free up a few at a time, and budgeting only those cost a round trip per call or two.
+    Never more than `most`. At a real contact center's pace (a few calls a second) `recent` is
+    0 or 1, so nothing is taken beyond what can start, and no budget lapses unused.
+    """
+    return max(0, min(most, max(min(queued, free), recent)))
+
+
+class Pace:
+    """Counts dispatches per bucket of `seconds`; `recent` is about one bucket's worth."""
+
+    __slots__ = ("_bucket", "_current", "_previous", "_seconds")
+
+    def __init__(self, seconds: float) -> None:
+        """Buckets of `seconds` each."""
+        self._seconds = seconds
+        self._bucket, self._current, self._previous = 0, 0, 0
+
+    def _roll(self, now: float) -> None:
+        bucket = int(now / self._seconds)
+        if bucket != self._bucket:
+            self._previous = self._current if bucket == self._bucket + 1 else 0
+            self._bucket, self._current = bucket, 0
+
+    def started(self, now: float) -> None:
+        """Count one dispatch at `now`."""
+        self._roll(now)
+        self._current += 1
+
+    def recent(self, now: float) -> int:
+        """Dispatches in the current bucket or the one before, whichever had more."""
+        self._roll(now)
+        return max(self._current, self._previous)
+
+
 def read_genesys_observations(body: Any, now: float) -> Occupancy:  # noqa: ANN401
     """Occupancy from POST /api/v2/analytics/queues/observations/query, all queues summed.
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from messages import Priority
 from pipeline.govern import (
     Admission,
     GovernRules,
     Occupancy,
+    Pace,
     admit,
     is_stale,
+    prepay,
     rank,
     read_cxone_activity,
     read_genesys_observations,
@@ -101,3 +105,49 @@ def test_read_cxone_activity() -> None:
     assert (result.occupancy, result.waiting, result.ok) == (0.9, 4, True)
     assert not read_cxone_activity({"skillActivity": []}, NOW).ok
     assert not read_cxone_activity({"skillActivity": [{"agentsLoggedIn": "x"}]}, NOW).ok
+
+
+@pytest.mark.parametrize(
+    ("queued", "free", "recent", "expected"),
+    [
+        (0, 80, 0, 0),  # nothing queued, nothing started lately: take nothing
+        (5, 80, 0, 5),  # what is queued, when slots are free
+        (500, 3, 0, 3),  # no more than can start now at a slow pace
+        (500, 3, 1, 3),  # a real contact center's pace: still only what can start
+        (2, 1, 120, 32),  # under load: the pace, capped at `most`
+        (2, 1, 20, 20),  # the pace, when more than what can start now
+        (100, 80, 10, 32),  # never more than `most`
+    ],
+)
+def test_prepay_takes_what_can_start_or_the_recent_pace(
+    queued: int, free: int, recent: int, expected: int
+) -> None:
+    assert prepay(queued=queued, free=free, recent=recent, most=32) == expected
+
+
+@pytest.mark.parametrize(
+    ("starts", "asked_at", "expected"),
+    [
+        ([], 10.0, 0),
+        ([10.01, 10.02, 10.03], 10.05, 3),  # this bucket
+        ([10.01, 10.02, 10.03], 10.15, 3),  # the bucket before still counts
+        ([10.01, 10.02, 10.03, 10.12], 10.15, 3),  # the busier of the two
+        ([10.01, 10.02, 10.03], 10.25, 0),  # two buckets of silence: no pace
+        ([10.01, 10.02, 10.03], 99.0, 0),  # long silence
+    ],
+)
+def test_pace_counts_about_one_bucket_of_dispatches(
+    starts: list[float], asked_at: float, expected: int
+) -> None:
+    pace = Pace(0.1)
+    for at in starts:
+        pace.started(at)
+    assert pace.recent(asked_at) == expected
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1000), max_size=200))
+def test_pace_never_exceeds_the_starts_it_saw(starts: list[float]) -> None:
+    pace = Pace(0.1)
+    for at in sorted(starts):
+        pace.started(at)
+    assert 0 <= pace.recent(max(starts, default=0.0)) <= len(starts)
