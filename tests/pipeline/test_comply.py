@@ -6,10 +6,20 @@ from datetime import UTC, datetime
 
 import pendulum
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conf.rules import load_rules
 from messages import Customer, Reason
-from pipeline.comply import Allowed, Blocked, ComplyRules, check_window, comply, normalise_phone
+from pipeline.comply import (
+    Allowed,
+    Blocked,
+    ComplyRules,
+    check_window,
+    comply,
+    local_time,
+    normalise_phone,
+)
 
 RULES = ComplyRules(calling=load_rules(), safety_override=frozenset({"co_alarm"}))
 # Tuesday 2024-05-14 16:00 UTC = 12:00 in New York.
@@ -214,3 +224,20 @@ def test_normalise_phone(raw: str) -> None:
     number = normalise_phone(raw)
     assert number is not None
     assert number.startswith("+")
+
+
+ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Australia/Adelaide", "Asia/Kathmandu"]
+
+
+@given(
+    now=st.floats(min_value=946_684_800, max_value=4_102_444_800),  # 2000-2100
+    zone=st.sampled_from(ZONES),
+)
+def test_local_time_is_the_exact_wall_clock_to_the_second(now: float, zone: str) -> None:
+    # Cached per second and zone: it must still be the wall clock pendulum computes, whole
+    # seconds included, in zones with half- and quarter-hour offsets and across DST.
+    exact = pendulum.from_timestamp(now).in_timezone(zone)
+    local = local_time(now, zone)
+    assert local.timezone_name == zone
+    assert local.replace(microsecond=0) == exact.replace(microsecond=0)
+    assert (local.hour, local.minute, local.second) == (exact.hour, exact.minute, exact.second)

@@ -50,3 +50,17 @@ def test_a_record_becomes_one_masked_json_line() -> None:
     assert doc["decision"] == {"outcome": "called", "phone": "*********00", "name": "J*** D***"}
     assert doc["ts"].endswith("Z")
     assert "4155550100" not in line
+
+
+@pytest.mark.parametrize(
+    ("created", "ts"),
+    [
+        (1715702400.25, "2024-05-14T16:00:00.250Z"),
+        (1715702459.5, "2024-05-14T16:00:59.500Z"),
+        (1715702401.0, "2024-05-14T16:00:01.000Z"),
+    ],
+)
+def test_the_timestamp_is_utc_to_the_millisecond(created: float, ts: str) -> None:
+    record = logging.LogRecord("tripline", logging.INFO, __file__, 1, "m", None, None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    assert orjson.loads(JsonFormatter().format(record))["ts"] == ts
