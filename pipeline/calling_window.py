@@ -86,11 +86,19 @@ class DayStatus:
 
 def day_status(local: pendulum.DateTime, rule: DayRule, country: str, region: str) -> DayStatus:
     """The calling window of `local`'s day under `rule`."""
-    window = rule.window(local.day_of_week)
+    return _day_status(local.date(), rule, country, region)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_status(day: date, rule: DayRule, country: str, region: str) -> DayStatus:
+    # Asked for every alert, twice; the answer changes once a day (the holiday lookup was
+    # most of the compliance step once the time conversion was cached).
+    weekday = day.weekday()  # Monday is 0, as in pendulum
+    window = rule.window(weekday)
     if window is None:
-        return DayStatus(None, "sunday" if local.day_of_week == _SUNDAY else "saturday")
+        return DayStatus(None, "sunday" if weekday == _SUNDAY else "saturday")
     if rule.closed_on_holidays:
-        name = holiday_name(local.date(), country, region)
+        name = holiday_name(day, country, region)
         if name:
             return DayStatus(None, f"holiday:{name}")
     return DayStatus(window)
