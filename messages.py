@@ -111,10 +111,10 @@ class Alert:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertReceived:
-    """Raw bytes from the broker, converted in the paho thread and nothing more."""
+    """A message from the broker, checked (decoded once, validated) in the paho thread."""
 
     payload: bytes
-    """The message body, undecoded."""
+    """The message body as it arrived (quoted in a rejection report)."""
     topic: str
     """The topic it arrived on."""
     mid: int
@@ -123,6 +123,8 @@ class AlertReceived:
     """QoS it was delivered with."""
     retain: bool
     """Retained flag: a replay of an old message."""
+    checked: Any = None
+    """tripline.accept.Checked or Rejected; None when not checked yet."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -252,9 +252,12 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def _take_work(self, works: tuple[Work, ...]) -> bool:
         """Queue new work; True when its records wait for more work to batch with."""
+        urgent = False
         for work in works:
             self._queue_work(work)
-        if len(self._to_mark) < _MARK_BATCH and not self.actor_inbox.empty():
+            urgent = urgent or work.priority == Priority.CRITICAL
+        # A critical alert waits for no batch: recorded and started now.
+        if not urgent and len(self._to_mark) < _MARK_BATCH and not self.actor_inbox.empty():
             return True
         self._flush_marks()
         return False

@@ -22,7 +22,7 @@ from actors import Supervised
 from conf.schema import MqttConfig
 from messages import Alert, AlertReceived, Ping, PublishEvent
 from pipeline.validate import Rejected
-from tripline.accept import Accepted, Acceptor, Verdict
+from tripline.accept import Accepted, Acceptor, Checked, Verdict
 
 log = logging.getLogger("tripline.mqtt")
 
@@ -39,11 +39,12 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         """Keep collaborators; `route` fans accepted alerts out to the shards."""
         super().__init__()
         self._conf, self._acceptor, self._route = conf, acceptor, route
-        self._buffer: list[AlertReceived] = []
+        self._buffer: list[tuple[AlertReceived, Checked | Rejected]] = []
         self._failures = 0
         self._last_flush = 0.0
         self._flush_queued = False
         self.connected = threading.Event()
+        self._urgent = threading.Event()  # set by paho for a critical alert: ends a linger
         self._client: mqtt.Client | None = None
 
     def on_start(self) -> None:
@@ -94,17 +95,28 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             self._client.disconnect()
             self._client.loop_stop()
 
-    # paho thread: convert and tell, nothing more.
+    # paho thread: check and tell, nothing more.
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        payload, retain = bytes(msg.payload), bool(msg.retain)
+        # Checked here (the payload's one decode): a critical alert is known as such before it
+        # reaches the inbox, and wakes a lingering subscriber at once.
+        try:
+            checked: Checked | Rejected | None = self._acceptor.check(payload, retain)
+        except Exception:  # an exception here would end paho's network thread
+            log.exception("checking a payload failed; the actor checks it again")
+            checked = None
         self.actor_ref.tell(
             AlertReceived(
-                payload=bytes(msg.payload),
+                payload=payload,
                 topic=msg.topic,
                 mid=msg.mid,
                 qos=msg.qos,
-                retain=bool(msg.retain),
+                retain=retain,
+                checked=checked,
             )
         )
+        if isinstance(checked, Checked) and checked.urgent:
+            self._urgent.set()
 
     def _on_connect(
         self,
@@ -148,8 +160,11 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             self._flush_or_retry()
         match message:
             case AlertReceived():
-                self._buffer.append(message)
-                self._on_buffered()
+                checked = message.checked
+                if checked is None:
+                    checked = self._acceptor.check(message.payload, message.retain)
+                self._buffer.append((message, checked))
+                self._on_buffered(urgent=isinstance(checked, Checked) and checked.urgent)
             case _Flush():
                 self._flush_queued = False  # the check above flushed what gathered
             case _Retry():
@@ -164,10 +179,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                 return super().on_receive(message)
         return None
 
-    def _on_buffered(self) -> None:
+    def _on_buffered(self, *, urgent: bool) -> None:
         if self._failures:
             return  # while Redis is failing only the _Retry timer flushes (one at a time)
-        if len(self._buffer) >= BATCH_MAX:
+        if len(self._buffer) >= BATCH_MAX or urgent:  # a critical alert never lingers
             self._flush_or_retry()
         elif not self._flush_queued and self.actor_inbox.empty():
             self._flush_or_linger()
@@ -180,14 +195,17 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 
         Every batch costs a Redis round trip here and thread hand-offs in every stage behind
         this one; flushing whenever the inbox ran dry made batches of two or three alerts under
-        load (README "Performance"). The sleep is this actor's own: paho keeps filling the
-        inbox meanwhile, and the _Flush queued behind those alerts flushes them all.
+        load (README "Performance"). The wait is this actor's own: paho keeps filling the
+        inbox meanwhile, and the _Flush queued behind those alerts flushes them all. A critical
+        alert ends the wait (paho sets `_urgent`) and is flushed as soon as it is taken in.
         """
         wait = self._last_flush + self._conf.batch_linger_ms / 1000 - time.monotonic()
         if wait <= 0:
             self._flush_or_retry()
             return
-        time.sleep(wait)
+        # A critical alert arriving meanwhile ends the wait: it never lingers.
+        if self._urgent.wait(wait):
+            self._urgent.clear()
         self._flush_queued = True
         self.actor_ref.tell(_Flush())
 
@@ -213,10 +231,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
         batch = self._buffer
-        verdicts = self._acceptor.accept([(m.payload, m.retain) for m in batch])
+        verdicts = self._acceptor.record([checked for _, checked in batch])
         self._buffer = []
         self._route([v.alert for v in verdicts if isinstance(v, Accepted)])
-        self._answer(batch, verdicts)
+        self._answer([received for received, _ in batch], verdicts)
 
     def _answer(self, batch: list[AlertReceived], verdicts: list[Verdict]) -> None:
         assert self._client is not None  # noqa: S101 - on_start ran

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 import redis
 
-from messages import Alert, Outcome, Reason, State
+from messages import Alert, Outcome, Priority, Reason, State
 from pipeline.prioritise import PriorityRules, prioritise
 from pipeline.validate import Limits, Rejected, validate
 from tripline.stats import Stats
 from tripline.store import ACCEPT_LUA, Keys, PipelinedScript, accept_args, execute
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A payload that passed validation, prioritised: ready to be recorded."""
+
+    alert: Alert
+    doc: dict[str, Any]
+    """The decoded payload, stored as the alert's context."""
+
+    @property
+    def urgent(self) -> bool:
+        """A critical alert: the subscriber records it at once, without lingering for more."""
+        return self.alert.priority == Priority.CRITICAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,36 +73,54 @@ class Acceptor:
         self._accept = PipelinedScript(client, ACCEPT_LUA)
 
     def accept(self, items: Sequence[tuple[bytes, bool]]) -> list[Verdict]:
-        """Accept a batch of (payload, retained) pairs.
+        """Accept a batch of (payload, retained) pairs: check each, then record them together.
 
         Returns:
             One verdict per item, in order. Raises redis errors: then nothing was acknowledged
             and the caller keeps the batch (the broker keeps it too, unacknowledged).
         """
-        with self._stats.stage_seconds.labels("accept").time():
-            return self._accept_batch(items)
+        now = self._clock()
+        return self.record([self.check(body, retained, now=now) for body, retained in items])
 
-    def _accept_batch(self, items: Sequence[tuple[bytes, bool]]) -> list[Verdict]:
+    def check(self, body: bytes, retained: bool, *, now: float | None = None) -> Checked | Rejected:
+        """Decode and validate one payload (its only decode), and give it its priority."""
+        checked = validate(
+            body, now=self._clock() if now is None else now, limits=self._limits, retained=retained
+        )
+        if isinstance(checked, Rejected):
+            return checked
+        alert, doc = checked
+        alert = replace(alert, priority=prioritise(alert.alert_type, alert.severity, self._rules))
+        return Checked(alert, doc)
+
+    def record(self, checked: Sequence[Checked | Rejected]) -> list[Verdict]:
+        """Claim and record checked alerts in one pipelined round trip; one verdict each.
+
+        Raises redis errors: then nothing was recorded that the caller may acknowledge.
+        """
+        with self._stats.stage_seconds.labels("accept").time():
+            return self._record(checked)
+
+    def _record(self, checked: Sequence[Checked | Rejected]) -> list[Verdict]:
         now = self._clock()
         verdicts: list[Verdict | None] = []
         pending: list[tuple[int, Alert]] = []
         pipe = self._redis.pipeline(transaction=False)
-        for body, retained in items:
-            checked = validate(body, now=now, limits=self._limits, retained=retained)
-            if isinstance(checked, Rejected):
-                verdicts.append(checked)
+        for item in checked:
+            if isinstance(item, Rejected):
+                verdicts.append(item)
                 continue
-            alert, doc = checked
-            alert = replace(
-                alert, priority=prioritise(alert.alert_type, alert.severity, self._rules)
-            )
+            alert = item.alert
             # Indexed first: a crash between the two leaves an index entry the sweep discards,
             # never a record that nothing would resume.
             pipe.zadd(self._pending_key, {alert.idempotency_key: now}, nx=True)
             # The context is written with NX under a reference derived from the key, so a
             # duplicate can never overwrite what the first delivery stored.
             pipe.set(
-                self._keys.context(alert.reference_id), orjson.dumps(doc), nx=True, ex=self._ttl
+                self._keys.context(alert.reference_id),
+                orjson.dumps(item.doc),
+                nx=True,
+                ex=self._ttl,
             )
             keys, args = accept_args(self._keys, alert, self._ttl)
             self._accept.queue(pipe, keys, args)

@@ -6,15 +6,18 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
+import orjson
 import pykka
 
-from actors.mqtt_subscriber import MqttSubscriber
+from actors.mqtt_subscriber import MqttSubscriber, wait_connected
 from conf.schema import MqttConfig
-from messages import AlertReceived, Ping
-from tests.conftest import ask, wait_for
-from tripline.accept import Duplicate
+from messages import Alert, AlertReceived, Ping, Priority
+from pipeline.validate import Limits, Rejected, validate
+from tests.conftest import alert, ask, publish, wait_for
+from tripline.accept import Checked, Duplicate
 
 
 class GatedAcceptor:
@@ -25,12 +28,15 @@ class GatedAcceptor:
         self.gate = threading.Event()
         self.first = threading.Event()
 
-    def accept(self, items: list[tuple[bytes, bool]]) -> list[Any]:
-        self.batches.append([body for body, _ in items])
+    def check(self, body: bytes, _retained: bool) -> Any:
+        return body
+
+    def record(self, items: list[bytes]) -> list[Any]:
+        self.batches.append(list(items))
         if len(self.batches) == 1:
             self.first.set()
             self.gate.wait(10)
-        return [Duplicate(body.decode()) for body, _ in items]  # nothing to route; qos 0: no ack
+        return [Duplicate(body.decode()) for body in items]  # nothing to route; qos 0: no ack
 
 
 def received(n: int) -> AlertReceived:
@@ -55,15 +61,27 @@ def test_an_alert_followed_by_a_ping_is_flushed_without_waiting_for_more() -> No
         ref.stop()
 
 
+def critical(key: str) -> Alert:
+    checked = validate(orjson.dumps(alert(key)), now=time.time(), limits=Limits())
+    assert not isinstance(checked, Rejected)
+    return replace(checked[0], priority=Priority.CRITICAL)
+
+
 class CountingAcceptor:
     """Records each batch and when it came."""
 
     def __init__(self) -> None:
         self.batches: list[tuple[float, list[bytes]]] = []
 
-    def accept(self, items: list[tuple[bytes, bool]]) -> list[Any]:
-        self.batches.append((time.monotonic(), [body for body, _ in items]))
-        return [Duplicate(body.decode()) for body, _ in items]
+    def check(self, body: bytes, _retained: bool) -> Any:
+        if body.startswith(b"critical"):
+            return Checked(critical(body.decode()), {})
+        return body
+
+    def record(self, items: list[Any]) -> list[Any]:
+        bodies = [i.alert.idempotency_key.encode() if isinstance(i, Checked) else i for i in items]
+        self.batches.append((time.monotonic(), bodies))
+        return [Duplicate(body.decode()) for body in bodies]
 
 
 def _subscriber(acceptor: Any, linger_ms: float) -> pykka.ActorRef[MqttSubscriber]:
@@ -102,6 +120,31 @@ def test_alerts_arriving_right_after_a_flush_gather_into_one_batch() -> None:
         # Without the linger each would have been its own batch.
         assert len(acceptor.batches) <= 3, [len(b) for _, b in acceptor.batches]
         assert acceptor.batches[1][0] - acceptor.batches[0][0] >= 0.25
+    finally:
+        ask(ref, Ping())
+        ref.stop()
+
+
+def test_a_critical_alert_ends_a_linger_at_once() -> None:
+    # Through the broker, so that paho's thread checks the payloads as in service.
+    acceptor = CountingAcceptor()
+    conf = MqttConfig(
+        client_id=f"test-{uuid.uuid4().hex[:8]}",
+        topic=f"tt/{uuid.uuid4().hex}/x",
+        batch_linger_ms=5_000,
+        qos=0,
+    )
+    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda _: None)
+    try:
+        assert wait_connected(ref.proxy(), 5)
+        time.sleep(0.2)  # the subscription is made in on_connect
+        publish(conf.topic, b"alert-0")  # idle: flushed at once, and a 5 s linger starts
+        wait_for(lambda: len(acceptor.batches) == 1, timeout=2)
+        sent = time.monotonic()
+        publish(conf.topic, b"alert-1", b"critical-1")  # the first lingers, the second won't
+        wait_for(lambda: sum(len(b) for _, b in acceptor.batches) == 3, timeout=2)
+        assert acceptor.batches[-1][0] - sent < 1.0  # far below the 5 s linger
+        assert b"critical-1" in acceptor.batches[-1][1]
     finally:
         ask(ref, Ping())
         ref.stop()
