@@ -140,6 +140,35 @@ def test_entities_are_capped_and_passivated_with_snapshots(
     assert len(snapshots) == 250  # the passivated ones were saved before they left memory
 
 
+def test_a_tick_saves_every_dirty_entity_in_chunks_and_drops_only_the_idle(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    clock = Clock()
+    shard = start_shard(
+        redis_client,
+        keys,
+        FakeEnricher.start(),
+        clock=clock,
+        shards=1,
+        max_entities=10_000,
+        passivate_after_seconds=60,
+    )
+    old = accept(redis_client, keys, *[alert(sensor=f"O{n}") for n in range(1_200)])
+    shard.tell(AlertBatch(alerts=tuple(old)))
+    ask(shard, Ping())
+    clock.now += 120  # the first 1,200 are idle now...
+    recent = accept(redis_client, keys, *[alert(sensor=f"R{n}") for n in range(5)])
+    (again,) = accept(redis_client, keys, alert(sensor="O7"))  # ...but for this one
+    shard.tell(AlertBatch(alerts=(*recent, again)))
+    assert ask(shard, Ping()) == 1_205
+    shard.tell(SnapshotTick())  # three chunks of snapshots, alerts may pass between them
+    wait_for(
+        lambda: len(list(redis_client.scan_iter(match=f"{prefix}:*:snap:*", count=2000))) == 1_205
+    )
+    assert ask(shard, Ping()) == 6  # the five recent sensors and the one seen again
+
+
 def test_shard_choice_is_stable() -> None:
     assert shard_of("TEMP-SNS-4421", 4) == shard_of("TEMP-SNS-4421", 4)
     assert {shard_of(f"s{n}", 4) for n in range(100)} == {0, 1, 2, 3}
