@@ -78,16 +78,18 @@ def sweep(
             return counts
         pipe = client.pipeline(transaction=False)
         for member, _ in entries:
-            pipe.hmget(keys.record(text(member)), ["state", "alert", "updatedAt"])
-        done, reroute, passed = _triage(
-            entries,
-            pipe.execute(),
-            now=now,
-            rules=rules,
-            defer=defer,
-            counts=counts,
-            in_flight=in_flight,
+            # Not the alert itself: most entries are decided and only leave the index.
+            pipe.hmget(keys.record(text(member)), ["state", "updatedAt"])
+        done, act, passed = _triage(
+            entries, pipe.execute(), now=now, rules=rules, counts=counts, in_flight=in_flight
         )
+        if act:
+            pipe = client.pipeline(transaction=False)
+            for member, _ in act:
+                pipe.hget(keys.record(member), "alert")
+            reroute = _act(act, pipe.execute(), now=now, defer=defer, counts=counts)
+        else:
+            reroute = []
         if done:
             client.zrem(pending_key, *done)
         settled(done + passed)
@@ -104,41 +106,63 @@ def _triage(
     *,
     now: float,
     rules: SweepRules,
-    defer: Callable[[TaskIntent], None],
     counts: Counter[str],
     in_flight: Callable[[str, float], bool],
-) -> tuple[list[str], list[Alert], list[str]]:
+) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    """Sort a page: done (leaves the index), to act on (key, state), passed the actors."""
     done: list[str] = []
-    reroute: list[Alert] = []
+    act: list[tuple[str, str]] = []
     passed: list[str] = []  # left the shards and the enricher: queued or dialing
-    for (member, score), (state, blob, updated) in zip(entries, states, strict=True):
-        state_text, age = text(state), now - float(score)
+    for (member, score), (state, updated) in zip(entries, states, strict=True):
+        key, state_text, age = text(member), text(state), now - float(score)
         if state_text in (State.QUEUED, State.DIALING):
-            passed.append(text(member))
+            passed.append(key)
         if state_text == State.DIALING:  # how long it has been dialing, not since accepted
             age = now - _epoch(text(updated), default=float(score))
         if not state_text or state_text in TERMINAL:
-            done.append(text(member))
+            done.append(key)
             counts["done"] += 1
-        elif state_text == State.ACCEPTED and age >= rules.accepted_grace and blob:
-            if in_flight(text(member), age):
+        elif state_text == State.ACCEPTED and age >= rules.accepted_grace:
+            if in_flight(key, age):
                 counts["in flight"] += 1
                 continue
-            reroute.append(alert_from_dict(orjson.loads(blob)))
-            counts["re-routed"] += 1
-        elif state_text == State.DIALING and age >= rules.dialing_grace and blob:
-            defer(
-                TaskIntent(
-                    alert=alert_from_dict(orjson.loads(blob)),
-                    reason=Reason.DIAL_UNCERTAIN,
-                    due=now,
-                    detail="the service stopped while this call was being placed",
-                )
-            )
-            counts["uncertain"] += 1
+            act.append((key, state_text))
+        elif state_text == State.DIALING and age >= rules.dialing_grace:
+            act.append((key, state_text))
         else:
             counts["waiting"] += 1
-    return done, reroute, passed
+    return done, act, passed
+
+
+def _act(
+    act: list[tuple[str, str]],
+    blobs: list[Any],
+    *,
+    now: float,
+    defer: Callable[[TaskIntent], None],
+    counts: Counter[str],
+) -> list[Alert]:
+    """Re-route the lost 'accepted' alerts (returned); hand the lost dials to a person."""
+    reroute: list[Alert] = []
+    for (_, state), blob in zip(act, blobs, strict=True):
+        if not blob:
+            counts["waiting"] += 1
+            continue
+        alert = alert_from_dict(orjson.loads(blob))
+        if state == State.ACCEPTED:
+            reroute.append(alert)
+            counts["re-routed"] += 1
+            continue
+        defer(
+            TaskIntent(
+                alert=alert,
+                reason=Reason.DIAL_UNCERTAIN,
+                due=now,
+                detail="the service stopped while this call was being placed",
+            )
+        )
+        counts["uncertain"] += 1
+    return reroute
 
 
 def _epoch(stamp: str, *, default: float) -> float:

@@ -6,11 +6,11 @@ import time
 
 import redis
 
-from messages import Alert, Outcome, State
+from messages import Alert, Outcome, Reason, State, TaskIntent
 from tests.actors.helpers import accept
 from tests.conftest import alert
 from tripline.resume import SweepRules, sweep
-from tripline.store import TRANSITION_LUA, Keys, transition_args
+from tripline.store import TRANSITION_LUA, Keys, text, transition_args
 
 
 def move(client: redis.Redis, keys: Keys, key: str, state: str) -> None:
@@ -54,3 +54,40 @@ def test_alerts_still_moving_through_the_actors_are_left_alone(
     counts, routed, _ = run(redis_client, keys, in_flight=False)
     assert [a.idempotency_key for a in routed] == [waiting.idempotency_key]
     assert counts["re-routed"] == 1
+
+
+def test_each_state_gets_its_treatment_and_only_decided_ones_leave_the_index(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    lost, queued, dialing, called = accept(redis_client, keys, *[alert() for _ in range(4)])
+    move(redis_client, keys, queued.idempotency_key, State.QUEUED)
+    for each in (dialing, called):
+        move(redis_client, keys, each.idempotency_key, State.QUEUED)
+        move(redis_client, keys, each.idempotency_key, State.DIALING)
+    move(redis_client, keys, called.idempotency_key, Outcome.CALLED)
+    routed: list[Alert] = []
+    tasks: list[TaskIntent] = []
+
+    def sweep_at(now: float) -> dict[str, int]:
+        return dict(
+            sweep(
+                redis_client,
+                keys,
+                instance="default",
+                now=now,
+                rules=SweepRules(accepted_grace=30.0, dialing_grace=600.0),
+                route=routed.extend,
+                defer=tasks.append,
+            )
+        )
+
+    assert sweep_at(time.time() + 60) == {"re-routed": 1, "waiting": 2, "done": 1}
+    assert [a.idempotency_key for a in routed] == [lost.idempotency_key]
+    assert tasks == []
+    assert sweep_at(time.time() + 700) == {"re-routed": 1, "waiting": 1, "uncertain": 1}
+    assert [(t.alert.idempotency_key, t.reason) for t in tasks] == [
+        (dialing.idempotency_key, Reason.DIAL_UNCERTAIN)
+    ]
+    left = {text(m) for m in redis_client.zrange(keys.pending("default"), 0, -1)}
+    assert left == {lost.idempotency_key, queued.idempotency_key, dialing.idempotency_key}
