@@ -21,7 +21,7 @@ import pykka.debug
 from aiohttp import web
 
 from conf import schema
-from tripline import logs
+from tripline import logs, runtime
 
 log = logging.getLogger("tripline")
 
@@ -200,6 +200,7 @@ def _run(args: argparse.Namespace) -> int:
         log.exception("start failed")
         service.stop()
         return 1
+    runtime.tune_after_start()
     try:
         asyncio.run(_serve_until_signal(service))
     finally:
