@@ -69,8 +69,8 @@ def _http_json(method: str, url: str, body: Any = None) -> Any:  # noqa: ANN401
 class Rig:
     """Redis, Mosquitto and the emulator of one suite run, each a process of its own."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, *, fsync: str = "always") -> None:
+        self.root, self.fsync = root, fsync
         self.redis_port, self.mqtt_port, self.emu_port = _free_port(), _free_port(), _free_port()
         self.redis_proc: subprocess.Popen[bytes] | None = None
         self.mqtt_proc: subprocess.Popen[bytes] | None = None
@@ -123,7 +123,7 @@ class Rig:
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.fsync,
                 "--save",
                 "",
                 "--dir",
