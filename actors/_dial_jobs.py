@@ -10,7 +10,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +32,7 @@ from messages import (
 )
 from pipeline.caps import Cap, cap_args
 from pipeline.comply import Blocked, ComplyRules, check_window
-from pipeline.dial import Answer, backoff, retry_after
+from pipeline.dial import Answer, Gate, backoff, gate, retry_after
 from pipeline.govern import Occupancy
 from tripline.backends import Backend, Result
 from tripline.stats import Stats
@@ -260,7 +260,7 @@ class DialJobs:
         key = intent.intent_id
         finished = DialFinished(intent_id=key, priority=intent.priority, slot=False)
         try:
-            await self._after_mark(key)
+            await self._after_marks([key])
             keys = [
                 self._keys.group_counts(intent.alert.customer_id),
                 _group_keys(self._keys, intent)[0],
@@ -291,25 +291,25 @@ class DialJobs:
         finally:
             self._tell(finished)
 
-    async def _after_mark(self, key: str) -> None:
-        """Wait until the batch that records this work as queued has run."""
-        mark = self._marks.pop(key, None)
-        if mark is not None and mark is not asyncio.current_task():
-            await asyncio.wait([mark])
-
     async def run_all(self, works: list[tuple[Queued, bool]]) -> None:
-        """Start every piece of work of one pump round, each as its own task."""
-        loop = asyncio.get_running_loop()
+        """Start one pump round: its calls together (dial_round), each task as its own task."""
+        calls = [(work, slot) for work, slot in works if isinstance(work, DialIntent)]
+        if calls:
+            await self._spawn(self.dial_round(calls))
         for work, slot in works:
-            task = loop.create_task(self.run(work, slot=slot))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            if not isinstance(work, DialIntent):
+                await self._spawn(self.run(work, slot=slot))
 
-    async def run(self, queued: Queued, *, slot: bool) -> None:
-        """Do one piece of work and tell the actor how it went."""
+    async def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def run(self, queued: TaskIntent | StoredTask, *, slot: bool) -> None:
+        """Raise one task and tell the actor how it went."""
         key = queued.key if isinstance(queued, StoredTask) else queued.alert.idempotency_key
         finished = DialFinished(intent_id=key, priority=queued.priority, slot=slot)
-        await self._after_mark(key)
+        await self._after_marks([key])
         if isinstance(queued, StoredTask):
             blob = await ride_out(
                 lambda: self._auto.execute("HGET", self._queue_key, f"task:{key}")
@@ -320,23 +320,11 @@ class DialJobs:
             work = work_from_json(blob if isinstance(blob, bytes) else str(blob).encode())
         else:
             work = queued
+        assert isinstance(work, TaskIntent)  # noqa: S101 - calls go through dial_round
         try:
-            if isinstance(work, DialIntent):
-                finished = await self._dial(work, finished)
-            else:
-                finished = await self._raise_task(work, finished)
-        except Exception as exc:
+            finished = await self._raise_task(work, finished)
+        except Exception:
             log.exception("dialer: %s failed", key)
-            if isinstance(work, DialIntent):
-                # We cannot know whether the request left: never resend, hand it to a person.
-                self._tell(
-                    TaskIntent(
-                        alert=work.alert,
-                        reason=Reason.DIAL_UNCERTAIN,
-                        due=self._clock(),
-                        detail=f"internal error while dialing: {exc!r}"[:200],
-                    )
-                )
         finally:
             if finished.requeue is None:
                 await self.forget(work)
@@ -352,42 +340,174 @@ class DialJobs:
 
     # --- dialing -------------------------------------------------------------------------------
 
-    async def _dial(self, intent: DialIntent, done: DialFinished) -> DialFinished:
-        try:
-            return await self._dial_checked(intent, done)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # Raised only before sending (sending is past the checks): try again later.
-            log.warning("dial %s waits for Redis: %r", intent.intent_id, exc)
-            return _with(done, requeue=intent, retry_after=2.0)
+    async def dial_round(self, calls: list[tuple[DialIntent, bool]]) -> None:
+        """Start one pump round's calls (with their concurrency slot flags).
 
-    async def _dial_checked(self, intent: DialIntent, done: DialFinished) -> DialFinished:
-        key = intent.intent_id
-        task = await self._recheck(intent)
-        if task is not None:
-            self._tell(task)
-            return done
-        capped = await self._take_caps(intent)
-        if capped is not None:
-            if await self._record(
-                key, state=Outcome.SUPPRESSED, reason=capped, allowed_from=FROM_PENDING
-            ):
-                self._stats.decided(intent.alert, Outcome.SUPPRESSED, capped)
-            return done
-        # The record is the arbiter: only one path may move it to dialing, ever.
-        if not await self._record(key, state=State.DIALING, allowed_from=FROM_PENDING):
-            log.info("dial %s skipped: its record is already past queued", key)
-            await self._release_caps(intent)
-            return done
-        backend = self.backends.by_priority[intent.priority]
-        started = time.perf_counter()
+        The last checks of every call share one round trip (the do-not-call re-check and both
+        caps, decided by pipeline.dial.gate), the moves to 'dialing' another; then each call
+        is placed as its own task, so a slow one holds up no other. A call per task with a
+        sequential await per step cost most of the dialer loop's time in profiles.
+        """
+        await self._after_marks([intent.intent_id for intent, _ in calls])
         try:
-            result = await self._send(
-                lambda: backend.dial(intent, self._routing.get(intent.priority.label, 5))
+            ready = await self._gate(calls)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Raised before anything was sent: the calls go back to the queue and try later.
+            # Caps already counted are re-entrant for the same call: nothing counts twice.
+            log.warning("%d calls wait for Redis: %r", len(calls), exc)
+            for intent, slot in calls:
+                self._tell(
+                    DialFinished(
+                        intent_id=intent.intent_id,
+                        priority=intent.priority,
+                        slot=slot,
+                        requeue=intent,
+                        retry_after=2.0,
+                    )
+                )
+            return
+        for intent, slot in ready:
+            await self._spawn(self._place(intent, slot))
+
+    async def _after_marks(self, keys: list[str]) -> None:
+        """Wait until the batches that record this work as queued have run."""
+        marks = {self._marks.pop(key, None) for key in keys}
+        current = asyncio.current_task()
+        waiting = [m for m in marks if m is not None and m is not current and not m.done()]
+        if waiting:
+            await asyncio.wait(waiting)
+
+    async def _gate(self, calls: list[tuple[DialIntent, bool]]) -> list[tuple[DialIntent, bool]]:
+        """Compliance and caps at the moment of dialing, then the move to 'dialing'.
+
+        Returns the calls that may be placed now; every other one is finished here (a task,
+        a suppression, or skipped because its record moved on).
+        """
+        now = self._clock()
+        checked: list[tuple[DialIntent, bool, list[asyncio.Future[Any]]]] = []
+        for intent, slot in calls:
+            blocked = check_window(
+                intent.customer, now=now, rules=self._rules, alert_type=intent.alert.alert_type
             )
-        except Exception as exc:  # from here on the request may have left: never requeue
-            result = Result(Answer.UNCERTAIN, detail=f"error while dialing: {exc!r}"[:300])
-        self._stats.stage_seconds.labels("dial").observe(time.perf_counter() - started)
-        return await self._after_dial(intent, result, done)
+            if blocked is not None:  # work may have waited in the queue past the window
+                self._tell(_task(intent, blocked))
+                await self._finish(intent, slot)
+                continue
+            checked.append((intent, slot, self._gate_commands(intent, now)))
+        replies = await asyncio.gather(*(f for _, _, futures in checked for f in futures))
+        passed: list[tuple[DialIntent, bool]] = []
+        at = 0
+        for intent, slot, futures in checked:
+            answers, at = replies[at : at + len(futures)], at + len(futures)
+            verdict, release = gate(
+                on_dnc_list=bool(answers[0]),
+                number_ok=bool(answers[1][0]) if self._caps.number else None,
+                customer_ok=bool(answers[-1][0]) if self._caps.customer else None,
+            )
+            if verdict == Gate.DIAL:
+                passed.append((intent, slot))
+                continue
+            await self._release_caps(
+                intent, number="number" in release, customer="customer" in release
+            )
+            if verdict == Gate.DO_NOT_CALL:
+                self._tell(
+                    _task(
+                        intent,
+                        Blocked(
+                            Reason.DO_NOT_CALL,
+                            now,
+                            "the number joined the internal do-not-call list while queued",
+                            {"rule": "internal_dnc_list"},
+                        ),
+                    )
+                )
+            else:
+                reason = Reason(verdict.value)
+                if await self._record(
+                    intent.intent_id,
+                    state=Outcome.SUPPRESSED,
+                    reason=reason,
+                    allowed_from=FROM_PENDING,
+                ):
+                    self._stats.decided(intent.alert, Outcome.SUPPRESSED, reason)
+            await self._finish(intent, slot)
+        return await self._to_dialing(passed)
+
+    def _gate_commands(self, intent: DialIntent, now: float) -> list[asyncio.Future[Any]]:
+        """The do-not-call re-check, then the number's and the customer's caps (if any)."""
+        member = intent.intent_id
+        futures = [self._auto.send("SISMEMBER", self._keys.dnc(), intent.customer.phone)]
+        for caps, key in (
+            (self._caps.number, self._keys.number_calls(intent.customer.phone)),
+            (self._caps.customer, self._keys.customer_calls(intent.customer.customer_id)),
+        ):
+            if caps:
+                args = cap_args(caps, now=now, member=member)
+                futures.append(self._auto.send_script(self._sha["cap"], [key], args))
+        return futures
+
+    async def _to_dialing(
+        self, calls: list[tuple[DialIntent, bool]]
+    ) -> list[tuple[DialIntent, bool]]:
+        """The record is the arbiter: only one path may move it to dialing, ever."""
+        now = self._clock()
+        moves = [
+            transition_args(
+                self._keys, i.intent_id, state=State.DIALING, now=now, allowed_from=FROM_PENDING
+            )
+            for i, _ in calls
+        ]
+
+        async def move() -> list[Any]:
+            sha = self._sha["transition"]
+            return await asyncio.gather(*(self._auto.send_script(sha, k, a) for k, a in moves))
+
+        applied = await ride_out(move) if calls else []
+        ready = []
+        for (intent, slot), result in zip(calls, applied, strict=True):
+            if result == 1:
+                ready.append((intent, slot))
+                continue
+            log.info("dial %s skipped: its record is already past queued", intent.intent_id)
+            await self._release_caps(intent)
+            await self._finish(intent, slot)
+        return ready
+
+    async def _finish(self, intent: DialIntent, slot: bool) -> None:
+        """A call that will not be placed: out of the persisted queue, its slot freed."""
+        await self.forget(intent)
+        self._tell(DialFinished(intent_id=intent.intent_id, priority=intent.priority, slot=slot))
+
+    async def _place(self, intent: DialIntent, slot: bool) -> None:
+        """Send one call and record what the backend answered; never resend after ambiguity."""
+        done = DialFinished(intent_id=intent.intent_id, priority=intent.priority, slot=slot)
+        try:
+            backend = self.backends.by_priority[intent.priority]
+            started = time.perf_counter()
+            try:
+                result = await self._send(
+                    lambda: backend.dial(intent, self._routing.get(intent.priority.label, 5))
+                )
+            except Exception as exc:  # the request may have left: never requeue
+                result = Result(Answer.UNCERTAIN, detail=f"error while dialing: {exc!r}"[:300])
+            self._stats.stage_seconds.labels("dial").observe(time.perf_counter() - started)
+            done = await self._after_dial(intent, result, done)
+        except Exception as exc:
+            log.exception("dialer: %s failed", intent.intent_id)
+            # We cannot know whether the request left: never resend, hand it to a person.
+            self._tell(
+                TaskIntent(
+                    alert=intent.alert,
+                    reason=Reason.DIAL_UNCERTAIN,
+                    due=self._clock(),
+                    detail=f"internal error while dialing: {exc!r}"[:200],
+                )
+            )
+        finally:
+            if done.requeue is None:
+                await self.forget(intent)
+            self._tell(done)
 
     async def _after_dial(
         self, intent: DialIntent, result: Result, done: DialFinished
@@ -425,64 +545,20 @@ class DialJobs:
         )
         return _with(done, backend_ok=True)
 
-    async def _recheck(self, intent: DialIntent) -> TaskIntent | None:
-        """Compliance again at the moment of dialing: work may have waited in the queue."""
-        now = self._clock()
-        blocked = check_window(
-            intent.customer, now=now, rules=self._rules, alert_type=intent.alert.alert_type
-        )
-        if blocked is None and await self._auto.execute(
-            "SISMEMBER", self._keys.dnc(), intent.customer.phone
-        ):
-            blocked = Blocked(
-                Reason.DO_NOT_CALL,
-                now,
-                "the number joined the internal do-not-call list while queued",
-                {"rule": "internal_dnc_list"},
-            )
-        if blocked is None:
-            return None
-        return TaskIntent(
-            alert=intent.alert,
-            reason=blocked.reason,
-            due=blocked.due,
-            detail=blocked.detail,
-            facts=tuple(blocked.facts.items()),
-        )
-
-    async def _take_caps(self, intent: DialIntent) -> Reason | None:
-        """Count the call against the number's and the customer's caps, atomically in Redis."""
-        now, member = self._clock(), intent.intent_id
-        if self._caps.number:
-            ok, _ = await self._auto.evalsha(
-                self._sha["cap"],
-                [self._keys.number_calls(intent.customer.phone)],
-                cap_args(self._caps.number, now=now, member=member),
-            )
-            if not ok:
-                return Reason.NUMBER_CAP
-        if self._caps.customer:
-            ok, _ = await self._auto.evalsha(
-                self._sha["cap"],
-                [self._keys.customer_calls(intent.customer.customer_id)],
-                cap_args(self._caps.customer, now=now, member=member),
-            )
-            if not ok:
-                await self._release_caps(intent, customer=False)
-                return Reason.CUSTOMER_CAP
-        return None
-
-    async def _release_caps(self, intent: DialIntent, *, customer: bool = True) -> None:
+    async def _release_caps(
+        self, intent: DialIntent, *, number: bool = True, customer: bool = True
+    ) -> None:
         """Give back the counts of a call that provably did not happen.
 
         Best effort: a count left behind by a Redis outage errs on the side of fewer calls.
         """
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrem(self._keys.number_calls(intent.customer.phone), intent.intent_id)
-        if customer:
-            pipe.zrem(self._keys.customer_calls(intent.customer.customer_id), intent.intent_id)
+        commands = []
+        if number and self._caps.number:
+            commands.append(("ZREM", self._keys.number_calls(intent.customer.phone)))
+        if customer and self._caps.customer:
+            commands.append(("ZREM", self._keys.customer_calls(intent.customer.customer_id)))
         try:
-            await pipe.execute()
+            await asyncio.gather(*(self._auto.send(*c, intent.intent_id) for c in commands))
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("caps of %s not released (Redis unavailable)", intent.intent_id)
 
@@ -591,6 +667,17 @@ def _mark_args(keys: Keys, work: Work, now: float) -> tuple[list[str], list[Any]
         now=now,
         reason=work.reason,
         **{k: v for k, v in fields.items() if v},
+    )
+
+
+def _task(intent: DialIntent, blocked: Blocked) -> TaskIntent:
+    """The task a call becomes when compliance blocks it at the moment of dialing."""
+    return TaskIntent(
+        alert=intent.alert,
+        reason=blocked.reason,
+        due=blocked.due,
+        detail=blocked.detail,
+        facts=tuple(blocked.facts.items()),
     )
 
 

@@ -131,12 +131,24 @@ class AutoPipeline:
 
     async def execute(self, *command: Any) -> Any:  # noqa: ANN401
         """Queue one command for the next batch and wait for its reply (unparsed: ints, bytes)."""
+        return await self.send(*command)
+
+    def send(self, *command: Any) -> asyncio.Future[Any]:  # noqa: ANN401
+        """Queue one command for the next batch; its reply is the future's result.
+
+        For a batch of commands awaited together (asyncio.gather over futures makes no task
+        per command, as it would over coroutines).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queued.append((command, future))
         if len(self._queued) == 1 and self._sending is None:
             loop.call_soon(self._flush)
-        return await future
+        return future
+
+    def send_script(self, sha: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """A registered script in the next batch, as send() does a command."""
+        return self.send("EVALSHA", sha, len(keys), *keys, *args)
 
     async def aclose(self) -> None:
         """Wait for the batch in flight, then close the connection."""

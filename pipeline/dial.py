@@ -66,3 +66,38 @@ def backoff(attempt: int, *, base: float, cap: float, jitter: float) -> float:
         jitter: a number in [0, 1) (random in production, fixed in tests).
     """
     return float(min(cap, base * 2.0**attempt) * (0.5 + jitter / 2))
+
+
+class Gate(StrEnum):
+    """The last checks before a call leaves, taken together: may it dial?"""
+
+    DIAL = "dial"
+    DO_NOT_CALL = "do_not_call"  # the number joined the do-not-call list while queued
+    NUMBER_CAP = "number_cap"
+    CUSTOMER_CAP = "customer_cap"
+
+
+def gate(
+    *, on_dnc_list: bool, number_ok: bool | None, customer_ok: bool | None
+) -> tuple[Gate, tuple[str, ...]]:
+    """Decide on the do-not-call re-check and the caps, which were all asked at once.
+
+    Args:
+        on_dnc_list: the number is on the internal do-not-call list now.
+        number_ok: the number's cap counted this call (None: no number cap configured).
+        customer_ok: the customer's cap counted this call (None: no customer cap).
+
+    Returns:
+        The verdict, and the caps ('number', 'customer') that counted this call and must give
+        it back because it will not be placed.
+    """
+    if on_dnc_list:
+        verdict = Gate.DO_NOT_CALL
+    elif number_ok is False:
+        verdict = Gate.NUMBER_CAP
+    elif customer_ok is False:
+        verdict = Gate.CUSTOMER_CAP
+    else:
+        return Gate.DIAL, ()
+    taken = (("number", number_ok), ("customer", customer_ok))
+    return verdict, tuple(name for name, ok in taken if ok)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pykka
 import redis
 
-from actors._dial_jobs import Backends
+from actors._dial_jobs import Backends, CapRules
 from actors.dialer import Dialer
 from conf.schema import DialerConfig
 from messages import (
@@ -27,9 +28,10 @@ from messages import (
     WorkBatch,
 )
 from pipeline.calling_window import CallingRules, DayRule
+from pipeline.caps import Cap
 from pipeline.comply import ComplyRules
 from pipeline.dial import Answer
-from tests.actors.helpers import FakeBackend, accept, intent, tasks
+from tests.actors.helpers import FakeBackend, accept, customer, intent, tasks
 from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.backends import Result
 from tripline.stats import Stats
@@ -44,6 +46,7 @@ def start_dialer(
     backend: FakeBackend,
     keys: Keys,
     observer: Any = None,
+    caps: CapRules | None = None,
     **conf: Any,
 ) -> pykka.ActorRef[Any]:
     settings = {
@@ -63,6 +66,7 @@ def start_dialer(
         routing={"critical": 10, "high": 7, "normal": 5, "low": 2},
         rules=ALWAYS,
         stats=Stats(),
+        caps=caps,
     )
 
 
@@ -441,3 +445,40 @@ def test_an_incident_turns_calls_waiting_behind_tasks_into_tasks_at_once(
         assert (rec["outcome"], rec["reason"]) == ("deferred", "fleet_incident")
     assert ask(dialer, StatusQuery())["callsUndecided"] == 0
     assert backend.dials == []
+
+
+def test_the_last_checks_at_dialing_give_back_what_a_refused_call_counted(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    one_each = CapRules(number=(Cap(1, 3600),), customer=(Cap(1, 3600),))
+    dialer = start_dialer(backend, keys, caps=one_each)
+    phones = ["+14155550101", "+14155550102", "+14155550103", "+14155550104"]
+    first, second, third, fourth = accept(redis_client, keys, *[alert() for _ in phones])
+    redis_client.sadd(keys.dnc(), phones[3])  # joined the list while the call was queued
+
+    def dial(a: Alert, phone: str, customer_id: str) -> dict[str, str]:
+        who = replace(customer(), phone=phone, customer_id=customer_id)
+        dialer.tell(replace(intent(a), customer=who))
+        wait_for(lambda: bool(outcome_of(redis_client, keys, a.idempotency_key)))
+        return record(redis_client, keys, a.idempotency_key)
+
+    def counted(key: str) -> int:
+        return int(redis_client.zcard(key))
+
+    assert dial(first, phones[0], "C1")["outcome"] == "called"
+    # Number free, customer capped: the number's count is given back.
+    rec = dial(second, phones[1], "C1")
+    assert (rec["outcome"], rec["reason"]) == ("suppressed", "customer_cap")
+    assert counted(keys.number_calls(phones[1])) == 0
+    # Number capped, customer free: the customer's count is given back.
+    rec = dial(third, phones[0], "C3")
+    assert (rec["outcome"], rec["reason"]) == ("suppressed", "number_cap")
+    assert counted(keys.customer_calls("C3")) == 0
+    # On the do-not-call list: a task, and neither cap keeps a count.
+    rec = dial(fourth, phones[3], "C4")
+    assert (rec["outcome"], rec["reason"]) == ("deferred", "do_not_call")
+    assert counted(keys.number_calls(phones[3])) == counted(keys.customer_calls("C4")) == 0
+    assert [d.alert.idempotency_key for d in backend.dials] == [first.idempotency_key]
+    assert counted(keys.number_calls(phones[0])) == counted(keys.customer_calls("C1")) == 1

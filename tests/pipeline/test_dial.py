@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pipeline.dial import Answer, backoff, classify, retry_after
+from pipeline.dial import Answer, Gate, backoff, classify, gate, retry_after
 
 
 @pytest.mark.parametrize(
@@ -37,3 +39,42 @@ def test_backoff_doubles_to_its_cap() -> None:
     delays = [backoff(n, base=0.5, cap=4.0, jitter=1.0) for n in range(6)]
     assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert backoff(0, base=0.5, cap=4.0, jitter=0.0) == 0.25
+
+
+@pytest.mark.parametrize(
+    ("dnc", "number_ok", "customer_ok", "verdict", "release"),
+    [
+        (False, None, None, Gate.DIAL, ()),  # no caps configured
+        (False, True, True, Gate.DIAL, ()),
+        (False, True, None, Gate.DIAL, ()),
+        (True, True, True, Gate.DO_NOT_CALL, ("number", "customer")),  # counted for nothing
+        (True, None, None, Gate.DO_NOT_CALL, ()),
+        (False, False, True, Gate.NUMBER_CAP, ("customer",)),
+        (False, False, False, Gate.NUMBER_CAP, ()),
+        (False, True, False, Gate.CUSTOMER_CAP, ("number",)),
+        (False, None, False, Gate.CUSTOMER_CAP, ()),
+        (True, False, False, Gate.DO_NOT_CALL, ()),  # do-not-call first: the stronger reason
+    ],
+)
+def test_gate_decides_and_gives_back_what_counted_a_call_never_placed(
+    dnc: bool,
+    number_ok: bool | None,
+    customer_ok: bool | None,
+    verdict: Gate,
+    release: tuple[str, ...],
+) -> None:
+    assert gate(on_dnc_list=dnc, number_ok=number_ok, customer_ok=customer_ok) == (
+        verdict,
+        release,
+    )
+
+
+@given(st.booleans(), st.sampled_from([None, True, False]), st.sampled_from([None, True, False]))
+def test_gate_dials_only_when_nothing_objects_and_then_releases_nothing(
+    dnc: bool, number_ok: bool | None, customer_ok: bool | None
+) -> None:
+    verdict, release = gate(on_dnc_list=dnc, number_ok=number_ok, customer_ok=customer_ok)
+    objects = dnc or number_ok is False or customer_ok is False
+    assert (verdict == Gate.DIAL) == (not objects)
+    counted = {n for n, ok in (("number", number_ok), ("customer", customer_ok)) if ok}
+    assert set(release) == (counted if objects else set())
