@@ -141,6 +141,53 @@ def bare_drain(rig: Rig, messages: list[tuple[str, bytes]], topic: str) -> float
     return len(messages) / elapsed
 
 
+def accept_only(rig: Rig, messages: list[tuple[str, bytes]], topic: str) -> float:
+    """Alerts/s tripline's subscriber drains when accepting is all it does (the same backlog).
+
+    The real subscriber actor and accept path: validate, the idempotency claim and the durable
+    record in Redis, then the acknowledgement; nothing routed on. What any design keeping
+    promise 1 (acknowledged only once recorded) pays per alert before deciding anything.
+    """
+    from actors.mqtt_subscriber import MqttSubscriber, wait_connected  # noqa: PLC0415
+    from conf.schema import MqttConfig  # noqa: PLC0415
+    from pipeline.prioritise import PriorityRules  # noqa: PLC0415
+    from pipeline.validate import Limits  # noqa: PLC0415
+    from tripline.accept import Acceptor  # noqa: PLC0415
+    from tripline.stats import Stats  # noqa: PLC0415
+    from tripline.store import Keys  # noqa: PLC0415
+
+    client_id = f"accept-{uuid.uuid4().hex[:6]}"
+    _session(rig.mqtt_port, client_id, topic)
+    _publish_backlog(rig.mqtt_port, messages)
+    stats = Stats()
+    acceptor = Acceptor(
+        client=redis.Redis(port=rig.redis_port),
+        keys=Keys(f"a{client_id}"),
+        limits=Limits(),
+        rules=PriorityRules(),
+        record_ttl=3600,
+        stats=stats,
+        clock=time.time,
+    )
+    conf = MqttConfig(port=rig.mqtt_port, client_id=client_id, topic=topic)
+    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda _: None)
+    try:
+        wait_connected(ref.proxy(), 10)
+        first = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            accepted = stats.total("accepted")
+            if first is None and accepted:
+                first = (time.perf_counter(), accepted)
+            if accepted >= len(messages):
+                break
+            time.sleep(0.01)
+        assert first is not None
+        return (stats.total("accepted") - first[1]) / (time.perf_counter() - first[0])
+    finally:
+        ref.stop()
+
+
 def _counts(service: Service) -> dict[str, Any]:
     status = _http_json("GET", f"http://127.0.0.1:{service.port}/status")
     counters = status["counters"]
@@ -184,6 +231,7 @@ def throughput(rig: Rig, count: int, instances: int = 1) -> dict[str, Any]:
         for n in range(count)
     ]
     bare = bare_drain(rig, messages, topic)
+    ceiling = accept_only(rig, messages, topic) if instances == 1 else 0
     _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": CUSTOMERS})
     group = "bench" if instances > 1 else ""
     services = [
@@ -229,6 +277,7 @@ def throughput(rig: Rig, count: int, instances: int = 1) -> dict[str, Any]:
         "tripline_per_s": round(rate),
         "bare_subscriber_per_s": round(bare),
         "ratio": round(rate / bare, 3),
+        **({"accept_only_per_s": round(ceiling)} if ceiling else {}),
         "seconds": round(elapsed, 1),
     }
 
