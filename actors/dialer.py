@@ -144,6 +144,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._prepaid = 0  # budget taken but not yet used (counted: errs on the side of less)
         self._prepaid_until = 0.0
         self._pace = Pace(_PREPAID_TTL)
+        self._budget_free_at = 0.0  # no request fits the rate budget before this
         self._to_mark: list[Work] = []
         self._pump_owed = False
         self._loop: LoopThread | None = None
@@ -442,8 +443,14 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if now > self._prepaid_until:
             self._prepaid = 0
         if self._prepaid == 0:
+            if now < self._budget_free_at:
+                # The budget said when its next request fits: asking again before then is a
+                # round trip per pump for nothing (a storm's tasks pump on every batch).
+                self._wake_at(self._budget_free_at)
+                return False
             wait = self._take_tokens()
             if wait > 0:
+                self._budget_free_at = now + wait
                 self._wake_at(now + wait)
                 return False
             self._prepaid_until = now + _PREPAID_TTL

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pykka
+import pytest
 import redis
 
 from actors._dial_jobs import Backends, CapRules
@@ -20,6 +21,7 @@ from messages import (
     Drain,
     FleetIncident,
     Outcome,
+    Ping,
     Priority,
     Reason,
     SensorResolved,
@@ -34,6 +36,7 @@ from pipeline.dial import Answer
 from tests.actors.helpers import FakeBackend, accept, customer, intent, tasks
 from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.backends import Result
+from tripline.budget import RateBudget
 from tripline.stats import Stats
 from tripline.store import Keys, text
 
@@ -482,3 +485,27 @@ def test_the_last_checks_at_dialing_give_back_what_a_refused_call_counted(
     assert counted(keys.number_calls(phones[3])) == counted(keys.customer_calls("C4")) == 0
     assert [d.alert.idempotency_key for d in backend.dials] == [first.idempotency_key]
     assert counted(keys.number_calls(phones[0])) == counted(keys.customer_calls("C1")) == 1
+
+
+def test_a_budget_that_said_wait_is_not_asked_again_before_then(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+    take = RateBudget.try_take
+
+    def counted(self: RateBudget, up_to: int = 1) -> tuple[int, float]:
+        asked.append(up_to)
+        return take(self, up_to)
+
+    monkeypatch.setattr(RateBudget, "try_take", counted)
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys, rate_per_minute=30, burst=1)  # one every 2 s
+    alerts = accept(redis_client, keys, *[alert() for _ in range(20)])
+    for a in alerts:  # twenty pumps within the first two seconds
+        dialer.tell(tasks([a], Reason.OUTSIDE_CALLING_WINDOW))
+        time.sleep(0.02)
+    wait_for(lambda: len(backend.tasks) == 1)
+    ask(dialer, Ping())
+    assert len(backend.tasks) == 1
+    assert len(asked) <= 3, asked  # the first take, then at most the wake-up's
