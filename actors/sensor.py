@@ -56,7 +56,7 @@ _REDIS_ATTEMPTS = 8  # ~13 s of backoff: ride out a Redis failover, then let the
 
 
 READINGS_KEPT = 60  # per sensor, for the agent's chart
-_SNAPSHOT_CHUNK = 500  # snapshots per pipeline; alerts queued meanwhile go between chunks
+_SNAPSHOT_CHUNK = 100  # snapshots per pipeline; alerts queued meanwhile go between chunks
 
 
 def _reading(alert: Alert) -> dict[str, Any]:
@@ -465,7 +465,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
 
         Between chunks the alerts queued meanwhile go first: one pipeline of every entity a
         busy second dirtied held a shard, and the critical alert waiting behind it, for about
-        100 ms (README "Performance").
+        100 ms; a chunk of 500 still took 20-50 ms of wall time under load, sharing the
+        interpreter lock with every other stage (README "Performance").
         """
         chunk = list(itertools.islice(self._dirty, min(self._saving, _SNAPSHOT_CHUNK)))
         self._snapshot(chunk)

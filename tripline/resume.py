@@ -22,7 +22,7 @@ from tripline.store import TERMINAL, Keys, alert_from_dict, text
 
 log = logging.getLogger("tripline.resume")
 
-_BATCH = 500
+_BATCH = 200
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,8 +46,9 @@ def sweep(
     defer: Callable[[TaskIntent], None],
     in_flight: Callable[[str, float], bool] = lambda _key, _age: False,
     settled: Callable[[list[str]], None] = lambda _keys: None,
+    between_pages: Callable[[], None] = lambda: None,
 ) -> Counter[str]:
-    """One pass over the instance's pending index.
+    """One pass over the instance's pending index, a page of _BATCH entries at a time.
 
     Args:
         client: Redis.
@@ -61,6 +62,8 @@ def sweep(
             process's actors (routed, and no actor has died since): it is left alone, or a slow
             backlog would be routed again and again, each pass adding to it.
         settled: told the keys that left the actors' hands (decided, queued, dialing).
+        between_pages: called after each full page (the periodic sweep pauses there, so its
+            work is spread out rather than contending with the pipeline in one burst).
 
     Returns:
         How many entries were 'done' (decided, removed from the index), 're-routed'
@@ -97,6 +100,7 @@ def sweep(
             route(reroute)
         if len(entries) < _BATCH:
             return counts
+        between_pages()
         cursor = f"({entries[-1][1]}"  # exclusive: the next page starts after this score
 
 

@@ -162,7 +162,7 @@ def test_a_tick_saves_every_dirty_entity_in_chunks_and_drops_only_the_idle(
     (again,) = accept(redis_client, keys, alert(sensor="O7"))  # ...but for this one
     shard.tell(AlertBatch(alerts=(*recent, again)))
     assert ask(shard, Ping()) == 1_205
-    shard.tell(SnapshotTick())  # three chunks of snapshots, alerts may pass between them
+    shard.tell(SnapshotTick())  # chunks of snapshots, alerts may pass between them
     wait_for(
         lambda: len(list(redis_client.scan_iter(match=f"{prefix}:*:snap:*", count=2000))) == 1_205
     )
