@@ -498,7 +498,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 orjson.dumps(entity.state.to_snapshot()),
                 ex=self._ttl,
             )
-        self._retry(pipe.execute)
+        self._retry(lambda: execute(pipe))
         self._dirty.difference_update(sensor_ids)
 
     def _retry(self, fn: Callable[[], Any]) -> Any:  # noqa: ANN401

@@ -18,7 +18,7 @@ import orjson
 import redis
 
 from messages import Alert, Reason, State, TaskIntent
-from tripline.store import TERMINAL, Keys, alert_from_dict, text
+from tripline.store import TERMINAL, Keys, alert_from_dict, execute, text
 
 log = logging.getLogger("tripline.resume")
 
@@ -84,13 +84,13 @@ def sweep(
             # Not the alert itself: most entries are decided and only leave the index.
             pipe.hmget(keys.record(text(member)), ["state", "updatedAt"])
         done, act, passed = _triage(
-            entries, pipe.execute(), now=now, rules=rules, counts=counts, in_flight=in_flight
+            entries, execute(pipe), now=now, rules=rules, counts=counts, in_flight=in_flight
         )
         if act:
             pipe = client.pipeline(transaction=False)
             for member, _ in act:
                 pipe.hget(keys.record(member), "alert")
-            reroute = _act(act, pipe.execute(), now=now, defer=defer, counts=counts)
+            reroute = _act(act, execute(pipe), now=now, defer=defer, counts=counts)
         else:
             reroute = []
         if done:

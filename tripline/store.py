@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import orjson
 import redis
 
@@ -418,7 +419,7 @@ class PipelinedScript:
 
     redis-py's Script object makes every pipeline ask SCRIPT EXISTS first: one extra round trip
     per batch on the hot path. We load once and, if Redis lost its script cache (a restart),
-    load again and re-run the pipeline: every script here is safe to repeat.
+    load again and re-send the calls that did not run (execute()).
     """
 
     def __init__(self, client: redis.Redis, source: str) -> None:
@@ -436,13 +437,48 @@ class PipelinedScript:
 
 
 def execute(pipe: redis.client.Pipeline, *scripts: PipelinedScript) -> list[Any]:
-    """Execute `pipe`; on NOSCRIPT reload `scripts` and execute the same commands again."""
-    commands = list(pipe.command_stack)
-    try:
-        return list(pipe.execute())
-    except redis.exceptions.NoScriptError:
+    """Run the commands queued on `pipe` in one round trip; the replies come unparsed.
+
+    Replies are Redis' own: integers, bytes, lists, None (`SET NX` answers b'OK' or None). We
+    pack with hiredis and read the replies ourselves: redis-py's per-command bookkeeping and
+    response callbacks were a large part of the accept and shard stages in profiles. On
+    NOSCRIPT (Redis lost its script cache) `scripts` are loaded again and the script calls that
+    did not run are sent again, nothing else. Any other error reply raises, as redis-py's
+    pipelines do; a connection failure raises redis' ConnectionError / TimeoutError. `pipe`
+    keeps its commands: a retry sends them again.
+    """
+    commands = [args for args, _ in pipe.command_stack]  # kept: a retry sends them again
+    if not commands:
+        return []
+    pool = pipe.connection_pool
+    replies = _round_trip(pool, commands)
+    lost = [n for n, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+    if lost:  # those scripts did not run: load them and run just those again
         for script in scripts:
             script.reload()
-        pipe.reset()
-        pipe.command_stack.extend(commands)
-        return list(pipe.execute())
+        again = _round_trip(pool, [commands[n] for n in lost])
+        for n, reply in zip(lost, again, strict=True):
+            replies[n] = reply
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+    return replies
+
+
+def _round_trip(pool: redis.ConnectionPool, commands: list[tuple[Any, ...]]) -> list[Any]:
+    conn = pool.get_connection()
+    try:
+        packed = b"".join([hiredis.pack_command(c) for c in commands])
+        conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
+        replies: list[Any] = []
+        for _ in commands:  # every reply is read, errors too: the stream stays in step
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
+        raise
+    finally:
+        pool.release(conn)
+    return replies
