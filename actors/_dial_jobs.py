@@ -349,13 +349,16 @@ class DialJobs:
         sequential await per step cost most of the dialer loop's time in profiles.
         """
         await self._after_marks([intent.intent_id for intent, _ in calls])
+        # By the call's own entry: a replay can bring one key twice into a round.
+        unsettled = {id(call): call for call in calls}
         try:
-            ready = await self._gate(calls)
+            ready = await self._gate(calls, unsettled)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # Raised before anything was sent: the calls go back to the queue and try later.
-            # Caps already counted are re-entrant for the same call: nothing counts twice.
-            log.warning("%d calls wait for Redis: %r", len(calls), exc)
-            for intent, slot in calls:
+            # Raised before anything was sent: the calls not settled yet go back to the queue
+            # and try later. Caps already counted are re-entrant for the same call: nothing
+            # counts twice.
+            log.warning("%d calls wait for Redis: %r", len(unsettled), exc)
+            for intent, slot in unsettled.values():
                 self._tell(
                     DialFinished(
                         intent_id=intent.intent_id,
@@ -377,27 +380,35 @@ class DialJobs:
         if waiting:
             await asyncio.wait(waiting)
 
-    async def _gate(self, calls: list[tuple[DialIntent, bool]]) -> list[tuple[DialIntent, bool]]:
+    async def _gate(
+        self,
+        calls: list[tuple[DialIntent, bool]],
+        unsettled: dict[int, tuple[DialIntent, bool]],
+    ) -> list[tuple[DialIntent, bool]]:
         """Compliance and caps at the moment of dialing, then the move to 'dialing'.
 
         Returns the calls that may be placed now; every other one is finished here (a task,
-        a suppression, or skipped because its record moved on).
+        a suppression, or skipped because its record moved on). Each call leaves `unsettled`
+        once finished or ready: if Redis fails midway, only the rest go back to the queue.
         """
         now = self._clock()
-        checked: list[tuple[DialIntent, bool, list[asyncio.Future[Any]]]] = []
-        for intent, slot in calls:
+        checked: list[tuple[tuple[DialIntent, bool], list[asyncio.Future[Any]]]] = []
+        for call in calls:
+            intent, slot = call
             blocked = check_window(
                 intent.customer, now=now, rules=self._rules, alert_type=intent.alert.alert_type
             )
             if blocked is not None:  # work may have waited in the queue past the window
+                del unsettled[id(call)]
                 self._tell(_task(intent, blocked))
                 await self._finish(intent, slot)
                 continue
-            checked.append((intent, slot, self._gate_commands(intent, now)))
-        replies = await asyncio.gather(*(f for _, _, futures in checked for f in futures))
+            checked.append((call, self._gate_commands(intent, now)))
+        replies = await asyncio.gather(*(f for _, futures in checked for f in futures))
         passed: list[tuple[DialIntent, bool]] = []
         at = 0
-        for intent, slot, futures in checked:
+        for call, futures in checked:
+            intent, slot = call
             answers, at = replies[at : at + len(futures)], at + len(futures)
             verdict, release = gate(
                 on_dnc_list=bool(answers[0]),
@@ -405,7 +416,7 @@ class DialJobs:
                 customer_ok=bool(answers[-1][0]) if self._caps.customer else None,
             )
             if verdict == Gate.DIAL:
-                passed.append((intent, slot))
+                passed.append(call)
                 continue
             await self._release_caps(
                 intent, number="number" in release, customer="customer" in release
@@ -431,8 +442,12 @@ class DialJobs:
                     allowed_from=FROM_PENDING,
                 ):
                     self._stats.decided(intent.alert, Outcome.SUPPRESSED, reason)
+            del unsettled[id(call)]  # recorded (a Redis failure above requeues it)
             await self._finish(intent, slot)
-        return await self._to_dialing(passed)
+        ready = await self._to_dialing(passed)
+        for call in passed:  # moved to dialing, or finished as skipped
+            del unsettled[id(call)]
+        return ready
 
     def _gate_commands(self, intent: DialIntent, now: float) -> list[asyncio.Future[Any]]:
         """The do-not-call re-check, then the number's and the customer's caps (if any)."""

@@ -13,11 +13,13 @@ import pykka
 import pytest
 import redis
 
+from actors import _dial_jobs
 from actors._dial_jobs import Backends, CapRules
 from actors.dialer import Dialer
 from conf.schema import DialerConfig
 from messages import (
     Alert,
+    DialIntent,
     Drain,
     FleetIncident,
     Outcome,
@@ -31,7 +33,7 @@ from messages import (
 )
 from pipeline.calling_window import CallingRules, DayRule
 from pipeline.caps import Cap
-from pipeline.comply import ComplyRules
+from pipeline.comply import Blocked, ComplyRules
 from pipeline.dial import Answer
 from tests.actors.helpers import FakeBackend, accept, customer, intent, tasks
 from tests.conftest import REDIS_URL, alert, ask, wait_for
@@ -509,3 +511,38 @@ def test_a_budget_that_said_wait_is_not_asked_again_before_then(
     ask(dialer, Ping())
     assert len(backend.tasks) == 1
     assert len(asked) <= 3, asked  # the first take, then at most the wake-up's
+
+
+def test_redis_failing_midway_through_a_round_requeues_only_the_unsettled_calls(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    night, day = accept(redis_client, keys, alert(), alert())
+    # `night`'s customer is outside the calling window at the moment of dialing.
+    blocked = Blocked(Reason.OUTSIDE_CALLING_WINDOW, time.time() + 3600, "night", {})
+    monkeypatch.setattr(
+        _dial_jobs,
+        "check_window",
+        lambda customer, **_: blocked if customer.phone == "+14155550199" else None,
+    )
+    checks = _dial_jobs.DialJobs._gate_commands
+    failed: list[str] = []
+
+    def fail_once(self: _dial_jobs.DialJobs, intent: DialIntent, now: float) -> Any:
+        if not failed:
+            failed.append(intent.intent_id)
+            raise redis.ConnectionError("Redis went away")
+        return checks(self, intent, now)
+
+    monkeypatch.setattr(_dial_jobs.DialJobs, "_gate_commands", fail_once)
+    dialer = start_dialer(backend, keys)
+    at_night = replace(intent(night), customer=replace(customer(), phone="+14155550199"))
+    dialer.tell(WorkBatch(works=(at_night, intent(day))))  # one round
+    wait_for(lambda: outcome_of(redis_client, keys, day.idempotency_key) == "called", timeout=10)
+    wait_for(lambda: settled(dialer))
+    assert failed == [day.idempotency_key]  # the night call had settled before the failure
+    status = ask(dialer, StatusQuery())
+    assert status["inFlight"] == 0  # every slot freed exactly once
+    assert outcome_of(redis_client, keys, night.idempotency_key) == "deferred"
+    assert [d.alert.idempotency_key for d in backend.dials] == [day.idempotency_key]
