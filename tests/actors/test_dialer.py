@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -47,6 +48,18 @@ ALWAYS = ComplyRules(
 )
 
 
+_CLIENTS: list[redis.Redis] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_dialer_clients() -> Iterator[None]:
+    """Each dialer's Redis client is closed after its actor stopped (else a socket leaks)."""
+    yield
+    pykka.ActorRegistry.stop_all()
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def start_dialer(
     backend: FakeBackend,
     keys: Keys,
@@ -64,7 +77,7 @@ def start_dialer(
     return Dialer.start(
         conf=DialerConfig(**settings),
         backends=lambda _take: Backends.uniform(backend, observer),
-        client=redis.Redis.from_url(REDIS_URL),
+        client=_client(),
         instance=f"test-{keys.prefix}",
         redis_url=REDIS_URL,
         keys=keys,
@@ -73,6 +86,12 @@ def start_dialer(
         stats=Stats(),
         caps=caps,
     )
+
+
+def _client() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    _CLIENTS.append(client)
+    return client
 
 
 def record(client: redis.Redis, keys: Keys, key: str) -> dict[str, str]:
