@@ -400,7 +400,7 @@ class DialJobs:
             )
             if blocked is not None:  # work may have waited in the queue past the window
                 del unsettled[id(call)]
-                self._tell(_task(intent, blocked))
+                self._tell(blocked.task(intent.alert))
                 await self._finish(intent, slot)
                 continue
             checked.append((call, self._gate_commands(intent, now)))
@@ -422,17 +422,13 @@ class DialJobs:
                 intent, number="number" in release, customer="customer" in release
             )
             if verdict == Gate.DO_NOT_CALL:
-                self._tell(
-                    _task(
-                        intent,
-                        Blocked(
-                            Reason.DO_NOT_CALL,
-                            now,
-                            "the number joined the internal do-not-call list while queued",
-                            {"rule": "internal_dnc_list"},
-                        ),
-                    )
+                listed = Blocked(
+                    Reason.DO_NOT_CALL,
+                    now,
+                    "the number joined the internal do-not-call list while queued",
+                    {"rule": "internal_dnc_list"},
                 )
+                self._tell(listed.task(intent.alert))
             else:
                 reason = Reason(verdict.value)
                 if await self._record(
@@ -682,17 +678,6 @@ def _mark_args(keys: Keys, work: Work, now: float) -> tuple[list[str], list[Any]
         now=now,
         reason=work.reason,
         **{k: v for k, v in fields.items() if v},
-    )
-
-
-def _task(intent: DialIntent, blocked: Blocked) -> TaskIntent:
-    """The task a call becomes when compliance blocks it at the moment of dialing."""
-    return TaskIntent(
-        alert=intent.alert,
-        reason=blocked.reason,
-        due=blocked.due,
-        detail=blocked.detail,
-        facts=tuple(blocked.facts.items()),
     )
 
 

@@ -47,13 +47,7 @@ def _intent(
 ) -> DialIntent | TaskIntent:
     """What the dialer gets for one alert: a call, or a task when compliance blocked it."""
     if isinstance(decision, Blocked):
-        return TaskIntent(
-            alert=alert,
-            reason=decision.reason,
-            due=decision.due,
-            detail=decision.detail,
-            facts=tuple(decision.facts.items()),
-        )
+        return decision.task(alert)
     assert customer is not None  # noqa: S101 - comply allows only with a customer
     contact = Customer(
         customer_id=customer.customer_id,

@@ -9,7 +9,7 @@ from typing import Any
 import pendulum
 import phonenumbers
 
-from messages import Customer, Reason
+from messages import Alert, Customer, Reason, TaskIntent
 from pipeline.calling_window import (
     CallingRules,
     DayRule,
@@ -50,6 +50,16 @@ class Blocked:
     """Epoch seconds."""
     detail: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
+
+    def task(self, alert: Alert) -> TaskIntent:
+        """The task the alert becomes instead of its call."""
+        return TaskIntent(
+            alert=alert,
+            reason=self.reason,
+            due=self.due,
+            detail=self.detail,
+            facts=tuple(self.facts.items()),
+        )
 
 
 def comply(  # noqa: PLR0911 - one return per rule reads best
