@@ -34,7 +34,7 @@ from messages import (
     TaskIntent,
     WorkBatch,
 )
-from pipeline.flap import FlapChange, FlapRules, observe
+from pipeline.flap import FlapChange, FlapRules, FlapState, observe
 from pipeline.fleet import FleetRules, IncidentChange, incident_change
 from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
 from tripline.events import Events
@@ -162,12 +162,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             entity = self._entities.pop(alert.sensor_id)
             self._entities[alert.sensor_id] = entity  # now the most recently seen
             entity.seen_at = now
-            self._dirty.add(alert.sensor_id)
-            flap, change = observe(entity.state.flap, alert.firing, now=now, rules=self._flap)
-            entity.state = replace(entity.state, flap=flap)
-            self._note_flapping(alert.sensor_id, flap.flapping)
-            if change == FlapChange.STOPPED:
-                self._flap_stopped(alert.sensor_id, entity)
+            flap, change = self._sample(alert.sensor_id, entity, alert.firing, now)
             if not alert.firing:
                 # Waiting non-critical calls of this sensor are cancelled, flapping or not.
                 self._dialer().tell(
@@ -400,6 +395,18 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             self._entities[sensor_id] = SensorEntity(missing[sensor_id], state, seen_at=now)
             self._note_flapping(sensor_id, state.flap.flapping)
 
+    def _sample(
+        self, sensor_id: str, entity: SensorEntity, firing: bool | None, now: float
+    ) -> tuple[FlapState, FlapChange]:
+        """One flap-detector sample: an alert's state, or None for a silent interval."""
+        flap, change = observe(entity.state.flap, firing, now=now, rules=self._flap)
+        entity.state = replace(entity.state, flap=flap)
+        self._dirty.add(sensor_id)
+        self._note_flapping(sensor_id, flap.flapping)
+        if change == FlapChange.STOPPED:
+            self._flap_stopped(sensor_id, entity)
+        return flap, change
+
     def _note_flapping(self, sensor_id: str, flapping: bool) -> None:
         if flapping:
             self._flapping.add(sensor_id)
@@ -440,13 +447,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
     def _on_tick(self) -> None:
         now = self._clock()
         for sensor_id in list(self._flapping):  # silence counts: a quiet sensor settles
-            entity = self._entities[sensor_id]
-            flap, change = observe(entity.state.flap, None, now=now, rules=self._flap)
-            entity.state = replace(entity.state, flap=flap)
-            self._dirty.add(sensor_id)
-            self._note_flapping(sensor_id, flap.flapping)
-            if change == FlapChange.STOPPED:
-                self._flap_stopped(sensor_id, entity)
+            self._sample(sensor_id, self._entities[sensor_id], None, now)
         counted = self._pipelined(lambda pipe: self._queue_fleet(pipe, [], now))
         self._on_fleet_count(int(counted[-1]), now)
         cutoff = now - self._conf.passivate_after_seconds
