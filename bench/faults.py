@@ -83,7 +83,7 @@ class Rig:
         (root / "mosquitto.conf").write_text(
             f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {root / 'mqtt'}/\nmax_inflight_messages 1000\n"
-            "max_queued_messages 1000000\n"
+            "max_queued_messages 1000000\nset_tcp_nodelay true\n"
         )
         self.emulator = subprocess.Popen(
             [
