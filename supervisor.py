@@ -51,7 +51,7 @@ _RELAUNCH_EVERY = 2.0  # seconds between attempts to start an actor whose start 
 # An alert still 'accepted' this long after it was routed is routed again even if no actor
 # died: a batch an actor set aside (e.g. the enricher during a Redis outage) comes back.
 _IN_FLIGHT_LIMIT = 180.0
-_SWEEP_PAUSE = 0.02  # between pages of the periodic sweep: spread out, not one burst
+_SWEEP_SHARE = 0.2  # of the wall time, for the periodic sweep: spread out, not one burst
 
 
 class ComponentStatus(StrEnum):
@@ -241,12 +241,14 @@ class Service:
         )
         self._watchdog.start()
 
-    def resume(self, rules: SweepRules, *, pause: float = 0.0) -> Counter[str]:
+    def resume(self, rules: SweepRules, *, share: float = 1.0) -> Counter[str]:
         """Drive this instance's unfinished alerts on (see tripline/resume.py).
 
-        `pause` seconds between pages: the periodic sweep visits every alert of the last
-        interval once (10,000 at 1,000 alerts/s), and in one burst it stretched the slowest
-        critical alerts' latency (README "Performance").
+        `share`: the part of the wall time the sweep may take; it pauses after each page for
+        as long as the rest of that share asks. The periodic sweep visits every alert of the
+        last interval once (10,000 at 1,000 alerts/s): in one burst, and then in pages with a
+        fixed 20 ms pause, it still stretched the slowest critical alerts' latency (README
+        "Performance"). A page takes longer when the process is busier, and so does the pause.
         """
         return sweep(
             self.redis,
@@ -258,7 +260,7 @@ class Service:
             defer=lambda task: self._tell_with_patience("dialer", task),
             in_flight=self._in_flight,
             settled=self._settled,
-            between_pages=lambda: time.sleep(pause) if pause else None,
+            between_pages=lambda took: time.sleep(took * (1 / share - 1)),
         )
 
     def _in_flight(self, key: str, age: float) -> bool:
@@ -343,7 +345,7 @@ class Service:
                 try:
                     self.resume(
                         SweepRules(accepted_grace=status.sweep_accepted_grace_seconds),
-                        pause=_SWEEP_PAUSE,
+                        share=_SWEEP_SHARE,
                     )
                 except (redis.RedisError, pykka.ActorDeadError) as exc:
                     log.warning("resume sweep skipped: %r", exc)

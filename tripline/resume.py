@@ -8,6 +8,7 @@ so a re-routed alert can neither be called twice nor end twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from tripline.store import TERMINAL, Keys, alert_from_dict, execute, text
 
 log = logging.getLogger("tripline.resume")
 
-_BATCH = 200
+_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +47,7 @@ def sweep(
     defer: Callable[[TaskIntent], None],
     in_flight: Callable[[str, float], bool] = lambda _key, _age: False,
     settled: Callable[[list[str]], None] = lambda _keys: None,
-    between_pages: Callable[[], None] = lambda: None,
+    between_pages: Callable[[float], None] = lambda _took: None,
 ) -> Counter[str]:
     """One pass over the instance's pending index, a page of _BATCH entries at a time.
 
@@ -62,8 +63,9 @@ def sweep(
             process's actors (routed, and no actor has died since): it is left alone, or a slow
             backlog would be routed again and again, each pass adding to it.
         settled: told the keys that left the actors' hands (decided, queued, dialing).
-        between_pages: called after each full page (the periodic sweep pauses there, so its
-            work is spread out rather than contending with the pipeline in one burst).
+        between_pages: told the seconds each full page took (the periodic sweep pauses
+            there, so its work is spread out rather than contending with the pipeline in one
+            burst).
 
     Returns:
         How many entries were 'done' (decided, removed from the index), 're-routed'
@@ -72,11 +74,18 @@ def sweep(
     """
     pending_key = keys.pending(instance)
     counts: Counter[str] = Counter()
-    cursor: float | str = "-inf"
+    # The next page starts at the last page's last score, inclusive, less the members already
+    # seen there: one accepted batch shares one score, and an exclusive cursor skipped the rest
+    # of a batch that a page boundary split.
+    floor: float | str = "-inf"
+    seen: set[Any] = set()  # members at `floor` on earlier pages
     while True:
-        entries: list[tuple[Any, float]] = client.zrangebyscore(  # type: ignore[assignment]
-            pending_key, cursor, now, start=0, num=_BATCH, withscores=True
+        started = time.perf_counter()
+        asked = _BATCH + len(seen)
+        page: list[tuple[Any, float]] = client.zrangebyscore(  # type: ignore[assignment]
+            pending_key, floor, now, start=0, num=asked, withscores=True
         )
+        entries = [entry for entry in page if entry[0] not in seen]
         if not entries:
             return counts
         pipe = client.pipeline(transaction=False)
@@ -98,10 +107,12 @@ def sweep(
         settled(done + passed)
         if reroute:
             route(reroute)
-        if len(entries) < _BATCH:
+        if len(page) < asked:
             return counts
-        between_pages()
-        cursor = f"({entries[-1][1]}"  # exclusive: the next page starts after this score
+        between_pages(time.perf_counter() - started)
+        if entries[-1][1] != floor:
+            floor, seen = entries[-1][1], set()
+        seen.update(member for member, score in entries if score == floor)
 
 
 def _triage(

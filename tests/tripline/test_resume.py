@@ -9,7 +9,7 @@ import redis
 from messages import Alert, Outcome, Reason, State, TaskIntent
 from tests.actors.helpers import accept
 from tests.conftest import alert
-from tripline.resume import SweepRules, sweep
+from tripline.resume import _BATCH, SweepRules, sweep
 from tripline.store import TRANSITION_LUA, Keys, text, transition_args
 
 
@@ -91,3 +91,39 @@ def test_each_state_gets_its_treatment_and_only_decided_ones_leave_the_index(
     ]
     left = {text(m) for m in redis_client.zrange(keys.pending("default"), 0, -1)}
     assert left == {lost.idempotency_key, queued.idempotency_key, dialing.idempotency_key}
+
+
+def test_a_long_index_is_swept_in_pages_each_timed_for_the_pause_after_it(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    # Accepted together, so all share one score: a page boundary splits them (an exclusive
+    # score cursor skipped all but the first page of such a batch).
+    accepted = accept(redis_client, keys, *(alert() for _ in range(_BATCH * 2 + 1)))
+    for done in accepted:
+        move(redis_client, keys, done.idempotency_key, Outcome.SUPPRESSED)
+    took: list[float] = []
+    counts = sweep(
+        redis_client,
+        keys,
+        instance="default",
+        now=time.time() + 60,
+        rules=SweepRules(accepted_grace=30.0),
+        route=lambda _alerts: None,
+        defer=lambda _task: None,
+        between_pages=took.append,
+    )
+    assert counts == {"done": _BATCH * 2 + 1}
+    assert len(took) == 1  # after the full first page; none after the last
+    assert 0 < took[0] < 5
+    assert redis_client.zcard(keys.pending("default")) == 0
+
+
+def test_entries_left_in_the_index_are_counted_once_per_pass(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    accept(redis_client, keys, *(alert() for _ in range(_BATCH + _BATCH // 2)))
+    counts, routed, _ = run(redis_client, keys, in_flight=True)  # one score, two pages
+    assert counts == {"in flight": _BATCH + _BATCH // 2}
+    assert routed == []
