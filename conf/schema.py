@@ -101,7 +101,12 @@ class SensorConfig:
 
     shards: int = _f(2, min=1, max=16, doc="Shard actors hosting sensor entities.")
     cooldown_seconds: int = _f(3600, min=0, doc="At most one call per sensor per window.")
-    snapshot_interval_seconds: float = _f(5.0, min=0.1, doc="How often dirty state is saved.")
+    snapshot_interval_seconds: float = _f(
+        5.0,
+        min=0.1,
+        doc="How often state changed between alerts (flapping sensors' silent samples) is saved; "
+        "an alert batch saves what it changed in its own round trip.",
+    )
     passivate_after_seconds: float = _f(900, min=1, doc="Idle entities leave memory after it.")
     max_entities: int = _f(200000, min=100, doc="Entities held in memory, all shards.")
     flap_high_percent: float = _f(

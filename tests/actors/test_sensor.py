@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pykka
 import redis
 
@@ -323,3 +324,50 @@ def test_during_an_incident_non_critical_alerts_become_tasks_without_a_crm_looku
     assert len(tasks) == sum(len(b.works) for b in batches)  # tasks, never calls
     assert [t.alert.idempotency_key for t in tasks] == [a.idempotency_key for a in later[1:]]
     assert {t.reason for t in tasks} == {Reason.FLEET_INCIDENT}
+
+
+def snapshot(client: redis.Redis, keys: Keys, customer: str, sensor: str) -> dict[str, Any]:
+    blob = client.get(keys.snapshot(customer, sensor))
+    assert blob is not None, f"no snapshot of {sensor}"
+    doc: dict[str, Any] = orjson.loads(blob)
+    return doc
+
+
+def test_a_batch_writes_the_snapshots_of_what_it_changed_without_waiting_for_the_tick(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    shard = start_shard(redis_client, keys, FakeEnricher.start(), cooldown_seconds=600)
+    alerts = accept(redis_client, keys, *[alert(sensor=f"W{n}") for n in range(3)])
+    shard.tell(AlertBatch(alerts=tuple(alerts)))
+    assert ask(shard, Ping()) == 3  # no tick, no stop
+    for a in alerts:
+        doc = snapshot(redis_client, keys, a.customer_id, a.sensor_id)
+        assert doc["cooldownUntil"] >= time.time() + 590
+        assert doc["windowKey"] == a.idempotency_key
+
+
+def test_a_state_changed_after_its_batch_wrote_it_is_saved_by_the_tick(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    enricher = FakeEnricher.start()
+    first = start_shard(redis_client, keys, enricher, cooldown_seconds=600)
+    (a1,) = accept(redis_client, keys, alert(sensor="W9"))
+    first.tell(AlertBatch(alerts=(a1,)))
+    ask(first, Ping())
+    first.stop()
+    redis_client.delete(keys.snapshot(a1.customer_id, "W9"))  # lost: memory starts clean
+    second = start_shard(redis_client, keys, enricher, cooldown_seconds=1200)
+    (a2,) = accept(redis_client, keys, alert(sensor="W9"))
+    second.tell(AlertBatch(alerts=(a2,)))
+    ask(second, Ping())
+    # The batch wrote the state it sent its claim with (a 1,200 s window); the claim lost to
+    # a1's 600 s window, which memory learnt only from the reply: the tick writes that.
+    assert status(redis_client, keys, a2.idempotency_key) == ("suppressed", "cooldown")
+    written = snapshot(redis_client, keys, a1.customer_id, "W9")["cooldownUntil"]
+    assert written >= time.time() + 1190
+    second.tell(SnapshotTick())
+    ask(second, Ping())
+    until = snapshot(redis_client, keys, a1.customer_id, "W9")["cooldownUntil"]
+    assert time.time() + 590 <= until <= time.time() + 600
