@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from messages import Priority
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,3 +46,34 @@ def prioritise(alert_type: str, severity: str, rules: PriorityRules) -> Priority
     by_severity = rules.severities.get(severity.lower()) if severity else None
     # A sender may escalate with severity, but never quietly demote a safety alert type.
     return min(by_type, by_severity) if by_severity is not None else by_type
+
+
+def critical_first(
+    items: Sequence[T], urgent: Callable[[T], bool], sensor: Callable[[T], str | None]
+) -> tuple[list[T], list[T]]:
+    """Split a batch into the urgent items that may go ahead and the rest, each in order.
+
+    An urgent item stays behind an earlier item of the same sensor that is not urgent: one
+    sensor's alerts are decided in the order they came (a resolve must not overtake its own
+    firing alert, nor the reverse).
+
+    Args:
+        items: the batch, in arrival order.
+        urgent: whether an item is a critical alert.
+        sensor: an item's sensor id (None when it has none, e.g. a rejected payload).
+
+    Returns:
+        (ahead, behind): ahead + behind holds every item once.
+    """
+    ahead: list[T] = []
+    behind: list[T] = []
+    held: set[str] = set()
+    for item in items:
+        key = sensor(item)
+        if urgent(item) and key not in held:
+            ahead.append(item)
+            continue
+        behind.append(item)
+        if key is not None:
+            held.add(key)
+    return ahead, behind
