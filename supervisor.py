@@ -124,10 +124,15 @@ class Service:
         )
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.RLock()
-        # Alerts handed to the actors and not yet past them (key -> generation). An actor's
-        # death loses its inbox: the generation moves on and the sweep re-routes what it held.
-        self._routed: dict[str, int] = {}
+        # Which 'accepted' alerts the actors still hold, for the sweep. An actor's death loses
+        # its inbox: the generation moves on, and what was accepted before `_since` (the last
+        # death, or this start) is re-routed. What the sweep re-routes itself is remembered by
+        # key (key -> generation, when), as it was accepted before. Routing keeps no per-alert
+        # record: a dict entry per alert, emptied only by the sweep, was the hot path's cost
+        # once decided alerts left the pending index without the sweep (README "Performance").
         self._generation = 0
+        self._since = 0.0
+        self._rerouted: dict[str, tuple[int, float]] = {}
         self._routed_lock = threading.Lock()
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -148,10 +153,6 @@ class Service:
     def route(self, alerts: list[Alert]) -> None:
         """Fan accepted alerts out to their shards, one batch per shard, order kept."""
         by_shard: dict[int, list[Alert]] = defaultdict(list)
-        with self._routed_lock:
-            generation = self._generation
-            for alert in alerts:
-                self._routed[alert.idempotency_key] = generation
         for alert in alerts:
             by_shard[shard_of(alert.sensor_id, self.config.sensor.shards)].append(alert)
         for shard, batch in by_shard.items():
@@ -174,7 +175,7 @@ class Service:
 
     def start(self) -> None:
         """Start in dependency order: Redis, dialer, enricher, shards, subscriber last."""
-        self.started_at = self.clock()
+        self.started_at = self._since = self.clock()
         self.redis.ping()  # fail fast with a clear error if Redis is not there
         c = self.config
         url = c.redis.url
@@ -215,6 +216,7 @@ class Service:
                     conf=c.sensor,
                     client=self.redis,
                     keys=self.keys,
+                    pending_key=self.keys.pending(c.mqtt.client_id),
                     record_ttl=c.redis.record_ttl_seconds,
                     enricher=lambda: self.ref("enricher"),
                     dialer=lambda: self.ref("dialer"),
@@ -250,28 +252,43 @@ class Service:
         fixed 20 ms pause, it still stretched the slowest critical alerts' latency (README
         "Performance"). A page takes longer when the process is busier, and so does the pause.
         """
+        now = self.clock()
+        with self._routed_lock:  # what the sweep re-routed that long ago is no one's any more
+            for key in [k for k, (_, at) in self._rerouted.items() if at < now - _IN_FLIGHT_LIMIT]:
+                del self._rerouted[key]
         return sweep(
             self.redis,
             self.keys,
             instance=self.config.mqtt.client_id,
-            now=self.clock(),
+            now=now,
             rules=rules,
-            route=self.route,
+            route=self._reroute,
             defer=lambda task: self._tell_with_patience("dialer", task),
-            in_flight=self._in_flight,
+            in_flight=lambda key, age: self._in_flight(key, now - age, age),
             settled=self._settled,
             between_pages=lambda took: time.sleep(took * (1 / share - 1)),
         )
 
-    def _in_flight(self, key: str, age: float) -> bool:
-        """Routed in this life, no actor died since, and not stuck for too long."""
+    def _reroute(self, alerts: list[Alert]) -> None:
+        now = self.clock()
         with self._routed_lock:
-            return self._routed.get(key) == self._generation and age < _IN_FLIGHT_LIMIT
+            for alert in alerts:
+                self._rerouted[alert.idempotency_key] = (self._generation, now)
+        self.route(alerts)
+
+    def _in_flight(self, key: str, accepted_at: float, age: float) -> bool:
+        """Routed in this life, no actor died since, and not stuck for too long."""
+        if age >= _IN_FLIGHT_LIMIT:
+            return False
+        with self._routed_lock:
+            if (rerouted := self._rerouted.get(key)) is not None:
+                return rerouted[0] == self._generation
+            return accepted_at >= self._since
 
     def _settled(self, keys: list[str]) -> None:
         with self._routed_lock:
             for key in keys:
-                self._routed.pop(key, None)
+                self._rerouted.pop(key, None)
 
     def _add(self, name: str, start: Callable[[], pykka.ActorRef[Any]]) -> None:
         slot = _Slot(name, start)
@@ -378,6 +395,7 @@ class Service:
         slot.total_restarts += 1
         with self._routed_lock:
             self._generation += 1  # what its inbox held is lost: let the sweep re-route it
+            self._since = self.clock()
         slot.status = ComponentStatus.RESTARTING
         self._relaunch(slot)
 

@@ -109,6 +109,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             redis_url=redis_url,
             keys=keys,
             queue_key=keys.dial_queue(instance),
+            pending_key=keys.pending(instance),
             routing=routing,
             rules=rules,
             caps=caps or CapRules(),

@@ -94,6 +94,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         conf: SensorConfig,
         client: redis.Redis,
         keys: Keys,
+        pending_key: str,
         record_ttl: int,
         enricher: Callable[[], pykka.ActorRef[Any]],
         dialer: Callable[[], pykka.ActorRef[Any]],
@@ -102,9 +103,17 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         fleet: FleetRules,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """Keep collaborators; enricher and dialer are resolvers, so they survive restarts."""
+        """Keep collaborators; enricher and dialer are resolvers, so they survive restarts.
+
+        `pending_key`: the instance's index of undecided alerts, which what this shard decides
+        leaves (tripline/resume.py).
+        """
         super().__init__()
         self.shard, self._conf, self._redis, self._keys = shard, conf, client, keys
+        self._pending_key = pending_key
+        # Decided here and recorded: out of the pending index with the next round trip. Not in
+        # the one that records them, where it would run even if the record failed.
+        self._unindex: list[str] = []
         self._ttl, self._enricher, self._stats, self._clock = record_ttl, enricher, stats, clock
         self._dialer, self._events, self._fleet = dialer, events, fleet
         self._flap = FlapRules(
@@ -337,7 +346,12 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         def run() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
             build(pipe)
-            return execute(pipe, self._cooldown, self._transition, self._reading)
+            unindex = len(self._unindex)
+            if unindex:
+                pipe.zrem(self._pending_key, *self._unindex)
+            results = execute(pipe, self._cooldown, self._transition, self._reading)
+            del self._unindex[:unindex]
+            return results[: -1 if unindex else None]
 
         return list(self._retry(run))
 
@@ -445,6 +459,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         for (alert, decision), done in zip(decided, applied, strict=True):
             if done == 1:
                 self._stats.decided(alert, Outcome.SUPPRESSED, decision.reason, now=now)
+                self._unindex.append(alert.idempotency_key)
 
     def _detail(self, alert: Alert, decision: Suppressed) -> str:
         if decision.reason == Reason.COOLDOWN:

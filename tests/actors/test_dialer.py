@@ -65,6 +65,7 @@ def start_dialer(
     keys: Keys,
     observer: Any = None,
     caps: CapRules | None = None,
+    instance: str = "",
     **conf: Any,
 ) -> pykka.ActorRef[Any]:
     settings = {
@@ -78,7 +79,7 @@ def start_dialer(
         conf=DialerConfig(**settings),
         backends=lambda _take: Backends.uniform(backend, observer),
         client=_client(),
-        instance=f"test-{keys.prefix}",
+        instance=instance or f"test-{keys.prefix}",
         redis_url=REDIS_URL,
         keys=keys,
         routing={"critical": 10, "high": 7, "normal": 5, "low": 2},
@@ -565,3 +566,29 @@ def test_redis_failing_midway_through_a_round_requeues_only_the_unsettled_calls(
     assert status["inFlight"] == 0  # every slot freed exactly once
     assert outcome_of(redis_client, keys, night.idempotency_key) == "deferred"
     assert [d.alert.idempotency_key for d in backend.dials] == [day.idempotency_key]
+
+
+def test_decided_alerts_leave_the_pending_index_and_waiting_ones_stay(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """The resume sweep no longer reads every decided alert only to drop it from the index."""
+    keys = Keys(prefix)
+    index = keys.pending("default")  # the accept helper's instance
+    backend = FakeBackend(Result(Answer.DONE, ref="conv-1"))
+    dialer = start_dialer(backend, keys, instance="default")
+    called, task, waiting = accept(
+        redis_client, keys, alert(), alert(sensor="T1", alert_type="door_open"), alert()
+    )
+    assert redis_client.zcard(index) == 3
+    dialer.tell(intent(called))
+    dialer.tell(tasks([task], Reason.FLEET_INCIDENT))
+    later = replace(intent(waiting), not_before=time.time() + 60)  # queued, not decided yet
+    dialer.tell(later)
+    wait_for(
+        lambda: (
+            len(backend.tasks) == 1
+            and outcome_of(redis_client, keys, called.idempotency_key) == "called"
+        )
+    )
+    wait_for(lambda: redis_client.zcard(index) == 1)
+    assert redis_client.zscore(index, waiting.idempotency_key) is not None

@@ -48,6 +48,7 @@ def start_shard(
         conf=SensorConfig(**conf),
         client=client,
         keys=keys,
+        pending_key=keys.pending("default"),
         record_ttl=3600,
         enricher=lambda: enricher,
         dialer=lambda: dialer_ref,
@@ -371,3 +372,21 @@ def test_a_state_changed_after_its_batch_wrote_it_is_saved_by_the_tick(
     ask(second, Ping())
     until = snapshot(redis_client, keys, a1.customer_id, "W9")["cooldownUntil"]
     assert time.time() + 590 <= until <= time.time() + 600
+
+
+def test_what_a_shard_suppresses_leaves_the_pending_index_with_its_next_round_trip(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    index = keys.pending("default")  # the accept helper's, and start_shard's
+    shard = start_shard(redis_client, keys, FakeEnricher.start())
+    first, *again = accept(redis_client, keys, *[alert(sensor="U1") for _ in range(3)])
+    shard.tell(AlertBatch(alerts=(first, *again)))
+    ask(shard, Ping())
+    # Recorded as suppressed; not removed in the same round trip, which would run even if the
+    # records failed.
+    assert [status(redis_client, keys, a.idempotency_key)[0] for a in again] == ["suppressed"] * 2
+    assert redis_client.zcard(index) == 3
+    shard.tell(SnapshotTick())  # any next round trip
+    ask(shard, Ping())
+    assert redis_client.zrange(index, 0, -1) == [first.idempotency_key.encode()]  # still going
