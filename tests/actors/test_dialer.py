@@ -592,3 +592,28 @@ def test_decided_alerts_leave_the_pending_index_and_waiting_ones_stay(
     )
     wait_for(lambda: redis_client.zcard(index) == 1)
     assert redis_client.zscore(index, waiting.idempotency_key) is not None
+
+
+def test_critical_calls_make_a_round_of_their_own_started_first(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = Keys(prefix)
+    rounds: list[list[str]] = []
+    original = _dial_jobs.DialJobs.dial_round
+
+    async def recorded(self: _dial_jobs.DialJobs, calls: list[tuple[DialIntent, bool]]) -> None:
+        rounds.append([call.intent_id for call, _ in calls])
+        await original(self, calls)
+
+    monkeypatch.setattr(_dial_jobs.DialJobs, "dial_round", recorded)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys)
+    first, urgent, last = accept(redis_client, keys, alert(), alert(), alert())
+    normal = Priority.NORMAL
+    works = (intent(first, normal), intent(urgent, Priority.CRITICAL), intent(last, normal))
+    dialer.tell(WorkBatch(works=works))  # one pump
+    wait_for(lambda: len(backend.dials) == 3)
+    assert rounds == [
+        [urgent.idempotency_key],
+        [first.idempotency_key, last.idempotency_key],
+    ]
