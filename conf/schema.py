@@ -99,7 +99,12 @@ class ValidateConfig:
 class SensorConfig:
     """Sensor entities and their shards."""
 
-    shards: int = _f(2, min=1, max=16, doc="Shard actors hosting sensor entities.")
+    shards: int = _f(
+        1,
+        min=1,
+        max=16,
+        doc="Shard actors hosting sensor entities; 2-4 with Redis across a network.",
+    )
     cooldown_seconds: int = _f(3600, min=0, doc="At most one call per sensor per window.")
     snapshot_interval_seconds: float = _f(
         5.0,
