@@ -247,10 +247,15 @@ class Service:
         """Drive this instance's unfinished alerts on (see tripline/resume.py).
 
         `share`: the part of the wall time the sweep may take; it pauses after each page for
-        as long as the rest of that share asks. The periodic sweep visits every alert of the
-        last interval once (10,000 at 1,000 alerts/s): in one burst, and then in pages with a
-        fixed 20 ms pause, it still stretched the slowest critical alerts' latency (README
-        "Performance"). A page takes longer when the process is busier, and so does the pause.
+        as long as the rest of that share asks. When the sweep still visited every alert of
+        the last interval (10,000 at 1,000 alerts/s), in one burst and then in pages with a
+        fixed 20 ms pause, it stretched the slowest critical alerts' latency (README
+        "Performance"); the actors now take decided alerts out of the index themselves, and a
+        page takes longer when the process is busier, and so does the pause.
+
+        'In flight' compares an alert's acceptance with this process's clock: an alert a
+        previous life accepted on a host whose clock ran ahead is left to the actors for at
+        most _IN_FLIGHT_LIMIT before it is routed again.
         """
         now = self.clock()
         with self._routed_lock:  # what the sweep re-routed that long ago is no one's any more
