@@ -226,7 +226,7 @@ class DialJobs:
                     work.alert, work.outcome, work.reason, now=now, detail=work.detail
                 )
                 decided.append(work.alert.idempotency_key)
-        await self._unindex(decided)
+        self._unindex_later(decided)
         joined = [
             (call, text(primary), text(ref))
             for call, (first, primary, ref) in zip(calls, results[1 + len(works) :], strict=True)
@@ -670,26 +670,29 @@ class DialJobs:
         # An outcome that happened must be recorded: wait out a Redis outage for it.
         applied = await ride_out(lambda: self._auto.evalsha(self._sha["transition"], keys, args))
         if applied == 1 and state in TERMINAL:
-            await self._unindex([key])
+            self._unindex_later([key])
         return bool(applied == 1)
 
-    async def _unindex(self, keys: list[str]) -> None:
+    def _unindex_later(self, keys: list[str]) -> None:
         """Take decided alerts out of the pending index, once their outcome is recorded.
 
         Left there, the resume sweep read every alert's record once more only to remove it:
         10,000 per interval at 1,000 alerts/s, in pages that held up critical alerts (README
-        "Performance"). If this fails the sweep still removes them.
+        "Performance"). Not waited for: it rides with the auto-pipeline's next batch (a round
+        trip of its own per call held the dialer's slowest stage). If it fails the sweep
+        still removes them.
         """
-        if not keys:
-            return
-        try:
-            await self._auto.execute("ZREM", self._pending_key, *keys)
-        except redis.RedisError as exc:
-            log.info("%d decided alerts left in the pending index: %r", len(keys), exc)
+        if keys:
+            self._auto.send("ZREM", self._pending_key, *keys).add_done_callback(_unindexed)
 
     async def _note(self, key: str, event: str, **fields: str) -> None:
         keys, args = annotate_args(self._keys, key, now=self._clock(), event=event, **fields)
         await ride_out(lambda: self._auto.evalsha(self._sha["annotate"], keys, args))
+
+
+def _unindexed(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.info("decided alerts left in the pending index for the sweep: %r", exc)
 
 
 def _mark_args(keys: Keys, work: Work, now: float) -> tuple[list[str], list[Any]]:
