@@ -326,11 +326,13 @@ def latency(
     Redis appends with `fsync` meanwhile: `everysec` as docs/deployment.md recommends for a
     gateway, or `always`, whose per-write disk flush the same run also shows.
     """
-    redis.Redis(port=rig.redis_port).config_set("appendfsync", fsync)
+    client = redis.Redis(port=rig.redis_port)
+    client.config_set("appendfsync", fsync)
     try:
         return {**_latency(rig, seconds, background_per_s), "appendfsync": fsync}
     finally:
-        redis.Redis(port=rig.redis_port).config_set("appendfsync", rig.fsync)
+        client.config_set("appendfsync", rig.fsync)
+        client.close()
 
 
 def _latency(rig: Rig, seconds: float, background_per_s: int) -> dict[str, Any]:
@@ -523,13 +525,13 @@ def main(argv: list[str] | None = None) -> int:
         "redis": _version(["redis-server", "--version"]),
     }
     try:
+        idle = footprint(rig)  # first: on an empty Redis, as every later phase starts
         # Full: 60 s of deciding, from a backlog no machine of these sessions drains in that.
         single = throughput(rig, 5_000) if args.quick else throughput(rig, 200_000, window=60)
         # Half of what one process was just measured to sustain: what a critical alert waits
         # when the service keeps up (this machine's speed varies; a fixed rate would not).
         keeps_up = max(50, single["tripline_per_s"] // 100 * 50)
         phases: dict[str, Callable[[], dict[str, Any]]] = {
-            "footprint": lambda: footprint(rig),
             # The same backlog shared by two processes: the interpreter lock binds one process
             # to one core, and this machine has two (docs/deployment.md, "several instances").
             "throughput_2": lambda: throughput(rig, 10_000 if args.quick else 60_000, instances=2),
@@ -540,12 +542,11 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "storm": lambda: storm(rig, 10_000 if args.quick else 50_000, 2 if args.quick else 10),
         }
-        results = {"throughput": single}
+        results = {"footprint": idle, "throughput": single}
         for name, phase in phases.items():
             if not args.quick:  # a quick run stores too little to matter
                 _fresh(rig)
             results[name] = phase()
-        results = {"footprint": results.pop("footprint"), **results}
     finally:
         rig.close()
         shutil.rmtree(root, ignore_errors=True)
