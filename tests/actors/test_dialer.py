@@ -279,6 +279,46 @@ def test_without_a_resolve_the_call_waits_out_its_delay_then_dials(
     assert called_at - a.accepted_at >= 1.0
 
 
+def test_status_counts_follow_work_as_it_queues_waits_out_delays_is_cancelled_and_starts(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """/status keeps its counts as work moves (it no longer counts the queues per request)."""
+    keys = Keys(prefix)
+    gate = threading.Event()
+    backend = FakeBackend(gate=gate)
+    dialer = start_dialer(
+        backend, keys, max_concurrency=1, pending_seconds={"normal": 1.5, "low": 0}
+    )
+    busy, *rest = accept(
+        redis_client, keys, *[alert(sensor=f"ST{n}", alert_type="door_open") for n in range(7)]
+    )
+    low_calls, normal_calls, task = rest[:2], rest[2:5], rest[5]
+    dialer.tell(intent(busy, Priority.LOW))
+    wait_for(lambda: len(backend.dials) == 1)  # holds the only slot until the gate opens
+    dialer.tell(WorkBatch(works=tuple(intent(a, Priority.LOW) for a in low_calls)))
+    dialer.tell(WorkBatch(works=tuple(intent(a, Priority.NORMAL) for a in normal_calls)))
+    dialer.tell(tasks([task], Reason.NO_CONTACT))
+
+    def status() -> tuple[dict[str, int], int, int]:
+        body = ask(dialer, StatusQuery())
+        return body["queueDepth"], body["callsUndecided"], body["waitingPendingDelay"]
+
+    # Five calls wait and one dials; the task waits too (at its alert's priority), but it is
+    # decided already (deferred).
+    depth = {"critical": 0, "high": 0, "normal": 4, "low": 2}
+    assert status() == (depth, 6, 3)
+    dialer.tell(resolved(normal_calls[0]))  # cancelled inside its delay
+    wait_for(lambda: status() == ({**depth, "normal": 3}, 5, 2))
+    wait_for(lambda: ask(dialer, Drain()) == 5 + 1)  # waiting, and the one dialing
+    time.sleep(max(0.0, normal_calls[0].accepted_at + 1.6 - time.time()))
+    assert status() == ({**depth, "normal": 3}, 5, 0)  # the delays ended: they only wait now
+    gate.set()
+    wait_for(lambda: settled(dialer))
+    assert status() == (dict.fromkeys(depth, 0), 0, 0)
+    assert len(backend.dials) == 5
+    assert len(backend.tasks) == 1
+
+
 def test_a_resolve_that_overtakes_its_firing_alert_still_cancels_it(
     redis_client: redis.Redis, prefix: str
 ) -> None:
