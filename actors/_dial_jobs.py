@@ -201,10 +201,11 @@ class DialJobs:
         calls = [w for w in works if isinstance(w, DialIntent)] if window_ms else []
 
         async def run() -> list[Any]:
-            steps = [self._auto.execute("HSET", self._queue_key, *itertools.chain(*blobs.items()))]
-            steps += [self._auto.evalsha(self._sha["transition"], k, a) for k, a in commands]
+            # Futures, not coroutines: gather would make a task of each of these hundreds.
+            steps = [self._auto.send("HSET", self._queue_key, *itertools.chain(*blobs.items()))]
+            steps += [self._auto.send_script(self._sha["transition"], k, a) for k, a in commands]
             steps += [
-                self._auto.evalsha(
+                self._auto.send_script(
                     self._sha["group"],
                     _group_keys(self._keys, call),
                     [call.intent_id, call.alert.reference_id, window_ms, self._ttl],
@@ -302,22 +303,39 @@ class DialJobs:
 
         Critical calls make a round of their own, started first: in one round with the other
         calls a pump took along, each of their steps waited for the others' (README
-        "Performance").
+        "Performance"). Each round's last checks are sent from here, before anything awaits:
+        they share the round trip of the batch that records these calls as queued (started
+        just before) instead of taking one of their own after it.
         """
         calls = [(work, slot) for work, slot in works if isinstance(work, DialIntent)]
         critical = [call for call in calls if call[0].priority == Priority.CRITICAL]
         rest = [call for call in calls if call[0].priority != Priority.CRITICAL]
         for part in (critical, rest):
             if part:
-                await self._spawn(self.dial_round(part))
+                await self._spawn(self.dial_round(part, self._last_checks(part)))
         for work, slot in works:
             if not isinstance(work, DialIntent):
                 await self._spawn(self.run(work, slot=slot))
 
+    async def start(self, jobs: list[Coroutine[Any, Any, None]]) -> None:
+        """Start what one message to the dialer asked for, in its order.
+
+        Their first steps then run one after the other before the auto-pipeline's next batch
+        leaves: a pump's 'queued' records, and the last checks of the round it starts, share
+        one round trip.
+        """
+        for job in jobs:
+            await self._spawn(job)
+
     async def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("dialer: a job failed: %r", exc, exc_info=exc)
 
     async def run(self, queued: TaskIntent | StoredTask, *, slot: bool) -> None:
         """Raise one task and tell the actor how it went."""
@@ -354,19 +372,21 @@ class DialJobs:
 
     # --- dialing -------------------------------------------------------------------------------
 
-    async def dial_round(self, calls: list[tuple[DialIntent, bool]]) -> None:
+    async def dial_round(self, calls: list[tuple[DialIntent, bool]], checks: _Checks) -> None:
         """Start one pump round's calls (with their concurrency slot flags).
 
-        The last checks of every call share one round trip (the do-not-call re-check and both
-        caps, decided by pipeline.dial.gate), the moves to 'dialing' another; then each call
-        is placed as its own task, so a slow one holds up no other. A call per task with a
-        sequential await per step cost most of the dialer loop's time in profiles.
+        The last checks of every call (sent by _last_checks) share one round trip, the moves
+        to 'dialing' another; then each call is placed as its own task, so a slow one holds up
+        no other. A call per task with a sequential await per step cost most of the dialer
+        loop's time in profiles.
         """
+        # Nothing is decided before the records say 'queued': a finished call's queue entry
+        # is removed only after the batch that wrote it.
         await self._after_marks([intent.intent_id for intent, _ in calls])
         # By the call's own entry: a replay can bring one key twice into a round.
         unsettled = {id(call): call for call in calls}
         try:
-            ready = await self._gate(calls, unsettled)
+            ready = await self._gate(checks, unsettled)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # Raised before anything was sent: the calls not settled yet go back to the queue
             # and try later. Caps already counted are re-entrant for the same call: nothing
@@ -394,30 +414,49 @@ class DialJobs:
         if waiting:
             await asyncio.wait(waiting)
 
+    def _last_checks(self, calls: list[tuple[DialIntent, bool]]) -> _Checks:
+        """Compliance at the moment of dialing, and the caps' and do-not-call requests sent.
+
+        Not a coroutine: the requests are queued before the loop runs anything else, so they
+        join the batch that records the round's calls as queued.
+        """
+        checks = _Checks(now=self._clock())
+        for call in calls:
+            intent, _ = call
+            blocked = check_window(
+                intent.customer,
+                now=checks.now,
+                rules=self._rules,
+                alert_type=intent.alert.alert_type,
+            )
+            if blocked is not None:  # work may have waited in the queue past the window
+                checks.blocked.append((call, blocked))
+                continue
+            try:
+                checks.sent.append((call, self._gate_commands(intent, checks.now)))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                checks.failed = exc  # the calls not checked yet go back to the queue
+                break
+        return checks
+
     async def _gate(
-        self,
-        calls: list[tuple[DialIntent, bool]],
-        unsettled: dict[int, tuple[DialIntent, bool]],
+        self, checks: _Checks, unsettled: dict[int, tuple[DialIntent, bool]]
     ) -> list[tuple[DialIntent, bool]]:
-        """Compliance and caps at the moment of dialing, then the move to 'dialing'.
+        """Decide on the last checks' answers, then move the calls that pass to 'dialing'.
 
         Returns the calls that may be placed now; every other one is finished here (a task,
         a suppression, or skipped because its record moved on). Each call leaves `unsettled`
         once finished or ready: if Redis fails midway, only the rest go back to the queue.
         """
-        now = self._clock()
-        checked: list[tuple[tuple[DialIntent, bool], list[asyncio.Future[Any]]]] = []
-        for call in calls:
+        now = checks.now
+        for call, blocked in checks.blocked:
             intent, slot = call
-            blocked = check_window(
-                intent.customer, now=now, rules=self._rules, alert_type=intent.alert.alert_type
-            )
-            if blocked is not None:  # work may have waited in the queue past the window
-                del unsettled[id(call)]
-                self._tell(blocked.task(intent.alert))
-                await self._finish(intent, slot)
-                continue
-            checked.append((call, self._gate_commands(intent, now)))
+            del unsettled[id(call)]
+            self._tell(blocked.task(intent.alert))
+            await self._finish(intent, slot)
+        if checks.failed is not None:
+            raise checks.failed
+        checked = checks.sent
         replies = await asyncio.gather(*(f for _, futures in checked for f in futures))
         passed: list[tuple[DialIntent, bool]] = []
         at = 0
@@ -688,6 +727,21 @@ class DialJobs:
     async def _note(self, key: str, event: str, **fields: str) -> None:
         keys, args = annotate_args(self._keys, key, now=self._clock(), event=event, **fields)
         await ride_out(lambda: self._auto.evalsha(self._sha["annotate"], keys, args))
+
+
+@dataclass
+class _Checks:
+    """A dial round's last checks, sent before its records were confirmed 'queued'."""
+
+    now: float
+    blocked: list[tuple[tuple[DialIntent, bool], Blocked]] = field(default_factory=list)
+    """Outside the calling window by now: they become tasks."""
+    sent: list[tuple[tuple[DialIntent, bool], list[asyncio.Future[Any]]]] = field(
+        default_factory=list
+    )
+    """The do-not-call re-check and the caps of each other call, in flight."""
+    failed: Exception | None = None
+    """Sending failed: the calls after `sent` were not checked."""
 
 
 def _unindexed(future: asyncio.Future[Any]) -> None:

@@ -8,7 +8,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -158,6 +158,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._to_mark: list[Work] = []
         self._pump_owed = False
         self._loop: LoopThread | None = None
+        self._outbox: list[Coroutine[Any, Any, None]] = []  # jobs for the loop, in order
 
     def _tell_self(self, message: object) -> None:
         self.actor_ref.tell(message)
@@ -174,6 +175,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if restored:
             log.warning("dialer: %d queued items restored from Redis", len(restored))
         self._pump()
+        self._dispatch()
 
     async def _open(self) -> list[Work]:
         await self._jobs.connect()
@@ -198,6 +200,12 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Dispatch one message, then start what may start."""
+        try:
+            return self._receive(message)
+        finally:
+            self._dispatch()
+
+    def _receive(self, message: Any) -> Any:  # noqa: ANN401
         if (self._to_mark or self._pump_owed) and not isinstance(
             message, DialIntent | TaskIntent | WorkBatch | DialFinished
         ):
@@ -616,9 +624,20 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
         loop.call_soon_threadsafe(loop.call_later, delay, tick)
 
-    def _submit(self, coro: Any) -> None:  # noqa: ANN401
-        assert self._loop is not None  # noqa: S101 - on_start ran
-        self._loop.submit(coro)
+    def _submit(self, job: Coroutine[Any, Any, None]) -> None:
+        """Hand `job` to the loop once this message is handled, with the others it asked for."""
+        self._outbox.append(job)
+
+    def _dispatch(self) -> None:
+        """One hand-off to the loop per message: its jobs start in order in one loop step.
+
+        So the records of newly queued work and the last checks of the round that starts it
+        leave in one round trip, and a queue entry is never removed before it was written.
+        """
+        if self._outbox:
+            assert self._loop is not None  # noqa: S101 - on_start ran
+            jobs, self._outbox = self._outbox, []
+            self._loop.submit(self._jobs.start(jobs))
 
     # --- what operators see ----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import pykka
 import pytest
 import redis
 
-from actors import _dial_jobs
+from actors import _dial_jobs, _loop
 from actors._dial_jobs import Backends, CapRules
 from actors.dialer import Dialer
 from conf.schema import DialerConfig
@@ -634,6 +634,33 @@ def test_decided_alerts_leave_the_pending_index_and_waiting_ones_stay(
     assert redis_client.zscore(index, waiting.idempotency_key) is not None
 
 
+def test_the_last_checks_share_the_round_trip_that_records_the_call_as_queued(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One round trip less on every call's way to the contact center (README "Performance")."""
+    keys = Keys(prefix)
+    batches: list[list[str]] = []
+    original = _loop.AutoPipeline._round_trip
+
+    async def recorded(self: _loop.AutoPipeline, commands: list[tuple[Any, ...]]) -> list[Any]:
+        batches.append([str(command[0]) for command in commands])
+        return await original(self, commands)
+
+    monkeypatch.setattr(_loop.AutoPipeline, "_round_trip", recorded)
+    backend = FakeBackend()
+    dialer = start_dialer(backend, keys)
+    (a,) = accept(redis_client, keys, alert(alert_type="temp_critical"))
+    dialer.tell(intent(a, Priority.CRITICAL))
+    wait_for(lambda: outcome_of(redis_client, keys, a.idempotency_key) == "called")
+    queued = next(n for n, batch in enumerate(batches) if "HSET" in batch)
+    assert "SISMEMBER" in batches[queued]  # the do-not-call re-check rode along
+    history = [
+        orjson.loads(entry)["state"]
+        for entry in redis_client.lrange(keys.history(a.idempotency_key), 0, -1)
+    ]
+    assert history == ["accepted", "queued", "dialing", "called"]
+
+
 def test_critical_calls_make_a_round_of_their_own_started_first(
     redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -641,9 +668,11 @@ def test_critical_calls_make_a_round_of_their_own_started_first(
     rounds: list[list[str]] = []
     original = _dial_jobs.DialJobs.dial_round
 
-    async def recorded(self: _dial_jobs.DialJobs, calls: list[tuple[DialIntent, bool]]) -> None:
+    async def recorded(
+        self: _dial_jobs.DialJobs, calls: list[tuple[DialIntent, bool]], checks: Any
+    ) -> None:
         rounds.append([call.intent_id for call, _ in calls])
-        await original(self, calls)
+        await original(self, calls, checks)
 
     monkeypatch.setattr(_dial_jobs.DialJobs, "dial_round", recorded)
     backend = FakeBackend()
