@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -36,6 +37,7 @@ from tripline.store import Keys
 log = logging.getLogger("tripline.enricher")
 
 _REDIS_RETRY_SECONDS = 5.0  # a batch that met a Redis outage tries again after this
+_PHONES_KEPT = 50_000  # customers' numbers kept for the do-not-call check (~10 MB at most)
 _CRM_CONCURRENCY = 16  # a storm must not become a CRM outage: at most this many lookups at once
 
 
@@ -96,6 +98,9 @@ class Enricher(Supervised, pykka.ThreadingActor):
         self._breaker = Breaker()
         self._retries: set[asyncio.Task[None]] = set()  # strong refs to retried batches
         self._synced: int | None = None
+        # Each customer's number as last seen (normalised), least recently seen first: its
+        # do-not-call check can go with the profile look-up (see _enrich). Loop-only.
+        self._phones: OrderedDict[str, str] = OrderedDict()
 
     def on_start(self) -> None:
         """Start the loop with its Redis client, HTTP session and the prefetch job."""
@@ -143,8 +148,16 @@ class Enricher(Supervised, pykka.ThreadingActor):
     async def _enrich(self, alerts: tuple[Alert, ...]) -> None:
         """One batch: profiles in one round trip (CRM for misses), the DNC list in another."""
         started = time.perf_counter()
+        ids = {a.customer_id for a in alerts}
+        # The numbers these customers had when last seen are checked against the do-not-call
+        # list in the profiles' round trip; only a customer new to this process, or whose
+        # number changed, costs a second one (it was two round trips in a row for every batch,
+        # on a critical alert's way).
+        guessed = {cid: phone for cid in ids if (phone := self._phones.get(cid))}
         try:
-            cached = await ride_out(lambda: self._cached({a.customer_id for a in alerts}))
+            cached, listed = await ride_out(
+                lambda: asyncio.gather(self._cached(ids), self._on_dnc_list(guessed))
+            )
             customers: dict[str, Customer | object | None] = dict(cached)
             missing = [cid for cid, found in cached.items() if found is None]
             fetched = await asyncio.gather(*(self._lookup(cid) for cid in missing))
@@ -154,13 +167,16 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 for cid, c in customers.items()
                 if isinstance(c, Customer) and c.phone
             }
-            listed = await ride_out(lambda: self._on_dnc_list(phones))
+            unchecked = {cid: p for cid, p in phones.items() if p and guessed.get(cid) != p}
+            if unchecked:
+                listed |= await ride_out(lambda: self._on_dnc_list(unchecked))
         except (redis.ConnectionError, redis.TimeoutError):
             # Redis is down, not the CRM: the alerts stay 'accepted' and this batch tries again
             # later (the resume sweep only steps in if this actor dies meanwhile).
             log.warning("enrichment of %d alerts waits for Redis", len(alerts))
             self._retry_later(alerts)
             return
+        self._remember_phones(ids, phones)
         now = self._clock()
         works = []
         for alert in alerts:
@@ -177,6 +193,16 @@ class Enricher(Supervised, pykka.ThreadingActor):
             works.append(_intent(alert, customer, decision, now))
         self._dialer().tell(WorkBatch(works=tuple(works)))  # one hand-off per batch
         self._stats.stage_seconds.labels("enrich").observe(time.perf_counter() - started)
+
+    def _remember_phones(self, ids: set[str], phones: dict[str, str | None]) -> None:
+        for cid in ids:
+            if phone := phones.get(cid):
+                self._phones[cid] = phone
+                self._phones.move_to_end(cid)
+            else:
+                self._phones.pop(cid, None)
+        while len(self._phones) > _PHONES_KEPT:
+            self._phones.popitem(last=False)
 
     def _retry_later(self, alerts: tuple[Alert, ...]) -> None:
         loop = asyncio.get_running_loop()
@@ -211,7 +237,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
             log.exception("enrichment failed for %s", customer_id)
         return _UNAVAILABLE
 
-    async def _on_dnc_list(self, phones: dict[str, str | None]) -> set[str | None]:
+    async def _on_dnc_list(self, phones: Mapping[str, str | None]) -> set[str | None]:
         numbers = sorted({p for p in phones.values() if p})
         if not numbers:
             return set()

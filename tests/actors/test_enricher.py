@@ -1,0 +1,117 @@
+"""The enricher: profiles from the cache, the do-not-call list, compliance, then the dialer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pykka
+import pytest
+import redis
+
+from actors import _loop
+from actors.enricher import Enricher
+from conf.schema import CrmConfig
+from messages import Alert, DialIntent, EnrichBatch, Ping, Reason, TaskIntent, WorkBatch
+from pipeline.calling_window import CallingRules, DayRule
+from pipeline.comply import ComplyRules
+from pipeline.enrich import customer_to_doc
+from tests.actors.helpers import FakeDialer, accept, customer
+from tests.conftest import REDIS_URL, alert, ask, wait_for
+from tripline.store import Keys
+
+ALWAYS = ComplyRules(
+    calling=CallingRules(default=DayRule(weekdays=(0, 1440), saturday=(0, 1440), sunday=(0, 1440)))
+)
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors() -> Iterator[None]:
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The command names of every auto-pipelined round trip, in order."""
+    sent: list[list[str]] = []
+    original = _loop.AutoPipeline._round_trip
+
+    async def recorded(self: _loop.AutoPipeline, commands: list[tuple[Any, ...]]) -> list[Any]:
+        sent.append([str(command[0]) for command in commands])
+        return await original(self, commands)
+
+    monkeypatch.setattr(_loop.AutoPipeline, "_round_trip", recorded)
+    return sent
+
+
+def cache(client: redis.Redis, keys: Keys, customer_id: str, phone: str) -> None:
+    profile = replace(customer(), customer_id=customer_id, phone=phone)
+    client.set(keys.customer(customer_id), orjson.dumps(customer_to_doc(profile)))
+
+
+class Enriched:
+    """An enricher (CRM unreachable: the cache answers) in front of a recording dialer."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.dialer = FakeDialer.start()
+        self.actor = Enricher.start(
+            conf=CrmConfig(base_url="http://127.0.0.1:9", sync_interval_seconds=0),
+            redis_url=REDIS_URL,
+            keys=keys,
+            rules=ALWAYS,
+            dialer=lambda: self.dialer,
+        )
+
+    def decide(self, a: Alert) -> DialIntent | TaskIntent:
+        """Enrich one alert; what the dialer was handed for it."""
+        self.actor.tell(EnrichBatch(alerts=(a,)))
+
+        def handed() -> list[DialIntent | TaskIntent]:
+            told = ask(self.dialer, Ping())
+            works = [w for m in told if isinstance(m, WorkBatch) for w in m.works]
+            return [w for w in works if w.alert.idempotency_key == a.idempotency_key]
+
+        wait_for(handed)
+        (work,) = handed()
+        return work
+
+
+def reason(work: DialIntent | TaskIntent) -> Reason | None:
+    return work.reason if isinstance(work, TaskIntent) else None
+
+
+def test_a_known_customers_number_is_checked_in_the_profiles_round_trip(
+    redis_client: redis.Redis, prefix: str, batches: list[list[str]]
+) -> None:
+    keys = Keys(prefix)
+    cache(redis_client, keys, "CU-1", "+14155550111")
+    redis_client.sadd(keys.dnc(), "+14155550111")
+    enriched = Enriched(keys)
+    first, second = accept(redis_client, keys, alert(customer="CU-1"), alert(customer="CU-1"))
+    assert reason(enriched.decide(first)) == Reason.DO_NOT_CALL
+    # New to this process: the profile first, then its number against the list.
+    assert batches == [["MGET"], ["SMISMEMBER"]]
+    assert reason(enriched.decide(second)) == Reason.DO_NOT_CALL
+    assert batches[2:] == [["MGET", "SMISMEMBER"]]  # known: one round trip
+
+
+def test_a_number_that_changed_is_checked_again(
+    redis_client: redis.Redis, prefix: str, batches: list[list[str]]
+) -> None:
+    keys = Keys(prefix)
+    cache(redis_client, keys, "CU-2", "+14155550122")
+    enriched = Enriched(keys)
+    first, second, third = accept(redis_client, keys, *[alert(customer="CU-2") for _ in range(3)])
+    assert isinstance(enriched.decide(first), DialIntent)
+    # The customer's new number is on the list; the one remembered is not.
+    cache(redis_client, keys, "CU-2", "+14155550133")
+    redis_client.sadd(keys.dnc(), "+14155550133")
+    assert reason(enriched.decide(second)) == Reason.DO_NOT_CALL
+    assert batches[-2:] == [["MGET", "SMISMEMBER"], ["SMISMEMBER"]]
+    # The same number joining the list meanwhile is seen at once, in the one round trip.
+    redis_client.srem(keys.dnc(), "+14155550133")
+    assert isinstance(enriched.decide(third), DialIntent)
+    assert batches[-1] == ["MGET", "SMISMEMBER"]
