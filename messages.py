@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -127,12 +127,25 @@ class AlertReceived:
     """tripline.accept.Checked or Rejected; None when not checked yet."""
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A sensor's persisted state, read where a critical alert was recorded."""
+
+    blob: bytes
+    """As stored; b"" when Redis had none."""
+    read_after: float
+    """time.monotonic() before the read was sent: a shard that wrote the sensor's snapshot
+    since then reads it again."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertBatch:
     """Accepted alerts for one shard, in arrival order."""
 
     alerts: tuple[Alert, ...]
     """The alerts, oldest first."""
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    """By sensor: snapshots read with the alerts' records (critical alerts only)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -29,6 +29,7 @@ from messages import (
     PauseDialing,
     Ping,
     PublishEvent,
+    Snapshot,
     SnapshotTick,
     StatusQuery,
 )
@@ -150,13 +151,21 @@ class Service:
             raise pykka.ActorDeadError(f"{name} is not running")
         return ref
 
-    def route(self, alerts: list[Alert]) -> None:
-        """Fan accepted alerts out to their shards, one batch per shard, order kept."""
+    def route(self, alerts: list[Alert], snapshots: Mapping[str, Snapshot] | None = None) -> None:
+        """Fan accepted alerts out to their shards, one batch per shard, order kept.
+
+        `snapshots`: by sensor, the snapshots read when the alerts were recorded.
+        """
         by_shard: dict[int, list[Alert]] = defaultdict(list)
         for alert in alerts:
             by_shard[shard_of(alert.sensor_id, self.config.sensor.shards)].append(alert)
         for shard, batch in by_shard.items():
-            self._tell_with_patience(f"shard-{shard}", AlertBatch(alerts=tuple(batch)))
+            read = {
+                a.sensor_id: s for a in batch if snapshots and (s := snapshots.get(a.sensor_id))
+            }
+            self._tell_with_patience(
+                f"shard-{shard}", AlertBatch(alerts=tuple(batch), snapshots=read)
+            )
 
     def _tell_with_patience(self, name: str, message: object, patience: float = 5.0) -> None:
         """Tell `name`, waiting out a restart (the watchdog replaces the dead within ~0.2 s)."""

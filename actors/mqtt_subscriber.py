@@ -22,10 +22,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from actors import Supervised
 from conf.schema import MqttConfig
-from messages import Alert, AlertReceived, Ping, PublishEvent
+from messages import Alert, AlertReceived, Ping, PublishEvent, Snapshot
 from pipeline.prioritise import critical_first
 from pipeline.validate import Rejected
-from tripline.accept import Accepted, Acceptor, Checked, Verdict
+from tripline.accept import Accepted, Acceptor, Checked, Verdict, snapshots
 
 log = logging.getLogger("tripline.mqtt")
 
@@ -37,7 +37,11 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
     """Owns the paho client. Acknowledges an alert only after it is durably recorded."""
 
     def __init__(
-        self, *, conf: MqttConfig, acceptor: Acceptor, route: Callable[[list[Alert]], None]
+        self,
+        *,
+        conf: MqttConfig,
+        acceptor: Acceptor,
+        route: Callable[[list[Alert], dict[str, Snapshot]], None],
     ) -> None:
         """Keep collaborators; `route` fans accepted alerts out to the shards."""
         super().__init__()
@@ -252,7 +256,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         batch = self._buffer[:count]
         verdicts = self._acceptor.record([checked for _, checked in batch])
         self._buffer = self._buffer[count:]
-        self._route([v.alert for v in verdicts if isinstance(v, Accepted)])
+        self._route([v.alert for v in verdicts if isinstance(v, Accepted)], snapshots(verdicts))
         self._answer([received for received, _ in batch], verdicts)
 
     def _answer(self, batch: list[AlertReceived], verdicts: list[Verdict]) -> None:

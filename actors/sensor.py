@@ -10,7 +10,7 @@ import itertools
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +30,7 @@ from messages import (
     Priority,
     Reason,
     SensorResolved,
+    Snapshot,
     SnapshotTick,
     TaskIntent,
     WorkBatch,
@@ -56,6 +57,9 @@ _REDIS_ATTEMPTS = 8  # ~13 s of backoff: ride out a Redis failover, then let the
 
 
 READINGS_KEPT = 60  # per sensor, for the agent's chart
+# A snapshot read when an alert was recorded is used this long at most (it normally arrives
+# within milliseconds; an older read is simply done again).
+_SNAPSHOT_TRUST = 30.0
 _SNAPSHOT_CHUNK = 100  # snapshots per pipeline; alerts queued meanwhile go between chunks
 
 
@@ -126,6 +130,10 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         # from the front instead of sorting or scanning every entity.
         self._entities: dict[str, SensorEntity] = {}
         self._dirty: set[str] = set()  # changed since their last snapshot
+        # Sensors that left memory, and when (monotonic), oldest first, for as long as a
+        # snapshot read elsewhere is trusted: one read before its sensor left is stale.
+        self._removed: dict[str, float] = {}
+        self._born = time.monotonic()  # snapshots read before this instance existed: stale
         self._flapping: set[str] = set()  # the tick's silent samples go to these only
         self._saving = 0  # dirty entities the current tick still has to write
         self._max = max(1, conf.max_entities // conf.shards)
@@ -145,7 +153,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         match message:
             case AlertBatch():
                 with self._stats.stage_seconds.labels("sensor").time():
-                    self._on_alerts(message.alerts)
+                    self._on_alerts(message.alerts, message.snapshots)
             case SnapshotTick():
                 self._on_tick()
             case _SaveMore():
@@ -161,9 +169,11 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """Entities held in memory."""
         return len(self._entities)
 
-    def _on_alerts(self, alerts: tuple[Alert, ...]) -> None:
+    def _on_alerts(
+        self, alerts: tuple[Alert, ...], snapshots: Mapping[str, Snapshot] | None = None
+    ) -> None:
         now = self._clock()
-        self._activate(alerts, now)
+        self._activate(alerts, now, snapshots or {})
         decided: list[tuple[Alert, Suppressed]] = []
         claims: list[Alert] = []
         episodes: list[Alert] = []
@@ -408,16 +418,25 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._incident = False
         self._dialer().tell(FleetIncident(active=False, since=0.0, sensors=count))
 
-    def _activate(self, alerts: Iterable[Alert], now: float) -> None:
-        """Load the snapshots of sensors not in memory, in one round trip."""
+    def _activate(
+        self, alerts: Iterable[Alert], now: float, snapshots: Mapping[str, Snapshot] | None = None
+    ) -> None:
+        """Load the snapshots of sensors not in memory, in one round trip.
+
+        Not for those whose snapshot was read when their alert was recorded (a critical
+        alert's: a round trip less on its way), unless this shard wrote it since.
+        """
         missing = {a.sensor_id: a.customer_id for a in alerts if a.sensor_id not in self._entities}
         if not missing:
             return
-        ids = list(missing)
-        raw = self._retry(
-            lambda: self._redis.mget([self._keys.snapshot(missing[s], s) for s in ids])
+        read = {s: snap.blob for s in missing if (snap := self._fresh(s, snapshots))}
+        ids = [s for s in missing if s not in read]
+        raw = (
+            self._retry(lambda: self._redis.mget([self._keys.snapshot(missing[s], s) for s in ids]))
+            if ids
+            else []
         )
-        for sensor_id, blob in zip(ids, raw, strict=True):
+        for sensor_id, blob in [*zip(ids, raw, strict=True), *read.items()]:
             state = SensorState.from_snapshot(orjson.loads(blob)) if blob else SensorState()
             self._entities[sensor_id] = SensorEntity(missing[sensor_id], state, seen_at=now)
             self._note_flapping(sensor_id, state.flap.flapping)
@@ -509,12 +528,29 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """Drop the `count` least recently seen entities, snapshotting them first."""
         self._remove(list(itertools.islice(self._entities, count)))
 
+    def _fresh(self, sensor_id: str, snapshots: Mapping[str, Snapshot] | None) -> Snapshot | None:
+        """The snapshot read with the alert's record, if nothing this shard wrote is newer."""
+        snap = snapshots.get(sensor_id) if snapshots else None
+        if snap is None:
+            return None
+        if snap.read_after < self._born or time.monotonic() - snap.read_after > _SNAPSHOT_TRUST:
+            return None
+        return None if self._removed.get(sensor_id, -1.0) >= snap.read_after else snap
+
     def _remove(self, sensor_ids: list[str]) -> None:
         """Take entities out of memory, snapshotting those not saved yet."""
         self._snapshot([s for s in sensor_ids if s in self._dirty])
+        left = time.monotonic()  # after the write: a read sent before it is not trusted
         for sensor_id in sensor_ids:
             del self._entities[sensor_id]
             self._flapping.discard(sensor_id)
+            self._removed.pop(sensor_id, None)
+            self._removed[sensor_id] = left
+        while self._removed:  # each entry is dropped once: O(1) per removal over time
+            oldest, at = next(iter(self._removed.items()))
+            if left - at <= _SNAPSHOT_TRUST:
+                break
+            del self._removed[oldest]
 
     def _snapshot(self, sensor_ids: list[str]) -> None:
         if not sensor_ids:

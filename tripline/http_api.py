@@ -16,7 +16,7 @@ from messages import Outcome, Reason
 from pipeline import signature
 from pipeline.validate import Problem, Rejected
 from tripline import agent_view, dnc, openapi
-from tripline.accept import Accepted, Duplicate
+from tripline.accept import Accepted, Duplicate, snapshots
 from tripline.store import decode_record
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ async def post_alert(request: web.Request) -> web.Response:
         )
     assert isinstance(verdict, Accepted)  # noqa: S101 - the three verdicts are exhaustive
     try:
-        await asyncio.to_thread(service.route, [verdict.alert])
+        await asyncio.to_thread(service.route, [verdict.alert], snapshots([verdict]))
     except Exception:  # recorded already: the record stays 'accepted' and is resumed later
         service.stats.count("route_failed")
     key = verdict.alert.idempotency_key

@@ -53,7 +53,7 @@ def received(n: int) -> AlertReceived:
 def test_an_alert_followed_by_a_ping_is_flushed_without_waiting_for_more() -> None:
     acceptor = GatedAcceptor()
     conf = MqttConfig(client_id=f"test-{uuid.uuid4().hex[:8]}", topic=f"tt/{uuid.uuid4().hex}/x")
-    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda _: None)
+    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda *_: None)
     try:
         ref.tell(received(1))
         assert acceptor.first.wait(5)  # the actor is busy with the first batch
@@ -97,7 +97,7 @@ def _subscriber(acceptor: Any, linger_ms: float) -> pykka.ActorRef[MqttSubscribe
         topic=f"tt/{uuid.uuid4().hex}/x",
         batch_linger_ms=linger_ms,
     )
-    return MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda _: None)
+    return MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda *_: None)
 
 
 def test_an_idle_subscriber_flushes_a_lone_alert_at_once() -> None:
@@ -141,7 +141,7 @@ def test_a_critical_alert_ends_a_linger_at_once() -> None:
         batch_linger_ms=5_000,
         qos=0,
     )
-    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda _: None)
+    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda *_: None)
     try:
         assert wait_connected(ref.proxy(), 5)
         time.sleep(0.2)  # the subscription is made in on_connect
@@ -177,7 +177,7 @@ def test_the_broker_connection_sends_without_nagle_delay() -> None:
     # Nagle's algorithm held each PUBACK for the broker's TCP acknowledgement: under load a
     # critical alert reached paho ~10 ms after the broker had it (README "Performance").
     conf = MqttConfig(client_id=f"test-{uuid.uuid4().hex[:8]}", topic=f"tt/{uuid.uuid4().hex}/x")
-    ref = Exposed.start(conf=conf, acceptor=CountingAcceptor(), route=lambda _: None)
+    ref = Exposed.start(conf=conf, acceptor=CountingAcceptor(), route=lambda *_: None)
     try:
         assert wait_connected(ref.proxy(), 5)  # type: ignore[arg-type]
         assert ref.proxy().no_delay().get(timeout=5) == 1
@@ -229,7 +229,7 @@ def test_per_topic_callbacks_still_match() -> None:
 
 def test_the_subscriber_uses_the_garbage_free_matcher() -> None:
     conf = MqttConfig(client_id=f"test-{uuid.uuid4().hex[:8]}", topic=f"tt/{uuid.uuid4().hex}/x")
-    ref = Exposed.start(conf=conf, acceptor=CountingAcceptor(), route=lambda _: None)
+    ref = Exposed.start(conf=conf, acceptor=CountingAcceptor(), route=lambda *_: None)
     try:
         assert isinstance(ref.proxy().matcher().get(timeout=5), _Matcher)
     finally:

@@ -19,13 +19,15 @@ from messages import (
     Ping,
     Reason,
     SensorResolved,
+    Snapshot,
     SnapshotTick,
     TaskIntent,
     WorkBatch,
 )
 from pipeline.fleet import FleetRules
+from pipeline.suppress import SensorState
 from tests.actors.helpers import FakeDialer, FakeEnricher, accept
-from tests.conftest import alert, ask, wait_for
+from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.events import Events
 from tripline.stats import Stats
 from tripline.store import Keys, text
@@ -390,3 +392,59 @@ def test_what_a_shard_suppresses_leaves_the_pending_index_with_its_next_round_tr
     shard.tell(SnapshotTick())  # any next round trip
     ask(shard, Ping())
     assert redis_client.zrange(index, 0, -1) == [first.idempotency_key.encode()]  # still going
+
+
+class CountingRedis(redis.Redis):
+    """Remembers the keys of every MGET (a shard reads snapshots with one)."""
+
+    mgets: list[list[str]]
+
+    def mget(self, keys: Any, *args: Any) -> Any:
+        self.mgets.append([text(k) for k in keys])
+        return super().mget(keys, *args)
+
+
+def counting_client() -> CountingRedis:
+    client = CountingRedis(connection_pool=redis.ConnectionPool.from_url(REDIS_URL))
+    client.mgets = []
+    return client
+
+
+def test_a_snapshot_read_with_the_record_spares_the_shard_its_own_read(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    (a,) = accept(redis_client, keys, alert(sensor="PF1"))
+    # Redis now holds a window for the sensor; the read made with the record found none.
+    held = SensorState(cooldown_until=time.time() + 3600)
+    redis_client.set(keys.snapshot(a.customer_id, a.sensor_id), orjson.dumps(held.to_snapshot()))
+    client = counting_client()
+    enricher = FakeEnricher.start()
+    shard = start_shard(client, keys, enricher)
+    shard.tell(AlertBatch(alerts=(a,), snapshots={a.sensor_id: Snapshot(b"", time.monotonic())}))
+    wait_for(lambda: ask(enricher, "list"))  # decided on the snapshot it was handed
+    assert client.mgets == []
+    client.connection_pool.disconnect()
+
+
+def test_a_snapshot_read_before_the_shard_last_wrote_it_is_read_again(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    now = [time.time()]
+    first, second = accept(redis_client, keys, alert(sensor="PF2"), alert(sensor="PF2"))
+    snapshot_key = keys.snapshot(first.customer_id, "PF2")
+    client = counting_client()
+    enricher = FakeEnricher.start()
+    shard = start_shard(client, keys, enricher, clock=lambda: now[0], passivate_after_seconds=1)
+    read_before = Snapshot(b"", time.monotonic())  # e.g. recorded just before the tick below
+    shard.tell(AlertBatch(alerts=(first,)))
+    wait_for(lambda: ask(enricher, "list"))  # it proceeds: its window is now in memory
+    now[0] += 5
+    shard.tell(SnapshotTick())
+    assert ask(shard, Ping()) == 0  # idle: written to Redis and out of memory
+    shard.tell(AlertBatch(alerts=(second,), snapshots={"PF2": read_before}))
+    wait_for(lambda: status(redis_client, keys, second.idempotency_key)[0] != "")
+    assert status(redis_client, keys, second.idempotency_key) == ("suppressed", "cooldown")
+    assert client.mgets == [[snapshot_key], [snapshot_key]]  # read again, not taken as handed
+    client.connection_pool.disconnect()
