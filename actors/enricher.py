@@ -146,7 +146,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         return None
 
     async def _enrich(self, alerts: tuple[Alert, ...]) -> None:
-        """One batch: profiles in one round trip (CRM for misses), the DNC list in another."""
+        """One batch: profiles and the do-not-call list in one round trip (CRM for misses)."""
         started = time.perf_counter()
         ids = {a.customer_id for a in alerts}
         # The numbers these customers had when last seen are checked against the do-not-call
