@@ -198,7 +198,7 @@ def accept_only(rig: Rig, messages: list[tuple[str, bytes]], topic: str) -> floa
         clock=time.time,
     )
     conf = MqttConfig(port=rig.mqtt_port, client_id=client_id, topic=topic)
-    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda _: None)
+    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda *_: None)
     try:
         wait_connected(ref.proxy(), 10)
         first = None
