@@ -14,7 +14,7 @@ import pykka
 import pytest
 import redis
 
-from actors import _dial_jobs, _loop
+from actors import _dial_jobs
 from actors._dial_jobs import Backends, CapRules
 from actors.dialer import Dialer
 from conf.schema import DialerConfig
@@ -635,18 +635,10 @@ def test_decided_alerts_leave_the_pending_index_and_waiting_ones_stay(
 
 
 def test_the_last_checks_share_the_round_trip_that_records_the_call_as_queued(
-    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+    redis_client: redis.Redis, prefix: str, batches: list[list[str]]
 ) -> None:
     """One round trip less on every call's way to the contact center (README "Performance")."""
     keys = Keys(prefix)
-    batches: list[list[str]] = []
-    original = _loop.AutoPipeline._round_trip
-
-    async def recorded(self: _loop.AutoPipeline, commands: list[tuple[Any, ...]]) -> list[Any]:
-        batches.append([str(command[0]) for command in commands])
-        return await original(self, commands)
-
-    monkeypatch.setattr(_loop.AutoPipeline, "_round_trip", recorded)
     backend = FakeBackend()
     dialer = start_dialer(backend, keys)
     (a,) = accept(redis_client, keys, alert(alert_type="temp_critical"))

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import orjson
 import pykka
 import pytest
 import redis
 
-from actors import _loop
 from actors.enricher import Enricher
 from conf.schema import CrmConfig
 from messages import Alert, DialIntent, EnrichBatch, Ping, Reason, TaskIntent, WorkBatch
@@ -31,20 +29,6 @@ ALWAYS = ComplyRules(
 def _stop_actors() -> Iterator[None]:
     yield
     pykka.ActorRegistry.stop_all()
-
-
-@pytest.fixture
-def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The command names of every auto-pipelined round trip, in order."""
-    sent: list[list[str]] = []
-    original = _loop.AutoPipeline._round_trip
-
-    async def recorded(self: _loop.AutoPipeline, commands: list[tuple[Any, ...]]) -> list[Any]:
-        sent.append([str(command[0]) for command in commands])
-        return await original(self, commands)
-
-    monkeypatch.setattr(_loop.AutoPipeline, "_round_trip", recorded)
-    return sent
 
 
 def cache(client: redis.Redis, keys: Keys, customer_id: str, phone: str) -> None:
