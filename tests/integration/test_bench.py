@@ -1,0 +1,50 @@
+"""The README's benchmark command runs end to end (figures are the bench's to print, not ours).
+
+Its figures are never asserted here (speed is measured by the bench, not by tests); what is
+checked is that every phase ran and what must hold at any speed: nothing lost, nothing called
+twice, every alert of a drain decided.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PHASES = {
+    "footprint",
+    "throughput",
+    "throughput_2",
+    "latency",
+    "latency_fsync_always",
+    "latency_sustainable",
+    "storm",
+}
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_benchmark_runs_every_phase() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["quick"] is True
+    assert set(figures) >= PHASES
+    for drain in ("throughput", "throughput_2"):
+        assert figures[drain]["decided"] == figures[drain]["alerts"], figures[drain]
+        assert figures[drain]["tripline_per_s"] > 0
+    assert figures["throughput"]["accept_only_per_s"] > 0
+    for name in ("latency", "latency_fsync_always", "latency_sustainable"):
+        assert figures[name]["arrived"] > 0, figures[name]
+    assert figures["storm"]["lost"] == 0
+    assert figures["storm"]["duplicates"] == 0
+    assert figures["storm"]["decided_in_s"] is not None
