@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -324,3 +326,17 @@ def alert(
     }
     doc.update(extra)
     return doc
+
+
+def run_quick(module: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """Run `python -m <module> --quick` (the bench's quick runs); its last stdout line as JSON."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines, result.stderr[-3000:]
+    return result, orjson.loads(lines[-1])

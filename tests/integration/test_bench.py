@@ -7,11 +7,9 @@ twice, every alert of a drain decided.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+
+from tests.conftest import run_quick
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +26,8 @@ PHASES = {
 
 @pytest.mark.timeout(300)
 def test_the_quick_benchmark_runs_every_phase() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
+    result, figures = run_quick("bench", timeout=280)
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["quick"] is True
     assert set(figures) >= PHASES
     for drain in ("throughput", "throughput_2"):
