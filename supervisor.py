@@ -159,10 +159,9 @@ class Service:
         by_shard: dict[int, list[Alert]] = defaultdict(list)
         for alert in alerts:
             by_shard[shard_of(alert.sensor_id, self.config.sensor.shards)].append(alert)
+        snapshots = snapshots or {}
         for shard, batch in by_shard.items():
-            read = {
-                a.sensor_id: s for a in batch if snapshots and (s := snapshots.get(a.sensor_id))
-            }
+            read = {a.sensor_id: s for a in batch if (s := snapshots.get(a.sensor_id))}
             self._tell_with_patience(
                 f"shard-{shard}", AlertBatch(alerts=tuple(batch), snapshots=read)
             )

@@ -419,7 +419,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._dialer().tell(FleetIncident(active=False, since=0.0, sensors=count))
 
     def _activate(
-        self, alerts: Iterable[Alert], now: float, snapshots: Mapping[str, Snapshot] | None = None
+        self, alerts: Iterable[Alert], now: float, snapshots: Mapping[str, Snapshot]
     ) -> None:
         """Load the snapshots of sensors not in memory, in one round trip.
 
@@ -528,9 +528,9 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """Drop the `count` least recently seen entities, snapshotting them first."""
         self._remove(list(itertools.islice(self._entities, count)))
 
-    def _fresh(self, sensor_id: str, snapshots: Mapping[str, Snapshot] | None) -> Snapshot | None:
+    def _fresh(self, sensor_id: str, snapshots: Mapping[str, Snapshot]) -> Snapshot | None:
         """The snapshot read with the alert's record, if nothing this shard wrote is newer."""
-        snap = snapshots.get(sensor_id) if snapshots else None
+        snap = snapshots.get(sensor_id)
         if snap is None:
             return None
         if snap.read_after < self._born or time.monotonic() - snap.read_after > _SNAPSHOT_TRUST:
