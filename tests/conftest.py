@@ -168,32 +168,37 @@ def prefix(redis_client: redis.Redis) -> Iterator[str]:
         redis_client.delete(*keys)
 
 
+def service_env(prefix: str, emulator: EmulatorHandle) -> dict[str, str]:
+    """The environment of a test's own service: own prefix, topics, client id; the emulator."""
+    topic_root = f"tt/{prefix}"
+    return {
+        "TRIPLINE__REDIS__URL": REDIS_URL,
+        "TRIPLINE__REDIS__KEY_PREFIX": prefix,
+        "TRIPLINE__MQTT__CLIENT_ID": f"tripline-{prefix}",
+        "TRIPLINE__MQTT__TOPIC": f"{topic_root}/sensors/+/alerts",
+        "TRIPLINE__MQTT__REJECTED_TOPIC": f"{topic_root}/rejected",
+        "TRIPLINE__CRM__BASE_URL": emulator.url,
+        "TRIPLINE__GENESYS__BASE_URL": emulator.url,
+        "TRIPLINE__GENESYS__LOGIN_URL": emulator.url,
+        "TRIPLINE__GENESYS__CLIENT_SECRET": CLIENT_SECRET,
+        "TRIPLINE__HTTP__CONTEXT_TOKEN": "ctx-token",
+        "TRIPLINE__SENSOR__SNAPSHOT_INTERVAL_SECONDS": "0.2",
+        "TRIPLINE__DIALER__BACKOFF_BASE_SECONDS": "0.05",
+        "TRIPLINE__CRM__SYNC_INTERVAL_SECONDS": "0",
+        # Tests of other capabilities count calls per alert: the tests of grouping and of
+        # the pending delay turn these on themselves.
+        "TRIPLINE__DIALER__GROUP_WINDOW_SECONDS": "0",
+        "TRIPLINE__DIALER__PENDING_SECONDS": "{ critical = 0, high = 0, normal = 0, low = 0 }",
+    }
+
+
 class ServiceHandle:
     """A tripline service configured for one test: own prefix, topics and client id."""
 
     def __init__(self, *, prefix: str, emulator: EmulatorHandle, env: dict[str, str]) -> None:
         self.prefix = prefix
         self.topic_root = f"tt/{prefix}"
-        base = {
-            "TRIPLINE__REDIS__URL": REDIS_URL,
-            "TRIPLINE__REDIS__KEY_PREFIX": prefix,
-            "TRIPLINE__MQTT__CLIENT_ID": f"tripline-{prefix}",
-            "TRIPLINE__MQTT__TOPIC": f"{self.topic_root}/sensors/+/alerts",
-            "TRIPLINE__MQTT__REJECTED_TOPIC": f"{self.topic_root}/rejected",
-            "TRIPLINE__CRM__BASE_URL": emulator.url,
-            "TRIPLINE__GENESYS__BASE_URL": emulator.url,
-            "TRIPLINE__GENESYS__LOGIN_URL": emulator.url,
-            "TRIPLINE__GENESYS__CLIENT_SECRET": CLIENT_SECRET,
-            "TRIPLINE__HTTP__CONTEXT_TOKEN": "ctx-token",
-            "TRIPLINE__SENSOR__SNAPSHOT_INTERVAL_SECONDS": "0.2",
-            "TRIPLINE__DIALER__BACKOFF_BASE_SECONDS": "0.05",
-            "TRIPLINE__CRM__SYNC_INTERVAL_SECONDS": "0",
-            # Tests of other capabilities count calls per alert: the tests of grouping and of
-            # the pending delay turn these on themselves.
-            "TRIPLINE__DIALER__GROUP_WINDOW_SECONDS": "0",
-            "TRIPLINE__DIALER__PENDING_SECONDS": "{ critical = 0, high = 0, normal = 0, low = 0 }",
-        }
-        self.config = schema.load(env={**base, **env})
+        self.config = schema.load(env={**service_env(prefix, emulator), **env})
         self.service: Service | None = None
         self.http: AppThread | None = None
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
-    REDIS_URL,
     EmulatorHandle,
     ServiceHandle,
     alert,
     free_port,
     http,
+    service_env,
     wait_for,
 )
 
@@ -44,17 +44,7 @@ def test_a_dead_shard_is_replaced_and_alerts_keep_flowing(
 
 def test_tripline_run_serves_and_stops_on_sigterm(prefix: str, emulator: EmulatorHandle) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "TRIPLINE__HTTP__PORT": str(port),
-        "TRIPLINE__REDIS__URL": REDIS_URL,
-        "TRIPLINE__REDIS__KEY_PREFIX": prefix,
-        "TRIPLINE__MQTT__CLIENT_ID": f"tripline-{prefix}",
-        "TRIPLINE__MQTT__TOPIC": f"tt/{prefix}/sensors/+/alerts",
-        "TRIPLINE__GENESYS__BASE_URL": emulator.url,
-        "TRIPLINE__GENESYS__LOGIN_URL": emulator.url,
-        "TRIPLINE__CRM__BASE_URL": emulator.url,
-    }
+    env = {**os.environ, **service_env(prefix, emulator), "TRIPLINE__HTTP__PORT": str(port)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tripline.cli", "run"],
         env=env,
