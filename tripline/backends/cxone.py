@@ -97,12 +97,8 @@ class CxoneBackend(HttpSession):
             await self._extra()
         base = self._conf.discovery_url
         oidc = await request(self._http(), "GET", f"{base}/.well-known/openid-configuration")
-        endpoint = (
-            oidc.body.get("token_endpoint")
-            if isinstance(oidc, Reply) and isinstance(oidc.body, dict)
-            else None
-        )
-        if not isinstance(endpoint, str):
+        endpoint = _field(oidc, "token_endpoint")
+        if endpoint is None:
             return Result(Answer.UNSENT, detail="cxone discovery: no token_endpoint")
         form = {
             "grant_type": "password",
@@ -122,16 +118,26 @@ class CxoneBackend(HttpSession):
         config = await request(
             self._http(), "GET", f"{base}/.well-known/cxone-configuration?tenantId={tenant}"
         )
-        api = (
-            config.body.get("api_endpoint")
-            if isinstance(config, Reply) and isinstance(config.body, dict)
-            else None
-        )
-        if not isinstance(api, str):
+        api = _field(config, "api_endpoint")
+        if api is None:
             return Result(Answer.UNSENT, detail="cxone discovery: no api_endpoint")
         self._token, self._api = access, api.rstrip("/")
         self._token_expires = self._clock() + max(0.0, expires - _TOKEN_MARGIN)
         return None
+
+
+def _field(answer: Reply | Result, name: str) -> str | None:
+    """A string field of a discovery document, or None.
+
+    None for no reply, an error status, a body that is not an object, or no such string field:
+    an error page that happens to parse is not a document to follow.
+    """
+    if not isinstance(answer, Reply) or not 200 <= answer.status < 300:
+        return None
+    if not isinstance(answer.body, dict):
+        return None
+    value = answer.body.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _tenant(id_token: object) -> str:
