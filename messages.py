@@ -54,6 +54,42 @@ class Reason(StrEnum):
     UNAUTHORIZED = "unauthorized"
 
 
+OUTCOME_REASONS: dict[Outcome, tuple[Reason, ...]] = {
+    Outcome.CALLED: (Reason.NONE,),
+    Outcome.SUPPRESSED: (
+        Reason.DUPLICATE,
+        Reason.COOLDOWN,
+        Reason.FLAPPING,
+        Reason.GROUPED,
+        Reason.RESOLVED,
+        Reason.CUSTOMER_CAP,
+        Reason.NUMBER_CAP,
+    ),
+    Outcome.DEFERRED: (
+        Reason.OUTSIDE_CALLING_WINDOW,
+        Reason.HOLIDAY,
+        Reason.DO_NOT_DISTURB,
+        Reason.DO_NOT_CALL,
+        Reason.NO_CONTACT,
+        Reason.INVALID_PHONE,
+        Reason.CRM_UNAVAILABLE,
+        Reason.QUEUE_SATURATED,
+        Reason.STALE,
+        Reason.DIAL_FAILED,
+        Reason.DIAL_UNCERTAIN,
+        Reason.FLEET_INCIDENT,
+    ),
+    Outcome.REJECTED: (
+        Reason.INVALID_JSON,
+        Reason.MISSING_FIELD,
+        Reason.INVALID_FIELD,
+        Reason.TOO_LARGE,
+        Reason.UNAUTHORIZED,
+    ),
+}
+"""Which reasons each outcome is given for (DESIGN.md's table): each reason under one outcome."""
+
+
 class Priority(IntEnum):
     """Dial priority; a lower value is served first."""
 

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
-from messages import Alert, Reason
+from messages import OUTCOME_REASONS, Alert, Reason
 
 decision_log = logging.getLogger("tripline.decision")
 
@@ -37,6 +37,11 @@ class Stats:
             ["outcome", "reason"],
             registry=self.registry,
         )
+        # Every series exists from the start, at 0: a rule such as increase(…[15m]) > 0 needs a
+        # sample before the first event, or the first dial_uncertain of a process goes unseen.
+        for outcome, reasons in OUTCOME_REASONS.items():
+            for reason in reasons:
+                self._prom.labels(outcome.value, reason.value)
         self.queue_depth = Gauge(
             "tripline_dialer_queue_depth",
             "Dial work waiting, by priority",
