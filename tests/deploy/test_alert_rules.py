@@ -40,6 +40,22 @@ def test_the_rules_are_valid_prometheus_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_compose_prometheus_scrapes_tripline_and_loads_the_rules() -> None:
+    result = promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((RULES / "prometheus.yml").read_text())
+    compose = yaml.safe_load((RULES.parent / "docker-compose.yml").read_text())["services"]
+    mounted = dict(v.split(":")[:2] for v in compose["prometheus"]["volumes"])
+    for rule_file in config["rule_files"]:
+        assert mounted[f"./prometheus/{rule_file}"] == f"/etc/prometheus/{rule_file}"
+    (job,) = config["scrape_configs"]
+    port = compose["tripline"]["ports"][0].rsplit(":", 1)[1]
+    assert job["static_configs"][0]["targets"] == [f"tripline:{port}"]
+    rules = yaml.safe_load((RULES / "tripline-alerts.yml").read_text())["groups"][0]["rules"]
+    down = next(r for r in rules if r["alert"] == "TriplineDown")
+    assert f'job="{job["job_name"]}"' in down["expr"]
+
+
 def test_the_rules_fire_as_their_unit_tests_say() -> None:
     result = promtool("test", "rules", "tripline-alerts.test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
