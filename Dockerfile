@@ -1,7 +1,7 @@
 # tripline: slim, non-root, configured by environment (TRIPLINE__SECTION__KEY), secrets too.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md supervisor.py messages.py ./
+COPY pyproject.toml README.md LICENSE supervisor.py messages.py ./
 COPY actors actors
 COPY pipeline pipeline
 COPY conf conf

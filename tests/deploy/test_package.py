@@ -68,7 +68,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The dependencies are the test environment's own; the build backend too (the image
     # fetches both from PyPI, a test should not).
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*pip, "--prefix", str(prefix), str(src)], check=True, cwd=work)
+    built = subprocess.run(
+        [*pip, "--prefix", str(prefix), str(src)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    # A deprecated packaging field is a build that stops working on a later setuptools.
+    assert "BuildBackendWarning" not in built.stderr, built.stderr
     return prefix
 
 
