@@ -67,7 +67,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 shutil.copy2(origin, target)
     # The dependencies are the test environment's own; the build backend too (the image
     # fetches both from PyPI, a test should not).
+    # --ignore-installed: without it pip uninstalls the test environment's own (editable)
+    # tripline before installing into the prefix, and `tripline` is gone from the venv.
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    pip.append("--ignore-installed")
+    before = installed_here()
     built = subprocess.run(
         [*pip, "--prefix", str(prefix), str(src)],
         cwd=work,
@@ -78,7 +82,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert built.returncode == 0, built.stderr
     # A deprecated packaging field is a build that stops working on a later setuptools.
     assert "BuildBackendWarning" not in built.stderr, built.stderr
+    assert installed_here() == before, "the build touched the test environment's own install"
     return prefix
+
+
+def installed_here() -> bool:
+    """Whether this environment has tripline installed (its console script, as scripts/ use)."""
+    return (Path(sysconfig.get_path("scripts")) / "tripline").exists()
 
 
 def image_env(prefix: Path, **extra: str) -> dict[str, str]:
