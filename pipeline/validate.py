@@ -13,8 +13,10 @@ import orjson
 
 from messages import Alert, Reason
 
-_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: ids travel in URLs and Redis keys
-_TYPE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+ID_PATTERN = re.compile(
+    r"^[\x21-\x7e]+$"
+)  # printable ASCII, no spaces: ids travel in URLs and Redis keys
+TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _UNIT_MAX = 32
 _SEVERITY_MAX = 32
 
@@ -90,14 +92,14 @@ def validate(
     if not isinstance(doc, dict):
         return Rejected((Problem("", Reason.INVALID_JSON, "must be a JSON object"),))
     problems: list[Problem] = []
-    check = _Checker(doc, problems, limits.max_string_length)
-    key = check.string("idempotencyKey", _ID)
-    sensor = check.string("sensorId", _ID)
-    customer = check.string("customerId", _ID)
-    alert_type = check.string("alertType", _TYPE, max_len=64)
+    check = FieldChecker(doc, problems, limits.max_string_length)
+    key = check.string("idempotencyKey", ID_PATTERN)
+    sensor = check.string("sensorId", ID_PATTERN)
+    customer = check.string("customerId", ID_PATTERN)
+    alert_type = check.string("alertType", TYPE_PATTERN, max_len=64)
     stamp = check.timestamp("timestamp", now + limits.max_future_skew_seconds)
     status = check.choice("status", ("firing", "resolved"), default="firing")
-    severity = check.optional_string("severity", _TYPE, _SEVERITY_MAX)
+    severity = check.optional_string("severity", TYPE_PATTERN, _SEVERITY_MAX)
     telemetry = doc.get("telemetryData")
     value = threshold = math.nan
     unit = ""
@@ -106,7 +108,7 @@ def validate(
     elif not isinstance(telemetry, dict):
         problems.append(Problem("telemetryData", Reason.INVALID_FIELD, "must be an object"))
     else:
-        sub = _Checker(telemetry, problems, limits.max_string_length, prefix="telemetryData.")
+        sub = FieldChecker(telemetry, problems, limits.max_string_length, prefix="telemetryData.")
         value = sub.number("currentValue")
         threshold = sub.number("threshold")
         unit = sub.string("unit", None, max_len=_UNIT_MAX)
@@ -142,18 +144,20 @@ def telemetry_hash(telemetry: Any) -> str:  # noqa: ANN401
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-class _Checker:
+class FieldChecker:
     """Reads fields of one object, appending a Problem per bad field."""
 
     def __init__(
         self, doc: dict[str, Any], problems: list[Problem], max_len: int, prefix: str = ""
     ) -> None:
+        """Check fields of `doc`, appending to `problems`; `prefix` dots nested field names."""
         self.doc, self.problems, self.max_len, self.prefix = doc, problems, max_len, prefix
 
     def _bad(self, name: str, message: str, reason: Reason = Reason.INVALID_FIELD) -> None:
         self.problems.append(Problem(self.prefix + name, reason, message))
 
     def string(self, name: str, pattern: re.Pattern[str] | None, max_len: int = 0) -> str:
+        """A required non-empty string; '' when missing or bad (and a problem noted)."""
         value = self.doc.get(name)
         if value is None:
             self._bad(name, "required", Reason.MISSING_FIELD)
@@ -161,6 +165,7 @@ class _Checker:
         return self._string_value(name, value, pattern, max_len or self.max_len)
 
     def optional_string(self, name: str, pattern: re.Pattern[str], max_len: int) -> str:
+        """A string that may be absent ('' then); checked like `string` when present."""
         value = self.doc.get(name)
         return "" if value is None else self._string_value(name, value, pattern, max_len)
 
@@ -182,6 +187,7 @@ class _Checker:
         return ""
 
     def number(self, name: str) -> float:
+        """A required finite number; NaN when missing or bad."""
         value = self.doc.get(name)
         if value is None:
             self._bad(name, "required", Reason.MISSING_FIELD)
@@ -194,6 +200,7 @@ class _Checker:
         return math.nan
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        """One of `choices`, `default` when absent."""
         value = self.doc.get(name, default)
         if value not in choices:
             self._bad(name, f"must be one of {', '.join(choices)}")
@@ -201,6 +208,7 @@ class _Checker:
         return str(value)
 
     def timestamp(self, name: str, latest: float) -> float:
+        """A required ISO-8601 time with a UTC offset, at most `latest`; epoch seconds or 0."""
         value = self.doc.get(name)
         if value is None:
             self._bad(name, "required", Reason.MISSING_FIELD)
