@@ -47,6 +47,7 @@ class Reason(StrEnum):
     DIAL_FAILED = "dial_failed"
     DIAL_UNCERTAIN = "dial_uncertain"
     FLEET_INCIDENT = "fleet_incident"
+    MAINTENANCE = "maintenance"
     INVALID_JSON = "invalid_json"
     MISSING_FIELD = "missing_field"
     INVALID_FIELD = "invalid_field"
@@ -64,6 +65,7 @@ OUTCOME_REASONS: dict[Outcome, tuple[Reason, ...]] = {
         Reason.RESOLVED,
         Reason.CUSTOMER_CAP,
         Reason.NUMBER_CAP,
+        Reason.MAINTENANCE,
     ),
     Outcome.DEFERRED: (
         Reason.OUTSIDE_CALLING_WINDOW,

@@ -41,6 +41,7 @@ from pipeline.validate import Limits
 from tripline.accept import Acceptor
 from tripline.backends.registry import build_backends
 from tripline.events import Events
+from tripline.maintenance import MaintenanceWindows
 from tripline.resume import SweepRules, sweep
 from tripline.stats import Stats
 from tripline.store import Keys
@@ -52,6 +53,7 @@ _RELAUNCH_EVERY = 2.0  # seconds between attempts to start an actor whose start 
 # An alert still 'accepted' this long after it was routed is routed again even if no actor
 # died: a batch an actor set aside (e.g. the enricher during a Redis outage) comes back.
 _IN_FLIGHT_LIMIT = 180.0
+_MAINTENANCE_EVERY = 1.0  # seconds: how soon a window set elsewhere (another instance, CLI) applies
 _SWEEP_SHARE = 0.2  # of the wall time, for the periodic sweep: spread out, not one burst
 
 
@@ -123,6 +125,7 @@ class Service:
         self.caps = CapRules(
             number=_caps(config.comply.number_caps), customer=_caps(config.comply.customer_caps)
         )
+        self.maintenance = MaintenanceWindows()
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.RLock()
         # Which 'accepted' alerts the actors still hold, for the sweep. An actor's death loses
@@ -185,6 +188,7 @@ class Service:
         """Start in dependency order: Redis, dialer, enricher, shards, subscriber last."""
         self.started_at = self._since = self.clock()
         self.redis.ping()  # fail fast with a clear error if Redis is not there
+        self.maintenance.refresh(self.redis, self.keys)
         c = self.config
         url = c.redis.url
         self._add(
@@ -200,6 +204,7 @@ class Service:
                 rules=self.comply_rules,
                 stats=self.stats,
                 caps=self.caps,
+                maintenance=self.maintenance,
                 record_ttl=c.redis.record_ttl_seconds,
                 clock=self.clock,
             ),
@@ -235,6 +240,7 @@ class Service:
                         window_seconds=c.fleet.window_seconds,
                         clear_ratio=c.fleet.clear_ratio,
                     ),
+                    maintenance=self.maintenance,
                     clock=self.clock,
                 ),
             )
@@ -360,11 +366,18 @@ class Service:
         status = self.config.status
         next_tick = time.monotonic() + tick_every
         next_sweep = time.monotonic() + status.sweep_interval_seconds
+        next_maintenance = time.monotonic() + _MAINTENANCE_EVERY
         while not self._stopping.wait(0.2):
             with self._lock:
                 if self._stopping.is_set():
                     return
                 self._supervise()
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + _MAINTENANCE_EVERY
+                    try:  # windows changed by another instance or the CLI
+                        self.maintenance.refresh(self.redis, self.keys)
+                    except redis.RedisError as exc:
+                        log.warning("maintenance windows not refreshed: %r", exc)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + tick_every
                     for name, slot in self._slots.items():
@@ -450,7 +463,7 @@ class Service:
                 "restarts": slot.total_restarts,
                 "lastError": slot.last_error,
             }
-        entities = 0
+        entities, now = 0, self.clock()
         dialer: dict[str, Any] = {}
         try:
             dialer = dict(self.ref("dialer").ask(StatusQuery(), block=True, timeout=2.0))
@@ -463,12 +476,13 @@ class Service:
         return {
             "instance": self.config.mqtt.client_id,
             "healthy": self.healthy,
-            "uptimeSeconds": round(self.clock() - self.started_at, 1),
+            "uptimeSeconds": round(now - self.started_at, 1),
             "actors": actors,
             "sensorEntities": entities,
             "counters": self.stats.snapshot(),
             **dialer,
             "events": self.events.recent(20),
+            "maintenance": [w.to_doc(now) for w in self.maintenance.open_at(now)],
             "recentDecisions": self.stats.recent(30),
         }
 
@@ -501,6 +515,7 @@ class Service:
         g["dialing_paused"].labels("rate_limit").set(status.get("pausedUntil") is not None)
         g["fleet_incident"].set(status.get("fleetIncident") is not None)
         g["sensor_entities"].set(status["sensorEntities"])
+        g["maintenance_windows_open"].set(len(status["maintenance"]))
 
 
 def _caps(texts: list[str]) -> tuple[Cap, ...]:

@@ -34,7 +34,9 @@ from pipeline.caps import Cap, cap_args
 from pipeline.comply import Blocked, ComplyRules, check_window
 from pipeline.dial import Answer, Gate, backoff, gate, retry_after
 from pipeline.govern import Occupancy
+from pipeline.maintenance import Window
 from tripline.backends import Backend, Result
+from tripline.maintenance import MaintenanceWindows
 from tripline.stats import Stats
 from tripline.store import (
     ANNOTATE_LUA,
@@ -129,6 +131,7 @@ class DialJobs:
         routing: dict[str, int],
         rules: ComplyRules,
         caps: CapRules,
+        maintenance: MaintenanceWindows,
         record_ttl: int,
         stats: Stats,
         clock: Callable[[], float],
@@ -136,7 +139,7 @@ class DialJobs:
     ) -> None:
         """Keep collaborators; open() must run on the loop."""
         self._conf, self._redis_url, self._keys, self._queue_key = conf, redis_url, keys, queue_key
-        self._pending_key = pending_key
+        self._pending_key, self._maintenance = pending_key, maintenance
         self._routing, self._rules, self._caps, self._stats = routing, rules, caps, stats
         self._clock, self._tell, self._ttl = clock, tell, record_ttl
         self._marks: dict[str, asyncio.Task[Any]] = {}
@@ -268,12 +271,7 @@ class DialJobs:
         finished = DialFinished(intent_id=key, priority=intent.priority, slot=False)
         try:
             await self._after_marks([key])
-            keys = [
-                self._keys.group_counts(intent.alert.customer_id),
-                _group_keys(self._keys, intent)[0],
-                self._keys.cooldown(intent.alert.customer_id, intent.alert.sensor_id),
-            ]
-            if not await ride_out(lambda: self._auto.evalsha(self._sha["cancel"], keys, [key])):
+            if not await ride_out(lambda: self._withdraw_command(intent)):
                 await self._note(
                     key,
                     "sensor_resolved",
@@ -434,6 +432,10 @@ class DialJobs:
                 continue
             try:
                 checks.sent.append((call, self._gate_commands(intent, checks.now)))
+                # A maintenance window opened while the call waited (its pending delay, a
+                # backlog): withdraw it, unless other alerts were grouped into it.
+                if (window := self._maintenance.covering(intent.alert, checks.now)) is not None:
+                    checks.withdrawals[id(call)] = (window, self._withdraw_command(intent))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 checks.failed = exc  # the calls not checked yet go back to the queue
                 break
@@ -458,11 +460,29 @@ class DialJobs:
             raise checks.failed
         checked = checks.sent
         replies = await asyncio.gather(*(f for _, futures in checked for f in futures))
+        withdrawn = {
+            call: window
+            for (call, (window, future)) in checks.withdrawals.items()
+            if await future == 1
+        }
         passed: list[tuple[DialIntent, bool]] = []
         at = 0
         for call, futures in checked:
             intent, slot = call
             answers, at = replies[at : at + len(futures)], at + len(futures)
+            if (window := withdrawn.get(id(call))) is not None:
+                await self._release_caps(intent)  # whichever counted it
+                if await self._record(
+                    intent.intent_id,
+                    state=Outcome.SUPPRESSED,
+                    reason=Reason.MAINTENANCE,
+                    allowed_from=FROM_PENDING,
+                    detail=window.detail(),
+                ):
+                    self._stats.decided(intent.alert, Outcome.SUPPRESSED, Reason.MAINTENANCE)
+                del unsettled[id(call)]  # recorded (a Redis failure above requeues it)
+                await self._finish(intent, slot)
+                continue
             verdict, release = gate(
                 on_dnc_list=bool(answers[0]),
                 number_ok=bool(answers[1][0]) if self._caps.number else None,
@@ -497,6 +517,20 @@ class DialJobs:
         for call in passed:  # moved to dialing, or finished as skipped
             del unsettled[id(call)]
         return ready
+
+    def _withdraw_command(self, intent: DialIntent) -> asyncio.Future[Any]:
+        """Withdraw a waiting call (1), or 0 when other alerts were grouped into it.
+
+        Withdrawn, it gives back its group and the sensor's cooldown window, so the sensor's
+        next real episode may call; grouped into, it stays for the alerts that joined it.
+        """
+        customer = intent.alert.customer_id
+        keys = [
+            self._keys.group_counts(customer),
+            _group_keys(self._keys, intent)[0],
+            self._keys.cooldown(customer, intent.alert.sensor_id),
+        ]
+        return self._auto.send_script(self._sha["cancel"], keys, [intent.intent_id])
 
     def _gate_commands(self, intent: DialIntent, now: float) -> list[asyncio.Future[Any]]:
         """The do-not-call re-check, then the number's and the customer's caps (if any)."""
@@ -736,6 +770,8 @@ class _Checks:
     now: float
     blocked: list[tuple[tuple[DialIntent, bool], Blocked]] = field(default_factory=list)
     """Outside the calling window by now: they become tasks."""
+    withdrawals: dict[int, tuple[Window, asyncio.Future[Any]]] = field(default_factory=dict)
+    """By call (its id()): the maintenance window covering it, and its withdrawal in flight."""
     sent: list[tuple[tuple[DialIntent, bool], list[asyncio.Future[Any]]]] = field(
         default_factory=list
     )

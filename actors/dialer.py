@@ -49,6 +49,7 @@ from pipeline.govern import (
     rank,
 )
 from tripline.budget import RateBudget
+from tripline.maintenance import MaintenanceWindows
 from tripline.stats import Stats
 from tripline.store import Keys, iso
 
@@ -98,6 +99,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         rules: ComplyRules,
         stats: Stats,
         caps: CapRules | None = None,
+        maintenance: MaintenanceWindows | None = None,
         record_ttl: int = 86400,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -116,6 +118,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             routing=routing,
             rules=rules,
             caps=caps or CapRules(),
+            maintenance=maintenance or MaintenanceWindows(),
             record_ttl=record_ttl,
             stats=stats,
             clock=clock,

@@ -39,6 +39,7 @@ from pipeline.flap import FlapChange, FlapRules, FlapState, observe
 from pipeline.fleet import FleetRules, IncidentChange, incident_change
 from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
 from tripline.events import Events
+from tripline.maintenance import MaintenanceWindows
 from tripline.stats import Stats
 from tripline.store import (
     COOLDOWN_LUA,
@@ -105,6 +106,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         stats: Stats,
         events: Events,
         fleet: FleetRules,
+        maintenance: MaintenanceWindows | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Keep collaborators; enricher and dialer are resolvers, so they survive restarts.
@@ -120,6 +122,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._unindex: list[str] = []
         self._ttl, self._enricher, self._stats, self._clock = record_ttl, enricher, stats, clock
         self._dialer, self._events, self._fleet = dialer, events, fleet
+        self._maintenance = maintenance or MaintenanceWindows()
         self._flap = FlapRules(
             low=conf.flap_low_percent,
             high=conf.flap_high_percent,
@@ -181,7 +184,6 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             entity = self._entities.pop(alert.sensor_id)
             self._entities[alert.sensor_id] = entity  # now the most recently seen
             entity.seen_at = now
-            flap, change = self._sample(alert.sensor_id, entity, alert.firing, now)
             if not alert.firing:
                 # Waiting non-critical calls of this sensor are cancelled, flapping or not.
                 self._dialer().tell(
@@ -191,6 +193,14 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                         timestamp=alert.timestamp,
                     )
                 )
+            if (window := self._maintenance.covering(alert, now)) is not None:
+                # Being worked on: no call, no cooldown claimed, and no flap sample either —
+                # a technician's toggling is not the sensor flapping.
+                entity.state = replace(entity.state, firing=alert.firing, last_alert_at=now)
+                self._dirty.add(alert.sensor_id)
+                decided.append((alert, Suppressed(Reason.MAINTENANCE, detail=window.detail())))
+                continue
+            flap, change = self._sample(alert.sensor_id, entity, alert.firing, now)
             if flap.flapping:
                 # No call per transition: the episode gets one maintenance task, nothing more.
                 entity.state = replace(entity.state, firing=alert.firing, last_alert_at=now)
@@ -483,6 +493,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 self._unindex.append(alert.idempotency_key)
 
     def _detail(self, alert: Alert, decision: Suppressed) -> str:
+        if decision.detail:
+            return decision.detail
         if decision.reason == Reason.COOLDOWN:
             return f"cooldown until {time.strftime('%H:%M:%SZ', time.gmtime(decision.until))}"
         if decision.reason == Reason.FLAPPING:

@@ -83,6 +83,8 @@ class Suppressed:
     reason: Reason
     until: float = 0.0
     """For cooldown: when the window ends."""
+    detail: str = ""
+    """What the record says about it, when the reason alone does not (a maintenance window)."""
 
 
 def suppress(

@@ -333,6 +333,18 @@ def alert(
     return doc
 
 
+def tripline_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one `tripline` command to its end (`env`: the whole environment, None for ours)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tripline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
 def run_quick(module: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], Any]:
     """Run `python -m <module> --quick` (the bench's quick runs); its last stdout line as JSON."""
     result = subprocess.run(

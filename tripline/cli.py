@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import tracemalloc
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pykka.debug
@@ -22,6 +23,11 @@ from aiohttp import web
 
 from conf import schema
 from tripline import logs, runtime
+
+if TYPE_CHECKING:  # imported where used: `tripline --help` and `simulate` start fast
+    import redis
+
+    from tripline.store import Keys
 
 log = logging.getLogger("tripline")
 
@@ -51,6 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     dnc_cmd.add_argument("action", choices=("add", "remove", "list"))
     dnc_cmd.add_argument("number", nargs="?", help="phone number, +<country><number>")
     dnc_cmd.add_argument("--config", type=Path)
+    windows = sub.add_parser(
+        "maintenance", help="maintenance windows: a sensor or site being serviced is not called"
+    )
+    windows.add_argument("action", choices=("add", "list", "end"))
+    windows.add_argument("id", nargs="?", help="the window to end")
+    windows.add_argument("--sensor", help="sensorId")
+    windows.add_argument("--customer", help="customerId")
+    windows.add_argument("--alert-type", help="only this alertType")
+    windows.add_argument("--hours", type=float, help="open for this many hours from now")
+    windows.add_argument("--until", help="open until this time (ISO 8601 with an offset)")
+    windows.add_argument("--comment", help="why (required to add)")
+    windows.add_argument("--by", help="who (default: the login name)")
+    windows.add_argument("--config", type=Path)
     sync = sub.add_parser("crm-sync", help="warm the customer cache from the CRM's list")
     sync.add_argument("--config", type=Path)
     demo = sub.add_parser("demo", help="emulator + service + a short simulated fleet")
@@ -64,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": _simulate,
         "check-config": _check_config,
         "dnc": _dnc,
+        "maintenance": _maintenance,
         "crm-sync": _crm_sync,
         "demo": _demo,
     }
@@ -121,6 +141,89 @@ def _dnc(args: argparse.Namespace) -> int:
         return 2
     finally:
         client.close()
+    return 0
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    import redis  # noqa: PLC0415
+
+    from tripline.store import Keys  # noqa: PLC0415
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    client = redis.Redis.from_url(config.redis.url)
+    try:
+        return _maintenance_action(args, client, Keys(config.redis.key_prefix), time.time())
+    except redis.RedisError as exc:
+        print(f"maintenance {args.action}: Redis unavailable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+def _maintenance_action(
+    args: argparse.Namespace, client: redis.Redis, keys: Keys, now: float
+) -> int:
+    from tripline import maintenance  # noqa: PLC0415
+
+    if args.action == "add":
+        return _maintenance_add(args, client, keys, now)
+    if args.action == "list":
+        for window in maintenance.read_all(client, keys):
+            print(orjson.dumps(window.to_doc(now)).decode())
+        return 0
+    if not args.id:
+        print("maintenance end: the window's id is required (maintenance list)", file=sys.stderr)
+        return 2
+    ended = maintenance.end(client, keys, args.id, now=now)
+    if ended is None:
+        print(f"no window {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"ended {ended.window_id}")
+    return 0
+
+
+def _login_name() -> str | None:
+    try:
+        return getpass.getuser()  # $LOGNAME, $USER, … or the password database
+    except OSError:  # none of them: --by is then required
+        return None
+
+
+# The request's fields as the command's options, for its error messages.
+_MAINTENANCE_OPTIONS = {
+    "sensorId": "--sensor",
+    "customerId": "--customer",
+    "alertType": "--alert-type",
+    "endsAt": "--until",
+    "durationSeconds": "--hours",
+    "comment": "--comment",
+    "createdBy": "--by",
+}
+
+
+def _maintenance_add(args: argparse.Namespace, client: redis.Redis, keys: Keys, now: float) -> int:
+    from pipeline.maintenance import Window  # noqa: PLC0415
+    from tripline import maintenance  # noqa: PLC0415
+
+    request = {
+        "sensorId": args.sensor,
+        "customerId": args.customer,
+        "alertType": args.alert_type,
+        "endsAt": args.until,
+        "durationSeconds": args.hours * 3600 if args.hours is not None else None,
+        "comment": args.comment,
+        "createdBy": args.by or _login_name(),
+    }
+    doc = {k: v for k, v in request.items() if v is not None}
+    added = maintenance.add(client, keys, doc, now=now)
+    if not isinstance(added, Window):
+        for problem in added:
+            option = _MAINTENANCE_OPTIONS.get(problem.field, problem.field)
+            print(f"maintenance add: {option}: {problem.message}", file=sys.stderr)
+        return 2
+    print(orjson.dumps(added.to_doc(now)).decode())
     return 0
 
 

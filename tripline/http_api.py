@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +15,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from messages import Outcome, Reason
 from pipeline import signature
+from pipeline.maintenance import Window
 from pipeline.validate import Problem, Rejected
-from tripline import agent_view, dnc, openapi
+from tripline import agent_view, dnc, maintenance, openapi
 from tripline.accept import Accepted, Duplicate, snapshots
 from tripline.store import decode_record
 
 if TYPE_CHECKING:
     from supervisor import Service
+
+log = logging.getLogger(__name__)
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
 _RETRY_AFTER = "5"
@@ -38,6 +42,9 @@ def build_app(service: Service) -> web.Application:
             web.get("/v1/admin/dnc", dnc_list),
             web.put("/v1/admin/dnc/{number}", dnc_add),
             web.delete("/v1/admin/dnc/{number}", dnc_remove),
+            web.get("/v1/admin/maintenance", maintenance_list),
+            web.post("/v1/admin/maintenance", maintenance_add),
+            web.delete("/v1/admin/maintenance/{id}", maintenance_end),
             web.post("/v1/admin/dialing/pause", pause_dialing),
             web.post("/v1/admin/dialing/resume", resume_dialing),
             web.get("/", dashboard),
@@ -321,6 +328,70 @@ async def _dnc_change(request: web.Request, change: Any) -> Any:  # noqa: ANN401
             "invalid_number",
             [{"field": "number", "reason": "invalid_field", "message": str(exc)}],
         )
+
+
+async def maintenance_list(request: web.Request) -> web.Response:
+    """GET /v1/admin/maintenance: every window, pending, active or ended within a day."""
+    if (refusal := _admin_refusal(request)) is not None:
+        return refusal
+    service = request.app[SERVICE]
+    try:
+        windows = await asyncio.to_thread(maintenance.read_all, service.redis, service.keys)
+    except redis.RedisError:
+        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
+    now = service.clock()
+    docs = [w.to_doc(now) for w in windows]
+    return _json({"windows": docs, "count": len(docs)})
+
+
+async def maintenance_add(request: web.Request) -> web.Response:
+    """POST /v1/admin/maintenance: the matching alerts place no call while it is open."""
+    if (refusal := _admin_refusal(request)) is not None:
+        return refusal
+    service = request.app[SERVICE]
+    try:
+        doc = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        problem = {"field": "", "reason": Reason.INVALID_JSON.value, "message": str(exc)}
+        return _problem(400, "invalid_window", [problem])
+
+    def add() -> Window | list[Problem]:
+        added = maintenance.add(service.redis, service.keys, doc, now=service.clock())
+        if isinstance(added, Window):
+            service.maintenance.refresh(service.redis, service.keys)  # here at once
+        return added
+
+    try:
+        added = await asyncio.to_thread(add)
+    except redis.RedisError:
+        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
+    if not isinstance(added, Window):
+        return _problem(400, "invalid_window", [p.as_json() for p in added])
+    log.info("maintenance window %s opened: %s", added.window_id, added.detail())
+    return _json(added.to_doc(service.clock()), 201)
+
+
+async def maintenance_end(request: web.Request) -> web.Response:
+    """DELETE /v1/admin/maintenance/{id}: end a window now (it stays listed for a day)."""
+    if (refusal := _admin_refusal(request)) is not None:
+        return refusal
+    service = request.app[SERVICE]
+    window_id = request.match_info["id"]
+
+    def end() -> Window | None:
+        ended = maintenance.end(service.redis, service.keys, window_id, now=service.clock())
+        service.maintenance.refresh(service.redis, service.keys)
+        return ended
+
+    try:
+        ended = await asyncio.to_thread(end)
+    except redis.RedisError:
+        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
+    if ended is None:
+        problem = {"field": "id", "reason": "unknown", "message": f"no window {window_id!r}"}
+        return _problem(404, "not_found", [problem])
+    log.info("maintenance window %s ended", window_id)
+    return _json(ended.to_doc(service.clock()))
 
 
 async def pause_dialing(request: web.Request) -> web.Response:

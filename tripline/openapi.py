@@ -112,6 +112,41 @@ _RECORD = {
 }
 
 
+_TIME = {"type": "string", "format": "date-time", "maxLength": 40}
+_MAINTENANCE_REQUEST = {
+    "type": "object",
+    "description": "sensorId and/or customerId; exactly one of endsAt, durationSeconds",
+    "required": ["comment", "createdBy"],
+    "properties": {
+        "sensorId": _ID,
+        "customerId": _ID,
+        "alertType": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]+$", "maxLength": 64},
+        "startsAt": _TIME,
+        "endsAt": _TIME,
+        "durationSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 2592000},
+        "comment": {"type": "string", "minLength": 1, "maxLength": 500},
+        "createdBy": {"type": "string", "minLength": 1, "maxLength": 128},
+    },
+    "additionalProperties": False,
+}
+_MAINTENANCE_WINDOW = {
+    "type": "object",
+    "required": ["id", "startsAt", "endsAt", "comment", "createdBy", "createdAt", "state"],
+    "properties": {
+        "id": {"type": "string"},
+        "sensorId": {"type": ["string", "null"]},
+        "customerId": {"type": ["string", "null"]},
+        "alertType": {"type": ["string", "null"]},
+        "startsAt": _TIME,
+        "endsAt": _TIME,
+        "comment": {"type": "string"},
+        "createdBy": {"type": "string"},
+        "createdAt": _TIME,
+        "state": {"type": "string", "enum": ["pending", "active", "ended"]},
+    },
+}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
     key = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -232,6 +267,56 @@ def document() -> dict[str, Any]:
                         "404": _problem("Not on the list"),
                     },
                 },
+            },
+            "/v1/admin/maintenance": {
+                "get": {
+                    "summary": "Maintenance windows: pending, active, and ended within a day",
+                    "security": _BEARER,
+                    "responses": {
+                        "200": _json(
+                            "The windows",
+                            {
+                                "type": "object",
+                                "required": ["windows", "count"],
+                                "properties": {
+                                    "windows": {"type": "array", "items": _MAINTENANCE_WINDOW},
+                                    "count": {"type": "integer"},
+                                },
+                            },
+                        ),
+                        "401": _UNAUTHORIZED,
+                        "503": _UNAVAILABLE,
+                    },
+                },
+                "post": {
+                    "summary": "Open a maintenance window: matching alerts place no call",
+                    "security": _BEARER,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _MAINTENANCE_REQUEST}},
+                    },
+                    "responses": {
+                        "201": _json("The window", _MAINTENANCE_WINDOW),
+                        "400": _problem("Not a valid window: one problem per field"),
+                        "401": _UNAUTHORIZED,
+                        "503": _UNAVAILABLE,
+                    },
+                },
+            },
+            "/v1/admin/maintenance/{id}": {
+                "delete": {
+                    "summary": "End a window now (it stays listed for a day)",
+                    "security": _BEARER,
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": _json("The ended window", _MAINTENANCE_WINDOW),
+                        "401": _UNAUTHORIZED,
+                        "404": _problem("No such window"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
             },
             "/v1/admin/dialing/pause": {
                 "post": {

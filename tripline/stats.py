@@ -75,6 +75,7 @@ class Stats:
                 ("dialing_paused", "1 while an operator (or a 429) pauses dialing", ["by"]),
                 ("fleet_incident", "1 while a fleet incident is open", []),
                 ("sensor_entities", "Sensor entities held in memory", []),
+                ("maintenance_windows_open", "Maintenance windows open now", []),
             )
         }
         self._recent: deque[dict[str, Any]] = deque(maxlen=200)

@@ -224,6 +224,14 @@ class Keys:
         """An instance's unfinished alerts (sorted set key → accepted at): what resume sweeps."""
         return f"{self.prefix}:{{p:{instance}}}:pending"
 
+    def maintenance(self) -> str:
+        """Maintenance windows (a hash: id -> JSON, and `_version`, bumped on every change).
+
+        One key for every instance, polled by each (tripline/maintenance.py); its TTL outlasts
+        the last window's end by the retention, so it goes once nothing is left to list.
+        """
+        return f"{self.prefix}:{{m}}:maintenance"
+
     def dnc(self) -> str:
         """The internal do-not-call list (a set of E.164 numbers).
 

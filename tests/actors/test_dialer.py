@@ -36,10 +36,12 @@ from pipeline.calling_window import CallingRules, DayRule
 from pipeline.caps import Cap
 from pipeline.comply import Blocked, ComplyRules
 from pipeline.dial import Answer
+from pipeline.maintenance import Window
 from tests.actors.helpers import FakeBackend, accept, customer, intent, tasks
 from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.backends import Result
 from tripline.budget import RateBudget
+from tripline.maintenance import MaintenanceWindows
 from tripline.stats import Stats
 from tripline.store import Keys, text
 
@@ -66,6 +68,8 @@ def start_dialer(
     observer: Any = None,
     caps: CapRules | None = None,
     instance: str = "",
+    *,
+    maintenance: MaintenanceWindows | None = None,
     **conf: Any,
 ) -> pykka.ActorRef[Any]:
     settings = {
@@ -86,6 +90,7 @@ def start_dialer(
         rules=ALWAYS,
         stats=Stats(),
         caps=caps,
+        maintenance=maintenance,
     )
 
 
@@ -319,6 +324,66 @@ def test_status_counts_follow_work_as_it_queues_waits_out_delays_is_cancelled_an
     assert len(backend.tasks) == 1
 
 
+def test_a_call_whose_sensor_went_into_maintenance_while_it_waited_is_not_placed(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    held = MaintenanceWindows()
+    dialer = start_dialer(backend, keys, maintenance=held, pending_seconds={"normal": 1.0})
+    waiting, other = accept(
+        redis_client,
+        keys,
+        alert(sensor="MW1", alert_type="door_open"),
+        alert(sensor="MW2", alert_type="door_open"),
+    )
+    redis_client.set(keys.cooldown(waiting.customer_id, "MW1"), waiting.idempotency_key)
+    dialer.tell(WorkBatch(works=(intent(waiting), intent(other))))
+    wait_for(lambda: record(redis_client, keys, waiting.idempotency_key).get("state") == "queued")
+    held.windows = (site_visit("MW1"),)
+    wait_for(lambda: outcome_of(redis_client, keys, other.idempotency_key) == "called")
+    wait_for(lambda: outcome_of(redis_client, keys, waiting.idempotency_key) == "suppressed")
+    rec = record(redis_client, keys, waiting.idempotency_key)
+    assert (rec["reason"], rec["detail"]) == ("maintenance", "maintenance w9 by ops: site visit")
+    assert [d.alert.sensor_id for d in backend.dials] == ["MW2"]
+    # The window it held is given back: the sensor's first alert after the work may call.
+    assert not redis_client.exists(keys.cooldown(waiting.customer_id, "MW1"))
+    wait_for(lambda: settled(dialer))
+
+
+def site_visit(sensor: str) -> Window:
+    now = time.time()
+    return Window(
+        window_id="w9",
+        sensor_id=sensor,
+        starts_at=now,
+        ends_at=now + 600,
+        comment="site visit",
+        created_by="ops",
+        created_at=now,
+    )
+
+
+def test_a_call_others_joined_is_placed_for_them_though_its_sensor_went_into_maintenance(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    backend = FakeBackend()
+    held = MaintenanceWindows()
+    dialer = start_dialer(
+        backend,
+        keys,
+        maintenance=held,
+        pending_seconds={"normal": 1.0},
+        group_window_seconds=60.0,
+    )
+    first, _ = grouped_pair(redis_client, keys, dialer, sensor="MG", customer="CMG")
+    held.windows = (site_visit("MG0"),)
+    wait_for(lambda: outcome_of(redis_client, keys, first.idempotency_key) == "called")
+    assert len(backend.dials) == 1
+    wait_for(lambda: settled(dialer))
+
+
 def test_a_resolve_that_overtakes_its_firing_alert_still_cancels_it(
     redis_client: redis.Redis, prefix: str
 ) -> None:
@@ -378,20 +443,31 @@ def test_three_sensors_of_one_customer_share_one_call(
     assert [s["sensorId"] for s in listed] == ["G1", "G2"]
 
 
+def grouped_pair(
+    client: redis.Redis, keys: Keys, dialer: pykka.ActorRef[Any], *, sensor: str, customer: str
+) -> tuple[Alert, Alert]:
+    """Two waiting alerts of one customer's two sensors: the second joined the first's call."""
+    first, second = accept(
+        client,
+        keys,
+        *[
+            alert(sensor=f"{sensor}{n}", customer=customer, alert_type="door_open")
+            for n in range(2)
+        ],
+    )
+    dialer.tell(intent(first))
+    dialer.tell(intent(second))
+    wait_for(lambda: record(client, keys, second.idempotency_key).get("reason") == "grouped")
+    return first, second
+
+
 def test_a_call_others_joined_is_not_cancelled_when_its_own_sensor_resolves(
     redis_client: redis.Redis, prefix: str
 ) -> None:
     keys = Keys(prefix)
     backend = FakeBackend()
     dialer = start_dialer(backend, keys, pending_seconds={"normal": 1.0}, group_window_seconds=60.0)
-    first, second = accept(
-        redis_client,
-        keys,
-        *[alert(sensor=f"GR{n}", customer="CGR", alert_type="door_open") for n in range(2)],
-    )
-    dialer.tell(intent(first))
-    dialer.tell(intent(second))
-    wait_for(lambda: record(redis_client, keys, second.idempotency_key).get("reason") == "grouped")
+    first, _ = grouped_pair(redis_client, keys, dialer, sensor="GR", customer="CGR")
     dialer.tell(resolved(first))
     wait_for(lambda: record(redis_client, keys, first.idempotency_key).get("outcome") == "called")
     assert len(backend.dials) == 1

@@ -25,10 +25,12 @@ from messages import (
     WorkBatch,
 )
 from pipeline.fleet import FleetRules
+from pipeline.maintenance import Window
 from pipeline.suppress import SensorState
 from tests.actors.helpers import FakeDialer, FakeEnricher, accept
 from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.events import Events
+from tripline.maintenance import MaintenanceWindows
 from tripline.stats import Stats
 from tripline.store import Keys, text
 
@@ -41,6 +43,7 @@ def start_shard(
     dialer: pykka.ActorRef[Any] | None = None,
     events: Events | None = None,
     fleet: FleetRules | None = None,
+    maintenance: MaintenanceWindows | None = None,
     clock: Callable[[], float] = time.time,
     **conf: Any,
 ) -> pykka.ActorRef[Any]:
@@ -57,6 +60,7 @@ def start_shard(
         stats=Stats(),
         events=events or Events("test"),
         fleet=fleet or FleetRules(),
+        maintenance=maintenance,
         clock=clock,
     )
 
@@ -114,6 +118,41 @@ def test_replaying_the_episode_that_holds_the_window_is_not_suppressed(
     ask(other, Ping())
     assert len(ask(enricher, "list")) == 2
     assert status(redis_client, keys, a1.idempotency_key) == ("", "")
+
+
+def test_a_sensor_in_maintenance_is_not_called_and_claims_no_window(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    enricher = FakeEnricher.start()
+    held = MaintenanceWindows()
+    now = time.time()
+    held.windows = (
+        Window(
+            window_id="w1",
+            sensor_id="M1",
+            starts_at=now - 60,
+            ends_at=now + 3600,
+            comment="pump swap",
+            created_by="ana",
+            created_at=now - 60,
+        ),
+    )
+    shard = start_shard(redis_client, keys, enricher, maintenance=held)
+    worked_on, other = accept(redis_client, keys, alert(sensor="M1"), alert(sensor="M2"))
+    shard.tell(AlertBatch(alerts=(worked_on, other)))
+    ask(shard, Ping())
+    assert status(redis_client, keys, worked_on.idempotency_key) == ("suppressed", "maintenance")
+    detail = text(redis_client.hget(keys.record(worked_on.idempotency_key), "detail"))
+    assert detail == "maintenance w1 by ana: pump swap"
+    assert [a.sensor_id for a in ask(enricher, "list")] == ["M2"]
+    assert not redis_client.exists(keys.cooldown(worked_on.customer_id, "M1"))
+    # The work is done: the sensor's next alert is called, no cooldown stands in its way.
+    held.windows = ()
+    (after,) = accept(redis_client, keys, alert(sensor="M1"))
+    shard.tell(AlertBatch(alerts=(after,)))
+    ask(shard, Ping())
+    assert [a.idempotency_key for a in ask(enricher, "list")][-1] == after.idempotency_key
 
 
 def test_resolved_alerts_are_suppressed(redis_client: redis.Redis, prefix: str) -> None:

@@ -67,6 +67,17 @@ def test_the_dashboard_shows_the_service_live_and_pauses_dialing(
     assert "called" in text_of(browser, "#counters tbody")
     assert "dialer running" in text_of(browser, "#actors tbody")
     assert text_of(browser, "#health") == "healthy"
+    window = {"sensorId": "DASH-9", "durationSeconds": 600, "createdBy": "ana"}
+    comment = "<b>pump</b> swap"  # shown as text, never as markup
+    headers = {"Authorization": "Bearer admin-token"}
+    assert (
+        http("POST", f"{service.url}/v1/admin/maintenance", window | {"comment": comment}, headers)[
+            0
+        ]
+        == 201
+    )
+    wait.until(lambda b: comment in text_of(b, "#maintenance tbody"))
+    assert "DASH-9" in text_of(browser, "#maintenance tbody")
 
     browser.find_element(By.ID, "pause").click()
     prompt = wait.until(lambda b: b.switch_to.alert)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest
@@ -14,6 +13,7 @@ from tests.conftest import (
     ServiceHandle,
     alert,
     http,
+    tripline_cli,
     wait_for,
     zone_outside_window,
 )
@@ -91,13 +91,7 @@ def test_crm_sync_command_pages_through_the_list(
         "TRIPLINE__CRM__BASE_URL": emulator.url,
         "PATH": "/usr/bin:/bin",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "tripline.cli", "crm-sync"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = tripline_cli("crm-sync", env=env)
     assert result.returncode == 0, result.stderr
     shipped = 12
     assert result.stdout.strip() == f"cached {450 + shipped} customers"
@@ -193,13 +187,7 @@ def test_dnc_command_adds_lists_and_removes(prefix: str) -> None:
     }
 
     def dnc(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tripline.cli", "dnc", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        return tripline_cli("dnc", *args, env=env)
 
     assert dnc("add", "+44 20 7946 0123").stdout.strip() == "added +442079460123"
     assert dnc("list").stdout.split() == ["+442079460123"]

@@ -18,6 +18,7 @@ from tests.conftest import (
     free_port,
     http,
     service_env,
+    tripline_cli,
     wait_for,
 )
 
@@ -73,12 +74,7 @@ def test_tripline_run_serves_and_stops_on_sigterm(prefix: str, emulator: Emulato
 def test_check_config_prints_every_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[mqtt]\nprot = 1\n[sensor]\nshards = 0\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "tripline.cli", "check-config", str(bad)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = tripline_cli("check-config", str(bad))
     assert result.returncode == 1
     assert "mqtt.prot: unknown key (did you mean 'port'?)" in result.stderr
     assert "sensor.shards: must be at least 1" in result.stderr
