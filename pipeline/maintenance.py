@@ -112,14 +112,13 @@ def parse_request(
     *,
     window_id: str,
     now: float,
-    created_by: str = "",
 ) -> Window | list[Problem]:
     """Check an operator's request for a window; the window, or one problem per bad field.
 
     Body: `sensorId` and/or `customerId`, optional `alertType`, optional `startsAt` (default
     now), and either `endsAt` or `durationSeconds`; `comment` (why) and `createdBy` (who)
     are required, as Alertmanager requires them of a silence: a window nobody can explain is
-    one nobody dares to end. `created_by` (an authenticated name) overrides the body's.
+    one nobody dares to end.
     """
     if not isinstance(doc, dict):
         return [Problem("", Reason.INVALID_JSON, "the body must be a JSON object")]
@@ -137,7 +136,7 @@ def parse_request(
             )
         )
     comment = check.string("comment", _NAME, _TEXT_MAX)
-    by = created_by or check.string("createdBy", _NAME, 128)
+    by = check.string("createdBy", _NAME, 128)
     starts = check.timestamp("startsAt", math.inf) if "startsAt" in doc else now
     ends = _end(doc, check, problems, starts)
     unknown = sorted(set(doc) - _FIELDS)

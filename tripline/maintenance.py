@@ -75,11 +75,9 @@ def read_all(client: redis.Redis, keys: Keys) -> list[Window]:
     return sorted(windows, key=lambda w: (w.starts_at, w.window_id))
 
 
-def add(
-    client: redis.Redis, keys: Keys, doc: object, *, now: float, created_by: str = ""
-) -> Window | list[Problem]:
+def add(client: redis.Redis, keys: Keys, doc: object, *, now: float) -> Window | list[Problem]:
     """Validate and store a new window; the window, or what is wrong with the request."""
-    parsed = parse_request(doc, window_id=uuid.uuid4().hex[:12], now=now, created_by=created_by)
+    parsed = parse_request(doc, window_id=uuid.uuid4().hex[:12], now=now)
     if isinstance(parsed, Window):
         _store(client, keys, parsed, now)
     return parsed

@@ -63,13 +63,6 @@ def test_an_explicit_start_and_end_are_kept() -> None:
     assert (w.starts_at, w.ends_at) == (NOW + 600, 1_780_005_600.0)
 
 
-def test_an_authenticated_name_overrides_the_body() -> None:
-    doc = {"customerId": "C1", "durationSeconds": 60, "comment": "x", "createdBy": "body"}
-    parsed = parse_request(doc, window_id="w", now=NOW, created_by="token-holder")
-    assert isinstance(parsed, Window)
-    assert parsed.created_by == "token-holder"
-
-
 BASE = {"sensorId": "S1", "durationSeconds": 3600, "comment": "pump swap", "createdBy": "ana"}
 
 
