@@ -296,13 +296,21 @@ class Service:
         self.route(alerts)
 
     def _in_flight(self, key: str, accepted_at: float, age: float) -> bool:
-        """Routed in this life, no actor died since, and not stuck for too long."""
+        """Routed in this life, no actor died since, and not stuck for too long.
+
+        Not an alert whose record an attempt that failed may have written: the acceptor
+        routed nothing of that attempt, and a retry that found the record routes it only
+        in this process (the retry may reach another instance).
+        """
         if age >= _IN_FLIGHT_LIMIT:
             return False
         with self._routed_lock:
             if (rerouted := self._rerouted.get(key)) is not None:
                 return rerouted[0] == self._generation
-            return accepted_at >= self._since
+            since = self._since
+        if self.acceptor.uncertain(key):  # recorded by an attempt that failed: never routed
+            return False
+        return accepted_at >= since
 
     def _settled(self, keys: list[str]) -> None:
         with self._routed_lock:

@@ -16,6 +16,8 @@ from pipeline.validate import Limits, Rejected, validate
 from tripline.stats import Stats
 from tripline.store import ACCEPT_LUA, Keys, PipelinedScript, accept_args, execute
 
+_UNCERTAIN_MAX = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class Checked:
@@ -84,6 +86,11 @@ class Acceptor:
         self._pending_key = pending_key or keys.pending("default")
         self._rules, self._ttl, self._stats, self._clock = rules, record_ttl, stats, clock
         self._accept = PipelinedScript(client, ACCEPT_LUA)
+        # Keys whose record attempt failed without an answer (key -> when): Redis may have
+        # written their records before the connection broke. The next attempt that finds one
+        # recorded routes it, as nothing else would (the failed attempt routed nothing), and
+        # the resume sweep does not take it for in flight (uncertain()).
+        self._uncertain: dict[str, float] = {}
 
     def accept(self, items: Sequence[tuple[bytes, bool]]) -> list[Verdict]:
         """Accept a batch of (payload, retained) pairs: check each, then record them together.
@@ -112,7 +119,28 @@ class Acceptor:
         Raises redis errors: then nothing was recorded that the caller may acknowledge.
         """
         with self._stats.stage_seconds.labels("accept").time():
-            return self._record(checked)
+            try:
+                return self._record(checked)
+            except redis.RedisError:
+                self._remember_uncertain(
+                    [c.alert.idempotency_key for c in checked if isinstance(c, Checked)]
+                )
+                raise
+
+    def uncertain(self, key: str) -> bool:
+        """Whether a record attempt of this key failed without an answer (it may be recorded)."""
+        return key in self._uncertain
+
+    def _remember_uncertain(self, keys: list[str]) -> None:
+        now = time.monotonic()
+        for key in keys:
+            self._uncertain.setdefault(key, now)
+        # A long outage with many webhook keys never retried: forget the oldest. Their
+        # records, if any, are still swept, once the in-flight limit has passed.
+        excess = len(self._uncertain) - _UNCERTAIN_MAX
+        if excess > 0:
+            for key in list(self._uncertain)[:excess]:  # list(): one step under the GIL
+                self._uncertain.pop(key, None)
 
     def _record(self, checked: Sequence[Checked | Rejected]) -> list[Verdict]:
         now = self._clock()
@@ -148,7 +176,10 @@ class Acceptor:
         if pending:
             results = execute(pipe, self._accept)
             for index, alert, claim, read in pending:
-                if results[claim] != 1:
+                # Recorded before, unless by our own attempt that never heard back: then this
+                # is the delivery that goes on.
+                first = self._uncertain.pop(alert.idempotency_key, None) is not None
+                if results[claim] != 1 and not first:
                     verdicts[index] = Duplicate(alert.idempotency_key)
                     continue
                 snapshot = Snapshot(results[claim + 1] or b"", read_after) if read else None

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
+import pytest
 import redis
 
 from messages import Snapshot
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
 from tests.conftest import alert
+from tripline import store
 from tripline.accept import Accepted, Acceptor, Duplicate, snapshots
 from tripline.stats import Stats
 from tripline.store import Keys
@@ -67,3 +70,47 @@ def test_a_duplicate_reads_nothing_and_routes_nothing(
     assert isinstance(first[0], Accepted)
     assert again == [Duplicate(doc["idempotencyKey"])]
     assert snapshots(again) == {}
+
+
+class ReplyLost:
+    """The real round trip, then the connection breaks before the replies are read (once)."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def __call__(self, pipe: Any, *scripts: Any) -> list[Any]:
+        results = store.execute(pipe, *scripts)
+        if not self.broken:
+            self.broken = True
+            raise redis.ConnectionError("connection lost while reading the replies")
+        return results
+
+
+def test_a_retry_routes_what_an_attempt_that_never_heard_back_recorded(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis wrote the records and the replies were lost: the retry finds them recorded.
+
+    Nothing routed them (the failed attempt raised): the retry must, or they wait 'accepted'
+    for the sweep's in-flight limit. A key no attempt of ours left in doubt stays a duplicate.
+    """
+    keys = Keys(prefix)
+    accepting = acceptor(redis_client, keys)
+    doubtful, known = alert(sensor="S-LOST"), alert(sensor="S-KNOWN")
+    acceptor(redis_client, keys).accept([(orjson.dumps(known), False)])  # another delivery's
+    monkeypatch.setattr("tripline.accept.execute", ReplyLost())
+    batch = [(orjson.dumps(doubtful), False), (orjson.dumps(known), False)]
+    with pytest.raises(redis.ConnectionError):
+        accepting.accept(batch)
+    assert redis_client.exists(keys.record(doubtful["idempotencyKey"]))  # it was written
+    assert accepting.uncertain(doubtful["idempotencyKey"])
+    again = accepting.accept(batch)
+    assert isinstance(again[0], Accepted)
+    assert again[0].alert.idempotency_key == doubtful["idempotencyKey"]
+    assert isinstance(again[1], Accepted)  # in doubt too: the same failed attempt carried it
+    assert not accepting.uncertain(doubtful["idempotencyKey"])
+    # Once settled, a third delivery is an ordinary duplicate.
+    assert accepting.accept(batch) == [
+        Duplicate(doubtful["idempotencyKey"]),
+        Duplicate(known["idempotencyKey"]),
+    ]
