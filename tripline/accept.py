@@ -86,11 +86,11 @@ class Acceptor:
         self._pending_key = pending_key or keys.pending("default")
         self._rules, self._ttl, self._stats, self._clock = rules, record_ttl, stats, clock
         self._accept = PipelinedScript(client, ACCEPT_LUA)
-        # Keys whose record attempt failed without an answer (key -> when): Redis may have
-        # written their records before the connection broke. The next attempt that finds one
-        # recorded routes it, as nothing else would (the failed attempt routed nothing), and
-        # the resume sweep does not take it for in flight (uncertain()).
-        self._uncertain: dict[str, float] = {}
+        # Keys whose record attempt failed without an answer, oldest first (a dict as an
+        # ordered set): Redis may have written their records before the connection broke.
+        # The next attempt that finds one recorded routes it, as nothing else would (the
+        # failed attempt routed nothing), and the resume sweep does not take it for in flight.
+        self._uncertain: dict[str, None] = {}
 
     def accept(self, items: Sequence[tuple[bytes, bool]]) -> list[Verdict]:
         """Accept a batch of (payload, retained) pairs: check each, then record them together.
@@ -132,9 +132,8 @@ class Acceptor:
         return key in self._uncertain
 
     def _remember_uncertain(self, keys: list[str]) -> None:
-        now = time.monotonic()
         for key in keys:
-            self._uncertain.setdefault(key, now)
+            self._uncertain[key] = None
         # A long outage with many webhook keys never retried: forget the oldest. Their
         # records, if any, are still swept, once the in-flight limit has passed.
         excess = len(self._uncertain) - _UNCERTAIN_MAX
@@ -178,7 +177,8 @@ class Acceptor:
             for index, alert, claim, read in pending:
                 # Recorded before, unless by our own attempt that never heard back: then this
                 # is the delivery that goes on.
-                first = self._uncertain.pop(alert.idempotency_key, None) is not None
+                first = alert.idempotency_key in self._uncertain
+                self._uncertain.pop(alert.idempotency_key, None)
                 if results[claim] != 1 and not first:
                     verdicts[index] = Duplicate(alert.idempotency_key)
                     continue
