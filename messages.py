@@ -294,14 +294,13 @@ class PublishEvent:
     """The event document, JSON."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PauseDialing:
-    """An operator pauses (or resumes) calls; tasks still flow, nothing queued is lost."""
+@dataclass(frozen=True, slots=True)
+class ControlsChanged:
+    """What operators set changed (the dialing pause): the dialer looks again at once.
 
-    paused: bool
-    """True to pause, False to resume."""
-    by: str = "operator"
-    """Who asked, for the status page and the log."""
+    The pause itself is read from the shared controls (tripline/maintenance.py), so that it
+    holds on every instance and across a restart of the dialer or the process.
+    """
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -25,8 +26,8 @@ from conf.schema import Config
 from messages import (
     Alert,
     AlertBatch,
+    ControlsChanged,
     Drain,
-    PauseDialing,
     Ping,
     PublishEvent,
     Snapshot,
@@ -41,7 +42,7 @@ from pipeline.validate import Limits
 from tripline.accept import Acceptor
 from tripline.backends.registry import build_backends
 from tripline.events import Events
-from tripline.maintenance import MaintenanceWindows
+from tripline.maintenance import MaintenanceWindows, set_paused
 from tripline.resume import SweepRules, sweep
 from tripline.stats import Stats
 from tripline.store import Keys
@@ -382,8 +383,8 @@ class Service:
                 self._supervise()
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + _MAINTENANCE_EVERY
-                    try:  # windows changed by another instance or the CLI
-                        self.maintenance.refresh(self.redis, self.keys)
+                    try:  # changed by another instance or the CLI
+                        self._refresh_controls()
                     except redis.RedisError as exc:
                         log.warning("maintenance windows not refreshed: %r", exc)
                 if time.monotonic() >= next_tick:
@@ -495,8 +496,24 @@ class Service:
         }
 
     def pause_dialing(self, *, paused: bool, by: str = "operator") -> None:
-        """Hold every call (critical too) until resumed; tasks and decisions go on."""
-        self._tell_with_patience("dialer", PauseDialing(paused=paused, by=by))
+        """Hold every call (critical too), on every instance, until resumed.
+
+        Tasks and decisions go on. The pause is kept in Redis: it holds across restarts, and
+        the other instances take it up at their next poll (about a second).
+        """
+        set_paused(self.redis, self.keys, by=by if paused else None, now=self.clock())
+        self._refresh_controls()
+
+    def _refresh_controls(self) -> None:
+        """Take up what operators set in Redis; tell the dialer when the pause changed."""
+        if self.maintenance.refresh(self.redis, self.keys):
+            paused = self.maintenance.dialing_paused
+            if paused is None:
+                log.warning("dialing resumed")
+            else:
+                log.warning("dialing paused by %s, on every instance", paused.by)
+            with contextlib.suppress(pykka.ActorDeadError):  # a new dialer reads it at start
+                self.ref("dialer").tell(ControlsChanged())
 
     def refresh_gauges(self) -> None:
         """Bring the gauges /metrics serves up to date with what the actors report."""

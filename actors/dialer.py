@@ -20,12 +20,12 @@ from actors._dial_jobs import BackendsFactory, CapRules, DialJobs, Queued, Store
 from actors._loop import LoopThread
 from conf.schema import DialerConfig
 from messages import (
+    ControlsChanged,
     DialFinished,
     DialIntent,
     Drain,
     FleetIncident,
     OccupancyObserved,
-    PauseDialing,
     Ping,
     Priority,
     PumpTick,
@@ -106,6 +106,8 @@ class Dialer(Supervised, pykka.ThreadingActor):
         """Keep collaborators; the backends are built on the loop that will use them."""
         super().__init__()
         self._conf, self._backends_factory, self._clock, self._stats = conf, backends, clock, stats
+        # Maintenance windows and the operators' pause, shared by every instance.
+        self._controls = maintenance or MaintenanceWindows()
         self._budget = RateBudget(
             key=keys.rate(), rate_per_minute=conf.rate_per_minute, burst=conf.burst, client=client
         )
@@ -118,7 +120,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             routing=routing,
             rules=rules,
             caps=caps or CapRules(),
-            maintenance=maintenance or MaintenanceWindows(),
+            maintenance=self._controls,
             record_ttl=record_ttl,
             stats=stats,
             clock=clock,
@@ -146,7 +148,6 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._cancelling: set[str] = set()
         self._anchored: set[str] = set()  # a resolve could not cancel them: others joined them
         self._incident: FleetIncident | None = None
-        self._held_by: tuple[str, float] | None = None  # an operator's pause: (who, since)
         self._calls_in_flight: set[str] = set()  # dialing: not decided yet (tasks are)
         self._seq = itertools.count()
         self._in_flight = {True: 0, False: 0}  # critical?, in flight
@@ -248,11 +249,8 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 self._incident = message if message.active else None
                 if opened:
                     self._defer_waiting_calls()
-            case PauseDialing():
-                self._held_by = (message.by, self._clock()) if message.paused else None
-                log.warning(
-                    "dialing %s by %s", "paused" if message.paused else "resumed", message.by
-                )
+            case ControlsChanged():
+                pass  # the pump after every message starts what a resume let go
             case OccupancyObserved():
                 self._occupancy = message.occupancy
             case PumpTick():
@@ -516,7 +514,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             if not queue or admission == Admission.HOLD:
                 continue
             head_work = queue[0].work
-            if isinstance(head_work, DialIntent) and self._held_by is not None:
+            if isinstance(head_work, DialIntent) and self._controls.dialing_paused is not None:
                 continue  # paused by an operator: calls wait, tasks go on
             if isinstance(head_work, DialIntent) and head_work.not_before > now:
                 self._wake_at(head_work.not_before)  # its pending delay: a resolve may cancel it
@@ -651,10 +649,10 @@ class Dialer(Supervised, pykka.ThreadingActor):
     def _status(self) -> dict[str, Any]:
         now = self._clock()
         occ = self._occupancy
-        incident, held = self._incident, self._held_by
+        incident, held = self._incident, self._controls.dialing_paused
         self._delays_ended(now)
         return {
-            "dialingPaused": None if held is None else {"by": held[0], "since": iso(held[1])},
+            "dialingPaused": None if held is None else {"by": held.by, "since": iso(held.since)},
             "fleetIncident": None
             if incident is None
             else {"since": iso(incident.since), "sensors": incident.sensors},

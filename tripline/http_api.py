@@ -408,7 +408,10 @@ async def _set_pause(request: web.Request, *, paused: bool) -> web.Response:
     if (refusal := _admin_refusal(request)) is not None:
         return refusal
     service = request.app[SERVICE]
-    await asyncio.to_thread(service.pause_dialing, paused=paused, by="operator")
+    try:
+        await asyncio.to_thread(service.pause_dialing, paused=paused, by="operator")
+    except redis.RedisError:  # the pause is kept in Redis, for every instance
+        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
     return _json({"dialingPaused": paused})
 
 

@@ -320,16 +320,24 @@ def document() -> dict[str, Any]:
             },
             "/v1/admin/dialing/pause": {
                 "post": {
-                    "summary": "Hold every call until resumed (tasks go on)",
+                    "summary": "Hold every call, on every instance, until resumed (tasks go on)",
                     "security": _BEARER,
-                    "responses": {"200": _json("Paused"), "401": _UNAUTHORIZED},
+                    "responses": {
+                        "200": _json("Paused"),
+                        "401": _UNAUTHORIZED,
+                        "503": _UNAVAILABLE,
+                    },
                 }
             },
             "/v1/admin/dialing/resume": {
                 "post": {
                     "summary": "Resume calls",
                     "security": _BEARER,
-                    "responses": {"200": _json("Resumed"), "401": _UNAUTHORIZED},
+                    "responses": {
+                        "200": _json("Resumed"),
+                        "401": _UNAUTHORIZED,
+                        "503": _UNAVAILABLE,
+                    },
                 }
             },
             "/healthz": {

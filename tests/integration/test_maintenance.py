@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -64,7 +65,11 @@ def test_a_window_opened_over_http_holds_its_sensors_calls_until_it_is_ended(
         "DELETE", f"{service.url}/v1/admin/maintenance/{window['id']}", headers=ADMIN
     )
     assert (status, ended["state"]) == (200, "ended")
-    after = alert(sensor="FRZ-7", customer="C-MAINT")
+    # Stamped after the end: an alert stamped (to the second) inside the window is covered.
+    end = datetime.fromisoformat(ended["endsAt"]) + timedelta(seconds=1)
+    after = alert(sensor="FRZ-7", customer="C-MAINT") | {
+        "timestamp": end.isoformat(timespec="seconds")
+    }
     service.publish(after, sensor="FRZ-7")
     assert decided(service, after) == ("called", "")  # no cooldown was claimed meanwhile
     assert http("GET", f"{service.url}/status")[1]["maintenance"] == []

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from pipeline.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from tests.conftest import EmulatorHandle, ServiceHandle, alert, http, wait_for
+from tests.conftest import EmulatorHandle, ServiceHandle, alert, http, publish, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +95,39 @@ def test_an_operator_pauses_and_resumes_dialing(
     assert emulator.callbacks() == []
     http("POST", f"{locked.url}/v1/admin/dialing/resume", headers=admin)
     wait_for(lambda: locked.outcome(doc["idempotencyKey"]) == "called")
+
+
+def test_a_pause_holds_every_instance_and_outlives_a_restart_of_the_dialer(
+    make_service: Callable[..., ServiceHandle], emulator: EmulatorHandle, prefix: str
+) -> None:
+    """The pause is kept in Redis: the button on one instance's dashboard holds them all."""
+    admin = {"Authorization": "Bearer admin-token"}
+    first = make_service(TRIPLINE__HTTP__ADMIN_TOKEN="admin-token").start()
+    topic = f"tt/{prefix}-b/sensors/+/alerts"
+    second = make_service(
+        TRIPLINE__MQTT__CLIENT_ID=f"tripline-{prefix}-b", TRIPLINE__MQTT__TOPIC=topic
+    ).start()
+    assert second.service is not None
+    emulator.add_customer("C-HOLD")
+    assert http("POST", f"{first.url}/v1/admin/dialing/pause", headers=admin)[0] == 200
+    wait_for(lambda: http("GET", f"{second.url}/status")[1]["dialingPaused"] is not None)
+    assert http("GET", f"{second.url}/status")[1]["dialingPaused"]["by"] == "operator"
+
+    doc = alert(customer="C-HOLD", sensor="HOLD-1")
+    publish(topic.replace("+", "HOLD-1"), doc)
+    wait_for(lambda: (second.record(doc["idempotencyKey"]) or {}).get("state") == "queued")
+    second.service.ref("dialer").stop()  # as if it had died: its replacement starts paused
+    wait_for(lambda: http("GET", f"{second.url}/status")[1]["actors"]["dialer"]["restarts"] == 1)
+    wait_for(
+        lambda: http("GET", f"{second.url}/status")[1]["actors"]["dialer"]["status"] == "running"
+    )
+    time.sleep(0.5)
+    assert second.outcome(doc["idempotencyKey"]) is None  # held, not dropped
+    assert emulator.callbacks() == []
+
+    assert http("POST", f"{first.url}/v1/admin/dialing/resume", headers=admin)[0] == 200
+    wait_for(lambda: second.outcome(doc["idempotencyKey"]) == "called")
+    assert http("GET", f"{second.url}/status")[1]["dialingPaused"] is None
 
 
 def test_metrics_cover_outcomes_stages_queues_budget_actors_and_health(

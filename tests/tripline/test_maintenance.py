@@ -10,7 +10,7 @@ import redis
 from pipeline.maintenance import RETENTION_SECONDS, Window, WindowState
 from tests.pipeline.test_maintenance import NOW, an_alert
 from tripline import maintenance
-from tripline.maintenance import MaintenanceWindows
+from tripline.maintenance import MaintenanceWindows, Pause
 from tripline.store import Keys
 
 pytestmark = pytest.mark.integration
@@ -136,3 +136,31 @@ def test_an_unreadable_entry_is_skipped_not_fatal(
     assert maintenance.read_all(redis_client, keys) == [window]
     assert "maintenance window broken is unreadable" in caplog.text
     assert "maintenance window odd is unreadable" in caplog.text
+
+
+def test_a_pause_never_expires_and_resuming_gives_the_key_its_lifetime_back(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    held = MaintenanceWindows()
+    maintenance.set_paused(redis_client, keys, by="ana", now=NOW)
+    assert held.refresh(redis_client, keys) is True  # the pause changed: the dialer is told
+    assert held.dialing_paused == Pause("ana", NOW)
+    assert redis_client.ttl(keys.maintenance()) == -1  # as an opt-out, it never ends by itself
+    added(redis_client, keys)  # a window written while paused keeps it so
+    assert redis_client.ttl(keys.maintenance()) == -1
+    assert held.refresh(redis_client, keys) is False  # windows changed, the pause did not
+    assert len(held.windows) == 1
+    maintenance.set_paused(redis_client, keys, by=None, now=NOW)
+    assert held.refresh(redis_client, keys) is True
+    assert held.dialing_paused is None
+    assert redis_client.ttl(keys.maintenance()) >= 3600 + RETENTION_SECONDS - 2
+    assert maintenance.read_all(redis_client, keys) == list(held.windows)
+
+
+def test_an_unreadable_pause_still_pauses(redis_client: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    redis_client.hset(keys.maintenance(), mapping={"_paused": b"garbage", "_version": 1})
+    held = MaintenanceWindows()
+    held.refresh(redis_client, keys)
+    assert held.dialing_paused == Pause("unknown", 0.0)
