@@ -54,7 +54,7 @@ _RELAUNCH_EVERY = 2.0  # seconds between attempts to start an actor whose start 
 # An alert still 'accepted' this long after it was routed is routed again even if no actor
 # died: a batch an actor set aside (e.g. the enricher during a Redis outage) comes back.
 _IN_FLIGHT_LIMIT = 180.0
-_MAINTENANCE_EVERY = 1.0  # seconds: how soon a window set elsewhere (another instance, CLI) applies
+_CONTROLS_EVERY = 1.0  # seconds: how soon a window or pause set elsewhere (instance, CLI) applies
 _SWEEP_SHARE = 0.2  # of the wall time, for the periodic sweep: spread out, not one burst
 
 
@@ -375,18 +375,18 @@ class Service:
         status = self.config.status
         next_tick = time.monotonic() + tick_every
         next_sweep = time.monotonic() + status.sweep_interval_seconds
-        next_maintenance = time.monotonic() + _MAINTENANCE_EVERY
+        next_controls = time.monotonic() + _CONTROLS_EVERY
         while not self._stopping.wait(0.2):
             with self._lock:
                 if self._stopping.is_set():
                     return
                 self._supervise()
-                if time.monotonic() >= next_maintenance:
-                    next_maintenance = time.monotonic() + _MAINTENANCE_EVERY
+                if time.monotonic() >= next_controls:
+                    next_controls = time.monotonic() + _CONTROLS_EVERY
                     try:  # changed by another instance or the CLI
                         self._refresh_controls()
                     except redis.RedisError as exc:
-                        log.warning("maintenance windows not refreshed: %r", exc)
+                        log.warning("maintenance windows and pause not refreshed: %r", exc)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + tick_every
                     for name, slot in self._slots.items():
