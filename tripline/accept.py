@@ -176,7 +176,8 @@ class Acceptor:
             results = execute(pipe, self._accept)
             for index, alert, claim, read in pending:
                 # Recorded before, unless by our own attempt that never heard back: then this
-                # is the delivery that goes on.
+                # is the delivery that goes on. (Another delivery may have written it instead;
+                # routing it once more is a replay, which the record's state machine decides.)
                 first = alert.idempotency_key in self._uncertain
                 self._uncertain.pop(alert.idempotency_key, None)
                 if results[claim] != 1 and not first:
