@@ -384,7 +384,7 @@ class Service:
                 if time.monotonic() >= next_controls:
                     next_controls = time.monotonic() + _CONTROLS_EVERY
                     try:  # changed by another instance or the CLI
-                        self._refresh_controls()
+                        self.refresh_controls()
                     except redis.RedisError as exc:
                         log.warning("maintenance windows and pause not refreshed: %r", exc)
                 if time.monotonic() >= next_tick:
@@ -502,10 +502,15 @@ class Service:
         the other instances take it up at their next poll (about a second).
         """
         set_paused(self.redis, self.keys, by=by if paused else None, now=self.clock())
-        self._refresh_controls()
+        self.refresh_controls()
 
-    def _refresh_controls(self) -> None:
-        """Take up what operators set in Redis; tell the dialer when the pause changed."""
+    def refresh_controls(self) -> None:
+        """Take up what operators set in Redis; tell the dialer when the pause changed.
+
+        Every refresh once the actors run goes through here (the one at start precedes the
+        dialer, which reads the pause as it starts): a refresh elsewhere that saw a pause set
+        by another instance would take the change without the log line or the dialer's nudge.
+        """
         if self.maintenance.refresh(self.redis, self.keys):
             paused = self.maintenance.dialing_paused
             if paused is None:

@@ -358,7 +358,7 @@ async def maintenance_add(request: web.Request) -> web.Response:
     def add() -> Window | list[Problem]:
         added = maintenance.add(service.redis, service.keys, doc, now=service.clock())
         if isinstance(added, Window):
-            service.maintenance.refresh(service.redis, service.keys)  # here at once
+            service.refresh_controls()  # here at once
         return added
 
     try:
@@ -380,7 +380,7 @@ async def maintenance_end(request: web.Request) -> web.Response:
 
     def end() -> Window | None:
         ended = maintenance.end(service.redis, service.keys, window_id, now=service.clock())
-        service.maintenance.refresh(service.redis, service.keys)
+        service.refresh_controls()
         return ended
 
     try:

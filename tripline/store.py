@@ -225,10 +225,12 @@ class Keys:
         return f"{self.prefix}:{{p:{instance}}}:pending"
 
     def maintenance(self) -> str:
-        """Maintenance windows (a hash: id -> JSON, and `_version`, bumped on every change).
+        """What operators set for every instance, a hash.
 
-        One key for every instance, polled by each (tripline/maintenance.py); its TTL outlasts
-        the last window's end by the retention, so it goes once nothing is left to list.
+        Maintenance windows (id -> JSON), the dialing pause (`_paused`) and `_version`, bumped
+        on every change; polled by each instance (tripline/maintenance.py). Its TTL outlasts
+        the last window's end by the retention; while paused it has none (a pause never ends
+        by itself).
         """
         return f"{self.prefix}:{{m}}:maintenance"
 
