@@ -200,6 +200,7 @@ async def _record(request: web.Request, handler: Any) -> web.StreamResponse:  # 
     entry = {
         "method": request.method,
         "path": request.path,
+        "rawPath": request.raw_path.partition("?")[0],
         "query": dict(request.query),
         "body": body,
         "at": time.time(),
@@ -497,7 +498,11 @@ async def put_customer(request: web.Request) -> web.Response:
 
 
 async def get_requests(request: web.Request) -> web.Response:
-    """GET /_emulator/requests: every request received ({method, path, query, body, status})."""
+    """GET /_emulator/requests: every request received.
+
+    Each is {method, path, rawPath, query, body, status}: `path` decoded, `rawPath` as it
+    arrived on the request line (percent-encoded, before the query).
+    """
     return web.Response(
         body=orjson.dumps(request.app[EMULATOR].requests), content_type="application/json"
     )

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from typing import Any
+from urllib.parse import quote
 
+import aiohttp
+import orjson
 import pytest
+import yarl
 
 from tests.conftest import EmulatorHandle, http
 from tripline.emulator import CLIENT_ID, CLIENT_SECRET
@@ -132,3 +138,34 @@ def test_crm_and_recorded_requests(emulator: EmulatorHandle) -> None:
     ]
     http("DELETE", f"{emulator.url}/_emulator/requests")
     assert http("GET", f"{emulator.url}/_emulator/requests")[1] == []
+
+
+ODD_IDS = ["a/b", "../x", "..", ".", "C?n=0", "C#1", "50%", "%2F", "a b", "kü/日本"]
+
+
+def exact(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    """One request whose path goes out exactly as written (no client-side normalisation)."""
+
+    async def go() -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session:
+            data = None if body is None else orjson.dumps(body)
+            target = yarl.URL(url, encoded=True)
+            async with session.request(method, target, data=data) as resp:
+                return resp.status, orjson.loads(await resp.read())
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("cid", ODD_IDS)
+def test_crm_ids_are_one_decoded_path_segment(emulator: EmulatorHandle, cid: str) -> None:
+    segment = quote(cid, safe="")
+    status, stored = exact("PUT", f"{emulator.url}/_emulator/customers/{segment}", {"name": "O"})
+    assert (status, stored["id"]) == (200, cid)
+    assert cid in emulator.state.customers
+    status, served = exact("GET", f"{emulator.url}/api/v1/customers/{segment}")
+    assert (status, served["id"], served["name"]) == (200, cid, "O")
+    (seen,) = emulator.requests()
+    assert (seen["path"], seen["rawPath"]) == (
+        f"/api/v1/customers/{cid}",
+        f"/api/v1/customers/{segment}",
+    )
