@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
+import yarl
 
 from messages import Customer
 from pipeline.enrich import customer_to_doc, parse_customer
@@ -23,6 +25,24 @@ class CrmUnavailableError(Exception):
     """The CRM could not answer (timeout, connection, 5xx, malformed document)."""
 
 
+class UnusableRecordError(Exception):
+    """No usable record of this customer can come from the CRM; the CRM itself is fine."""
+
+
+def customer_url(base_url: str, customer_id: str) -> yarl.URL:
+    """{base_url}/api/v1/customers/{id}, the id one percent-encoded segment, sent as built.
+
+    Raises:
+        UnusableRecordError: the id is empty, "." or "..": servers and proxies resolve such a
+            segment even percent-encoded (RFC 3986 5.2.4, WHATWG URL), so the answer would be
+            about another resource.
+    """
+    if customer_id in ("", ".", ".."):
+        raise UnusableRecordError(f"customer id {customer_id!r} cannot be a URL path segment")
+    # encoded=True: yarl would otherwise resolve "." and ".." segments and re-normalise escapes.
+    return yarl.URL(f"{base_url}/api/v1/customers/{quote(customer_id, safe='')}", encoded=True)
+
+
 async def fetch_customer(
     http: aiohttp.ClientSession, base_url: str, customer_id: str
 ) -> Customer | None:
@@ -30,8 +50,9 @@ async def fetch_customer(
 
     Raises:
         CrmUnavailableError: the CRM did not give a usable answer.
+        UnusableRecordError: the id cannot be asked for (see customer_url).
     """
-    doc = await _get(http, f"{base_url}/api/v1/customers/{customer_id}")
+    doc = await _get(http, customer_url(base_url, customer_id))
     if doc is None:
         return None
     parsed = parse_customer(customer_id, doc)
@@ -84,7 +105,7 @@ async def sync_customers(
     return count
 
 
-async def _get(http: aiohttp.ClientSession, url: str) -> Any:  # noqa: ANN401
+async def _get(http: aiohttp.ClientSession, url: str | yarl.URL) -> Any:  # noqa: ANN401
     try:
         async with http.get(url) as resp:
             if resp.status == 404:
