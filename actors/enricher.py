@@ -7,6 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -30,7 +31,13 @@ from messages import (
 from pipeline.breaker import Breaker, allow, record
 from pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
 from pipeline.enrich import parse_customer
-from tripline.crm import CrmUnavailableError, cache_customer, fetch_customer, sync_customers
+from tripline.crm import (
+    CrmUnavailableError,
+    UnusableRecordError,
+    cache_customer,
+    fetch_customer,
+    sync_customers,
+)
 from tripline.stats import Stats
 from tripline.store import Keys
 
@@ -42,6 +49,13 @@ _CRM_CONCURRENCY = 16  # a storm must not become a CRM outage: at most this many
 
 
 _UNAVAILABLE = object()  # a customer the CRM could not be asked about
+
+
+@dataclass(frozen=True, slots=True)
+class _NoRecord:
+    """The CRM answered, but has no usable record of this customer: unknown, as on a 404."""
+
+    detail: str
 
 
 def _intent(
@@ -189,6 +203,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 alert_type=alert.alert_type,
                 on_dnc_list=phones.get(alert.customer_id) in listed,
                 crm_unavailable=found is _UNAVAILABLE,
+                unknown_because=found.detail if isinstance(found, _NoRecord) else "",
             )
             works.append(_intent(alert, customer, decision, now))
         self._dialer().tell(WorkBatch(works=tuple(works)))  # one hand-off per batch
@@ -226,11 +241,17 @@ class Enricher(Supervised, pykka.ThreadingActor):
         return out
 
     async def _lookup(self, customer_id: str) -> Customer | object | None:
-        """The CRM for a cache miss; _UNAVAILABLE when it cannot answer."""
+        """The CRM for a cache miss.
+
+        _UNAVAILABLE when it cannot answer; _NoRecord when it has no usable record of them.
+        """
         try:
             return await self._customer(customer_id)
         except CrmUnavailableError as exc:
             log.warning("CRM unavailable for %s: %s", customer_id, exc)
+        except UnusableRecordError as exc:
+            log.warning("no usable CRM record of %r: %s", customer_id, exc)
+            return _NoRecord(str(exc))
         except (redis.ConnectionError, redis.TimeoutError):
             raise
         except Exception:  # the loop must survive anything; the alert becomes a task
@@ -289,6 +310,17 @@ class Enricher(Supervised, pykka.ThreadingActor):
                     now=self._clock(),
                     threshold=self._conf.breaker_threshold,
                 )
+                raise
+            except UnusableRecordError as exc:
+                # An answer about this customer, not a CRM failure; an id that was never sent
+                # tells nothing either way (and must not close a half-open breaker).
+                if exc.answered:
+                    self._breaker = record(
+                        self._breaker,
+                        ok=True,
+                        now=self._clock(),
+                        threshold=self._conf.breaker_threshold,
+                    )
                 raise
         self._breaker = record(
             self._breaker, ok=True, now=self._clock(), threshold=self._conf.breaker_threshold

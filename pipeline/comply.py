@@ -70,6 +70,7 @@ def comply(  # noqa: PLR0911 - one return per rule reads best
     alert_type: str = "",
     on_dnc_list: bool = False,
     crm_unavailable: bool = False,
+    unknown_because: str = "",
 ) -> Allowed | Blocked:
     """Decide whether this customer may be called now about this alert.
 
@@ -80,6 +81,8 @@ def comply(  # noqa: PLR0911 - one return per rule reads best
         alert_type: the alert's type (a safety override may apply to it).
         on_dnc_list: the number is on the internal do-not-call list.
         crm_unavailable: the customer is None because the CRM could not be asked.
+        unknown_because: why the customer is None, for the task (e.g. the CRM answered with
+            another customer's document).
 
     Returns:
         Allowed with the E.164 number, or Blocked with the reason and when the task is due.
@@ -87,7 +90,8 @@ def comply(  # noqa: PLR0911 - one return per rule reads best
     if customer is None:
         reason = Reason.CRM_UNAVAILABLE if crm_unavailable else Reason.NO_CONTACT
         utc = local_time(now, "UTC")
-        return Blocked(reason, _next_business_day(utc, rules, "", ""), "no customer record")
+        detail = unknown_because or "no customer record"
+        return Blocked(reason, _next_business_day(utc, rules, "", ""), detail)
     local = local_time(now, zone_of(customer))
     facts = _facts(customer, local, rules)
     due = _DueLater(local, rules, customer.country, customer.region)

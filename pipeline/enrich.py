@@ -24,8 +24,9 @@ def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN40
     """
     if not isinstance(doc, dict):
         return "customer document is not an object"
-    if str(doc.get("id", customer_id)) != customer_id:
-        return f"CRM answered for customer {doc.get('id')!r}, not {customer_id!r}"
+    other = names_another(customer_id, doc)
+    if other:
+        return other
     strings: dict[str, str] = {}
     for name in ("name", "phone", "timezone", "country", "region"):
         value = doc.get(name) or ""
@@ -56,6 +57,13 @@ def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN40
         region=region,
         call_consent=flags["callConsent"],
     )
+
+
+def names_another(customer_id: str, doc: dict[str, Any]) -> str:
+    """Say so when the document is another customer's ('' when it is this one's or names none)."""
+    if str(doc.get("id", customer_id)) != customer_id:
+        return f"CRM answered for customer {doc.get('id')!r}, not {customer_id!r}"
+    return ""
 
 
 def customer_to_doc(customer: Customer) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import yarl
 
 from messages import Customer
-from pipeline.enrich import customer_to_doc, parse_customer
+from pipeline.enrich import customer_to_doc, names_another, parse_customer
 from tripline.store import Keys
 
 log = logging.getLogger("tripline.crm")
@@ -26,7 +26,16 @@ class CrmUnavailableError(Exception):
 
 
 class UnusableRecordError(Exception):
-    """No usable record of this customer can come from the CRM; the CRM itself is fine."""
+    """No usable record of this customer can come from the CRM; the CRM itself is fine.
+
+    The customer is then unknown (no contact), as when the CRM answers 404: one customer's odd
+    id or odd record must not count against the CRM and defer everyone else's alerts.
+    """
+
+    def __init__(self, detail: str, *, answered: bool) -> None:
+        """Say what is wrong; `answered`: the CRM was asked and answered."""
+        super().__init__(detail)
+        self.answered = answered
 
 
 def customer_url(base_url: str, customer_id: str) -> yarl.URL:
@@ -38,7 +47,9 @@ def customer_url(base_url: str, customer_id: str) -> yarl.URL:
             about another resource.
     """
     if customer_id in ("", ".", ".."):
-        raise UnusableRecordError(f"customer id {customer_id!r} cannot be a URL path segment")
+        raise UnusableRecordError(
+            f"customer id {customer_id!r} cannot be a URL path segment", answered=False
+        )
     # encoded=True: yarl would otherwise resolve "." and ".." segments and re-normalise escapes.
     return yarl.URL(f"{base_url}/api/v1/customers/{quote(customer_id, safe='')}", encoded=True)
 
@@ -50,11 +61,15 @@ async def fetch_customer(
 
     Raises:
         CrmUnavailableError: the CRM did not give a usable answer.
-        UnusableRecordError: the id cannot be asked for (see customer_url).
+        UnusableRecordError: the id cannot be asked for (see customer_url), or the CRM answered
+            with another customer's document.
     """
     doc = await _get(http, customer_url(base_url, customer_id))
     if doc is None:
         return None
+    other = names_another(customer_id, doc) if isinstance(doc, dict) else ""
+    if other:
+        raise UnusableRecordError(other, answered=True)
     parsed = parse_customer(customer_id, doc)
     if isinstance(parsed, str):
         raise CrmUnavailableError(f"bad CRM document for {customer_id}: {parsed}")

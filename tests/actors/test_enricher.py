@@ -12,12 +12,21 @@ import redis
 
 from actors.enricher import Enricher
 from conf.schema import CrmConfig
-from messages import Alert, DialIntent, EnrichBatch, Ping, Reason, TaskIntent, WorkBatch
+from messages import (
+    Alert,
+    DialIntent,
+    EnrichBatch,
+    Ping,
+    Reason,
+    StatusQuery,
+    TaskIntent,
+    WorkBatch,
+)
 from pipeline.calling_window import CallingRules, DayRule
 from pipeline.comply import ComplyRules
 from pipeline.enrich import customer_to_doc
 from tests.actors.helpers import FakeDialer, accept, customer
-from tests.conftest import REDIS_URL, alert, ask, wait_for
+from tests.conftest import REDIS_URL, EmulatorHandle, alert, ask, wait_for
 from tripline.store import Keys
 
 ALWAYS = ComplyRules(
@@ -37,12 +46,12 @@ def cache(client: redis.Redis, keys: Keys, customer_id: str, phone: str) -> None
 
 
 class Enriched:
-    """An enricher (CRM unreachable: the cache answers) in front of a recording dialer."""
+    """An enricher (CRM unreachable unless given: the cache answers) before a recording dialer."""
 
-    def __init__(self, keys: Keys) -> None:
+    def __init__(self, keys: Keys, crm_url: str = "http://127.0.0.1:9") -> None:
         self.dialer = FakeDialer.start()
         self.actor = Enricher.start(
-            conf=CrmConfig(base_url="http://127.0.0.1:9", sync_interval_seconds=0),
+            conf=CrmConfig(base_url=crm_url, sync_interval_seconds=0),
             redis_url=REDIS_URL,
             keys=keys,
             rules=ALWAYS,
@@ -99,3 +108,53 @@ def test_a_number_that_changed_is_checked_again(
     redis_client.srem(keys.dnc(), "+14155550133")
     assert isinstance(enriched.decide(third), DialIntent)
     assert batches[-1] == ["MGET", "SMISMEMBER"]
+
+
+def test_documents_naming_other_customers_leave_the_crm_breaker_closed(
+    redis_client: redis.Redis, prefix: str, emulator: EmulatorHandle
+) -> None:
+    keys = Keys(prefix)
+    for n in range(7):  # more than the breaker's threshold of failures in a row
+        emulator.add_customer(f"CU-MIS-{n}", id="CU-ELSEWHERE")
+    emulator.add_customer("CU-REAL")
+    enriched = Enriched(keys, crm_url=emulator.url)
+    for n in range(7):
+        (mismatch,) = accept(redis_client, keys, alert(customer=f"CU-MIS-{n}"))
+        work = enriched.decide(mismatch)
+        assert isinstance(work, TaskIntent)
+        assert work.reason == Reason.NO_CONTACT  # the CRM answered: it has no record of them
+        assert "'CU-ELSEWHERE', not 'CU-MIS-" in work.detail
+    (critical,) = accept(redis_client, keys, alert(customer="CU-REAL"))
+    call = enriched.decide(critical)
+    assert isinstance(call, DialIntent), call
+    assert emulator.requests("/api/v1/customers/CU-REAL")
+    assert ask(enriched.actor, StatusQuery())["crm"]["breaker"] == "closed"
+
+
+def test_ids_with_a_query_string_do_not_open_the_crm_breaker(
+    redis_client: redis.Redis, prefix: str, emulator: EmulatorHandle
+) -> None:
+    # Sent unencoded, each fetched CUST-DEMO-2's document: seven CRM "failures", an open breaker
+    # and the next uncached customer's critical alert deferred as crm_unavailable.
+    keys = Keys(prefix)
+    emulator.add_customer("CU-REAL")
+    enriched = Enriched(keys, crm_url=emulator.url)
+    for n in range(7):
+        (odd,) = accept(redis_client, keys, alert(customer=f"CUST-DEMO-2?n={n}"))
+        assert reason(enriched.decide(odd)) == Reason.NO_CONTACT
+    (critical,) = accept(redis_client, keys, alert(customer="CU-REAL"))
+    assert isinstance(enriched.decide(critical), DialIntent)
+    assert [r["rawPath"] for r in emulator.requests()][-1] == "/api/v1/customers/CU-REAL"
+
+
+def test_an_id_no_url_path_can_carry_is_an_unknown_customer(
+    redis_client: redis.Redis, prefix: str, emulator: EmulatorHandle
+) -> None:
+    keys = Keys(prefix)
+    enriched = Enriched(keys, crm_url=emulator.url)
+    (dots,) = accept(redis_client, keys, alert(customer=".."))
+    work = enriched.decide(dots)
+    assert isinstance(work, TaskIntent)
+    assert work.reason == Reason.NO_CONTACT
+    assert "cannot be a URL path segment" in work.detail
+    assert emulator.requests() == []

@@ -156,6 +156,16 @@ def test_blocked(
         assert decision.facts["rule"] == rule
 
 
+def test_an_unknown_customer_task_says_why_they_are_unknown() -> None:
+    why = "CRM answered for customer 'C-2', not 'C-1'"
+    decision = comply(None, now=NOON_NY, rules=RULES, unknown_because=why)
+    assert isinstance(decision, Blocked)
+    assert (decision.reason, decision.detail) == (Reason.NO_CONTACT, why)
+    unknown = comply(None, now=NOON_NY, rules=RULES)
+    assert isinstance(unknown, Blocked)
+    assert unknown.detail == "no customer record"
+
+
 def test_noon_is_allowed_with_e164_number_and_facts() -> None:
     decision = comply(customer(phone="+1 212-555-0199"), now=NOON_NY, rules=RULES)
     assert isinstance(decision, Allowed)

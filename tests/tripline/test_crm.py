@@ -67,3 +67,12 @@ def test_an_id_no_path_segment_can_carry_is_never_sent(
     with pytest.raises(crm.UnusableRecordError, match="path segment"):
         fetch(emulator, customer_id)
     assert emulator.requests() == []
+
+
+def test_a_document_naming_another_customer_is_no_record_of_this_one(
+    emulator: EmulatorHandle,
+) -> None:
+    emulator.add_customer("C-ASKED", id="C-OTHER")
+    with pytest.raises(crm.UnusableRecordError, match="'C-OTHER', not 'C-ASKED'") as caught:
+        fetch(emulator, "C-ASKED")
+    assert not isinstance(caught.value, crm.CrmUnavailableError)  # the CRM did answer
