@@ -6,6 +6,7 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -51,7 +52,8 @@ class CxoneBackend(HttpSession):
             return Result(Answer.FAILED, detail=problem)
         # Studio receives them as p1..p4: the number, then the reference triple.
         body = {"skillId": self._conf.skill_id, "parameters": "|".join(values.values())}
-        reply = await self._call("POST", f"/scripts/{self._conf.script_id}/start", json=body)
+        script = quote(self._conf.script_id, safe="")
+        reply = await self._call("POST", f"/scripts/{script}/start", json=body)
         if isinstance(reply, Result):
             return reply
         contact = reply.body.get("contactId") if isinstance(reply.body, dict) else None
@@ -65,7 +67,7 @@ class CxoneBackend(HttpSession):
         """GET …/skills/{skillId}/activity."""
         if self._extra is not None:
             await self._extra()
-        reply = await self._call("GET", f"/skills/{self._conf.skill_id}/activity")
+        reply = await self._call("GET", f"/skills/{quote(self._conf.skill_id, safe='')}/activity")
         if isinstance(reply, Result):
             return Occupancy(1.0, 0, now, ok=False, detail=reply.detail)
         return read_cxone_activity(reply.body, now)
@@ -74,7 +76,8 @@ class CxoneBackend(HttpSession):
         ready = await self._authenticate()
         if isinstance(ready, Result):
             return ready
-        url = f"{self._api}/incontactapi/services/{self._conf.api_version}{path}"
+        version = quote(self._conf.api_version, safe="")
+        url = f"{self._api}/incontactapi/services/{version}{path}"
         reply = await request(
             self._http(), method, url, headers={"Authorization": f"Bearer {self._token}"}, **kwargs
         )
@@ -116,7 +119,10 @@ class CxoneBackend(HttpSession):
         if not isinstance(access, str) or not isinstance(expires, int) or not tenant:
             return Result(Answer.UNSENT, detail="cxone token without access_token/tenant")
         config = await request(
-            self._http(), "GET", f"{base}/.well-known/cxone-configuration?tenantId={tenant}"
+            self._http(),
+            "GET",
+            f"{base}/.well-known/cxone-configuration",
+            params={"tenantId": tenant},  # from the id_token: encoded as one value
         )
         api = _field(config, "api_endpoint")
         if api is None:

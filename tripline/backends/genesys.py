@@ -7,6 +7,7 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from conf.schema import DialerConfig, GenesysConfig
 from messages import DialIntent, TaskIntent
@@ -127,7 +128,7 @@ class GenesysBackend(HttpSession):
     ) -> Reply | Result:
         """POST /api/v2/outbound/contactlists/{id}/contacts?priority=…: append to the campaign."""
         path = (
-            f"/api/v2/outbound/contactlists/{self._conf.contact_list_id}/contacts"
+            f"/api/v2/outbound/contactlists/{quote(self._conf.contact_list_id, safe='')}/contacts"
             f"?priority={'true' if urgent else 'false'}"
         )
         return await self._post(path, contacts)

@@ -26,12 +26,15 @@ class TwilioBackend(HttpSession):
 
     async def dial(self, intent: DialIntent, routing_priority: int) -> Result:  # noqa: ARG002
         """Place the call; the TwiML URL carries the referenceId for the agent's screen."""
+        twiml = self._conf.twiml_url
+        reference = quote(intent.alert.reference_id, safe="")
         form = {
             "To": intent.customer.phone,
             "From": self._conf.from_number,
-            "Url": f"{self._conf.twiml_url}?referenceId={quote(intent.alert.reference_id)}",
+            "Url": f"{twiml}{'&' if '?' in twiml else '?'}referenceId={reference}",
         }
-        url = f"{self._conf.base_url}/2010-04-01/Accounts/{self._conf.account_sid}/Calls.json"
+        account = quote(self._conf.account_sid, safe="")
+        url = f"{self._conf.base_url}/2010-04-01/Accounts/{account}/Calls.json"
         reply = await request(self._http(), "POST", url, data=form, headers=self._auth)
         if isinstance(reply, Result):
             return reply
