@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -71,8 +70,7 @@ def _problem(
 
 
 def _authorized(request: web.Request, token: str) -> bool:
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    return signature.bearer_matches(request.headers.getall("Authorization", []), token)
 
 
 def _webhook_refusal(request: web.Request, body: bytes) -> dict[str, str] | None:
@@ -87,13 +85,19 @@ def _webhook_refusal(request: web.Request, body: bytes) -> dict[str, str] | None
     if conf.webhook_token and _authorized(request, conf.webhook_token):
         return None
     if conf.webhook_hmac_secret:
-        problem = signature.verify(
-            conf.webhook_hmac_secret,
-            timestamp=request.headers.get(signature.TIMESTAMP_HEADER),
-            signature=request.headers.get(signature.SIGNATURE_HEADER),
-            body=body,
-            now=service.clock(),
-            max_skew=conf.webhook_max_skew_seconds,
+        stamps = request.headers.getall(signature.TIMESTAMP_HEADER, [])
+        signatures = request.headers.getall(signature.SIGNATURE_HEADER, [])
+        problem = (
+            signature.verify(
+                conf.webhook_hmac_secret,
+                timestamp=stamps[0] if stamps else None,
+                signature=signatures[0] if signatures else None,
+                body=body,
+                now=service.clock(),
+                max_skew=conf.webhook_max_skew_seconds,
+            )
+            if len(stamps) < 2 and len(signatures) < 2
+            else "repeated signature headers"
         )
         if problem is None:
             return None
@@ -194,9 +198,7 @@ async def get_context(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     token = service.config.http.context_token
     given = request.query.get("token", "")
-    if not token or not (
-        _authorized(request, token) or hmac.compare_digest(given.encode(), token.encode())
-    ):
+    if not token or not (_authorized(request, token) or signature.token_matches(given, token)):
         return _problem(
             401,
             "unauthorized",

@@ -1,0 +1,191 @@
+"""The HTTP edge over real sockets: credentials with odd bytes, sent twice or in another
+case (issue #16).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from tests.conftest import ServiceHandle, alert, http
+
+pytestmark = pytest.mark.integration
+
+HMAC_SECRET = "whsec-edge"
+LOCKED = {
+    "TRIPLINE__HTTP__WEBHOOK_TOKEN": "hook-token",
+    "TRIPLINE__HTTP__WEBHOOK_HMAC_SECRET": HMAC_SECRET,
+    "TRIPLINE__HTTP__ADMIN_TOKEN": "admin-token",
+}
+JSON = (b"Content-Type", b"application/json")
+
+
+@dataclass
+class Answer:
+    """What came back on the socket: nothing (status None) when the server hung up."""
+
+    status: int | None
+    headers: dict[str, list[str]] = field(default_factory=dict)
+    body: bytes = b""
+
+    def header(self, name: str) -> str:
+        (value,) = self.headers.get(name.lower(), [""])
+        return value
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def raw(
+    url: str,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    *parts: bytes,
+    length: int | None = None,
+    pause: float = 0.0,
+    shut: bool = False,
+    timeout: float = 5.0,
+) -> Answer:
+    """One request written byte for byte (aiohttp's client would refuse odd header bytes).
+
+    `parts` are sent `pause` seconds apart; `length` overrides the Content-Length; `shut`
+    half-closes the connection after the last part.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    body = b"".join(parts)
+    lines = [f"{method} {path} HTTP/1.1".encode(), f"Host: {host}:{port}".encode()]
+    lines += [
+        b"Connection: close",
+        b"Content-Length: %d" % (len(body) if length is None else length),
+    ]
+    lines += [name + b": " + value for name, value in headers]
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        for n, part in enumerate(parts):
+            if n:
+                time.sleep(pause)
+            sock.sendall(part)
+        if shut:
+            sock.shutdown(socket.SHUT_WR)
+        try:
+            while not _complete(received) and (chunk := sock.recv(65536)):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    if not received:
+        return Answer(None)
+    head, _, payload = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    answer = Answer(int(status_line.split()[1]), body=payload)
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        answer.headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return answer
+
+
+def _complete(received: bytes) -> bool:
+    """Whether a whole answer is in: the server may linger over an unread request body."""
+    head, sep, payload = received.partition(b"\r\n\r\n")
+    found = re.search(rb"(?im)^content-length: *([0-9]+)", head)
+    return bool(sep and found and len(payload) >= int(found.group(1)))
+
+
+def signed(body: bytes, timestamp: str | None = None) -> list[tuple[bytes, bytes]]:
+    stamp = timestamp or str(int(time.time()))
+    return [
+        (TIMESTAMP_HEADER.encode(), stamp.encode()),
+        (SIGNATURE_HEADER.encode(), sign(HMAC_SECRET, int(time.time()), body).encode()),
+    ]
+
+
+@pytest.fixture
+def locked(make_service: Callable[..., ServiceHandle]) -> ServiceHandle:
+    return make_service(**LOCKED).start()
+
+
+def assert_problem(answer: Answer, status: int, reason: str) -> dict[str, Any]:
+    assert answer.status == status, (answer.status, answer.body[:300])
+    assert answer.header("Content-Type").startswith("application/json")
+    problem: dict[str, Any] = answer.json()
+    assert problem["error"]
+    assert [p["reason"] for p in problem["problems"]] == [reason], problem
+    assert problem["problems"][0]["message"]
+    return problem
+
+
+# --- Credentials: odd bytes, the bearer scheme, the signed timestamp ------------------------
+
+
+def test_odd_bytes_in_any_credential_are_a_401_never_a_500(locked: ServiceHandle) -> None:
+    body = orjson.dumps(alert())
+    now = str(int(time.time())).encode()
+    good_sig = sign(HMAC_SECRET, int(now), body).encode()
+    for method, path, headers in (
+        ("POST", "/v1/alerts", [(b"Authorization", b"Bearer \xff\xfe")]),
+        ("POST", "/v1/alerts", [(b"Authorization", b"\xffearer hook-token")]),
+        ("POST", "/v1/alerts", [(b"Authorization", "Bearer hook-t\u00f6ken".encode())]),
+        (
+            "POST",
+            "/v1/alerts",
+            [(TIMESTAMP_HEADER.encode(), now), (SIGNATURE_HEADER.encode(), b"sha256=\xff")],
+        ),
+        (
+            "POST",
+            "/v1/alerts",
+            [(TIMESTAMP_HEADER.encode(), b"\xff"), (SIGNATURE_HEADER.encode(), good_sig)],
+        ),
+        (
+            "POST",
+            "/v1/alerts",
+            [
+                (TIMESTAMP_HEADER.encode(), "\u0661\u0667".encode()),
+                (SIGNATURE_HEADER.encode(), good_sig),
+            ],
+        ),
+        ("GET", "/v1/context/ref-1", [(b"Authorization", b"Bearer \xff")]),
+        ("GET", "/v1/context/ref-1?token=%FF%FE", []),
+        ("GET", "/v1/admin/dnc", [(b"Authorization", b"Bearer \xc3\x28")]),
+        ("POST", "/v1/admin/dialing/pause", [(b"Authorization", b"Bearer \xff")]),
+    ):
+        answer = raw(locked.url, method, path, [JSON, *headers], body if method == "POST" else b"")
+        assert_problem(answer, 401, "unauthorized")
+    assert http("GET", f"{locked.url}/healthz")[0] == 200
+    assert http("GET", f"{locked.url}/status")[1]["dialingPaused"] is None
+
+
+def test_the_bearer_scheme_is_case_insensitive(locked: ServiceHandle) -> None:
+    for scheme in ("bearer", "BEARER", "bEaReR"):
+        auth = {"Authorization": f"{scheme} hook-token"}
+        status, answer = http("POST", f"{locked.url}/v1/alerts", alert(), auth)
+        assert status == 202, (scheme, answer)
+        admin = {"Authorization": f"{scheme} admin-token"}
+        assert http("GET", f"{locked.url}/v1/admin/dnc", headers=admin)[0] == 200
+
+
+def test_a_signed_timestamp_is_ascii_digits_only(locked: ServiceHandle) -> None:
+    body = orjson.dumps(alert())
+    now = int(time.time())
+    for stamp in (f"{now:_}", f"+{now}", "".join(chr(0x0660 + int(d)) for d in str(now))):
+        answer = raw(locked.url, "POST", "/v1/alerts", [JSON, *signed(body, stamp)], body)
+        problem = assert_problem(answer, 401, "unauthorized")
+        assert "unix seconds" in problem["problems"][0]["message"]
+    answer = raw(locked.url, "POST", "/v1/alerts", [JSON, *signed(body)], body)
+    assert answer.status == 202
+
+
+def test_repeated_credentials_are_refused(locked: ServiceHandle) -> None:
+    body = orjson.dumps(alert())
+    good, bad = (b"Authorization", b"Bearer hook-token"), (b"Authorization", b"Bearer nope")
+    for headers in ([good, bad], [bad, good], [good, good], [*signed(body), *signed(body)]):
+        answer = raw(locked.url, "POST", "/v1/alerts", [JSON, *headers], body)
+        assert_problem(answer, 401, "unauthorized")
