@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
 _RETRY_AFTER = "5"
+_BODY_TIMEOUT_SECONDS = 10.0
+"""How long a webhook body may take to arrive: a client that stops sending holds no more."""
 
 
 def build_app(service: Service) -> web.Application:
@@ -117,14 +119,9 @@ async def post_alert(request: web.Request) -> web.Response:
     """POST /v1/alerts: 202 accepted, 200 duplicate, 400/401/413, 503 when Redis is down."""
     service = request.app[SERVICE]
     conf = service.config.http
-    body = await request.content.read(conf.max_body_bytes + 1)
-    if len(body) > conf.max_body_bytes:
-        service.stats.refused(Outcome.REJECTED, Reason.TOO_LARGE, detail="body too large")
-        return _problem(
-            413,
-            "too_large",
-            [Problem("", Reason.TOO_LARGE, f"body exceeds {conf.max_body_bytes} bytes").as_json()],
-        )
+    body = await _read_body(request, conf.max_body_bytes)
+    if isinstance(body, web.Response):
+        return body
     if (refusal := _webhook_refusal(request, body)) is not None:
         service.stats.refused(Outcome.REJECTED, Reason.UNAUTHORIZED, detail=refusal["message"])
         return _problem(401, "unauthorized", [refusal])
@@ -162,6 +159,44 @@ async def post_alert(request: web.Request) -> web.Response:
         },
         202,
     )
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The whole body, or the answer when it is too large, ends early or takes too long.
+
+    `request.content.read(n)` returns what has arrived so far, not n bytes: a body in two
+    TCP segments was cut, and one shorter than its Content-Length was taken as whole.
+    """
+    stats = request.app[SERVICE].stats
+
+    def too_large() -> web.Response:
+        stats.refused(Outcome.REJECTED, Reason.TOO_LARGE, detail="body too large")
+        problem = Problem("", Reason.TOO_LARGE, f"body exceeds {limit} bytes")
+        return _problem(413, "too_large", [problem.as_json()])
+
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return too_large()  # refused before a byte of it is read
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(_BODY_TIMEOUT_SECONDS):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:  # chunked: no Content-Length to refuse early
+                    return too_large()
+                chunks.append(chunk)
+    except TimeoutError:
+        detail = f"the body did not arrive within {_BODY_TIMEOUT_SECONDS:g} s"
+        stats.refused(Outcome.REJECTED, Reason.INVALID_JSON, detail=detail)
+        return _problem(408, "timeout", [{"field": "", "reason": "timeout", "message": detail}])
+    except (ConnectionResetError, web.RequestPayloadError):
+        size = -1  # the client went away or broke the framing: nobody reads an answer
+    if size < 0 or (declared is not None and size != declared):
+        detail = f"the body ended before its Content-Length ({declared} bytes)"
+        stats.refused(Outcome.REJECTED, Reason.INVALID_JSON, detail=detail)
+        return _problem(400, "invalid_alert", [Problem("", Reason.INVALID_JSON, detail).as_json()])
+    return b"".join(chunks)
 
 
 async def get_alert(request: web.Request) -> web.Response:

@@ -200,6 +200,7 @@ def document() -> dict[str, Any]:
                         "200": _json("Duplicate of an accepted alert", _ACCEPTED),
                         "400": _problem("Not a valid alert: one problem per field"),
                         "401": _UNAUTHORIZED,
+                        "408": _problem("The body did not arrive in time"),
                         "413": _problem("Body larger than [http] max_body_bytes"),
                         "503": _UNAVAILABLE,
                     },

@@ -1,5 +1,5 @@
 """The HTTP edge over real sockets: credentials with odd bytes, sent twice or in another
-case (issue #16).
+case, and bodies that end early or arrive in pieces (issue #16).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import ServiceHandle, alert, http
+from tripline import http_api
 
 pytestmark = pytest.mark.integration
 
@@ -189,3 +190,47 @@ def test_repeated_credentials_are_refused(locked: ServiceHandle) -> None:
     for headers in ([good, bad], [bad, good], [good, good], [*signed(body), *signed(body)]):
         answer = raw(locked.url, "POST", "/v1/alerts", [JSON, *headers], body)
         assert_problem(answer, 401, "unauthorized")
+
+
+# --- The body is read whole, or not at all -----------------------------------------------
+
+
+@pytest.mark.parametrize("shut", [True, False], ids=["half-closed", "closed"])
+def test_a_body_shorter_than_its_content_length_is_never_accepted(
+    make_service: Callable[..., ServiceHandle], shut: bool
+) -> None:
+    service = make_service().start()
+    doc = alert()
+    body = orjson.dumps(doc)
+    if shut:
+        answer = raw(service.url, "POST", "/v1/alerts", [JSON], body, length=500, shut=True)
+        assert answer.status in (None, 400), answer
+    else:
+        host, port = service.url.removeprefix("http://").split(":")
+        head = f"POST /v1/alerts HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(f"{head}Content-Length: 500\r\n\r\n".encode() + body)
+            time.sleep(0.3)
+    time.sleep(0.3)
+    assert http("GET", f"{service.url}/v1/alerts/{doc['idempotencyKey']}")[0] == 404
+    assert http("GET", f"{service.url}/healthz")[0] == 200
+
+
+def test_a_body_that_arrives_in_pieces_is_read_whole(
+    make_service: Callable[..., ServiceHandle],
+) -> None:
+    service = make_service().start()
+    body = orjson.dumps(alert())
+    answer = raw(service.url, "POST", "/v1/alerts", [JSON], body[:40], body[40:], pause=0.3)
+    assert answer.status == 202, answer.body
+
+
+def test_a_body_that_stalls_is_answered_408(
+    make_service: Callable[..., ServiceHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_api, "_BODY_TIMEOUT_SECONDS", 0.5, raising=False)
+    service = make_service().start()
+    started = time.monotonic()
+    answer = raw(service.url, "POST", "/v1/alerts", [JSON], b'{"idem', length=500, timeout=8)
+    assert_problem(answer, 408, "timeout")
+    assert time.monotonic() - started < 5  # 0.5 s, with room for a loaded machine
