@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -85,6 +86,16 @@ class HttpConfig:
     )
     context_token: str = _f("", secret=True, doc="Bearer token for GET /v1/context.")
     admin_token: str = _f("", secret=True, doc="Bearer token for /v1/admin (unset: closed).")
+    allowed_origins: list[str] = _f(
+        [],
+        doc="Browser origins (scheme://host[:port]) besides the service's own that may send "
+        "POST, PUT and DELETE requests; any other Origin is refused.",
+    )
+    frame_ancestors: list[str] = _f(
+        [],
+        doc="Who may frame the agent page: origins (https://desk.example.com, "
+        "https://*.example.com), 'self' or 'none'; empty: any page (the page is read-only).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -535,6 +546,44 @@ def _check_dialer(values: dict[str, Any]) -> list[str]:
     return []
 
 
+# An origin as a browser sends it: scheme, host, optional port; no path, no trailing slash.
+_HOST = r"([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?"  # a name or an address, [IPv6] too
+_ORIGIN = re.compile(rf"https?://{_HOST}", re.IGNORECASE)
+# A CSP host-source for frame-ancestors; a leading *. allows the subdomains. Nothing here can
+# end the directive (no ';' or ',' or space), so a value cannot inject another one.
+_FRAME_SOURCE = re.compile(rf"https?://(\*\.)?{_HOST}", re.IGNORECASE)
+# Tokens travel in an Authorization header (and a browser refuses other characters there).
+_TOKEN = re.compile(r"[!-~]+")
+
+
+def _quoted(values: list[str]) -> str:
+    return ", ".join(f'"{v}"' for v in values)
+
+
+def _check_http(values: dict[str, Any]) -> list[str]:
+    problems = [
+        f"{name}: must be printable ASCII without spaces"
+        for name in ("webhook_token", "context_token", "admin_token")
+        if values.get(name) and not _TOKEN.fullmatch(values[name])
+    ]
+    bad = [o for o in values.get("allowed_origins", []) if not _ORIGIN.fullmatch(o)]
+    if bad:
+        problems.append(
+            f"allowed_origins: {_quoted(bad)} not an origin like "
+            "https://desk.example.com or http://10.0.0.5:8080 (no path, no trailing slash)"
+        )
+    ancestors = values.get("frame_ancestors", [])
+    bad = [a for a in ancestors if a not in ("'self'", "'none'") and not _FRAME_SOURCE.fullmatch(a)]
+    if bad:
+        problems.append(
+            f"frame_ancestors: {_quoted(bad)} not 'self', 'none' (with the single quotes) or "
+            "an origin like https://desk.example.com or https://*.example.com"
+        )
+    if "'none'" in ancestors and len(ancestors) > 1:
+        problems.append("frame_ancestors: 'none' stands alone")
+    return problems
+
+
 def _check_redis(values: dict[str, Any]) -> list[str]:
     prefix = values.get("key_prefix", "tl")
     if not prefix or any(c in prefix for c in "{}: "):
@@ -545,6 +594,7 @@ def _check_redis(values: dict[str, Any]) -> list[str]:
 _CROSS_CHECKS = {
     "dialer": (_check_dialer,),
     "redis": (_check_redis,),
+    "http": (_check_http,),
     "comply": (_check_comply,),
     "priorities": (_check_priorities,),
 }

@@ -297,7 +297,9 @@ def http(
     body: Any = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
-    """One HTTP request from a test (synchronous)."""
+    """One HTTP request from a test (synchronous); a body goes as JSON unless told otherwise."""
+    if body is not None and not any(k.lower() == "content-type" for k in headers or {}):
+        headers = {**(headers or {}), "Content-Type": "application/json"}
 
     async def go() -> tuple[int, Any]:
         async with aiohttp.ClientSession() as session:

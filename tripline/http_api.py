@@ -16,7 +16,7 @@ from messages import Outcome, Reason
 from pipeline import signature
 from pipeline.maintenance import Window
 from pipeline.validate import Problem, Rejected
-from tripline import agent_view, dnc, maintenance, openapi
+from tripline import agent_view, dnc, http_guard, maintenance, openapi
 from tripline.accept import Accepted, Duplicate, snapshots
 from tripline.store import decode_record
 
@@ -35,6 +35,13 @@ def build_app(service: Service) -> web.Application:
     """The aiohttp application serving every HTTP contract of DESIGN.md."""
     app = web.Application(client_max_size=service.config.http.max_body_bytes + 1024)
     app[SERVICE] = service
+    conf = service.config.http
+    http_guard.install(
+        app,
+        allowed_origins=conf.allowed_origins,
+        frame_ancestors=conf.frame_ancestors,
+        agent_path="/v1/context/",
+    )
     app.add_routes(
         [
             web.post("/v1/alerts", post_alert),
@@ -161,12 +168,31 @@ async def post_alert(request: web.Request) -> web.Response:
     )
 
 
+def _not_json(request: web.Request) -> web.Response | None:
+    """A 415 unless the body is declared JSON in UTF-8, else None.
+
+    A web page's form or text/plain POST is not an alert (and needs no CORS preflight, so any
+    page could make a browser send one).
+    """
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type == "application/json" and charset in ("utf-8", "utf8"):
+        return None
+    given = request.headers.get("Content-Type", "")
+    shown = given.encode("ascii", "backslashreplace").decode()[:100] or "none"
+    detail = f"Content-Type must be application/json (UTF-8), not {shown}"
+    request.app[SERVICE].stats.refused(Outcome.REJECTED, Reason.INVALID_JSON, detail=detail)
+    problem = {"field": "Content-Type", "reason": "unsupported_media_type", "message": detail}
+    return _problem(415, "unsupported_media_type", [problem])
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """The whole body, or the answer when it is too large, ends early or takes too long.
+    """The whole JSON body, or the answer when it is not JSON, too large, cut short or slow.
 
     `request.content.read(n)` returns what has arrived so far, not n bytes: a body in two
     TCP segments was cut, and one shorter than its Content-Length was taken as whole.
     """
+    if (refused := _not_json(request)) is not None:
+        return refused
     stats = request.app[SERVICE].stats
 
     def too_large() -> web.Response:
@@ -261,10 +287,17 @@ async def get_context(request: web.Request) -> web.Response:
         )
     if as_html:
         page = agent_view.render(reference_id=ref, now=service.clock(), **found)
+        policy = http_guard.page_policy(
+            style=agent_view.STYLE, frame_ancestors=service.config.http.frame_ancestors
+        )
         return web.Response(
             text=page,
             content_type="text/html",
-            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+            headers={
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+                http_guard.CSP: policy,
+            },
         )
     # Alerts of the same customer that were grouped into this call, in the order they joined.
     return _json({"referenceId": ref, "alert": found["alert"], "groupedAlerts": found["grouped"]})
@@ -457,10 +490,19 @@ _DASHBOARD = resources.files("tripline").joinpath("web/dashboard.html")
 
 async def dashboard(_request: web.Request) -> web.Response:
     """GET /: the operators' dashboard (one static page that polls /status)."""
+    page = _DASHBOARD.read_text("utf-8")
+    policy = http_guard.page_policy(
+        style=http_guard.inline_block(page, "style"),
+        script=http_guard.inline_block(page, "script"),
+    )
     return web.Response(
-        text=_DASHBOARD.read_text("utf-8"),
+        text=page,
         content_type="text/html",
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        headers={
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            http_guard.CSP: policy,
+        },
     )
 
 

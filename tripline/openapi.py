@@ -44,6 +44,10 @@ def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, A
 
 
 _UNAUTHORIZED = _problem("Missing or wrong credentials")
+_FORBIDDEN = _problem(
+    "A browser's cross-site request (Sec-Fetch-Site: cross-site, or an Origin that is neither "
+    "this service nor in [http] allowed_origins)"
+)
 _UNAVAILABLE = _problem("Redis is unavailable; retry after Retry-After")
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -158,7 +162,7 @@ def document() -> dict[str, Any]:
         "description": "E.164; validity is decided by libphonenumber",
         "schema": {"type": "string", "pattern": "^\\+?[0-9 ()-]{7,20}$"},
     }
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "tripline",
@@ -176,7 +180,7 @@ def document() -> dict[str, Any]:
                     "summary": "Accept an alert (the webhook door)",
                     "description": "Bearer token, or an HMAC-SHA256 signature in "
                     "X-Tripline-Signature over X-Tripline-Timestamp + '.' + body, when "
-                    "configured.",
+                    "configured. The body is JSON: Content-Type application/json (UTF-8).",
                     "parameters": [
                         {
                             "name": "X-Tripline-Timestamp",
@@ -202,6 +206,7 @@ def document() -> dict[str, Any]:
                         "401": _UNAUTHORIZED,
                         "408": _problem("The body did not arrive in time"),
                         "413": _problem("Body larger than [http] max_body_bytes"),
+                        "415": _problem("Content-Type is not application/json (UTF-8)"),
                         "503": _UNAVAILABLE,
                     },
                 }
@@ -389,3 +394,8 @@ def document() -> dict[str, Any]:
             },
         },
     }
+    for item in doc["paths"].values():
+        for method, operation in item.items():
+            if method in ("post", "put", "delete"):
+                operation["responses"]["403"] = _FORBIDDEN
+    return doc

@@ -78,3 +78,72 @@ def test_shipped_demo_config_is_valid() -> None:
     root = Path(__file__).parents[2]
     config = schema.load(root / "conf" / "demo.toml", env={})
     assert config.genesys.base_url == "http://127.0.0.1:8090"
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        pytest.param(
+            {
+                "TRIPLINE__HTTP__ALLOWED_ORIGINS": '["https://desk.example.com", "http://10.0.0.5:8080"]'
+            },
+            None,
+            id="origins",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__FRAME_ANCESTORS": '["\'self\'", "https://*.mypurecloud.com"]'},
+            None,
+            id="frame-ancestors",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__FRAME_ANCESTORS": "[\"'none'\"]"}, None, id="framed-by-none"
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__CONTEXT_TOKEN": "two words"},
+            "http.context_token: must be printable ASCII without spaces",
+            id="a-token-with-a-space",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__ADMIN_TOKEN": "t\u00f6k"},
+            "http.admin_token: must be printable ASCII without spaces",
+            id="a-non-ascii-token",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__ALLOWED_ORIGINS": '["https://desk.example.com/"]'},
+            'http.allowed_origins: "https://desk.example.com/" not an origin',
+            id="an-origin-with-a-path",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__ALLOWED_ORIGINS": '["*"]'},
+            'http.allowed_origins: "*" not an origin',
+            id="no-wildcard-origin",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__ALLOWED_ORIGINS": '"https://desk.example.com"'},
+            "http.allowed_origins: must be a list of strings",
+            id="origins-are-a-list",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__FRAME_ANCESTORS": '["https://desk.example.com; script-src *"]'},
+            "http.frame_ancestors: \"https://desk.example.com; script-src *\" not 'self'",
+            id="no-directive-injection",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__FRAME_ANCESTORS": '["none"]'},
+            "http.frame_ancestors: \"none\" not 'self'",
+            id="keywords-keep-their-quotes",
+        ),
+        pytest.param(
+            {"TRIPLINE__HTTP__FRAME_ANCESTORS": "[\"'none'\", \"'self'\"]"},
+            "http.frame_ancestors: 'none' stands alone",
+            id="none-stands-alone",
+        ),
+    ],
+)
+def test_http_doors_are_checked(env: dict[str, str], problem: str | None) -> None:
+    if problem is None:
+        schema.load(env=env)
+        return
+    with pytest.raises(schema.ConfigError) as caught:
+        schema.load(env=env)
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems

@@ -9,14 +9,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.command import Command
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from messages import FleetIncident
-from tests.conftest import EmulatorHandle, ServiceHandle, alert, http, wait_for
+from tests.conftest import (
+    AppThread,
+    EmulatorHandle,
+    ServiceHandle,
+    alert,
+    free_port,
+    http,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +44,7 @@ def browser() -> Iterator[WebDriver]:
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(arg)
     options.add_argument("--window-size=1280,900")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations show here
     # The Debian driver, never a download (selenium-manager is not asked).
     driver = webdriver.Chrome(service=DriverService(executable_path=driver_path), options=options)
     yield driver
@@ -42,6 +53,15 @@ def browser() -> Iterator[WebDriver]:
 
 def text_of(browser: WebDriver, css: str) -> str:
     return " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, css))
+
+
+def csp_violations(browser: WebDriver) -> list[str]:
+    """The console's Content-Security-Policy complaints since the last call."""
+    return [
+        str(entry["message"])
+        for entry in browser.execute(Command.GET_LOG, {"type": "browser"})["value"]
+        if "Content Security Policy" in str(entry["message"])
+    ]
 
 
 def shot(browser: WebDriver, name: str) -> None:
@@ -85,7 +105,7 @@ def test_the_dashboard_shows_the_service_live_and_pauses_dialing(
     prompt.accept()
     wait.until(lambda b: b.find_element(By.ID, "paused").is_displayed())
     _, status = http("GET", f"{service.url}/status")
-    assert status["dialingPaused"]["by"] == "operator"
+    assert status["dialingPaused"]["by"] == "operator"  # same-origin: the cross-site guard let it
 
     held = alert(customer="C-DASH", sensor="DASH-2")
     service.publish(held, sensor="DASH-2")
@@ -98,6 +118,12 @@ def test_the_dashboard_shows_the_service_live_and_pauses_dialing(
     browser.find_element(By.ID, "resume").click()  # the token is remembered for this tab
     wait.until(lambda b: not b.find_element(By.ID, "paused").is_displayed())
     wait_for(lambda: service.outcome(held["idempotencyKey"]) == "called")
+    # Its own style and script ran under its Content-Security-Policy, and nothing else was asked.
+    assert browser.find_element(By.ID, "health").value_of_css_property("color") in (
+        "rgba(255, 255, 255, 1)",
+        "rgb(255, 255, 255)",
+    )
+    assert csp_violations(browser) == []
 
 
 def test_the_agent_page_shows_sensor_local_time_grouped_alerts_history_and_chart(
@@ -127,8 +153,14 @@ def test_the_agent_page_shows_sensor_local_time_grouped_alerts_history_and_chart
         if (r := service.record(d["idempotencyKey"])) and r.get("outcome") == "called"
     )
 
+    csp_violations(browser)  # drop what earlier pages said
     browser.get(f"{service.url}/v1/context/{called['referenceId']}?token=ctx-token")
     assert browser.find_element(By.ID, "sensor").text == "FRZ-7"
+    assert browser.find_element(By.ID, "value").value_of_css_property("color") in (
+        "rgba(207, 34, 46, 1)",  # the page's hashed inline style applies
+        "rgb(207, 34, 46)",
+    )
+    assert csp_violations(browser) == []
     assert browser.find_element(By.ID, "local-time").text.split()[3].startswith("1")  # ~14:00
     assert browser.find_element(By.ID, "outcome").text == "called"
     assert "FRZ-8" in browser.find_element(By.ID, "grouped").text
@@ -143,3 +175,43 @@ def test_the_agent_page_shows_sensor_local_time_grouped_alerts_history_and_chart
 
     browser.get(f"{service.url}/v1/context/{called['referenceId']}?token=wrong")
     assert "unauthorized" in browser.page_source
+
+
+def test_the_agent_page_shows_in_the_configured_desktop_only(
+    browser: WebDriver,
+    make_service: Callable[..., ServiceHandle],
+    emulator: EmulatorHandle,
+) -> None:
+    """[http] frame_ancestors: the desktop's iframe shows the page; another site's is blocked."""
+
+    def desktop(frame_url: str, port: int | None = None) -> AppThread:
+        async def page(_request: web.Request) -> web.Response:
+            body = f'<!doctype html><iframe id="agent" src="{frame_url}"></iframe>'
+            return web.Response(text=body, content_type="text/html")
+
+        app = web.Application()
+        app.router.add_get("/", page)
+        return AppThread(app, port)
+
+    port = free_port()
+    allowed = f"http://127.0.0.1:{port}"
+    service = make_service(TRIPLINE__HTTP__FRAME_ANCESTORS=f'["{allowed}"]').start()
+    emulator.add_customer("C-FRAME")
+    status, accepted = http("POST", f"{service.url}/v1/alerts", alert(customer="C-FRAME"))
+    assert status == 202
+    url = f"{service.url}/v1/context/{accepted['referenceId']}?token=ctx-token"
+    wait_for(lambda: http("GET", url)[0] == 200)
+    desks = [desktop(url, port), desktop(url)]  # the allowed one, then another site
+    try:
+        shown = []
+        for desk in desks:
+            csp_violations(browser)
+            browser.get(desk.url)
+            browser.switch_to.frame(browser.find_element(By.ID, "agent"))
+            shown.append(bool(browser.find_elements(By.ID, "sensor")))
+            browser.switch_to.default_content()
+        assert shown == [True, False]
+        assert any("frame-ancestors" in m for m in csp_violations(browser))
+    finally:
+        for desk in desks:
+            desk.stop()

@@ -1,9 +1,11 @@
-"""The HTTP edge over real sockets: credentials with odd bytes, sent twice or in another
-case, and bodies that end early or arrive in pieces (issue #16).
+"""The HTTP edge over real sockets: odd bytes, bodies that end early, browsers' cross-site
+requests, and the security headers on every answer (issue #16).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import socket
 import time
@@ -15,16 +17,19 @@ import orjson
 import pytest
 
 from pipeline.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from tests.conftest import ServiceHandle, alert, http
+from tests.conftest import ServiceHandle, alert, http, wait_for
 from tripline import http_api
 
 pytestmark = pytest.mark.integration
 
 HMAC_SECRET = "whsec-edge"
+DESK = "https://desk.example.com"
 LOCKED = {
     "TRIPLINE__HTTP__WEBHOOK_TOKEN": "hook-token",
     "TRIPLINE__HTTP__WEBHOOK_HMAC_SECRET": HMAC_SECRET,
     "TRIPLINE__HTTP__ADMIN_TOKEN": "admin-token",
+    "TRIPLINE__HTTP__ALLOWED_ORIGINS": f'["{DESK}"]',
+    "TRIPLINE__HTTP__FRAME_ANCESTORS": f'["{DESK}", "https://*.agents.example.com"]',
 }
 JSON = (b"Content-Type", b"application/json")
 
@@ -234,3 +239,201 @@ def test_a_body_that_stalls_is_answered_408(
     answer = raw(service.url, "POST", "/v1/alerts", [JSON], b'{"idem', length=500, timeout=8)
     assert_problem(answer, 408, "timeout")
     assert time.monotonic() - started < 5  # 0.5 s, with room for a loaded machine
+
+
+# --- JSON only, and no browser's cross-site request ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        pytest.param(b"application/json", 202, id="json"),
+        pytest.param(b"application/json; charset=utf-8", 202, id="json-utf-8"),
+        pytest.param(b"Application/JSON;Charset=UTF-8", 202, id="any-case"),
+        pytest.param(b"text/plain", 415, id="text-plain-a-form-can-send"),
+        pytest.param(b"application/x-www-form-urlencoded", 415, id="form"),
+        pytest.param(b"multipart/form-data; boundary=x", 415, id="multipart"),
+        pytest.param(None, 415, id="none"),
+        pytest.param(b"application/json; charset=latin-1", 415, id="not-utf-8"),
+        pytest.param(b"application/jsonp", 415, id="another-type"),
+        pytest.param(b"application/\xff", 415, id="odd-bytes"),
+    ],
+)
+def test_the_webhook_takes_json_only(
+    make_service: Callable[..., ServiceHandle], content_type: bytes | None, expected: int
+) -> None:
+    service = make_service().start()
+    doc = alert()
+    headers = [] if content_type is None else [(b"Content-Type", content_type)]
+    answer = raw(service.url, "POST", "/v1/alerts", headers, orjson.dumps(doc))
+    if expected == 415:
+        problem = assert_problem(answer, 415, "unsupported_media_type")
+        assert problem["problems"][0]["field"] == "Content-Type"
+        assert http("GET", f"{service.url}/v1/alerts/{doc['idempotencyKey']}")[0] == 404
+    else:
+        assert answer.status == expected, answer.body
+
+
+def test_browsers_cross_site_requests_are_refused(locked: ServiceHandle) -> None:
+    own = locked.url
+    hook = (b"Authorization", b"Bearer hook-token")
+    admin = (b"Authorization", b"Bearer admin-token")
+    number = "/v1/admin/dnc/+12015550123"
+    for method, path, headers in (
+        ("POST", "/v1/alerts", [(b"Origin", b"https://evil.example")]),
+        ("POST", "/v1/alerts", [(b"Origin", b"null")]),
+        ("POST", "/v1/alerts", [(b"Sec-Fetch-Site", b"cross-site")]),
+        ("POST", "/v1/alerts", [(b"Origin", own.encode()), (b"Sec-Fetch-Site", b"cross-site")]),
+        ("POST", "/v1/alerts", [(b"Origin", own.encode()), (b"Origin", b"https://evil.example")]),
+        ("POST", "/v1/alerts", [(b"Origin", b"https://desk.example.com.evil.example")]),
+        ("POST", "/v1/alerts", [(b"Origin", own.replace("127.0.0.1", "localhost").encode())]),
+        ("POST", "/v1/alerts", [(b"Origin", b"https://\xff")]),
+        ("PUT", number, [(b"Origin", b"https://evil.example")]),
+        ("DELETE", number, [(b"Origin", b"https://evil.example")]),
+        ("POST", "/v1/admin/dialing/pause", [(b"Origin", b"https://evil.example")]),
+        ("POST", "/v1/admin/maintenance", [(b"Sec-Fetch-Site", b"cross-site")]),
+    ):
+        credentials = hook if path == "/v1/alerts" else admin
+        body = orjson.dumps(alert()) if path == "/v1/alerts" else b""
+        answer = raw(own, method, path, [JSON, credentials, *headers], body)
+        problem = assert_problem(answer, 403, "cross_site")
+        assert problem["error"] == "forbidden", (method, path, headers)
+    read = {"Authorization": "Bearer read-token"}
+    assert http("GET", f"{own}/status", headers=read)[1]["dialingPaused"] is None
+    assert (
+        http("GET", f"{own}/v1/admin/dnc", headers={"Authorization": "Bearer admin-token"})[1][
+            "numbers"
+        ]
+        == []
+    )
+
+    for headers in (
+        [],  # curl, devices, the simulator
+        [(b"Origin", own.encode()), (b"Sec-Fetch-Site", b"same-origin")],
+        [(b"Origin", DESK.encode())],
+        [(b"Origin", DESK.upper().encode()), (b"Sec-Fetch-Site", b"same-site")],
+        [(b"Sec-Fetch-Site", b"none")],
+    ):
+        answer = raw(own, "POST", "/v1/alerts", [JSON, hook, *headers], orjson.dumps(alert()))
+        assert answer.status == 202, (headers, answer.body)
+    answer = raw(own, "PUT", number, [admin, (b"Origin", own.encode())])
+    assert answer.status == 200, answer.body
+    # Reads are not refused: a browser keeps a cross-site answer from its page (no CORS).
+    answer = raw(
+        own,
+        "GET",
+        "/status",
+        [(b"Authorization", b"Bearer read-token"), (b"Origin", b"https://evil.example")],
+    )
+    assert answer.status == 200
+
+
+# --- Headers on every answer ----------------------------------------------------------------
+
+
+def csp(answer: Answer) -> dict[str, list[str]]:
+    directives = {}
+    for directive in answer.header("Content-Security-Policy").split(";"):
+        name, *values = directive.split()
+        directives[name] = values
+    return directives
+
+
+def inline_hash(html: bytes, tag: str) -> str:
+    (content,) = re.findall(rb"<%s>(.*?)</%s>" % (tag.encode(), tag.encode()), html, re.DOTALL)
+    return "'sha256-" + base64.b64encode(hashlib.sha256(content).digest()).decode() + "'"
+
+
+def test_every_answer_carries_nosniff_and_a_content_security_policy(locked: ServiceHandle) -> None:
+    read = (b"Authorization", b"Bearer read-token")
+    for method, path, headers in (
+        ("GET", "/healthz", []),
+        ("GET", "/readyz", []),
+        ("GET", "/metrics", []),
+        ("GET", "/openapi.json", []),
+        ("GET", "/status", [read]),
+        ("GET", "/status", []),
+        ("GET", "/v1/alerts/unknown", [read]),
+        ("GET", "/nowhere", []),
+        ("DELETE", "/healthz", []),
+        ("POST", "/v1/alerts", [(b"Content-Type", b"text/plain")]),
+        ("POST", "/v1/alerts", [(b"Origin", b"https://evil.example")]),
+        ("GET", "/v1/context/unknown", []),
+        ("GET", "/v1/admin/dnc", []),
+    ):
+        answer = raw(locked.url, method, path, headers)
+        assert answer.header("X-Content-Type-Options") == "nosniff", (method, path)
+        policy = csp(answer)
+        assert policy["default-src"] == ["'none'"], (method, path)
+        assert policy["frame-ancestors"] == ["'none'"] or path.startswith("/v1/context")
+
+    page = raw(locked.url, "GET", "/", [read])
+    assert page.status == 200
+    policy = csp(page)
+    assert policy["default-src"] == ["'none'"]
+    assert policy["script-src"] == [inline_hash(page.body, "script")]
+    assert policy["style-src"] == [inline_hash(page.body, "style")]
+    assert policy["connect-src"] == ["'self'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert b"style=" not in page.body  # an inline style attribute would need 'unsafe-inline'
+    assert page.header("X-Content-Type-Options") == "nosniff"
+
+
+def test_the_agent_page_may_be_framed_by_the_configured_desktops_only(
+    locked: ServiceHandle,
+) -> None:
+    doc = alert()
+    status, accepted = http(
+        "POST", f"{locked.url}/v1/alerts", doc, {"Authorization": "Bearer hook-token"}
+    )
+    assert status == 202
+    ref = accepted["referenceId"]
+    path = f"/v1/context/{ref}?token=ctx-token"
+    wait_for(lambda: raw(locked.url, "GET", path, [(b"Accept", b"text/html")]).status == 200)
+    page = raw(locked.url, "GET", path, [(b"Accept", b"text/html")])
+    policy = csp(page)
+    assert policy["frame-ancestors"] == [DESK, "https://*.agents.example.com"]
+    assert policy["default-src"] == ["'none'"]
+    assert policy["style-src"] == [inline_hash(page.body, "style")]
+    assert "script-src" not in policy  # the page has no script
+    assert page.header("X-Content-Type-Options") == "nosniff"
+    # Its JSON form and its refusals keep the desktop's frame-ancestors too (they show inside
+    # the same iframe), with the strict policy otherwise.
+    for headers in ([], [(b"Authorization", b"Bearer nope")]):
+        answer = raw(locked.url, "GET", path.partition("?")[0], headers)
+        assert csp(answer)["frame-ancestors"] == [DESK, "https://*.agents.example.com"]
+
+
+def test_without_frame_ancestors_any_desktop_may_frame_the_agent_page(
+    service: ServiceHandle,
+) -> None:
+    doc = alert()
+    status, accepted = http("POST", f"{service.url}/v1/alerts", doc)
+    assert status == 202
+    path = f"/v1/context/{accepted['referenceId']}?token=ctx-token"
+    wait_for(lambda: raw(service.url, "GET", path, [(b"Accept", b"text/html")]).status == 200)
+    policy = csp(raw(service.url, "GET", path, [(b"Accept", b"text/html")]))
+    assert "frame-ancestors" not in policy
+    assert policy["default-src"] == ["'none'"]
+
+
+# --- Attacks on what was built ----------------------------------------------------------------
+
+
+def test_oversized_malformed_and_many_headers_get_a_4xx_and_the_service_stays_up(
+    locked: ServiceHandle,
+) -> None:
+    body = orjson.dumps(alert())
+    for headers in (
+        [(b"Authorization", b"Bearer " + b"a" * 8100)],
+        [(b"Origin", b"https://" + b"e" * 8100)],
+        [(b"X-Long", b"x" * 9000)],
+        [(b"Authorization", b"Bearer hook\x00token")],
+        [(b"X-H%d" % n, b"v") for n in range(2000)],
+        [(b"Origin", b"https://evil.example")] * 50,
+        [(b"Content-Type", b"application/json; charset=" + b"u" * 4000)],
+    ):
+        answer = raw(locked.url, "POST", "/v1/alerts", [JSON, *headers], body)
+        assert answer.status is not None
+        assert 400 <= answer.status < 500, (answer.status, headers[0][0], answer.body[:200])
+    assert http("GET", f"{locked.url}/healthz")[0] == 200
