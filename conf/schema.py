@@ -86,6 +86,12 @@ class HttpConfig:
     )
     context_token: str = _f("", secret=True, doc="Bearer token for GET /v1/context.")
     admin_token: str = _f("", secret=True, doc="Bearer token for /v1/admin (unset: closed).")
+    read_token: str = _f(
+        "",
+        secret=True,
+        doc="Bearer token for /status, GET /v1/alerts/{key} and the dashboard (unset: open; "
+        "set it unless the service is bound to loopback).",
+    )
     allowed_origins: list[str] = _f(
         [],
         doc="Browser origins (scheme://host[:port]) besides the service's own that may send "
@@ -563,7 +569,7 @@ def _quoted(values: list[str]) -> str:
 def _check_http(values: dict[str, Any]) -> list[str]:
     problems = [
         f"{name}: must be printable ASCII without spaces"
-        for name in ("webhook_token", "context_token", "admin_token")
+        for name in ("webhook_token", "context_token", "admin_token", "read_token")
         if values.get(name) and not _TOKEN.fullmatch(values[name])
     ]
     bad = [o for o in values.get("allowed_origins", []) if not _ORIGIN.fullmatch(o)]

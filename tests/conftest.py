@@ -227,8 +227,14 @@ class ServiceHandle:
         assert self.http is not None
         return self.http.url
 
+    @property
+    def read_headers(self) -> dict[str, str]:
+        """What GET /status and the records need when [http] read_token is set."""
+        token = self.config.http.read_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def record(self, key: str) -> dict[str, Any] | None:
-        status, body = http("GET", f"{self.url}/v1/alerts/{key}")
+        status, body = http("GET", f"{self.url}/v1/alerts/{key}", headers=self.read_headers)
         return body if status == 200 else None
 
     def outcome(self, key: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,12 @@ def build_app(service: Service) -> web.Application:
         frame_ancestors=conf.frame_ancestors,
         agent_path="/v1/context/",
     )
+    if not conf.read_token and not _loopback(conf.host):
+        log.warning(
+            "HTTP on %s without a read token: /status and the records are open to anyone "
+            "who can reach it (set TRIPLINE__HTTP__READ_TOKEN)",
+            conf.host,
+        )
     app.add_routes(
         [
             web.post("/v1/alerts", post_alert),
@@ -66,6 +73,13 @@ def build_app(service: Service) -> web.Application:
     return app
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:  # noqa: ANN401
     return web.Response(
         body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
@@ -80,6 +94,24 @@ def _problem(
 
 def _authorized(request: web.Request, token: str) -> bool:
     return signature.bearer_matches(request.headers.getall("Authorization", []), token)
+
+
+def _unauthorized(message: str) -> web.Response:
+    return _problem(
+        401,
+        "unauthorized",
+        [{"field": "Authorization", "reason": Reason.UNAUTHORIZED.value, "message": message}],
+    )
+
+
+def _read_refusal(request: web.Request, *, in_query: bool = False) -> web.Response | None:
+    """None when [http] read_token is unset or given (`in_query`: also as ?token=)."""
+    token = request.app[SERVICE].config.http.read_token
+    if not token or _authorized(request, token):
+        return None
+    if in_query and signature.token_matches(request.query.get("token", ""), token):
+        return None
+    return _unauthorized("missing or wrong bearer token (the read token)")
 
 
 def _webhook_refusal(request: web.Request, body: bytes) -> dict[str, str] | None:
@@ -226,7 +258,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
 
 
 async def get_alert(request: web.Request) -> web.Response:
-    """GET /v1/alerts/{key}: the record with its history, or 404."""
+    """GET /v1/alerts/{key}: the record with its history, or 404 (read token)."""
+    if (refusal := _read_refusal(request)) is not None:
+        return refusal
     service = request.app[SERVICE]
     key = request.match_info["key"]
 
@@ -488,8 +522,13 @@ async def _set_pause(request: web.Request, *, paused: bool) -> web.Response:
 _DASHBOARD = resources.files("tripline").joinpath("web/dashboard.html")
 
 
-async def dashboard(_request: web.Request) -> web.Response:
-    """GET /: the operators' dashboard (one static page that polls /status)."""
+async def dashboard(request: web.Request) -> web.Response:
+    """GET /: the operators' dashboard, one static page that polls /status.
+
+    With a read token, the token may come as ?token= (an address bar cannot send a header).
+    """
+    if (refusal := _read_refusal(request, in_query=True)) is not None:
+        return refusal
     page = _DASHBOARD.read_text("utf-8")
     policy = http_guard.page_policy(
         style=http_guard.inline_block(page, "style"),
@@ -501,6 +540,7 @@ async def dashboard(_request: web.Request) -> web.Response:
         headers={
             "Cache-Control": "no-store",
             "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",  # the address may carry ?token=
             http_guard.CSP: policy,
         },
     )
@@ -531,6 +571,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """GET /status: actors, counters by outcome and reason, queue depth, rate budget."""
+    if (refusal := _read_refusal(request)) is not None:
+        return refusal
     return _json(await asyncio.to_thread(request.app[SERVICE].status))
 
 

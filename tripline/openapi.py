@@ -50,6 +50,8 @@ _FORBIDDEN = _problem(
 )
 _UNAVAILABLE = _problem("Redis is unavailable; retry after Retry-After")
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# The read token guards these only when [http] read_token is set: {} is "no credentials".
+_READ: list[dict[str, list[str]]] = [{"readToken": []}, {}]
 
 # Printable ASCII without spaces: ids travel in URLs and Redis keys.
 _ID = {"type": "string", "pattern": "^[!-~]+$", "maxLength": 128}
@@ -172,7 +174,15 @@ def document() -> dict[str, Any]:
         },
         "components": {
             "schemas": {"Problem": _PROBLEM, "Alert": _ALERT},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "readToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "[http] read_token (TRIPLINE__HTTP__READ_TOKEN); while it "
+                    "is unset, the endpoints it guards are open",
+                },
+            },
         },
         "paths": {
             "/v1/alerts": {
@@ -214,9 +224,11 @@ def document() -> dict[str, Any]:
             "/v1/alerts/{key}": {
                 "get": {
                     "summary": "An alert's record: outcome, reason, history",
+                    "security": _READ,
                     "parameters": [key],
                     "responses": {
                         "200": _json("The record", _RECORD),
+                        "401": _UNAUTHORIZED,
                         "404": _problem("No record for this key"),
                         "503": _UNAVAILABLE,
                     },
@@ -361,7 +373,11 @@ def document() -> dict[str, Any]:
             "/status": {
                 "get": {
                     "summary": "Actors, counters, queues, budget, occupancy, incidents, events",
-                    "responses": {"200": _json("The status document")},
+                    "security": _READ,
+                    "responses": {
+                        "200": _json("The status document"),
+                        "401": _UNAUTHORIZED,
+                    },
                 }
             },
             "/metrics": {
@@ -378,11 +394,16 @@ def document() -> dict[str, Any]:
             "/": {
                 "get": {
                     "summary": "The operators' dashboard",
+                    "description": "With a read token set, give it as ?token= (the page "
+                    "passes it on to /status as a bearer token) or as a bearer token.",
+                    "security": _READ,
+                    "parameters": [{"name": "token", "in": "query", "schema": {"type": "string"}}],
                     "responses": {
                         "200": {
                             "description": "HTML",
                             "content": {"text/html": {"schema": {"type": "string"}}},
-                        }
+                        },
+                        "401": _UNAUTHORIZED,
                     },
                 }
             },

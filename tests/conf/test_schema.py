@@ -83,6 +83,7 @@ def test_shipped_demo_config_is_valid() -> None:
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
+        pytest.param({"TRIPLINE__HTTP__READ_TOKEN": "r3ad-Token_~"}, None, id="a-read-token"),
         pytest.param(
             {
                 "TRIPLINE__HTTP__ALLOWED_ORIGINS": '["https://desk.example.com", "http://10.0.0.5:8080"]'
@@ -147,3 +148,18 @@ def test_http_doors_are_checked(env: dict[str, str], problem: str | None) -> Non
     with pytest.raises(schema.ConfigError) as caught:
         schema.load(env=env)
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_read_token_is_a_secret_and_the_lists_come_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "http.toml"
+    path.write_text('[http]\nallowed_origins = ["https://desk.example.com"]\n')
+    config = schema.load(path, env={"TRIPLINE__HTTP__READ_TOKEN": "r"})
+    assert config.http.allowed_origins == ["https://desk.example.com"]
+    assert config.http.frame_ancestors == []
+    assert schema.masked(config)["http"]["read_token"] == "********"
+    path.write_text('[http]\nread_token = "in-a-file"\n')
+    with pytest.raises(schema.ConfigError) as caught:
+        schema.load(path, env={})
+    assert caught.value.problems == [
+        f"{path}: http.read_token is a secret: set TRIPLINE__HTTP__READ_TOKEN instead"
+    ]

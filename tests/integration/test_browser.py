@@ -75,13 +75,17 @@ def test_the_dashboard_shows_the_service_live_and_pauses_dialing(
     make_service: Callable[..., ServiceHandle],
     emulator: EmulatorHandle,
 ) -> None:
-    service = make_service(TRIPLINE__HTTP__ADMIN_TOKEN="admin-token").start()
+    service = make_service(
+        TRIPLINE__HTTP__ADMIN_TOKEN="admin-token", TRIPLINE__HTTP__READ_TOKEN="read-token"
+    ).start()
     emulator.add_customer("C-DASH")
     first = alert(customer="C-DASH", sensor="DASH-1")
     service.publish(first, sensor="DASH-1")
     wait_for(lambda: service.outcome(first["idempotencyKey"]) == "called")
 
-    browser.get(f"{service.url}/")
+    browser.get(f"{service.url}/")  # the read token is set: no page without it
+    assert "unauthorized" in browser.page_source
+    browser.get(f"{service.url}/?token=read-token")  # its script passes it on to /status
     wait = WebDriverWait(browser, 10)
     wait.until(lambda b: first["idempotencyKey"] in text_of(b, "#decisions tbody"))
     assert "called" in text_of(browser, "#counters tbody")
@@ -104,7 +108,7 @@ def test_the_dashboard_shows_the_service_live_and_pauses_dialing(
     prompt.send_keys("admin-token")
     prompt.accept()
     wait.until(lambda b: b.find_element(By.ID, "paused").is_displayed())
-    _, status = http("GET", f"{service.url}/status")
+    _, status = http("GET", f"{service.url}/status", headers=service.read_headers)
     assert status["dialingPaused"]["by"] == "operator"  # same-origin: the cross-site guard let it
 
     held = alert(customer="C-DASH", sensor="DASH-2")

@@ -1,11 +1,12 @@
 """The HTTP edge over real sockets: odd bytes, bodies that end early, browsers' cross-site
-requests, and the security headers on every answer (issue #16).
+requests, the read token, and the security headers on every answer (issue #16).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import socket
 import time
@@ -28,6 +29,7 @@ LOCKED = {
     "TRIPLINE__HTTP__WEBHOOK_TOKEN": "hook-token",
     "TRIPLINE__HTTP__WEBHOOK_HMAC_SECRET": HMAC_SECRET,
     "TRIPLINE__HTTP__ADMIN_TOKEN": "admin-token",
+    "TRIPLINE__HTTP__READ_TOKEN": "read-token",
     "TRIPLINE__HTTP__ALLOWED_ORIGINS": f'["{DESK}"]',
     "TRIPLINE__HTTP__FRAME_ANCESTORS": f'["{DESK}", "https://*.agents.example.com"]',
 }
@@ -162,11 +164,19 @@ def test_odd_bytes_in_any_credential_are_a_401_never_a_500(locked: ServiceHandle
         ("GET", "/v1/context/ref-1?token=%FF%FE", []),
         ("GET", "/v1/admin/dnc", [(b"Authorization", b"Bearer \xc3\x28")]),
         ("POST", "/v1/admin/dialing/pause", [(b"Authorization", b"Bearer \xff")]),
+        ("GET", "/status", [(b"Authorization", b"Bearer \xff")]),
+        ("GET", "/v1/alerts/some-key", [(b"Authorization", b"Bearer \x80")]),
+        ("GET", "/?token=%FF", []),
     ):
         answer = raw(locked.url, method, path, [JSON, *headers], body if method == "POST" else b"")
         assert_problem(answer, 401, "unauthorized")
     assert http("GET", f"{locked.url}/healthz")[0] == 200
-    assert http("GET", f"{locked.url}/status")[1]["dialingPaused"] is None
+    assert (
+        http("GET", f"{locked.url}/status", headers={"Authorization": "Bearer read-token"})[1][
+            "dialingPaused"
+        ]
+        is None
+    )
 
 
 def test_the_bearer_scheme_is_case_insensitive(locked: ServiceHandle) -> None:
@@ -328,6 +338,57 @@ def test_browsers_cross_site_requests_are_refused(locked: ServiceHandle) -> None
     assert answer.status == 200
 
 
+# --- The read token -------------------------------------------------------------------------
+
+
+def test_the_read_token_guards_status_records_and_the_dashboard(locked: ServiceHandle) -> None:
+    doc = alert()
+    auth = {"Authorization": "Bearer hook-token"}
+    assert http("POST", f"{locked.url}/v1/alerts", doc, auth)[0] == 202
+    record = f"/v1/alerts/{doc['idempotencyKey']}"
+    for path in ("/status", record, "/"):
+        for headers in (
+            {},
+            {"Authorization": "Bearer nope"},
+            {"Authorization": "Bearer admin-token"},
+            {"Authorization": "read-token"},
+        ):
+            status, problem = http("GET", f"{locked.url}{path}", headers=headers)
+            assert status == 401, (path, headers)
+            assert problem["problems"][0]["field"] == "Authorization"
+            assert "TRIPLINE__HTTP__READ_TOKEN" not in problem["problems"][0]["message"]
+        status, _ = http(
+            "GET", f"{locked.url}{path}", headers={"Authorization": "Bearer read-token"}
+        )
+        assert status == 200, path
+    assert http("GET", f"{locked.url}/?token=read-token")[0] == 200
+    assert http("GET", f"{locked.url}/?token=nope")[0] == 401
+    assert http("GET", f"{locked.url}/status?token=read-token")[0] == 401  # a header, not a URL
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert http("GET", f"{locked.url}{path}")[0] == 200, path
+
+
+def test_without_a_read_token_status_and_records_stay_open(service: ServiceHandle) -> None:
+    for path in ("/status", "/"):
+        assert http("GET", f"{service.url}{path}")[0] == 200
+    assert http("GET", f"{service.url}/v1/alerts/unknown")[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [("0.0.0.0", True), ("127.0.0.1", False)],  # noqa: S104 - not bound: logged
+)
+def test_an_open_status_off_loopback_is_warned_about(
+    make_service: Callable[..., ServiceHandle],
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    warned: bool,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="tripline.http_api"):
+        make_service(TRIPLINE__HTTP__HOST=host).start()
+    assert any("without a read token" in r.message for r in caplog.records) is warned
+
+
 # --- Headers on every answer ----------------------------------------------------------------
 
 
@@ -376,6 +437,7 @@ def test_every_answer_carries_nosniff_and_a_content_security_policy(locked: Serv
     assert policy["connect-src"] == ["'self'"]
     assert policy["frame-ancestors"] == ["'none'"]
     assert b"style=" not in page.body  # an inline style attribute would need 'unsafe-inline'
+    assert page.header("Referrer-Policy") == "no-referrer"  # the URL may carry ?token=
     assert page.header("X-Content-Type-Options") == "nosniff"
 
 

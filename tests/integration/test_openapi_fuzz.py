@@ -23,7 +23,12 @@ from tripline import openapi
 pytestmark = pytest.mark.integration
 
 SCHEMA = schemathesis.openapi.from_dict(openapi.document())
-TOKENS = {"TRIPLINE__HTTP__CONTEXT_TOKEN": "ctx-token", "TRIPLINE__HTTP__ADMIN_TOKEN": "adm-token"}
+TOKENS = {
+    "TRIPLINE__HTTP__CONTEXT_TOKEN": "ctx-token",
+    "TRIPLINE__HTTP__ADMIN_TOKEN": "adm-token",
+    "TRIPLINE__HTTP__READ_TOKEN": "read-token",
+}
+READ_PATHS = ("/status", "/v1/alerts/{key}", "/")
 
 
 def test_the_served_document_is_the_one_fuzzed(service: ServiceHandle) -> None:
@@ -43,6 +48,8 @@ def test_every_operation_survives_fuzzing(
         if credentials == "none":
             return {}
         token = "ctx-token" if case.path.startswith("/v1/context") else "adm-token"
+        if case.path in READ_PATHS:
+            token = "read-token"
         return {"Authorization": f"Bearer {token}"}
 
     for result in SCHEMA.get_all_operations():
@@ -84,3 +91,6 @@ def test_every_operation_survives_fuzzing(
         # The fuzzer got through the doors, not only to the 401s.
         assert any(code == 200 for (op, code) in statuses if op.startswith("GET /v1/admin"))
         assert any(code == 400 for (op, code) in statuses if op == "POST /v1/alerts")
+        assert statuses[("GET /status", 200)] > 0
+    else:
+        assert statuses[("GET /status", 401)] > 0  # the read token is set
