@@ -108,6 +108,8 @@ class Service:
                 max_body_bytes=config.http.max_body_bytes,
                 max_string_length=config.validate.max_string_length,
                 max_future_skew_seconds=config.validate.max_future_skew_seconds,
+                max_age_seconds=config.validate.max_age_seconds,
+                max_depth=config.validate.max_depth,
             ),
             rules=PriorityRules.from_config(p.default, p.alert_types, p.severities),
             record_ttl=config.redis.record_ttl_seconds,

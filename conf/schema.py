@@ -110,6 +110,12 @@ class ValidateConfig:
 
     max_future_skew_seconds: int = _f(300, min=0, doc="Largest accepted clock skew ahead.")
     max_string_length: int = _f(128, min=8, max=255, doc="Longest identifier accepted.")
+    max_age_seconds: int = _f(
+        86400, min=60, max=30 * 86400, doc="Oldest accepted alert timestamp (older: invalid)."
+    )
+    max_depth: int = _f(
+        32, min=4, max=200, doc="Deepest nesting of arrays and objects accepted in a payload."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,6 +17,13 @@ ID_PATTERN = re.compile(
     r"^[\x21-\x7e]+$"
 )  # printable ASCII, no spaces: ids travel in URLs and Redis keys
 TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# Refused in every string, ids and free text alike: C0 controls, DEL and C1 controls, and the
+# invisible formatting characters that reorder or hide text on an agent's screen (bidi
+# embeddings, overrides and isolates, directional and zero-width marks, line and paragraph
+# separators, the BOM, interlinear annotation). A unit of "\u202ec°" would show reversed.
+UNSAFE_CHARACTERS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
 _UNIT_MAX = 32
 _SEVERITY_MAX = 32
 
@@ -59,6 +66,10 @@ class Limits:
     max_body_bytes: int = 65536
     max_string_length: int = 128
     max_future_skew_seconds: float = 300.0
+    max_age_seconds: float = 86400.0
+    max_depth: int = 32
+    """Nesting of arrays and objects; orjson reads 1,024 levels but writes only 254, and a
+    document stored as context must be written again."""
 
 
 def validate(
@@ -91,13 +102,23 @@ def validate(
         return Rejected((Problem("", Reason.INVALID_JSON, f"not JSON: {exc}"),))
     if not isinstance(doc, dict):
         return Rejected((Problem("", Reason.INVALID_JSON, "must be a JSON object"),))
+    if _deeper_than(body, doc, limits.max_depth):
+        key = doc.get("idempotencyKey")
+        return Rejected(
+            (Problem("", Reason.INVALID_FIELD, f"nested deeper than {limits.max_depth} levels"),),
+            key if isinstance(key, str) and ID_PATTERN.match(key) and len(key) <= 128 else "",
+        )
     problems: list[Problem] = []
     check = FieldChecker(doc, problems, limits.max_string_length)
     key = check.string("idempotencyKey", ID_PATTERN)
     sensor = check.string("sensorId", ID_PATTERN)
     customer = check.string("customerId", ID_PATTERN)
     alert_type = check.string("alertType", TYPE_PATTERN, max_len=64)
-    stamp = check.timestamp("timestamp", now + limits.max_future_skew_seconds)
+    stamp = check.timestamp(
+        "timestamp",
+        now + limits.max_future_skew_seconds,
+        earliest=now - limits.max_age_seconds,
+    )
     status = check.choice("status", ("firing", "resolved"), default="firing")
     severity = check.optional_string("severity", TYPE_PATTERN, _SEVERITY_MAX)
     telemetry = doc.get("telemetryData")
@@ -180,8 +201,8 @@ class FieldChecker:
             self._bad(name, f"longer than {max_len} characters")
         elif pattern is not None and not pattern.match(value):
             self._bad(name, f"must match {pattern.pattern}")
-        elif any(ord(c) < 32 for c in value):
-            self._bad(name, "must not contain control characters")
+        elif UNSAFE_CHARACTERS.search(value):
+            self._bad(name, "must not contain control or invisible formatting characters")
         else:
             return value
         return ""
@@ -207,27 +228,58 @@ class FieldChecker:
             return default
         return str(value)
 
-    def timestamp(self, name: str, latest: float) -> float:
-        """A required ISO-8601 time with a UTC offset, at most `latest`; epoch seconds or 0."""
+    def timestamp(self, name: str, latest: float, *, earliest: float = 0.0) -> float:
+        """A required ISO-8601 time with a UTC offset in [earliest, latest]; epoch seconds or 0.
+
+        Bounded on both sides, so every accepted time is one that records can write and read
+        back (year 1 at +14:00 was year 0 in UTC, which no ISO reader takes).
+        """
         value = self.doc.get(name)
         if value is None:
             self._bad(name, "required", Reason.MISSING_FIELD)
             return 0.0
-        if not isinstance(value, str) or len(value) > 40:
-            self._bad(name, "must be an ISO-8601 string")
+        epoch = _epoch(value)
+        if isinstance(epoch, str):
+            self._bad(name, epoch)
             return 0.0
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            self._bad(name, "must be an ISO-8601 timestamp, e.g. 2024-05-13T14:32:00Z")
-            return 0.0
-        # pendulum.parse silently reads a naive time as UTC; a sensor's local time would then be
-        # off by hours and break the calling-window check, so refuse it.
-        if parsed.tzinfo is None or parsed.utcoffset() is None:
-            self._bad(name, "must carry a UTC offset (Z or +hh:mm)")
-            return 0.0
-        epoch = parsed.timestamp()
         if epoch > latest:
             self._bad(name, "lies in the future")
             return 0.0
+        if epoch < earliest:
+            self._bad(
+                name, "is older than validate.max_age_seconds" if earliest else "lies before 1970"
+            )
+            return 0.0
         return epoch
+
+
+def _epoch(value: object) -> float | str:
+    """An ISO-8601 time with a UTC offset as epoch seconds, or what is wrong with it."""
+    if not isinstance(value, str) or len(value) > 40:
+        return "must be an ISO-8601 string"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return "must be an ISO-8601 timestamp, e.g. 2024-05-13T14:32:00Z"
+    # pendulum.parse silently reads a naive time as UTC; a sensor's local time would then be
+    # off by hours and break the calling-window check, so refuse it.
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        return "must carry a UTC offset (Z or +hh:mm)"
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError):  # e.g. year 1 at +14:00 is before year 1 in UTC
+        return "is too old (validate.max_age_seconds)"
+
+
+def _deeper_than(body: bytes, doc: dict[str, Any], limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit` (the document itself is level 1)."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the usual alert: too few brackets to nest that deep, nothing to walk
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

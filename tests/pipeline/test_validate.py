@@ -172,3 +172,167 @@ def test_any_json_object_gives_an_alert_or_named_problems(doc: dict[str, Any]) -
         alert, _ = result
         assert math.isfinite(alert.current_value)
         assert alert.timestamp <= NOW + LIMITS.max_future_skew_seconds
+
+
+# --- boundaries: each bound at, just inside and just outside (fixed expectations) ----------
+
+_KEY = "sensor-evt-89234-1715629384"
+
+
+def _verdict(doc: dict[str, Any] | bytes, **limits: Any) -> list[tuple[str, str]]:
+    body = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+    result = validate(body, now=NOW, limits=Limits(**limits) if limits else LIMITS)
+    if isinstance(result, Rejected):
+        return [(p.field, p.reason.value) for p in result.problems]
+    return []
+
+
+def _nested(depth: int) -> Any:
+    """A value whose arrays nest `depth` levels (1: [])."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        # The document is level 1, telemetryData level 2: an extra field's arrays add theirs.
+        pytest.param(guide(x=_nested(31)), [], id="depth-32-in-all"),
+        pytest.param(guide(x=_nested(32)), [("", "invalid_field")], id="depth-33"),
+        pytest.param(
+            # orjson reads it (1,024 levels) but could not write it again (254): the issue's.
+            b'{"x":' + b"[" * 300 + b"]" * 300 + b"," + orjson.dumps(guide())[1:],
+            [("", "invalid_field")],
+            id="depth-301-the-issue",
+        ),
+        pytest.param(
+            guide(telemetryData={"currentValue": 1, "threshold": 2, "unit": "c", "x": _nested(31)}),
+            [("", "invalid_field")],
+            id="depth-33-inside-telemetry",
+        ),
+        pytest.param(
+            guide(x={"a": [{"b": [{"c": [1, 2, {"d": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}]}]}]}),
+            [],
+            id="brackets-in-strings-are-no-depth",
+        ),
+    ],
+)
+def test_nesting_bound(doc: dict[str, Any] | bytes, expected: list[tuple[str, str]]) -> None:
+    assert _verdict(doc) == expected
+
+
+def test_a_too_deep_payload_still_names_its_key() -> None:
+    result = validate(orjson.dumps(guide(x=_nested(40))), now=NOW, limits=LIMITS)
+    assert isinstance(result, Rejected)
+    assert result.idempotency_key == _KEY
+    assert result.reason == Reason.INVALID_FIELD
+    assert "nested deeper than 32" in result.problems[0].message
+
+
+def _stamp(offset_seconds: float) -> str:
+    return datetime.fromtimestamp(NOW + offset_seconds, UTC).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        pytest.param(_stamp(-86400), [], id="exactly-24h-old"),
+        pytest.param(_stamp(-86401), [("timestamp", "invalid_field")], id="24h-and-1s-old"),
+        pytest.param(_stamp(300), [], id="exactly-300s-ahead"),
+        pytest.param(_stamp(301), [("timestamp", "invalid_field")], id="301s-ahead"),
+        pytest.param("0001-01-01T00:00:00+14:00", [("timestamp", "invalid_field")], id="year-1"),
+        pytest.param("1969-12-31T23:59:59Z", [("timestamp", "invalid_field")], id="before-1970"),
+        pytest.param("9999-12-31T23:59:59Z", [("timestamp", "invalid_field")], id="year-9999"),
+    ],
+)
+def test_timestamp_bounds(stamp: str, expected: list[tuple[str, str]]) -> None:
+    assert _verdict(guide(timestamp=stamp)) == expected
+
+
+def test_an_old_alert_says_why() -> None:
+    result = validate(orjson.dumps(guide(timestamp=_stamp(-90000))), now=NOW, limits=LIMITS)
+    assert isinstance(result, Rejected)
+    assert "validate.max_age_seconds" in result.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param({"sensorId": "s" * 128}, [], id="id-128"),
+        pytest.param({"sensorId": "s" * 129}, [("sensorId", "invalid_field")], id="id-129"),
+        pytest.param({"alertType": "t" * 64}, [], id="type-64"),
+        pytest.param({"alertType": "t" * 65}, [("alertType", "invalid_field")], id="type-65"),
+        pytest.param({"severity": "s" * 32}, [], id="severity-32"),
+        pytest.param({"severity": "s" * 33}, [("severity", "invalid_field")], id="severity-33"),
+        pytest.param(
+            {"telemetryData": {"currentValue": 1e15, "threshold": -1e15, "unit": "u" * 32}},
+            [],
+            id="number-1e15-unit-32",
+        ),
+        pytest.param(
+            {"telemetryData": {"currentValue": 1.0000001e15, "threshold": 1, "unit": "c"}},
+            [("telemetryData.currentValue", "invalid_field")],
+            id="number-above-1e15",
+        ),
+        pytest.param(
+            {"telemetryData": {"currentValue": 1, "threshold": 1, "unit": "u" * 33}},
+            [("telemetryData.unit", "invalid_field")],
+            id="unit-33",
+        ),
+        # Ids may hold what separates key parts: escaped in key names, never refused.
+        pytest.param({"sensorId": "aa:bb:cc:dd:ee:ff"}, [], id="mac-address-sensor"),
+        pytest.param({"sensorId": "Q}:cool:T", "customerId": "SECK}:readings:Q"}, [], id="braces"),
+    ],
+)
+def test_length_and_number_bounds(changes: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+    assert _verdict(guide(**changes)) == expected
+
+
+def test_the_body_bound_is_inclusive() -> None:
+    body = orjson.dumps(guide())
+    at = body[:-1] + b" " * (LIMITS.max_body_bytes - len(body)) + b"}"
+    assert len(at) == LIMITS.max_body_bytes
+    assert _verdict(at) == []
+    assert _verdict(at[:-1] + b" }") == [("", "too_large")]
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\x00",
+        "\x1b",
+        "\x7f",
+        "\x85",
+        "\x9f",  # C0, DEL, C1
+        "\u202e",
+        "\u202a",
+        "\u2066",
+        "\u2069",
+        "\u061c",  # bidi overrides, isolates, marks
+        "\u200b",
+        "\u200e",
+        "\u2028",
+        "\u2029",
+        "\ufeff",
+        "\u2060",
+        "\ufff9",
+    ],
+)
+def test_invisible_and_control_characters_are_refused_in_free_text_and_ids(char: str) -> None:
+    unit = {"currentValue": 1, "threshold": 2, "unit": f"c{char}°"}
+    assert _verdict(guide(telemetryData=unit)) == [("telemetryData.unit", "invalid_field")]
+    assert _verdict(guide(severity=f"hi{char}")) == [("severity", "invalid_field")]
+
+
+@pytest.mark.parametrize("unit", ["°C", "µg/m³", "m/s²", "Ω", "温度", "🌡"])
+def test_ordinary_non_ascii_units_pass(unit: str) -> None:
+    assert _verdict(guide(telemetryData={"currentValue": 1, "threshold": 2, "unit": unit})) == []
+
+
+def test_one_problem_rejections_carry_its_reason() -> None:
+    result = validate(orjson.dumps(guide(sensorId=None)), now=NOW, limits=LIMITS)
+    assert isinstance(result, Rejected)
+    assert result.reason == Reason.MISSING_FIELD
+    assert result.idempotency_key == _KEY
