@@ -52,7 +52,7 @@ def build_app(service: Service) -> web.Application:
     app.add_routes(
         [
             web.post("/v1/alerts", post_alert),
-            web.get("/v1/alerts/{key}", get_alert),
+            web.get("/v1/alerts/{key:[^/]+}", get_alert),  # any id, braces too (%-encoded)
             web.get("/v1/context/{ref}", get_context),
             web.get("/v1/admin/dnc", dnc_list),
             web.put("/v1/admin/dnc/{number}", dnc_add),

@@ -146,47 +146,58 @@ TERMINAL = {o.value for o in Outcome}
 FROM_PENDING = f"{State.ACCEPTED},{State.QUEUED}"
 
 
+# Ids are escaped in key names, so no id can change a key's shape: '%', '{', '}' and ':' become
+# %25, %7B, %7D and %3A. After escaping an id holds none of the characters that delimit key
+# parts and the hash tag, so a key reads back to exactly one (kind, ids...) tuple, and the hash
+# tag is exactly `{c:<customer>}`. Ids without them (nearly all) are unchanged.
+_ID_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
+
+
+def _id(value: str) -> str:
+    return value.translate(_ID_ESCAPES)
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Builds every key tripline writes, under one prefix."""
+    """Builds every key tripline writes, under one prefix (which holds no '{' or '}')."""
 
     prefix: str
 
     def record(self, key: str) -> str:
         """The alert's record (a hash); its existence is the idempotency claim."""
-        return f"{self.prefix}:{{a:{key}}}:rec"
+        return f"{self.prefix}:{{a:{_id(key)}}}:rec"
 
     def history(self, key: str) -> str:
         """The alert's timestamped history (a list of JSON entries)."""
-        return f"{self.prefix}:{{a:{key}}}:hist"
+        return f"{self.prefix}:{{a:{_id(key)}}}:hist"
 
     def context(self, reference_id: str) -> str:
         """The stored alert and full telemetry, served to the agent desktop."""
-        return f"{self.prefix}:{{r:{reference_id}}}:ctx"
+        return f"{self.prefix}:{{r:{_id(reference_id)}}}:ctx"
 
     def cooldown(self, customer_id: str, sensor_id: str) -> str:
         """The sensor's cooldown window."""
-        return f"{self.prefix}:{{c:{customer_id}}}:cool:{sensor_id}"
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:cool:{_id(sensor_id)}"
 
     def readings(self, customer_id: str, sensor_id: str) -> str:
         """The sensor's recent readings, newest first (a capped list), for the agent's chart."""
-        return f"{self.prefix}:{{c:{customer_id}}}:readings:{sensor_id}"
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:readings:{_id(sensor_id)}"
 
     def flap_task(self, customer_id: str, sensor_id: str) -> str:
         """Held while a sensor's flap episode has its maintenance task: one task per episode."""
-        return f"{self.prefix}:{{c:{customer_id}}}:flaptask:{sensor_id}"
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:flaptask:{_id(sensor_id)}"
 
     def group(self, customer_id: str, lane: str) -> str:
         """A customer's open grouping window (lane: critical alerts never wait behind others)."""
-        return f"{self.prefix}:{{c:{customer_id}}}:group:{lane}"
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:group:{_id(lane)}"
 
     def group_counts(self, customer_id: str) -> str:
         """Siblings grouped into each of a customer's primary alerts (a hash key -> count)."""
-        return f"{self.prefix}:{{c:{customer_id}}}:groupn"
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:groupn"
 
     def siblings(self, reference_id: str) -> str:
         """Alerts grouped into the call of this reference (a list of JSON summaries)."""
-        return f"{self.prefix}:{{r:{reference_id}}}:sib"
+        return f"{self.prefix}:{{r:{_id(reference_id)}}}:sib"
 
     def fleet_sensors(self) -> str:
         """Sensors that fired recently (a sorted set sensor -> last firing time), fleet-wide."""
@@ -198,19 +209,19 @@ class Keys:
 
     def snapshot(self, customer_id: str, sensor_id: str) -> str:
         """The sensor entity's snapshot."""
-        return f"{self.prefix}:{{c:{customer_id}}}:snap:{sensor_id}"
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:snap:{_id(sensor_id)}"
 
     def customer(self, customer_id: str) -> str:
         """The cached customer profile."""
-        return f"{self.prefix}:{{c:{customer_id}}}:profile"
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:profile"
 
     def customer_calls(self, customer_id: str) -> str:
         """Calls placed to a customer (sorted set of call ids by time), for the caps."""
-        return f"{self.prefix}:{{c:{customer_id}}}:calls"
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:calls"
 
     def number_calls(self, phone: str) -> str:
         """Calls placed to a phone number, for the caps (shared by every customer using it)."""
-        return f"{self.prefix}:{{n:{phone}}}:calls"
+        return f"{self.prefix}:{{n:{_id(phone)}}}:calls"
 
     def rate(self) -> str:
         """The contact center's shared rate budget (GCRA theoretical arrival time)."""
@@ -218,11 +229,11 @@ class Keys:
 
     def dial_queue(self, instance: str) -> str:
         """An instance's queued dial work (a hash id → JSON): it survives a restart."""
-        return f"{self.prefix}:{{q:{instance}}}:dialq"
+        return f"{self.prefix}:{{q:{_id(instance)}}}:dialq"
 
     def pending(self, instance: str) -> str:
         """An instance's unfinished alerts (sorted set key → accepted at): what resume sweeps."""
-        return f"{self.prefix}:{{p:{instance}}}:pending"
+        return f"{self.prefix}:{{p:{_id(instance)}}}:pending"
 
     def maintenance(self) -> str:
         """What operators set for every instance, a hash.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import orjson
 import pytest
@@ -16,7 +17,7 @@ from messages import Priority, Reason, TaskIntent
 from pipeline.validate import Limits, Rejected, validate
 from tests.actors.helpers import intent
 from tests.conftest import alert
-from tripline.store import PipelinedScript, execute, iso, work_from_json, work_to_json
+from tripline.store import Keys, PipelinedScript, execute, iso, work_from_json, work_to_json
 
 
 @pytest.mark.parametrize(
@@ -79,3 +80,84 @@ def test_execute_raises_an_error_reply(redis_client: redis.Redis, prefix: str) -
         execute(pipe)
     assert redis_client.get(f"{prefix}:t") == b"1"  # the commands around it ran
     assert redis_client.ping()  # and the connection pool is still usable
+
+
+# --- key-safe ids ---------------------------------------------------------------------------
+
+_KINDS = {  # every key built from ids: (hash-tag letter, suffix) -> the Keys method
+    ("a", "rec"): "record",
+    ("a", "hist"): "history",
+    ("r", "ctx"): "context",
+    ("r", "sib"): "siblings",
+    ("n", "calls"): "number_calls",
+    ("q", "dialq"): "dial_queue",
+    ("p", "pending"): "pending",
+    ("c", "profile"): "customer",
+    ("c", "calls"): "customer_calls",
+    ("c", "groupn"): "group_counts",
+    ("c", "cool"): "cooldown",
+    ("c", "readings"): "readings",
+    ("c", "flaptask"): "flap_task",
+    ("c", "snap"): "snapshot",
+    ("c", "group"): "group",
+}
+_TWO_IDS = {"cooldown", "readings", "flap_task", "snapshot", "group"}
+# Ids made of the very characters that shape keys, and of anything else.
+_ID = st.text(alphabet=st.sampled_from("ab%{}:-7"), min_size=1, max_size=10) | st.text(
+    min_size=1, max_size=6
+)
+
+
+def _key(kind: str, ids: tuple[str, ...]) -> str:
+    return str(getattr(Keys("tl"), kind)(*ids))
+
+
+def _unescape(part: str) -> str:
+    return unquote(part) if "%" in part else part
+
+
+def _parse(key: str) -> tuple[str, tuple[str, ...]]:
+    """Read a key back into (kind, ids) by its shape alone: one answer per key, or an error."""
+    prefix, rest = key.split(":", 1)
+    assert prefix == "tl"
+    assert rest.startswith("{")
+    tag, tail = rest[1:].split("}", 1)
+    letter, owner = tag.split(":", 1)
+    parts = tail.split(":")
+    assert parts[0] == ""
+    kind = _KINDS[(letter, parts[1])]
+    ids = (owner, *parts[2:])
+    assert len(ids) == (2 if kind in _TWO_IDS else 1)
+    return kind, tuple(_unescape(i) for i in ids)
+
+
+@st.composite
+def _built(draw: st.DrawFn) -> tuple[str, tuple[str, ...]]:
+    kind = draw(st.sampled_from(sorted(_KINDS.values())))
+    return kind, tuple(draw(_ID) for _ in range(2 if kind in _TWO_IDS else 1))
+
+
+def test_the_issue_s_colliding_ids_build_distinct_keys() -> None:
+    # Before escaping, sensor 'Q}:cool:T' of customer 'SECK' had the readings key that sensor
+    # 'T' of customer 'SECK}:readings:Q' used as its cooldown: WRONGTYPE killed the shard.
+    keys = Keys("tl")
+    assert keys.readings("SECK", "Q}:cool:T") != keys.cooldown("SECK}:readings:Q", "T")
+    assert keys.cooldown("SECK}:readings:Q", "T") == "tl:{c:SECK%7D%3Areadings%3AQ}:cool:T"
+
+
+@given(_built())
+def test_every_key_reads_back_to_the_kind_and_ids_that_built_it(
+    built: tuple[str, tuple[str, ...]],
+) -> None:
+    # A key that reads back to exactly what built it cannot be built by anything else: no two
+    # distinct (kind, ids) tuples share a key. Its hash tag is its owner's alone.
+    key = _key(*built)
+    assert _parse(key) == built
+    assert key.count("{") == key.count("}") == 1
+
+
+def test_plain_ids_keep_their_keys() -> None:
+    # Nearly every id has no separator: its keys are what earlier versions wrote.
+    keys = Keys("tl")
+    assert keys.record("k-1") == "tl:{a:k-1}:rec"
+    assert keys.snapshot("CUST-1", "S.1_x") == "tl:{c:CUST-1}:snap:S.1_x"
