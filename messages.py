@@ -47,12 +47,14 @@ class Reason(StrEnum):
     DIAL_FAILED = "dial_failed"
     DIAL_UNCERTAIN = "dial_uncertain"
     FLEET_INCIDENT = "fleet_incident"
+    INTERNAL_ERROR = "internal_error"
     MAINTENANCE = "maintenance"
     INVALID_JSON = "invalid_json"
     MISSING_FIELD = "missing_field"
     INVALID_FIELD = "invalid_field"
     TOO_LARGE = "too_large"
     UNAUTHORIZED = "unauthorized"
+    CONFLICT = "conflict"
 
 
 OUTCOME_REASONS: dict[Outcome, tuple[Reason, ...]] = {
@@ -80,6 +82,7 @@ OUTCOME_REASONS: dict[Outcome, tuple[Reason, ...]] = {
         Reason.DIAL_FAILED,
         Reason.DIAL_UNCERTAIN,
         Reason.FLEET_INCIDENT,
+        Reason.INTERNAL_ERROR,
     ),
     Outcome.REJECTED: (
         Reason.INVALID_JSON,
@@ -87,6 +90,7 @@ OUTCOME_REASONS: dict[Outcome, tuple[Reason, ...]] = {
         Reason.INVALID_FIELD,
         Reason.TOO_LARGE,
         Reason.UNAUTHORIZED,
+        Reason.CONFLICT,
     ),
 }
 """Which reasons each outcome is given for (DESIGN.md's table): each reason under one outcome."""

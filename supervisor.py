@@ -41,6 +41,7 @@ from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
 from tripline.accept import Acceptor
 from tripline.backends.registry import build_backends
+from tripline.deadletter import DeadLetters
 from tripline.events import Events
 from tripline.maintenance import MaintenanceWindows, set_paused
 from tripline.resume import SweepRules, sweep
@@ -101,6 +102,13 @@ class Service:
             config.redis.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         p = config.priorities
+        self.dead_letters = DeadLetters(
+            client=self.redis,
+            keys=self.keys,
+            max_entries=config.status.dead_letter_max_entries,
+            registry=self.stats.registry,
+            clock=clock,
+        )
         self.acceptor = Acceptor(
             client=self.redis,
             keys=self.keys,
@@ -116,6 +124,8 @@ class Service:
             stats=self.stats,
             clock=clock,
             pending_key=self.keys.pending(config.mqtt.client_id),
+            dead_letters=self.dead_letters,
+            attempts=config.status.quarantine_after_attempts,
         )
         self._backends_factory: BackendsFactory = backends or (
             lambda take: build_backends(config, take)
@@ -244,6 +254,7 @@ class Service:
                         clear_ratio=c.fleet.clear_ratio,
                     ),
                     maintenance=self.maintenance,
+                    dead_letters=self.dead_letters,
                     clock=self.clock,
                 ),
             )
@@ -289,7 +300,25 @@ class Service:
             in_flight=lambda key, age: self._in_flight(key, now - age, age),
             settled=self._settled,
             between_pages=lambda took: time.sleep(took * (1 / share - 1)),
+            quarantine=lambda key, error, blob: self.dead_letters.add(
+                "resume", error=error, payload=blob, key=key
+            ),
         )
+
+    def _periodic_sweep(self) -> None:
+        status = self.config.status
+        try:
+            self.resume(
+                SweepRules(
+                    accepted_grace=status.sweep_accepted_grace_seconds,
+                    reroute_limit=status.quarantine_after_attempts,
+                ),
+                share=_SWEEP_SHARE,
+            )
+        except (redis.RedisError, pykka.ActorDeadError) as exc:
+            log.warning("resume sweep skipped: %r", exc)
+        except Exception:  # the watchdog must outlive any one bad sweep
+            log.exception("resume sweep failed")
 
     def _reroute(self, alerts: list[Alert]) -> None:
         now = self.clock()
@@ -396,13 +425,7 @@ class Service:
                             slot.ref.tell(SnapshotTick())
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + status.sweep_interval_seconds
-                try:
-                    self.resume(
-                        SweepRules(accepted_grace=status.sweep_accepted_grace_seconds),
-                        share=_SWEEP_SHARE,
-                    )
-                except (redis.RedisError, pykka.ActorDeadError) as exc:
-                    log.warning("resume sweep skipped: %r", exc)
+                self._periodic_sweep()
 
     def _supervise(self) -> None:
         for slot in self._slots.values():
@@ -494,6 +517,10 @@ class Service:
             **dialer,
             "events": self.events.recent(20),
             "maintenance": [w.to_doc(now) for w in self.maintenance.open_at(now)],
+            "deadLetters": {
+                "stream": self.dead_letters.key,
+                "quarantined": self.dead_letters.counts(),
+            },
             "recentDecisions": self.stats.recent(30),
         }
 

@@ -25,7 +25,15 @@ from conf.schema import MqttConfig
 from messages import Alert, AlertReceived, Ping, PublishEvent, Snapshot
 from pipeline.prioritise import critical_first
 from pipeline.validate import Rejected
-from tripline.accept import Accepted, Acceptor, Checked, Verdict, snapshots
+from tripline.accept import (
+    Accepted,
+    Acceptor,
+    Checked,
+    Conflict,
+    Quarantined,
+    Verdict,
+    snapshots,
+)
 
 log = logging.getLogger("tripline.mqtt")
 
@@ -109,12 +117,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         payload, retain = bytes(msg.payload), bool(msg.retain)
         # Checked here (the payload's one decode): a critical alert is known as such before it
-        # reaches the inbox, and wakes a lingering subscriber at once.
-        try:
-            checked: Checked | Rejected | None = self._acceptor.check(payload, retain)
-        except Exception:  # an exception here would end paho's network thread
-            log.exception("checking a payload failed; the actor checks it again")
-            checked = None
+        # reaches the inbox, and wakes a lingering subscriber at once. check() never raises
+        # (an exception here would end paho's network thread): a payload it fails on comes
+        # back rejected, and dead-lettered.
+        checked = self._acceptor.check(payload, retain, topic=msg.topic)
         self.actor_ref.tell(
             AlertReceived(
                 payload=payload,
@@ -172,7 +178,9 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             case AlertReceived():
                 checked = message.checked
                 if checked is None:
-                    checked = self._acceptor.check(message.payload, message.retain)
+                    checked = self._acceptor.check(
+                        message.payload, message.retain, topic=message.topic
+                    )
                 self._buffer.append((message, checked))
                 self._on_buffered(urgent=isinstance(checked, Checked) and checked.urgent)
             case _Flush():
@@ -227,7 +235,15 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 
     def _flush_or_retry(self) -> None:
         try:
-            self._flush()
+            try:
+                self._flush()
+            except redis.RedisError:
+                raise
+            except Exception:
+                # Not Redis being away, so about some message of the batch: one at a time, the
+                # message our side fails on is quarantined and the others go on.
+                log.exception("accepting a batch failed; taking its alerts one at a time")
+                self._take_one_by_one()
             self._failures = 0
         except redis.RedisError as exc:
             # Nothing is acknowledged: the alerts stay buffered here and unacked at the broker.
@@ -237,6 +253,22 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                 "accept failed (%s); retrying %d alerts in %.1fs", exc, len(self._buffer), delay
             )
             threading.Timer(delay, self.actor_ref.tell, args=(_Retry(),)).start()
+
+    def _take_one_by_one(self) -> None:
+        """Take the buffer alert by alert; one that fails on its own is quarantined."""
+        while self._buffer:
+            received, checked = self._buffer[0]
+            try:
+                self._take(1)
+            except redis.RedisError:
+                raise
+            except Exception as exc:
+                key = checked.alert.idempotency_key if isinstance(checked, Checked) else ""
+                verdict = self._acceptor.quarantine(
+                    received.payload, exc, source="mqtt", topic=received.topic, key=key
+                )
+                self._buffer = self._buffer[1:]
+                self._answer([received], [verdict])
 
     def _flush(self) -> None:
         """Record, route and acknowledge what is buffered; critical alerts in a batch of their own.
@@ -256,18 +288,29 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         batch = self._buffer[:count]
         verdicts = self._acceptor.record([checked for _, checked in batch])
         self._buffer = self._buffer[count:]
-        self._route([v.alert for v in verdicts if isinstance(v, Accepted)], snapshots(verdicts))
+        accepted = [v.alert for v in verdicts if isinstance(v, Accepted)]
+        try:
+            self._route(accepted, snapshots(verdicts))
+        except Exception:  # recorded: the resume sweep routes them once the grace has passed
+            log.exception(
+                "routing %d recorded alerts failed; the sweep resumes them", len(accepted)
+            )
         self._answer([received for received, _ in batch], verdicts)
 
     def _answer(self, batch: list[AlertReceived], verdicts: list[Verdict]) -> None:
         assert self._client is not None  # noqa: S101 - on_start ran
         for received, verdict in zip(batch, verdicts, strict=True):
-            if isinstance(verdict, Rejected):
+            if isinstance(verdict, Rejected | Conflict):
+                if isinstance(verdict, Conflict):
+                    error, problems = "conflict", verdict.as_problems()
+                else:
+                    error = "quarantined" if isinstance(verdict, Quarantined) else "invalid_alert"
+                    problems = [p.as_json() for p in verdict.problems]
                 report = {
-                    "error": "invalid_alert",
+                    "error": error,
                     "topic": received.topic,
                     "idempotencyKey": verdict.idempotency_key or None,
-                    "problems": [p.as_json() for p in verdict.problems],
+                    "problems": problems,
                     "payload": received.payload[:512].decode("utf-8", "replace"),
                 }
                 self._client.publish(self._conf.rejected_topic, orjson.dumps(report), qos=1)

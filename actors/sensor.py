@@ -38,6 +38,7 @@ from messages import (
 from pipeline.flap import FlapChange, FlapRules, FlapState, observe
 from pipeline.fleet import FleetRules, IncidentChange, incident_change
 from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
+from tripline.deadletter import DeadLetters
 from tripline.events import Events
 from tripline.maintenance import MaintenanceWindows
 from tripline.stats import Stats
@@ -48,6 +49,7 @@ from tripline.store import (
     TRANSITION_LUA,
     Keys,
     PipelinedScript,
+    alert_to_dict,
     execute,
     transition_args,
 )
@@ -73,6 +75,21 @@ def _reading(alert: Alert) -> dict[str, Any]:
         "firing": alert.firing,
         "key": alert.idempotency_key,
     }
+
+
+def _restore(sensor_id: str, blob: bytes | None) -> SensorState:
+    """A sensor's state from its snapshot; an unreadable one starts clean.
+
+    Redis still decides cooldown and grouping: the snapshot speeds them up and carries the
+    flap history, which a clean start only forgets.
+    """
+    if not blob:
+        return SensorState()
+    try:
+        return SensorState.from_snapshot(orjson.loads(blob))
+    except orjson.JSONDecodeError:
+        log.warning("sensor %r: unreadable snapshot, starting clean", sensor_id)
+        return SensorState()
 
 
 def shard_of(sensor_id: str, shards: int) -> int:
@@ -107,6 +124,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         events: Events,
         fleet: FleetRules,
         maintenance: MaintenanceWindows | None = None,
+        dead_letters: DeadLetters | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Keep collaborators; enricher and dialer are resolvers, so they survive restarts.
@@ -123,6 +141,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._ttl, self._enricher, self._stats, self._clock = record_ttl, enricher, stats, clock
         self._dialer, self._events, self._fleet = dialer, events, fleet
         self._maintenance = maintenance or MaintenanceWindows()
+        self._dead = dead_letters
         self._flap = FlapRules(
             low=conf.flap_low_percent,
             high=conf.flap_high_percent,
@@ -156,7 +175,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         match message:
             case AlertBatch():
                 with self._stats.stage_seconds.labels("sensor").time():
-                    self._on_alerts(message.alerts, message.snapshots)
+                    self._decide(message.alerts, message.snapshots)
             case SnapshotTick():
                 self._on_tick()
             case _SaveMore():
@@ -167,10 +186,53 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 return super().on_receive(message)
         return None
 
-    @property
-    def entity_count(self) -> int:
-        """Entities held in memory."""
-        return len(self._entities)
+    def _decide(self, alerts: tuple[Alert, ...], snapshots: Mapping[str, Snapshot]) -> None:
+        """Decide a batch; an alert our side fails on becomes its own outcome, not our death.
+
+        The isolation boundary: Redis being away (past the retries) is this actor's failure —
+        the supervisor restarts it and the sweep resumes the alerts. Anything else is about
+        some alert of the batch: its alerts are decided again one at a time (a replay, which
+        the records' state machine and the re-entrant cooldown claim make safe), and the one
+        that still fails is handed to a person as deferred/internal_error.
+        """
+        try:
+            self._on_alerts(alerts, snapshots)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception as exc:
+            if len(alerts) == 1:
+                self._quarantine(alerts[0], exc)
+                return
+            log.exception(
+                "shard %d: a batch of %d failed; deciding them one at a time",
+                self.shard,
+                len(alerts),
+            )
+            for alert in alerts:
+                self._decide((alert,), snapshots)
+
+    def _quarantine(self, alert: Alert, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("shard %d: deciding %s failed: %s", self.shard, alert.idempotency_key, error)
+        # What the sensor's memory holds may be half-updated by the failed attempt: let it go,
+        # the snapshot in Redis is what the next alert starts from.
+        self._entities.pop(alert.sensor_id, None)
+        self._dirty.discard(alert.sensor_id)
+        if self._dead is not None:
+            self._dead.add(
+                "shard",
+                error=error,
+                payload=orjson.dumps(alert_to_dict(alert)),
+                key=alert.idempotency_key,
+            )
+        self._dialer().tell(
+            TaskIntent(
+                alert=alert,
+                reason=Reason.INTERNAL_ERROR,
+                due=self._clock(),
+                detail=f"deciding this alert failed: {error}"[:300],
+            )
+        )
 
     def _on_alerts(
         self, alerts: tuple[Alert, ...], snapshots: Mapping[str, Snapshot] | None = None
@@ -447,7 +509,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             else []
         )
         for sensor_id, blob in [*zip(ids, raw, strict=True), *read.items()]:
-            state = SensorState.from_snapshot(orjson.loads(blob)) if blob else SensorState()
+            state = _restore(sensor_id, blob)
             self._entities[sensor_id] = SensorEntity(missing[sensor_id], state, seen_at=now)
             self._note_flapping(sensor_id, state.flap.flapping)
 

@@ -307,6 +307,12 @@ class StatusConfig:
     sweep_accepted_grace_seconds: float = _f(
         30.0, min=1.0, doc="An alert still 'accepted' after this is re-routed by the sweep."
     )
+    quarantine_after_attempts: int = _f(
+        3, min=1, max=100, doc="A message or record failing this often goes to the dead-letter."
+    )
+    dead_letter_max_entries: int = _f(
+        10000, min=100, max=10_000_000, doc="Entries the dead-letter stream keeps (newest)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -12,9 +13,20 @@ import redis
 
 from messages import Alert, Outcome, Priority, Reason, Snapshot, State
 from pipeline.prioritise import PriorityRules, prioritise
-from pipeline.validate import Limits, Rejected, validate
+from pipeline.validate import Limits, Problem, Rejected, validate
+from tripline.deadletter import DeadLetters
 from tripline.stats import Stats
-from tripline.store import ACCEPT_LUA, Keys, PipelinedScript, accept_args, execute
+from tripline.store import (
+    ACCEPT_IDENTITY,
+    ACCEPT_LUA,
+    Keys,
+    PipelinedScript,
+    accept_args,
+    execute,
+    text,
+)
+
+log = logging.getLogger("tripline.accept")
 
 _UNCERTAIN_MAX = 100_000
 
@@ -26,6 +38,11 @@ class Checked:
     alert: Alert
     doc: dict[str, Any]
     """The decoded payload, stored as the alert's context."""
+    payload: bytes = b""
+    """As received: what the dead-letter keeps if it cannot be recorded."""
+    source: str = "mqtt"
+    """The door it came through (mqtt or http)."""
+    topic: str = ""
 
     @property
     def urgent(self) -> bool:
@@ -45,12 +62,38 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Duplicate:
-    """The key was already recorded: acknowledge, do nothing else."""
+    """The key was already recorded for this same alert: acknowledge, do nothing else."""
 
     idempotency_key: str
 
 
-Verdict = Accepted | Duplicate | Rejected
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """The key was already recorded for another alert: refuse (HTTP 409), keep the record."""
+
+    idempotency_key: str
+    fields: tuple[str, ...]
+    """The fields that differ from the recorded alert's."""
+
+    def as_problems(self) -> list[dict[str, str]]:
+        """The conflict as a problem document's problems, one per differing field."""
+        return [
+            {
+                "field": name,
+                "reason": Reason.CONFLICT.value,
+                "message": f"idempotencyKey {self.idempotency_key!r} was recorded for an alert "
+                f"with another {name}",
+            }
+            for name in self.fields
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined(Rejected):
+    """Could not be processed (our failure, not a field's): rejected and dead-lettered."""
+
+
+Verdict = Accepted | Duplicate | Conflict | Rejected
 
 
 def snapshots(verdicts: Sequence[Verdict]) -> dict[str, Snapshot]:
@@ -76,23 +119,28 @@ class Acceptor:
         stats: Stats,
         clock: Callable[[], float],
         pending_key: str = "",
+        dead_letters: DeadLetters | None = None,
+        attempts: int = 3,
     ) -> None:
         """Keep the collaborators; thread-safe (redis-py pools its connections).
 
         `pending_key` is this instance's index of unfinished alerts (a sorted set): an alert
         enters it before its record exists, and the resume sweep takes it out once decided.
+        An alert whose own commands fail `attempts` times in a row (an error about its keys, not
+        Redis being away) is quarantined: rejected, kept in `dead_letters`, never tried again.
         """
         self._redis, self._keys, self._limits = client, keys, limits
         self._pending_key = pending_key or keys.pending("default")
         self._rules, self._ttl, self._stats, self._clock = rules, record_ttl, stats, clock
         self._accept = PipelinedScript(client, ACCEPT_LUA)
+        self._dead, self._attempts = dead_letters, max(1, attempts)
         # Keys whose record attempt failed without an answer, oldest first (a dict as an
         # ordered set): Redis may have written their records before the connection broke.
         # The next attempt that finds one recorded routes it, as nothing else would (the
         # failed attempt routed nothing), and the resume sweep does not take it for in flight.
         self._uncertain: dict[str, None] = {}
 
-    def accept(self, items: Sequence[tuple[bytes, bool]]) -> list[Verdict]:
+    def accept(self, items: Sequence[tuple[bytes, bool]], *, source: str = "mqtt") -> list[Verdict]:
         """Accept a batch of (payload, retained) pairs: check each, then record them together.
 
         Returns:
@@ -100,18 +148,58 @@ class Acceptor:
             and the caller keeps the batch (the broker keeps it too, unacknowledged).
         """
         now = self._clock()
-        return self.record([self.check(body, retained, now=now) for body, retained in items])
-
-    def check(self, body: bytes, retained: bool, *, now: float | None = None) -> Checked | Rejected:
-        """Decode and validate one payload (its only decode), and give it its priority."""
-        checked = validate(
-            body, now=self._clock() if now is None else now, limits=self._limits, retained=retained
+        return self.record(
+            [self.check(body, retained, now=now, source=source) for body, retained in items]
         )
-        if isinstance(checked, Rejected):
-            return checked
-        alert, doc = checked
-        alert = replace(alert, priority=prioritise(alert.alert_type, alert.severity, self._rules))
-        return Checked(alert, doc)
+
+    def check(
+        self,
+        body: bytes,
+        retained: bool,
+        *,
+        now: float | None = None,
+        source: str = "mqtt",
+        topic: str = "",
+    ) -> Checked | Rejected:
+        """Decode and validate one payload (its only decode), and give it its priority.
+
+        Never raises: a payload our own code fails on is that payload's rejection (and goes to
+        the dead-letter), not the caller's death.
+        """
+        try:
+            checked = validate(
+                body,
+                now=self._clock() if now is None else now,
+                limits=self._limits,
+                retained=retained,
+            )
+            if isinstance(checked, Rejected):
+                return checked
+            alert, doc = checked
+            priority = prioritise(alert.alert_type, alert.severity, self._rules)
+            return Checked(replace(alert, priority=priority), doc, body, source, topic)
+        except Exception as exc:
+            log.exception("checking a %s payload failed", source)
+            return self.quarantine(body, exc, source=source, topic=topic, key="", attempts=1)
+
+    def quarantine(
+        self,
+        body: bytes,
+        exc: BaseException,
+        *,
+        source: str,
+        topic: str = "",
+        key: str = "",
+        attempts: int = 1,
+    ) -> Quarantined:
+        """Give up on a payload our side failed on: dead-letter it, answer with a rejection."""
+        error = f"{type(exc).__name__}: {exc}"
+        if self._dead is not None:
+            self._dead.add(
+                source, error=error, payload=body, key=key, topic=topic, attempts=attempts
+            )
+        message = f"could not be processed ({type(exc).__name__}); kept in the dead-letter"
+        return Quarantined((Problem("", Reason.INVALID_FIELD, message),), key)
 
     def record(self, checked: Sequence[Checked | Rejected]) -> list[Verdict]:
         """Claim and record checked alerts in one pipelined round trip; one verdict each.
@@ -142,52 +230,106 @@ class Acceptor:
                 self._uncertain.pop(key, None)
 
     def _record(self, checked: Sequence[Checked | Rejected]) -> list[Verdict]:
+        verdicts: list[Verdict | None] = [c if isinstance(c, Rejected) else None for c in checked]
+        todo = [(n, c) for n, c in enumerate(checked) if isinstance(c, Checked)]
+        for attempt in range(1, self._attempts + 1):
+            if not todo:
+                break
+            failed = self._round(todo, verdicts)
+            if attempt == self._attempts:
+                for (index, item), error in failed:
+                    verdicts[index] = self.quarantine(
+                        item.payload,
+                        error,
+                        source=item.source,
+                        topic=item.topic,
+                        key=item.alert.idempotency_key,
+                        attempts=attempt,
+                    )
+            todo = [entry for entry, _ in failed]
+        out = [v for v in verdicts if v is not None]
+        self._count(out)
+        return out
+
+    def _round(
+        self, todo: list[tuple[int, Checked]], verdicts: list[Verdict | None]
+    ) -> list[tuple[tuple[int, Checked], Exception]]:
+        """One pipelined round trip for `todo`: fills their verdicts, returns what failed.
+
+        A failure of one alert's own (its document cannot be written, an error reply about its
+        keys) is returned with the alert; Redis failing as a whole raises.
+        """
         now = self._clock()
-        verdicts: list[Verdict | None] = []
         read_after = time.monotonic()
-        pending: list[tuple[int, Alert, int, bool]] = []  # verdict, alert, reply, snapshot read?
+        failed: list[tuple[tuple[int, Checked], Exception]] = []
+        sent: list[tuple[int, Checked, int, int, bool]] = []  # index, item, first, claim, read?
         pipe = self._redis.pipeline(transaction=False)
-        for item in checked:
-            if isinstance(item, Rejected):
-                verdicts.append(item)
-                continue
+        for index, item in todo:
             alert = item.alert
+            try:
+                context = orjson.dumps(item.doc)
+                keys, args = accept_args(self._keys, alert, self._ttl)
+            except Exception as exc:  # this alert's failure, not the batch's
+                failed.append(((index, item), exc))
+                continue
+            first = len(pipe.command_stack)
             # Indexed first: a crash between the two leaves an index entry the sweep discards,
             # never a record that nothing would resume.
             pipe.zadd(self._pending_key, {alert.idempotency_key: now}, nx=True)
             # The context is written with NX under a reference derived from the key, so a
             # duplicate can never overwrite what the first delivery stored.
-            pipe.set(
-                self._keys.context(alert.reference_id),
-                orjson.dumps(item.doc),
-                nx=True,
-                ex=self._ttl,
-            )
-            keys, args = accept_args(self._keys, alert, self._ttl)
+            pipe.set(self._keys.context(alert.reference_id), context, nx=True, ex=self._ttl)
             self._accept.queue(pipe, keys, args)
             claim = len(pipe.command_stack) - 1
             if item.urgent:
                 # The shard reads a sensor it does not hold before it can decide: one round trip
                 # in a row with its own, on a critical alert's way (README "Performance").
                 pipe.get(self._keys.snapshot(alert.customer_id, alert.sensor_id))
-            pending.append((len(verdicts), alert, claim, item.urgent))
-            verdicts.append(None)
-        if pending:
-            results = execute(pipe, self._accept)
-            for index, alert, claim, read in pending:
-                # Recorded before, unless by our own attempt that never heard back: then this
-                # is the delivery that goes on. (Another delivery may have written it instead;
-                # routing it once more is a replay, which the record's state machine decides.)
-                first = alert.idempotency_key in self._uncertain
-                self._uncertain.pop(alert.idempotency_key, None)
-                if results[claim] != 1 and not first:
-                    verdicts[index] = Duplicate(alert.idempotency_key)
-                    continue
-                snapshot = Snapshot(results[claim + 1] or b"", read_after) if read else None
-                verdicts[index] = Accepted(alert, snapshot)
-        out = [v for v in verdicts if v is not None]
-        self._count(out)
-        return out
+            sent.append((index, item, first, claim, item.urgent))
+        if not sent:
+            return failed
+        results = execute(pipe, self._accept, item_errors=True)
+        ends = [entry[2] for entry in sent[1:]] + [len(results)]
+        for (index, item, first, claim, read), end in zip(sent, ends, strict=True):
+            alert = item.alert
+            error = next((r for r in results[first:end] if isinstance(r, Exception)), None)
+            if error is not None:
+                failed.append(((index, item), error))
+                continue
+            verdicts[index] = self._verdict(
+                alert,
+                claimed=results[claim],
+                results=results,
+                claim=claim,
+                read=read,
+                read_after=read_after,
+            )
+        return failed
+
+    def _verdict(
+        self,
+        alert: Alert,
+        *,
+        claimed: Any,  # noqa: ANN401 - 1, or the recorded alert's identity
+        results: list[Any],
+        claim: int,
+        read: bool,
+        read_after: float,
+    ) -> Verdict:
+        key = alert.idempotency_key
+        # Recorded before, unless by our own attempt that never heard back: then this is the
+        # delivery that goes on. (Another delivery may have written it instead; routing it once
+        # more is a replay, which the record's state machine decides.)
+        first = key in self._uncertain
+        self._uncertain.pop(key, None)
+        if claimed != 1:
+            differ = _differing(alert, claimed)
+            if differ:
+                return Conflict(key, differ)
+            if not first:
+                return Duplicate(key)
+        snapshot = Snapshot(results[claim + 1] or b"", read_after) if read else None
+        return Accepted(alert, snapshot)
 
     def _count(self, verdicts: list[Verdict]) -> None:
         for v in verdicts:
@@ -195,8 +337,36 @@ class Acceptor:
                 self._stats.count(State.ACCEPTED.value)
             elif isinstance(v, Duplicate):
                 self._stats.refused(Outcome.SUPPRESSED, Reason.DUPLICATE, key=v.idempotency_key)
+            elif isinstance(v, Conflict):
+                self._stats.refused(
+                    Outcome.REJECTED,
+                    Reason.CONFLICT,
+                    key=v.idempotency_key,
+                    detail="recorded for another alert: " + ", ".join(v.fields),
+                )
             else:
                 detail = "; ".join(f"{p.field}: {p.reason}" for p in v.problems)[:300]
                 self._stats.refused(
                     Outcome.REJECTED, v.reason, key=v.idempotency_key, detail=detail
                 )
+
+
+def _differing(alert: Alert, recorded: Any) -> tuple[str, ...]:  # noqa: ANN401
+    """The identity fields in which `alert` differs from the one recorded under its key.
+
+    A record written before identities were compared may lack a field: absent is no conflict.
+    """
+    if not isinstance(recorded, list) or len(recorded) != len(ACCEPT_IDENTITY):
+        return ()
+    mine = (
+        alert.sensor_id,
+        alert.customer_id,
+        alert.alert_type,
+        "firing" if alert.firing else "resolved",
+        alert.telemetry_hash,
+    )
+    return tuple(
+        name
+        for name, ours, theirs in zip(ACCEPT_IDENTITY, mine, recorded, strict=True)
+        if theirs is not None and text(theirs) != ours
+    )

@@ -18,7 +18,7 @@ from pipeline import signature
 from pipeline.maintenance import Window
 from pipeline.validate import Problem, Rejected
 from tripline import agent_view, dnc, http_guard, maintenance, openapi
-from tripline.accept import Accepted, Duplicate, snapshots
+from tripline.accept import Accepted, Conflict, Duplicate, Verdict, snapshots
 from tripline.store import decode_record
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def _webhook_refusal(request: web.Request, body: bytes) -> dict[str, str] | None
 
 
 async def post_alert(request: web.Request) -> web.Response:
-    """POST /v1/alerts: 202 accepted, 200 duplicate, 400/401/413, 503 when Redis is down."""
+    """POST /v1/alerts: 202, 200 duplicate, 400/401/403/408/409/413/415, 503 without Redis."""
     service = request.app[SERVICE]
     conf = service.config.http
     body = await _read_body(request, conf.max_body_bytes)
@@ -165,7 +165,9 @@ async def post_alert(request: web.Request) -> web.Response:
         service.stats.refused(Outcome.REJECTED, Reason.UNAUTHORIZED, detail=refusal["message"])
         return _problem(401, "unauthorized", [refusal])
     try:
-        (verdict,) = await asyncio.to_thread(service.acceptor.accept, [(body, False)])
+        (verdict,) = await asyncio.to_thread(
+            service.acceptor.accept, [(body, False)], source="http"
+        )
     except redis.RedisError:
         return _problem(
             503,
@@ -173,17 +175,8 @@ async def post_alert(request: web.Request) -> web.Response:
             [{"field": "", "reason": "unavailable", "message": "cannot record alerts right now"}],
             {"Retry-After": _RETRY_AFTER},
         )
-    if isinstance(verdict, Rejected):
-        return _problem(400, "invalid_alert", [p.as_json() for p in verdict.problems])
-    if isinstance(verdict, Duplicate):
-        return _json(
-            {
-                "idempotencyKey": verdict.idempotency_key,
-                "status": "duplicate",
-                "links": {"record": f"/v1/alerts/{verdict.idempotency_key}"},
-            }
-        )
-    assert isinstance(verdict, Accepted)  # noqa: S101 - the three verdicts are exhaustive
+    if not isinstance(verdict, Accepted):
+        return _refused(verdict)
     try:
         await asyncio.to_thread(service.route, [verdict.alert], snapshots([verdict]))
     except Exception:  # recorded already: the record stays 'accepted' and is resumed later
@@ -197,6 +190,23 @@ async def post_alert(request: web.Request) -> web.Response:
             "links": {"record": f"/v1/alerts/{key}"},
         },
         202,
+    )
+
+
+def _refused(verdict: Verdict) -> web.Response:
+    """The answer to an alert that was not accepted: 400, 409 or 200 duplicate."""
+    if isinstance(verdict, Rejected):
+        return _problem(400, "invalid_alert", [p.as_json() for p in verdict.problems])
+    if isinstance(verdict, Conflict):
+        # Not a duplicate: the sender reused a key for another alert, which was not recorded.
+        return _problem(409, "conflict", verdict.as_problems())
+    assert isinstance(verdict, Duplicate)  # noqa: S101 - the four verdicts are exhaustive
+    return _json(
+        {
+            "idempotencyKey": verdict.idempotency_key,
+            "status": "duplicate",
+            "links": {"record": f"/v1/alerts/{verdict.idempotency_key}"},
+        }
     )
 
 

@@ -214,6 +214,10 @@ def document() -> dict[str, Any]:
                         "200": _json("Duplicate of an accepted alert", _ACCEPTED),
                         "400": _problem("Not a valid alert: one problem per field"),
                         "401": _UNAUTHORIZED,
+                        "409": _problem(
+                            "The idempotencyKey was recorded for another alert (another sensor,"
+                            " customer, type, status or telemetry); the record is untouched"
+                        ),
                         "408": _problem("The body did not arrive in time"),
                         "413": _problem("Body larger than [http] max_body_bytes"),
                         "415": _problem("Content-Type is not application/json (UTF-8)"),

@@ -34,6 +34,11 @@ class SweepRules:
     """An 'accepted' alert younger than this is still moving through the actors."""
     dialing_grace: float = 600.0
     """A 'dialing' record older than this lost its dial (the process or actor died)."""
+    reroute_limit: int = 0
+    """An 'accepted' alert the periodic sweep re-routed this often without a decision is
+    poison: it goes to a person (deferred/internal_error) and to the dead-letter instead of
+    round again. 0: no limit, and not counted (the sweep at start: a restart is no sign that
+    the alerts it left were to blame)."""
 
 
 def sweep(
@@ -48,6 +53,7 @@ def sweep(
     in_flight: Callable[[str, float], bool] = lambda _key, _age: False,
     settled: Callable[[list[str]], None] = lambda _keys: None,
     between_pages: Callable[[float], None] = lambda _took: None,
+    quarantine: Callable[[str, str, bytes], None] = lambda _key, _error, _blob: None,
 ) -> Counter[str]:
     """One pass over the instance's pending index, a page of _BATCH entries at a time.
 
@@ -66,11 +72,14 @@ def sweep(
         between_pages: told the seconds each full page took (the periodic sweep pauses
             there, so its work is spread out rather than contending with the pipeline in one
             burst).
+        quarantine: told (key, error, stored alert) of each entry the sweep gives up on: a
+            record it cannot read, or an alert re-routed `rules.reroute_limit` times. The
+            entry leaves the index; an alert that could be read also goes to `defer`.
 
     Returns:
         How many entries were 'done' (decided, removed from the index), 're-routed'
-        (accepted, sent to the shards again), 'uncertain' (dialing, handed to a person) or
-        'waiting' (queued or young: left alone).
+        (accepted, sent to the shards again), 'uncertain' (dialing, handed to a person),
+        'quarantined' (given up, see `quarantine`) or 'waiting' (queued or young: left alone).
     """
     pending_key = keys.pending(instance)
     counts: Counter[str] = Counter()
@@ -92,16 +101,26 @@ def sweep(
         for member, _ in entries:
             # Not the alert itself: most entries are decided and only leave the index.
             pipe.hmget(keys.record(text(member)), ["state", "updatedAt"])
+        states = execute(pipe, item_errors=True)
         done, act, passed = _triage(
-            entries, execute(pipe), now=now, rules=rules, counts=counts, in_flight=in_flight
+            entries,
+            states,
+            now=now,
+            rules=rules,
+            counts=counts,
+            in_flight=in_flight,
+            quarantine=quarantine,
         )
-        if act:
-            pipe = client.pipeline(transaction=False)
-            for member, _ in act:
-                pipe.hget(keys.record(member), "alert")
-            reroute = _act(act, execute(pipe), now=now, defer=defer, counts=counts)
-        else:
-            reroute = []
+        reroute = _act(
+            act,
+            _read_alerts(client, keys, act, rules) if act else [],
+            now=now,
+            rules=rules,
+            defer=defer,
+            counts=counts,
+            quarantine=quarantine,
+            done=done,
+        )
         if done:
             client.zrem(pending_key, *done)
         settled(done + passed)
@@ -123,12 +142,19 @@ def _triage(
     rules: SweepRules,
     counts: Counter[str],
     in_flight: Callable[[str, float], bool],
+    quarantine: Callable[[str, str, bytes], None],
 ) -> tuple[list[str], list[tuple[str, str]], list[str]]:
     """Sort a page: done (leaves the index), to act on (key, state), passed the actors."""
     done: list[str] = []
     act: list[tuple[str, str]] = []
     passed: list[str] = []  # left the shards and the enricher: queued or dialing
-    for (member, score), (state, updated) in zip(entries, states, strict=True):
+    for (member, score), reply in zip(entries, states, strict=True):
+        if isinstance(reply, Exception):  # its record is not a record (e.g. WRONGTYPE)
+            quarantine(text(member), f"unreadable record: {reply}", b"")
+            done.append(text(member))
+            counts["quarantined"] += 1
+            continue
+        state, updated = reply
         key, state_text, age = text(member), text(state), now - float(score)
         if state_text in (State.QUEUED, State.DIALING):
             passed.append(key)
@@ -149,35 +175,75 @@ def _triage(
     return done, act, passed
 
 
+def _read_alerts(
+    client: redis.Redis, keys: Keys, act: list[tuple[str, str]], rules: SweepRules
+) -> list[Any]:
+    """Per entry of `act`, its stored alert and, if counted, its re-routes so far (this one in)."""
+    pipe = client.pipeline(transaction=False)
+    for member, state in act:
+        pipe.hget(keys.record(member), "alert")
+        if _counted(state, rules):
+            pipe.hincrby(keys.record(member), "reroutes", 1)
+    return execute(pipe, item_errors=True)
+
+
+def _counted(state: str, rules: SweepRules) -> bool:
+    return state == State.ACCEPTED and rules.reroute_limit > 0
+
+
 def _act(
     act: list[tuple[str, str]],
-    blobs: list[Any],
+    replies: list[Any],
     *,
     now: float,
+    rules: SweepRules,
     defer: Callable[[TaskIntent], None],
     counts: Counter[str],
+    quarantine: Callable[[str, str, bytes], None],
+    done: list[str],
 ) -> list[Alert]:
-    """Re-route the lost 'accepted' alerts (returned); hand the lost dials to a person."""
+    """Re-route the lost 'accepted' alerts (returned); hand the lost dials to a person.
+
+    An entry given up on (see sweep's `quarantine`) is added to `done`.
+    """
     reroute: list[Alert] = []
-    for (_, state), blob in zip(act, blobs, strict=True):
+    replies = list(replies)
+    for key, state in act:
+        blob = replies.pop(0)
+        rerouted = replies.pop(0) if _counted(state, rules) else 0
         if not blob:
             counts["waiting"] += 1
             continue
-        alert = alert_from_dict(orjson.loads(blob))
-        if state == State.ACCEPTED:
+        try:
+            alert = _stored_alert(blob, rerouted)
+        except Exception as exc:  # one unreadable record is that record's problem
+            quarantine(key, f"unreadable record: {type(exc).__name__}: {exc}", b"")
+            done.append(key)
+            counts["quarantined"] += 1
+            continue
+        limit = rules.reroute_limit
+        if state == State.ACCEPTED and (not limit or int(rerouted) <= limit):
             reroute.append(alert)
             counts["re-routed"] += 1
             continue
-        defer(
-            TaskIntent(
-                alert=alert,
-                reason=Reason.DIAL_UNCERTAIN,
-                due=now,
-                detail="the service stopped while this call was being placed",
-            )
-        )
-        counts["uncertain"] += 1
+        if state == State.ACCEPTED:
+            error = f"re-routed {rules.reroute_limit} times without reaching a decision"
+            quarantine(key, error, blob)
+            counts["quarantined"] += 1
+            reason, detail = Reason.INTERNAL_ERROR, f"{error}; quarantined"
+        else:
+            reason = Reason.DIAL_UNCERTAIN
+            detail = "the service stopped while this call was being placed"
+            counts["uncertain"] += 1
+        defer(TaskIntent(alert=alert, reason=reason, due=now, detail=detail))
     return reroute
+
+
+def _stored_alert(blob: Any, rerouted: Any) -> Alert:  # noqa: ANN401
+    for reply in (blob, rerouted):
+        if isinstance(reply, Exception):
+            raise reply
+    return alert_from_dict(orjson.loads(blob))
 
 
 def _epoch(stamp: str, *, default: float) -> float:

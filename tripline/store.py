@@ -20,8 +20,13 @@ import redis
 from messages import Alert, Customer, DialIntent, Outcome, Priority, Reason, State, TaskIntent
 
 # The record is created only if absent: that one atomic step is the idempotency claim.
+# A key recorded before answers with what identifies its alert, so a key reused for another
+# alert is told from a re-delivery (ACCEPT_IDENTITY, in this order).
 ACCEPT_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HMGET', KEYS[1], 'sensorId', 'customerId', 'alertType', 'status',
+                    'telemetryHash')
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
@@ -142,6 +147,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
+ACCEPT_IDENTITY = ("sensorId", "customerId", "alertType", "status", "telemetryHash")
+
 TERMINAL = {o.value for o in Outcome}
 FROM_PENDING = f"{State.ACCEPTED},{State.QUEUED}"
 
@@ -244,6 +251,13 @@ class Keys:
         by itself).
         """
         return f"{self.prefix}:{{m}}:maintenance"
+
+    def dead_letters(self) -> str:
+        """Quarantined messages and records, as received (a capped stream, every instance's).
+
+        Capped, not expiring: the newest entries are kept however old (tripline/deadletter.py).
+        """
+        return f"{self.prefix}:{{dlq}}:deadletter"
 
     def dnc(self) -> str:
         """The internal do-not-call list (a set of E.164 numbers).
@@ -457,7 +471,24 @@ class PipelinedScript:
         self.sha = str(self._client.script_load(self._source))
 
 
-def execute(pipe: redis.client.Pipeline, *scripts: PipelinedScript) -> list[Any]:
+# Error replies about Redis as a whole, not about one command's keys: every command fails alike.
+_SERVER_STATES = ("MISCONF", "BUSY", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "LOADING", "OOM")
+
+
+def item_error(reply: Any) -> bool:  # noqa: ANN401
+    """Whether a reply is an error about its own command's keys or arguments.
+
+    WRONGTYPE, a script's runtime error, a bad argument: another alert's commands in the same
+    pipeline are not concerned. redis-py gives the server-wide errors (OOM, READONLY, LOADING,
+    NOSCRIPT, cluster redirections...) classes of their own; what is left as a plain
+    ResponseError is about the command, bar the few states listed in _SERVER_STATES.
+    """
+    return type(reply) is redis.ResponseError and not str(reply).startswith(_SERVER_STATES)
+
+
+def execute(
+    pipe: redis.client.Pipeline, *scripts: PipelinedScript, item_errors: bool = False
+) -> list[Any]:
     """Run the commands queued on `pipe` in one round trip; the replies come unparsed.
 
     Replies are Redis' own: integers, bytes, lists, None (`SET NX` answers b'OK' or None). We
@@ -465,8 +496,10 @@ def execute(pipe: redis.client.Pipeline, *scripts: PipelinedScript) -> list[Any]
     response callbacks were a large part of the accept and shard stages in profiles. On
     NOSCRIPT (Redis lost its script cache) `scripts` are loaded again and the script calls that
     did not run are sent again, nothing else. Any other error reply raises, as redis-py's
-    pipelines do; a connection failure raises redis' ConnectionError / TimeoutError. `pipe`
-    keeps its commands: a retry sends them again.
+    pipelines do — unless `item_errors`: then an error about one command's own keys (see
+    item_error) is left in its place for the caller to pin on the alert it belongs to. A
+    connection failure raises redis' ConnectionError / TimeoutError. `pipe` keeps its
+    commands: a retry sends them again.
     """
     commands = [args for args, _ in pipe.command_stack]  # kept: a retry sends them again
     if not commands:
@@ -481,7 +514,7 @@ def execute(pipe: redis.client.Pipeline, *scripts: PipelinedScript) -> list[Any]
         for n, reply in zip(lost, again, strict=True):
             replies[n] = reply
     for reply in replies:
-        if isinstance(reply, redis.ResponseError):
+        if isinstance(reply, redis.ResponseError) and not (item_errors and item_error(reply)):
             raise reply
     return replies
 

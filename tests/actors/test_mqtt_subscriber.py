@@ -35,7 +35,7 @@ class GatedAcceptor:
         self.gate = threading.Event()
         self.first = threading.Event()
 
-    def check(self, body: bytes, _retained: bool) -> Any:
+    def check(self, body: bytes, _retained: bool, **_where: Any) -> Any:
         return body
 
     def record(self, items: list[bytes]) -> list[Any]:
@@ -80,7 +80,7 @@ class CountingAcceptor:
     def __init__(self) -> None:
         self.batches: list[tuple[float, list[bytes]]] = []
 
-    def check(self, body: bytes, _retained: bool) -> Any:
+    def check(self, body: bytes, _retained: bool, **_where: Any) -> Any:
         if body.startswith(b"critical"):
             return Checked(critical(body.decode()), {})
         return body

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pykka
 import redis
+from prometheus_client import CollectorRegistry
 
 from actors.sensor import SensorShard, shard_of
 from conf.schema import SensorConfig
@@ -29,6 +30,7 @@ from pipeline.maintenance import Window
 from pipeline.suppress import SensorState
 from tests.actors.helpers import FakeDialer, FakeEnricher, accept
 from tests.conftest import REDIS_URL, alert, ask, wait_for
+from tripline.deadletter import DeadLetters
 from tripline.events import Events
 from tripline.maintenance import MaintenanceWindows
 from tripline.stats import Stats
@@ -487,3 +489,65 @@ def test_a_snapshot_read_before_the_shard_last_wrote_it_is_read_again(
     assert status(redis_client, keys, second.idempotency_key) == ("suppressed", "cooldown")
     assert client.mgets == [[snapshot_key], [snapshot_key]]  # read again, not taken as handed
     client.connection_pool.disconnect()
+
+
+def test_an_alert_whose_keys_fail_becomes_a_task_and_the_shard_and_its_batch_go_on(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    enricher, dialer = FakeEnricher.start(), FakeDialer.start()
+    dead = DeadLetters(
+        client=redis_client, keys=keys, max_entries=100, registry=CollectorRegistry()
+    )
+    shard = SensorShard.start(
+        shard=0,
+        conf=SensorConfig(),
+        client=redis_client,
+        keys=keys,
+        pending_key=keys.pending("default"),
+        record_ttl=3600,
+        enricher=lambda: enricher,
+        dialer=lambda: dialer,
+        stats=Stats(),
+        events=Events("test"),
+        fleet=FleetRules(),
+        dead_letters=dead,
+    )
+    before, poisoned, after = accept(
+        redis_client,
+        keys,
+        alert(sensor="S-BEFORE"),
+        alert(sensor="S-POISON", customer="C-P"),
+        alert(sensor="S-AFTER"),
+    )
+    # Its cooldown key holds a list: the claim answers WRONGTYPE (as colliding ids once did).
+    redis_client.rpush(keys.cooldown("C-P", "S-POISON"), "not a cooldown")
+    shard.tell(AlertBatch(alerts=(before, poisoned, after)))
+    assert ask(shard, Ping()) is not None  # alive: the failure was the alert's, not the shard's
+
+    handed = [a.idempotency_key for a in ask(enricher, "list")]
+    assert handed == [before.idempotency_key, after.idempotency_key]
+    (task,) = [m for m in ask(dialer, Ping()) if isinstance(m, TaskIntent)]
+    assert task.alert.idempotency_key == poisoned.idempotency_key
+    assert task.reason == Reason.INTERNAL_ERROR
+    assert "WRONGTYPE" in task.detail
+    (entry,) = dead.recent()
+    assert (entry["source"], entry["idempotencyKey"]) == ("shard", poisoned.idempotency_key)
+    # The next alert of a healthy sensor is decided as ever.
+    (later,) = accept(redis_client, keys, alert(sensor="S-LATER"))
+    shard.tell(AlertBatch(alerts=(later,)))
+    ask(shard, Ping())
+    assert ask(enricher, "list")[-1].idempotency_key == later.idempotency_key
+
+
+def test_an_unreadable_snapshot_starts_the_sensor_clean(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    enricher = FakeEnricher.start()
+    shard = start_shard(redis_client, keys, enricher)
+    redis_client.set(keys.snapshot("CUST-9981", "S-CORRUPT"), b"{not json")
+    (one,) = accept(redis_client, keys, alert(sensor="S-CORRUPT"))
+    shard.tell(AlertBatch(alerts=(one,)))
+    ask(shard, Ping())
+    assert [a.idempotency_key for a in ask(enricher, "list")] == [one.idempotency_key]

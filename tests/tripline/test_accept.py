@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
 from messages import Snapshot
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
 from tests.conftest import alert
 from tripline import store
-from tripline.accept import Accepted, Acceptor, Duplicate, snapshots
+from tripline.accept import Accepted, Acceptor, Checked, Conflict, Duplicate, Quarantined, snapshots
+from tripline.deadletter import DeadLetters
 from tripline.stats import Stats
 from tripline.store import Keys
 
 
-def acceptor(client: redis.Redis, keys: Keys) -> Acceptor:
+def acceptor(client: redis.Redis, keys: Keys, dead_letters: DeadLetters | None = None) -> Acceptor:
     return Acceptor(
         client=client,
         keys=keys,
@@ -28,7 +32,13 @@ def acceptor(client: redis.Redis, keys: Keys) -> Acceptor:
         record_ttl=3600,
         stats=Stats(),
         clock=time.time,
+        dead_letters=dead_letters,
+        attempts=3,
     )
+
+
+def dead_letters(client: redis.Redis, keys: Keys) -> DeadLetters:
+    return DeadLetters(client=client, keys=keys, max_entries=100, registry=CollectorRegistry())
 
 
 def test_critical_alerts_come_back_with_their_sensors_snapshots(
@@ -78,8 +88,8 @@ class ReplyLost:
     def __init__(self) -> None:
         self.broken = False
 
-    def __call__(self, pipe: Any, *scripts: Any) -> list[Any]:
-        results = store.execute(pipe, *scripts)
+    def __call__(self, pipe: Any, *scripts: Any, **options: Any) -> list[Any]:
+        results = store.execute(pipe, *scripts, **options)
         if not self.broken:
             self.broken = True
             raise redis.ConnectionError("connection lost while reading the replies")
@@ -114,3 +124,106 @@ def test_a_retry_routes_what_an_attempt_that_never_heard_back_recorded(
         Duplicate(doubtful["idempotencyKey"]),
         Duplicate(known["idempotencyKey"]),
     ]
+
+
+# --- a key reused for another alert ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "fields"),
+    [
+        ({"sensorId": "S-OTHER"}, ("sensorId",)),
+        ({"customerId": "C-OTHER"}, ("customerId",)),
+        ({"alertType": "flood"}, ("alertType",)),
+        ({"status": "resolved"}, ("status",)),
+        (
+            {"telemetryData": {"currentValue": 1.0, "threshold": 85.0, "unit": "celsius"}},
+            ("telemetryHash",),
+        ),
+        ({"sensorId": "S-OTHER", "alertType": "flood"}, ("sensorId", "alertType")),
+    ],
+)
+def test_a_key_reused_for_another_alert_is_a_conflict_and_the_record_stays(
+    redis_client: redis.Redis, prefix: str, change: dict[str, Any], fields: tuple[str, ...]
+) -> None:
+    keys = Keys(prefix)
+    first = alert(sensor="S-1", customer="C-1")
+    accepting = acceptor(redis_client, keys)
+    assert isinstance(accepting.accept([(orjson.dumps(first), False)])[0], Accepted)
+    before = redis_client.hgetall(keys.record(first["idempotencyKey"]))
+    (verdict,) = accepting.accept([(orjson.dumps({**first, **change}), False)])
+    assert verdict == Conflict(first["idempotencyKey"], fields)
+    assert redis_client.hgetall(keys.record(first["idempotencyKey"])) == before
+    # The identical alert again (re-sent later, with a fresh timestamp too) is a duplicate.
+    again = {**first, "timestamp": alert()["timestamp"]}
+    assert accepting.accept([(orjson.dumps(again), False)]) == [Duplicate(first["idempotencyKey"])]
+
+
+# --- one alert's failure is that alert's --------------------------------------------------
+
+
+def test_an_alert_whose_own_keys_fail_is_quarantined_and_the_batch_goes_on(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    poisoned, good = alert(sensor="S-P"), alert(sensor="S-G")
+    # Its record key holds a list: every attempt to record it answers WRONGTYPE.
+    redis_client.rpush(keys.record(poisoned["idempotencyKey"]), "not a record")
+    dead = dead_letters(redis_client, keys)
+    body = orjson.dumps(poisoned)
+    bad, ok = acceptor(redis_client, keys, dead).accept(
+        [(body, False), (orjson.dumps(good), False)], source="http"
+    )
+    assert isinstance(ok, Accepted)
+    assert redis_client.exists(keys.record(good["idempotencyKey"]))
+    assert isinstance(bad, Quarantined)
+    assert bad.idempotency_key == poisoned["idempotencyKey"]
+    assert "dead-letter" in bad.problems[0].message
+    (entry,) = dead.recent()
+    assert entry["source"] == "http"
+    assert entry["payload"] == body.decode()
+    assert entry["encoding"] == "utf-8"
+    assert entry["attempts"] == "3"
+    assert "WRONGTYPE" in entry["error"]
+    assert dead.counts() == {"http": 1}
+
+
+def test_a_payload_the_check_fails_on_is_quarantined_not_raised(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = Keys(prefix)
+    dead = dead_letters(redis_client, keys)
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("tripline.accept.validate", broken)
+    body = b"\xff\xfe not utf-8"
+    verdict = acceptor(redis_client, keys, dead).check(
+        body, retained=False, topic="sensors/x/alerts"
+    )
+    assert isinstance(verdict, Quarantined)
+    (entry,) = dead.recent()
+    assert entry["encoding"] == "base64"
+    assert base64.b64decode(entry["payload"]) == body
+    assert entry["topic"] == "sensors/x/alerts"
+    assert "RecursionError" in entry["error"]
+
+
+def test_a_document_that_cannot_be_written_is_quarantined_alone(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    accepting = acceptor(redis_client, keys, dead_letters(redis_client, keys))
+    good = accepting.check(orjson.dumps(alert()), retained=False)
+    deep = accepting.check(orjson.dumps(alert()), retained=False)
+    assert isinstance(good, Checked)
+    assert isinstance(deep, Checked)
+    nested: list[Any] = []
+    for _ in range(300):  # orjson writes at most 254 levels
+        nested = [nested]
+    deep = replace(deep, doc={**deep.doc, "x": nested})
+    verdicts = accepting.record([deep, good])
+    assert isinstance(verdicts[0], Quarantined)
+    assert isinstance(verdicts[1], Accepted)
+    assert not redis_client.exists(keys.record(deep.alert.idempotency_key))

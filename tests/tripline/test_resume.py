@@ -127,3 +127,82 @@ def test_entries_left_in_the_index_are_counted_once_per_pass(
     counts, routed, _ = run(redis_client, keys, in_flight=True)  # one score, two pages
     assert counts == {"in flight": _BATCH + _BATCH // 2}
     assert routed == []
+
+
+def test_an_alert_rerouted_past_the_limit_goes_to_a_person_and_the_dead_letter(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    (poison,) = accept(redis_client, keys, alert())
+    deferred: list[TaskIntent] = []
+    quarantined: list[tuple[str, str, bytes]] = []
+
+    def once() -> tuple[dict[str, int], list[Alert]]:
+        routed: list[Alert] = []
+        counts = sweep(
+            redis_client,
+            keys,
+            instance="default",
+            now=time.time() + 60,
+            rules=SweepRules(accepted_grace=30.0, reroute_limit=3),
+            route=routed.extend,
+            defer=deferred.append,
+            quarantine=lambda *entry: quarantined.append(entry),
+        )
+        return dict(counts), routed
+
+    # Routed three times, and each time the actors died with it: the fourth is not a round.
+    for _ in range(3):
+        counts, routed = once()
+        assert [a.idempotency_key for a in routed] == [poison.idempotency_key]
+    counts, routed = once()
+    assert routed == []
+    assert counts == {"quarantined": 1}
+    (task,) = deferred
+    assert (task.alert.idempotency_key, task.reason) == (
+        poison.idempotency_key,
+        Reason.INTERNAL_ERROR,
+    )
+    ((key, error, blob),) = quarantined
+    assert key == poison.idempotency_key
+    assert "re-routed 3 times" in error
+    assert blob  # the stored alert, for a person to read
+
+
+def test_the_sweep_at_start_does_not_count_its_reroutes(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    (alert_,) = accept(redis_client, keys, alert())
+    for _ in range(5):  # five restarts in a row: each re-routes what the last one left
+        _, routed, _ = run(redis_client, keys, in_flight=False)
+        assert [a.idempotency_key for a in routed] == [alert_.idempotency_key]
+    assert redis_client.hget(keys.record(alert_.idempotency_key), "reroutes") is None
+
+
+def test_unreadable_records_are_quarantined_and_the_rest_of_the_page_goes_on(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    wrong_type, bad_blob, good = accept(redis_client, keys, alert(), alert(), alert())
+    redis_client.delete(keys.record(wrong_type.idempotency_key))
+    redis_client.rpush(keys.record(wrong_type.idempotency_key), "not a record")
+    redis_client.hset(keys.record(bad_blob.idempotency_key), "alert", b"{not json")
+    quarantined: list[str] = []
+    routed: list[Alert] = []
+    counts = sweep(
+        redis_client,
+        keys,
+        instance="default",
+        now=time.time() + 60,
+        rules=SweepRules(accepted_grace=30.0),
+        route=routed.extend,
+        defer=lambda _task: None,
+        quarantine=lambda key, _error, _blob: quarantined.append(key),
+    )
+    assert [a.idempotency_key for a in routed] == [good.idempotency_key]
+    assert sorted(quarantined) == sorted([wrong_type.idempotency_key, bad_blob.idempotency_key])
+    assert counts["quarantined"] == 2
+    # Out of the index: the next sweep does not meet them again.
+    left = {text(m) for m in redis_client.zrange(keys.pending("default"), 0, -1)}
+    assert left == {good.idempotency_key}
