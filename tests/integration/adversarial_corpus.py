@@ -955,9 +955,11 @@ def _named_ids(base: dict[str, Any], limits: Limits) -> list[Case]:
 def _named_timestamps(base: dict[str, Any], limits: Limits) -> list[Case]:
     naive = zulu(time.time())[:-1]
     old = zulu(time.time() - limits.max_age - 3600)
+    nul = [zulu(time.time()) + "\x00", naive + "\x00Z"]  # CPython's fromisoformat stops at NUL
+    values = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", naive, old, *nul)
     return [
-        _case(_with(base, "timestamp", value), bad(f"timestamp {value}", field("timestamp")))
-        for value in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", naive, old)
+        _case(_with(base, "timestamp", value), bad(f"timestamp {value!r}", field("timestamp")))
+        for value in values
     ]
 
 
