@@ -947,6 +947,10 @@ def _named_ids(base: dict[str, Any], limits: Limits) -> list[Case]:
             out.append(_case(_with(base, name, text), id_verdict(name, text, limits, repr(text))))
         long = "L" * (limits.max_string + 1)
         out.append(_case(_with(base, name, long), bad(f"{name} {len(long)} long", field(name))))
+        out += [  # the whole id, a path segment of its own in URLs
+            _case(_with(base, name, whole), ok(f"{name} {whole!r}"))
+            for whole in (".", "..", "%2e%2e", "%", "{", "}:", "/")
+        ]
     out.append(_case(_with(base, "sensorId", "Q}:cool:T"), ok("sensorId Q}:cool:T")))
     out.append(_case(_with(base, "customerId", "SECK}:readings:Q"), ok("customerId SECK}:...")))
     return out
