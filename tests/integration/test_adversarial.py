@@ -531,7 +531,7 @@ def canary(ctx: Ctx) -> list[str]:
 
 
 def check_unharmed(
-    ctx: Ctx, refused: Counter[str] | None, before: Counter[str], what: str
+    ctx: Ctx, refused: Counter[str] | None, before: Counter[str], what: str, dead: int = 0
 ) -> list[str]:
     """After a batch: healthy, no restart, no dead letter, refusals counted, a call still placed."""
     failures = []
@@ -547,19 +547,19 @@ def check_unharmed(
     if restarted:
         failures.append(f"actors restarted or down: {restarted!r:.1000}")
     quarantined = (status.get("deadLetters") or {}).get("quarantined") or {}
-    if any(quarantined.values()):
-        failures.append(f"quarantined in the dead-letter since start: {quarantined}")
+    if sum(quarantined.values()) != dead:
+        failures.append(f"quarantined in the dead-letter since start: {quarantined}, not {dead}")
     counted = Counter(status["counters"].get("rejected", {})) - before
     if refused is not None and +counted != +refused:
         failures.append(f"rejected counters grew by {dict(counted)}, refusals seen {dict(refused)}")
     metrics = ctx.get("/metrics")
-    dead = [
+    lines = [
         line
         for line in metrics.raw.decode(errors="replace").splitlines()
-        if line.startswith("tripline_dead_letters_total") and not line.endswith((" 0.0", " 0"))
+        if line.startswith("tripline_dead_letters_total{")
     ]
-    if metrics.status != 200 or dead:
-        failures.append(f"/metrics answered {metrics.status}; dead letters counted: {dead}")
+    if metrics.status != 200 or sum(float(line.rsplit(" ", 1)[1]) for line in lines) != dead:
+        failures.append(f"/metrics answered {metrics.status}; dead letters counted: {lines}")
     fives = [s for s in ctx.statuses if s >= 500]
     if fives:
         failures.append(f"{len(fives)} HTTP answers were 5xx: {Counter(fives)}")
@@ -1439,4 +1439,34 @@ def test_poison_is_answered_once_and_not_redelivered_after_a_restart(
             failures.append(f"the alert published behind the poison: {decided!r:.300}")
     finally:
         stop(first)
+    verdict(failures)
+
+
+def test_an_alert_our_side_cannot_record_is_a_problem_over_http_not_a_5xx(
+    make_service: Callable[..., ServiceHandle],
+    emulator: EmulatorHandle,
+    client: Client,
+    redis_client: redis.Redis,
+) -> None:
+    """The webhook's twin of the dead-letter case: the record key held by another type."""
+    ctx = start(make_service, emulator, client, "http")
+    doc = alert(sensor="adv-taken", customer="ADV-taken", alert_type="temp_high")
+    keys = Keys(ctx.service.prefix)
+    redis_client.set(keys.record(doc["idempotencyKey"]), "not a hash", ex=600)
+    failures: list[str] = []
+    try:
+        answer = ctx.post(orjson.dumps(doc))
+        problem = answer.json() or {}
+        if answer.status >= 500 or answer.status < 400 or not problem.get("problems"):
+            failures.append(f"answered {answer.status} {answer.raw[:300]!r}")
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = redis_client.xrange(keys.dead_letters())  # type: ignore[assignment]
+        sources = [e.get(b"source") for _, e in entries]
+        if sources != [b"http"]:
+            failures.append(f"dead-letter sources {sources}, expected one from http")
+        rejected = Counter(ctx.status()["counters"].get("rejected", {}))
+        failures += check_unharmed(ctx, None, Counter(), "the unrecordable alert", dead=1)
+        if sum(rejected.values()) != 1:
+            failures.append(f"rejected counted {dict(rejected)}")
+    finally:
+        stop(ctx)
     verdict(failures)
