@@ -174,10 +174,17 @@ class DialJobs:
                 OccupancyObserved(occupancy=Occupancy(0.0, 0, self._clock(), governed=False))
             )
         stored = await self.redis.hgetall(self._queue_key)
-        return [
-            work_from_json(blob if isinstance(blob, bytes) else blob.encode())
-            for blob in stored.values()
-        ]
+        restored: list[Work] = []
+        for entry, blob in stored.items():
+            try:
+                restored.append(work_from_json(blob if isinstance(blob, bytes) else blob.encode()))
+            except Exception:  # one unreadable entry must not keep every call from starting
+                log.exception(
+                    "dialer: queued entry %r is unreadable; left in %s for a person",
+                    entry,
+                    self._queue_key,
+                )
+        return restored
 
     async def close(self) -> None:
         """Close backends and Redis."""

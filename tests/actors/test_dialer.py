@@ -240,6 +240,25 @@ def test_queued_work_survives_a_dialer_restart(redis_client: redis.Redis, prefix
     assert [d.intent_id for d in backend.dials] == [a.idempotency_key]
 
 
+def test_an_unreadable_queued_entry_does_not_keep_the_dialer_from_starting(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    held = FakeBackend()
+    first = start_dialer(held, keys, observer=object(), occupancy_source="genesys")
+    (a,) = accept(redis_client, keys, alert())
+    first.tell(intent(a, Priority.NORMAL))
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("state") == "queued")
+    first.stop()
+    queue = keys.dial_queue(f"test-{keys.prefix}")
+    redis_client.hset(queue, "broken", b"{not json")
+
+    backend = FakeBackend()
+    start_dialer(backend, keys)
+    wait_for(lambda: record(redis_client, keys, a.idempotency_key).get("outcome") == "called")
+    assert redis_client.hget(queue, "broken") == b"{not json"  # left for a person to read
+
+
 def resolved(a: Alert) -> SensorResolved:
     return SensorResolved(
         sensor_id=a.sensor_id, idempotency_key=f"res-{a.idempotency_key}", timestamp=a.timestamp + 1
