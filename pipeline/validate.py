@@ -24,6 +24,8 @@ TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]+$")
 UNSAFE_CHARACTERS = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
 )
+# What an ISO-8601 time can hold: fromisoformat() overlooks some others (a trailing NUL).
+_ISO_CHARACTERS = re.compile(r"[0-9TWZtwz:.,+\- ]+")
 _UNIT_MAX = 32
 _SEVERITY_MAX = 32
 
@@ -106,7 +108,7 @@ def validate(
         key = doc.get("idempotencyKey")
         return Rejected(
             (Problem("", Reason.INVALID_FIELD, f"nested deeper than {limits.max_depth} levels"),),
-            key if isinstance(key, str) and ID_PATTERN.match(key) and len(key) <= 128 else "",
+            key if isinstance(key, str) and ID_PATTERN.fullmatch(key) and len(key) <= 128 else "",
         )
     problems: list[Problem] = []
     check = FieldChecker(doc, problems, limits.max_string_length)
@@ -199,7 +201,7 @@ class FieldChecker:
             self._bad(name, "must not be empty")
         elif len(value) > max_len:
             self._bad(name, f"longer than {max_len} characters")
-        elif pattern is not None and not pattern.match(value):
+        elif pattern is not None and not pattern.fullmatch(value):
             self._bad(name, f"must match {pattern.pattern}")
         elif UNSAFE_CHARACTERS.search(value):
             self._bad(name, "must not contain control or invisible formatting characters")
@@ -255,7 +257,7 @@ class FieldChecker:
 
 def _epoch(value: object) -> float | str:
     """An ISO-8601 time with a UTC offset as epoch seconds, or what is wrong with it."""
-    if not isinstance(value, str) or len(value) > 40:
+    if not isinstance(value, str) or len(value) > 40 or not _ISO_CHARACTERS.fullmatch(value):
         return "must be an ISO-8601 string"
     try:
         parsed = datetime.fromisoformat(value)

@@ -237,6 +237,7 @@ class Acceptor:
                 break
             failed = self._round(todo, verdicts)
             if attempt == self._attempts:
+                self._unindex([item.alert.idempotency_key for (_, item), _ in failed])
                 for (index, item), error in failed:
                     verdicts[index] = self.quarantine(
                         item.payload,
@@ -250,6 +251,17 @@ class Acceptor:
         out = [v for v in verdicts if v is not None]
         self._count(out)
         return out
+
+    def _unindex(self, keys: list[str]) -> None:
+        """Take quarantined alerts out of the pending index, where their attempts put them.
+
+        Best effort: the sweep would find each there and quarantine it a second time.
+        """
+        if keys:
+            try:
+                self._redis.zrem(self._pending_key, *keys)
+            except redis.RedisError:
+                log.warning("quarantined alerts left in the pending index: %s", keys)
 
     def _round(
         self, todo: list[tuple[int, Checked]], verdicts: list[Verdict | None]

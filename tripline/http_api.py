@@ -7,6 +7,7 @@ import ipaddress
 import logging
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 import redis
@@ -187,10 +188,15 @@ async def post_alert(request: web.Request) -> web.Response:
             "idempotencyKey": key,
             "status": "accepted",
             "referenceId": verdict.alert.reference_id,
-            "links": {"record": f"/v1/alerts/{key}"},
+            "links": {"record": _record_link(key)},
         },
         202,
     )
+
+
+def _record_link(key: str) -> str:
+    """Where the record of `key` is read: the key as one percent-encoded path segment."""
+    return "/v1/alerts/" + quote(key, safe="")
 
 
 def _refused(verdict: Verdict) -> web.Response:
@@ -205,7 +211,7 @@ def _refused(verdict: Verdict) -> web.Response:
         {
             "idempotencyKey": verdict.idempotency_key,
             "status": "duplicate",
-            "links": {"record": f"/v1/alerts/{verdict.idempotency_key}"},
+            "links": {"record": _record_link(verdict.idempotency_key)},
         }
     )
 

@@ -245,6 +245,9 @@ def _stamp(offset_seconds: float) -> str:
         pytest.param("0001-01-01T00:00:00+14:00", [("timestamp", "invalid_field")], id="year-1"),
         pytest.param("1969-12-31T23:59:59Z", [("timestamp", "invalid_field")], id="before-1970"),
         pytest.param("9999-12-31T23:59:59Z", [("timestamp", "invalid_field")], id="year-9999"),
+        # datetime.fromisoformat() overlooked a trailing NUL (found by the adversarial suite).
+        pytest.param(_stamp(0) + "\x00", [("timestamp", "invalid_field")], id="trailing-nul"),
+        pytest.param(_stamp(0) + "\n", [("timestamp", "invalid_field")], id="trailing-newline"),
     ],
 )
 def test_timestamp_bounds(stamp: str, expected: list[tuple[str, str]]) -> None:
@@ -282,6 +285,7 @@ def test_an_old_alert_says_why() -> None:
             id="unit-33",
         ),
         # Ids may hold what separates key parts: escaped in key names, never refused.
+        pytest.param({"sensorId": "s-1\n"}, [("sensorId", "invalid_field")], id="id-newline-end"),
         pytest.param({"sensorId": "aa:bb:cc:dd:ee:ff"}, [], id="mac-address-sensor"),
         pytest.param({"sensorId": "Q}:cool:T", "customerId": "SECK}:readings:Q"}, [], id="braces"),
     ],

@@ -186,6 +186,9 @@ def test_an_alert_whose_own_keys_fail_is_quarantined_and_the_batch_goes_on(
     assert entry["attempts"] == "3"
     assert "WRONGTYPE" in entry["error"]
     assert dead.counts() == {"http": 1}
+    # Out of the pending index too: the sweep would otherwise quarantine it a second time.
+    assert redis_client.zscore(keys.pending("default"), poisoned["idempotencyKey"]) is None
+    assert redis_client.zscore(keys.pending("default"), good["idempotencyKey"]) is not None
 
 
 def test_a_payload_the_check_fails_on_is_quarantined_not_raised(
