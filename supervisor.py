@@ -43,7 +43,7 @@ from tripline.accept import Acceptor
 from tripline.backends.registry import build_backends
 from tripline.deadletter import DeadLetters
 from tripline.events import Events
-from tripline.maintenance import MaintenanceWindows, set_paused
+from tripline.maintenance import OperatorControls, set_paused
 from tripline.resume import SweepRules, sweep
 from tripline.stats import Stats
 from tripline.store import Keys
@@ -138,7 +138,7 @@ class Service:
         self.caps = CapRules(
             number=_caps(config.comply.number_caps), customer=_caps(config.comply.customer_caps)
         )
-        self.maintenance = MaintenanceWindows()
+        self.maintenance = OperatorControls()
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.RLock()
         # Which 'accepted' alerts the actors still hold, for the sweep. An actor's death loses

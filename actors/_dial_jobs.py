@@ -36,7 +36,7 @@ from pipeline.dial import Answer, Gate, backoff, gate, retry_after
 from pipeline.govern import Occupancy
 from pipeline.maintenance import Window
 from tripline.backends import Backend, Result
-from tripline.maintenance import MaintenanceWindows
+from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
 from tripline.store import (
     ANNOTATE_LUA,
@@ -131,7 +131,7 @@ class DialJobs:
         routing: dict[str, int],
         rules: ComplyRules,
         caps: CapRules,
-        maintenance: MaintenanceWindows,
+        maintenance: OperatorControls,
         record_ttl: int,
         stats: Stats,
         clock: Callable[[], float],

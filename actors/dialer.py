@@ -49,7 +49,7 @@ from pipeline.govern import (
     rank,
 )
 from tripline.budget import RateBudget
-from tripline.maintenance import MaintenanceWindows
+from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
 from tripline.store import Keys, iso
 
@@ -99,7 +99,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         rules: ComplyRules,
         stats: Stats,
         caps: CapRules | None = None,
-        maintenance: MaintenanceWindows | None = None,
+        maintenance: OperatorControls | None = None,
         record_ttl: int = 86400,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -107,7 +107,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         super().__init__()
         self._conf, self._backends_factory, self._clock, self._stats = conf, backends, clock, stats
         # Maintenance windows and the operators' pause, shared by every instance.
-        self._controls = maintenance or MaintenanceWindows()
+        self._controls = maintenance or OperatorControls()
         self._budget = RateBudget(
             key=keys.rate(), rate_per_minute=conf.rate_per_minute, burst=conf.burst, client=client
         )

@@ -40,7 +40,7 @@ from pipeline.fleet import FleetRules, IncidentChange, incident_change
 from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
 from tripline.deadletter import DeadLetters
 from tripline.events import Events
-from tripline.maintenance import MaintenanceWindows
+from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
 from tripline.store import (
     COOLDOWN_LUA,
@@ -123,7 +123,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         stats: Stats,
         events: Events,
         fleet: FleetRules,
-        maintenance: MaintenanceWindows | None = None,
+        maintenance: OperatorControls | None = None,
         dead_letters: DeadLetters | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -140,7 +140,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._unindex: list[str] = []
         self._ttl, self._enricher, self._stats, self._clock = record_ttl, enricher, stats, clock
         self._dialer, self._events, self._fleet = dialer, events, fleet
-        self._maintenance = maintenance or MaintenanceWindows()
+        self._maintenance = maintenance or OperatorControls()
         self._dead = dead_letters
         self._flap = FlapRules(
             low=conf.flap_low_percent,

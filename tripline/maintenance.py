@@ -38,7 +38,7 @@ class Pause:
     since: float
 
 
-class MaintenanceWindows:
+class OperatorControls:
     """This instance's view of what operators set in Redis: maintenance windows and the pause.
 
     Shards and the dialer consult it without a lock or a round trip (its values are swapped

@@ -41,7 +41,7 @@ from tests.actors.helpers import FakeBackend, accept, customer, intent, tasks
 from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.backends import Result
 from tripline.budget import RateBudget
-from tripline.maintenance import MaintenanceWindows
+from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
 from tripline.store import Keys, text
 
@@ -69,7 +69,7 @@ def start_dialer(
     caps: CapRules | None = None,
     instance: str = "",
     *,
-    maintenance: MaintenanceWindows | None = None,
+    maintenance: OperatorControls | None = None,
     **conf: Any,
 ) -> pykka.ActorRef[Any]:
     settings = {
@@ -348,7 +348,7 @@ def test_a_call_whose_sensor_went_into_maintenance_while_it_waited_is_not_placed
 ) -> None:
     keys = Keys(prefix)
     backend = FakeBackend()
-    held = MaintenanceWindows()
+    held = OperatorControls()
     dialer = start_dialer(backend, keys, maintenance=held, pending_seconds={"normal": 1.0})
     waiting, other = accept(
         redis_client,
@@ -388,7 +388,7 @@ def test_a_call_others_joined_is_placed_for_them_though_its_sensor_went_into_mai
 ) -> None:
     keys = Keys(prefix)
     backend = FakeBackend()
-    held = MaintenanceWindows()
+    held = OperatorControls()
     dialer = start_dialer(
         backend,
         keys,

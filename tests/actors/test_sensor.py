@@ -32,7 +32,7 @@ from tests.actors.helpers import FakeDialer, FakeEnricher, accept
 from tests.conftest import REDIS_URL, alert, ask, wait_for
 from tripline.deadletter import DeadLetters
 from tripline.events import Events
-from tripline.maintenance import MaintenanceWindows
+from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
 from tripline.store import Keys, text
 
@@ -45,7 +45,7 @@ def start_shard(
     dialer: pykka.ActorRef[Any] | None = None,
     events: Events | None = None,
     fleet: FleetRules | None = None,
-    maintenance: MaintenanceWindows | None = None,
+    maintenance: OperatorControls | None = None,
     clock: Callable[[], float] = time.time,
     **conf: Any,
 ) -> pykka.ActorRef[Any]:
@@ -127,7 +127,7 @@ def test_a_sensor_in_maintenance_is_not_called_and_claims_no_window(
 ) -> None:
     keys = Keys(prefix)
     enricher = FakeEnricher.start()
-    held = MaintenanceWindows()
+    held = OperatorControls()
     now = time.time()
     held.windows = (
         Window(

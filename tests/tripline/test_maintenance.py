@@ -10,7 +10,7 @@ import redis
 from pipeline.maintenance import RETENTION_SECONDS, Window, WindowState
 from tests.pipeline.test_maintenance import NOW, an_alert
 from tripline import maintenance
-from tripline.maintenance import MaintenanceWindows, Pause
+from tripline.maintenance import OperatorControls, Pause
 from tripline.store import Keys
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def test_an_instance_reloads_only_when_the_windows_changed(
 ) -> None:
     keys = Keys(prefix)
     counting = CountingRedis(redis_client)
-    held = MaintenanceWindows()
+    held = OperatorControls()
     held.refresh(counting, keys)  # type: ignore[arg-type]
     assert not held.windows
     held.refresh(counting, keys)  # type: ignore[arg-type]
@@ -142,7 +142,7 @@ def test_a_pause_never_expires_and_resuming_gives_the_key_its_lifetime_back(
     redis_client: redis.Redis, prefix: str
 ) -> None:
     keys = Keys(prefix)
-    held = MaintenanceWindows()
+    held = OperatorControls()
     maintenance.set_paused(redis_client, keys, by="ana", now=NOW)
     assert held.refresh(redis_client, keys) is True  # the pause changed: the dialer is told
     assert held.dialing_paused == Pause("ana", NOW)
@@ -161,6 +161,6 @@ def test_a_pause_never_expires_and_resuming_gives_the_key_its_lifetime_back(
 def test_an_unreadable_pause_still_pauses(redis_client: redis.Redis, prefix: str) -> None:
     keys = Keys(prefix)
     redis_client.hset(keys.maintenance(), mapping={"_paused": b"garbage", "_version": 1})
-    held = MaintenanceWindows()
+    held = OperatorControls()
     held.refresh(redis_client, keys)
     assert held.dialing_paused == Pause("unknown", 0.0)
