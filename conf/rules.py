@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conf.schema import ConfigError
-from pipeline.calling_window import CallingRules, DayRule, Window, parse_window
+from pipeline.calling_window import CallingHours, CallingRules, DayRule, parse_window
 
 _KEYS = {"weekdays", "saturday", "sunday", "holidays"}
 
@@ -84,7 +84,7 @@ def _window(
     problems: list[str],
     *,
     closable: bool = True,
-) -> Window | None:
+) -> CallingHours | None:
     if closable and value == "closed":
         return None
     window = parse_window(value) if isinstance(value, str) else None

@@ -9,7 +9,7 @@ from datetime import date
 import holidays
 import pendulum
 
-Window = tuple[int, int]
+CallingHours = tuple[int, int]
 """Minutes after local midnight: [start, end)."""
 
 _SATURDAY, _SUNDAY = 5, 6  # pendulum: Monday is 0
@@ -20,18 +20,18 @@ _SEARCH_DAYS = 14  # a rule set that allows no day within two weeks is a configu
 class DayRule:
     """When calls may start, for one jurisdiction."""
 
-    weekdays: Window = (8 * 60, 20 * 60)
+    weekdays: CallingHours = (8 * 60, 20 * 60)
     """Monday to Friday."""
-    saturday: Window | None = (8 * 60, 20 * 60)
+    saturday: CallingHours | None = (8 * 60, 20 * 60)
     """None: no calls on Saturdays."""
-    sunday: Window | None = (8 * 60, 20 * 60)
+    sunday: CallingHours | None = (8 * 60, 20 * 60)
     """None: no calls on Sundays."""
     closed_on_holidays: bool = False
     """No calls on the jurisdiction's legal holidays (state holidays included)."""
     name: str = "default"
     """Which rule this is, as the record shows it ('default', 'US', 'US-LA')."""
 
-    def window(self, weekday: int) -> Window | None:
+    def window(self, weekday: int) -> CallingHours | None:
         """The window of a weekday (pendulum numbering), None when closed."""
         if weekday == _SATURDAY:
             return self.saturday
@@ -79,7 +79,7 @@ def holiday_name(day: date, country: str, region: str) -> str | None:
 class DayStatus:
     """Whether calls may start on one local day, and why not."""
 
-    window: Window | None
+    window: CallingHours | None
     closed_by: str = ""
     """'sunday', 'saturday' or 'holiday:<name>' when closed."""
 
@@ -104,7 +104,7 @@ def _day_status(day: date, rule: DayRule, country: str, region: str) -> DayStatu
     return DayStatus(window)
 
 
-def inside(local: pendulum.DateTime, window: Window) -> bool:
+def inside(local: pendulum.DateTime, window: CallingHours) -> bool:
     """Whether a call may start at `local` within `window`."""
     minute = local.hour * 60 + local.minute
     return window[0] <= minute < window[1]
@@ -152,7 +152,7 @@ def _at_minute(day: pendulum.DateTime, minute: int) -> pendulum.DateTime:
     return day.set(hour=minute // 60, minute=minute % 60, second=0, microsecond=0)
 
 
-def parse_window(text: str) -> Window | None:
+def parse_window(text: str) -> CallingHours | None:
     """'08:00-20:00' → (480, 1200); None when malformed or empty."""
     start, _, end = text.partition("-")
     a, b = _minutes(start), _minutes(end)
@@ -169,7 +169,7 @@ def _minutes(hhmm: str) -> int | None:
     return value if value <= 24 * 60 and int(minutes) < 60 else None
 
 
-def format_window(window: Window | None) -> str:
+def format_window(window: CallingHours | None) -> str:
     """(480, 1200) → '08:00-20:00'; None → 'closed'."""
     if window is None:
         return "closed"
