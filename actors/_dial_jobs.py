@@ -33,6 +33,7 @@ from messages import (
 from pipeline.caps import Cap, cap_args
 from pipeline.comply import Blocked, ComplyRules, check_window
 from pipeline.dial import Answer, Gate, backoff, gate, retry_after
+from pipeline.dial_queue import Queued, StoredTask, Work
 from pipeline.govern import Occupancy
 from pipeline.maintenance import Window
 from tripline.backends import Backend, Result
@@ -56,25 +57,6 @@ from tripline.store import (
 )
 
 log = logging.getLogger("tripline.dialer")
-
-Work = DialIntent | TaskIntent
-
-
-@dataclass(frozen=True, slots=True)
-class StoredTask:
-    """A queued task kept by reference: its body waits in the persisted queue (Redis).
-
-    Tasks can queue for hours behind the rate budget (a fleet incident makes thousands); holding
-    each whole alert in memory meanwhile is what made a storm's memory grow.
-    """
-
-    key: str
-    """The alert's idempotency key."""
-    priority: Priority
-    """Its queue."""
-
-
-Queued = Work | StoredTask
 
 
 class Observer(Protocol):

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pykka
 import redis
 
 from actors import Supervised
-from actors._dial_jobs import BackendsFactory, CapRules, DialJobs, Queued, StoredTask, Work
+from actors._dial_jobs import BackendsFactory, CapRules, DialJobs
 from actors._loop import LoopThread
 from conf.schema import DialerConfig
 from messages import (
@@ -38,16 +35,8 @@ from messages import (
 )
 from pipeline.breaker import Breaker, BreakerState, allow, record
 from pipeline.comply import ComplyRules
-from pipeline.govern import (
-    Admission,
-    GovernRules,
-    Occupancy,
-    Pace,
-    admit,
-    is_stale,
-    prepay,
-    rank,
-)
+from pipeline.dial_queue import Conditions, DialQueue, Queued, RecentResolves, Work
+from pipeline.govern import GovernRules, Occupancy, Pace, prepay
 from tripline.budget import RateBudget
 from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
@@ -66,17 +55,6 @@ _PREPAID_TTL = 0.1
 _MARK_BATCH = 200  # newly queued work recorded per round trip, at most
 _RESOLVES_KEPT = 600.0  # a resolve can overtake its firing alert (which visits the CRM first)
 _RESOLVES_MAX = 100_000
-
-
-@dataclass(slots=True)
-class _Queued:
-    enqueued_at: float
-    seq: int
-    work: Queued
-    cancelled: bool = False
-    """Withdrawn or cancelled while queued: skipped when it reaches the head."""
-    delayed: bool = False
-    """Counted among the calls waiting out their pending delay."""
 
 
 class Dialer(Supervised, pykka.ThreadingActor):
@@ -133,24 +111,14 @@ class Dialer(Supervised, pykka.ThreadingActor):
             aging_seconds=conf.aging_seconds,
             max_age={Priority.from_label(k): float(v) for k, v in conf.max_age_seconds.items()},
         )
-        self._queues: dict[Priority, deque[_Queued]] = {p: deque() for p in Priority}
-        # What /status shows, kept as work comes and goes: counting the queues on each request
-        # was 6 % of the process while a storm's backlog waited and /status was polled.
-        self._live = dict.fromkeys(Priority, 0)  # queued, not cancelled
-        self._calls_waiting = 0
-        self._delayed = 0  # calls whose pending delay has not passed
-        self._delays: list[tuple[float, int, _Queued]] = []  # heap: when each delay ends
+        self._queue = DialQueue()
         self._pending = {Priority.from_label(k): float(v) for k, v in conf.pending_seconds.items()}
-        # Indexes of queued calls, for cancellation when a sensor resolves or an alert is grouped.
-        self._waiting: dict[str, _Queued] = {}
-        self._by_sensor: dict[str, set[str]] = {}
-        self._resolved: dict[str, tuple[float, str, float]] = {}  # sensor -> (ts, key, noted at)
+        self._resolves = RecentResolves(kept_seconds=_RESOLVES_KEPT, most=_RESOLVES_MAX)
         self._cancelling: set[str] = set()
-        self._anchored: set[str] = set()  # a resolve could not cancel them: others joined them
         self._incident: FleetIncident | None = None
         self._calls_in_flight: set[str] = set()  # dialing: not decided yet (tasks are)
-        self._seq = itertools.count()
         self._in_flight = {True: 0, False: 0}  # critical?, in flight
+        self._caps = {True: conf.critical_concurrency, False: conf.max_concurrency}
         self._paused_until = 0.0
         self._occupancy: Occupancy | None = None
         self._breaker = Breaker()
@@ -175,7 +143,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         restored = self._loop.call(self._open())
         now = self._clock()
         for work in restored:
-            self._enqueue(work, at=work.enqueued_at if isinstance(work, DialIntent) else now)
+            self._queue.add(work, at=work.enqueued_at if isinstance(work, DialIntent) else now)
         if restored:
             log.warning("dialer: %d queued items restored from Redis", len(restored))
         self._pump()
@@ -217,7 +185,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         later = False  # more is coming: pump once for all of it
         match message:
             case Drain():
-                waiting = sum(self._live.values())
+                waiting = sum(self._queue.live.values())
                 return waiting + sum(self._in_flight.values()) + len(self._cancelling)
             case StatusQuery():
                 return self._status()
@@ -243,7 +211,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 self._on_resolved(message)
             case Withdrawn():
                 for key in message.keys:
-                    self._withdraw(key)
+                    self._queue.withdraw(key)
             case FleetIncident():
                 opened = message.active and self._incident is None
                 self._incident = message if message.active else None
@@ -284,7 +252,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
 
     def _queue_work(self, work: Work) -> None:
         if isinstance(work, DialIntent):
-            resolved_by = self._cleared_by_resolve(work)
+            resolved_by = self._resolves.cleared(work, self._clock())
             if resolved_by is not None:
                 self._cancel(work, resolved_by)
                 return
@@ -294,7 +262,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             if not work.not_before:
                 delay = self._pending.get(work.priority, 0.0)
                 work = replace(work, not_before=work.alert.accepted_at + delay)
-        self._enqueue(work, at=self._clock())
+        self._queue.add(work, at=self._clock())
         self._to_mark.append(work)
 
     def _flush_marks(self) -> None:
@@ -308,7 +276,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if message.intent_id in self._cancelling:
             self._cancelling.discard(message.intent_id)
             if message.requeue is not None:  # alerts were grouped into it: it must still call
-                self._anchored.add(message.intent_id)
+                self._queue.anchor(message.intent_id)
         if message.slot:
             self._in_flight[message.priority == Priority.CRITICAL] -= 1
         if message.backend_ok is not None:
@@ -326,104 +294,18 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if message.retry_after is not None:
             self._paused_until = max(self._paused_until, self._clock() + message.retry_after)
         if message.requeue is not None:
-            self._enqueue(message.requeue, at=self._clock(), front=True)
-
-    def _enqueue(self, work: Work, *, at: float, front: bool = False) -> None:
-        # A task is held by reference (its body is persisted): thousands can wait for budget.
-        held: Queued = (
-            StoredTask(work.alert.idempotency_key, work.priority)
-            if isinstance(work, TaskIntent)
-            else work
-        )
-        item = _Queued(at, next(self._seq), held)
-        queue = self._queues[work.priority]
-        if front:
-            queue.appendleft(item)
-        else:
-            queue.append(item)
-        self._live[work.priority] += 1
-        if isinstance(work, DialIntent):
-            self._calls_waiting += 1
-            if work.not_before > at:
-                item.delayed = True
-                self._delayed += 1
-                heapq.heappush(self._delays, (work.not_before, item.seq, item))
-            key = work.intent_id
-            self._waiting[key] = item
-            if work.priority != Priority.CRITICAL and key not in self._anchored:
-                self._by_sensor.setdefault(work.alert.sensor_id, set()).add(key)
-
-    def _pop(self, queue: deque[_Queued]) -> _Queued:
-        """Take the head off a queue and out of the indexes."""
-        item = queue.popleft()
-        if not item.cancelled:
-            self._settle(item)
-        self._unindex(item)
-        return item
-
-    def _cancel_item(self, item: _Queued) -> None:
-        """Withdrawn while queued: skipped when it reaches the head of its queue."""
-        if not item.cancelled:
-            item.cancelled = True
-            self._settle(item)
-        self._unindex(item)
-
-    def _settle(self, item: _Queued) -> None:
-        """The item no longer waits (started, deferred or cancelled): the counts follow."""
-        self._live[item.work.priority] -= 1
-        if isinstance(item.work, DialIntent):
-            self._calls_waiting -= 1
-        if item.delayed:
-            item.delayed = False
-            self._delayed -= 1
-
-    def _delays_ended(self, now: float) -> None:
-        """Calls whose pending delay has passed stop counting as delayed."""
-        while self._delays and self._delays[0][0] <= now:
-            item = heapq.heappop(self._delays)[2]
-            if item.delayed:
-                item.delayed = False
-                self._delayed -= 1
-
-    def _unindex(self, item: _Queued) -> None:
-        work = item.work
-        if isinstance(work, DialIntent):
-            self._waiting.pop(work.intent_id, None)
-            self._anchored.discard(work.intent_id)
-            keys = self._by_sensor.get(work.alert.sensor_id)
-            if keys is not None:
-                keys.discard(work.intent_id)
-                if not keys:
-                    del self._by_sensor[work.alert.sensor_id]
+            self._queue.add(message.requeue, at=self._clock(), front=True)
 
     # --- resolved before the call, and grouped ---------------------------------------------
 
     def _on_resolved(self, message: SensorResolved) -> None:
         now = self._clock()
-        # Kept in arrival order (re-inserted on update), so the oldest go first: bounded in
-        # time and in size, O(1) per resolve.
-        self._resolved.pop(message.sensor_id, None)
-        self._resolved[message.sensor_id] = (message.timestamp, message.idempotency_key, now)
-        while self._resolved:
-            oldest, (_, _, noted_at) = next(iter(self._resolved.items()))
-            if now - noted_at < _RESOLVES_KEPT and len(self._resolved) <= _RESOLVES_MAX:
-                break
-            del self._resolved[oldest]
-        for key in list(self._by_sensor.get(message.sensor_id, ())):
-            item = self._waiting[key]
-            assert isinstance(item.work, DialIntent)  # noqa: S101 - only calls are indexed
-            if item.work.alert.timestamp <= message.timestamp:
-                self._cancel_item(item)
-                self._cancel(item.work, message.idempotency_key)
-
-    def _cleared_by_resolve(self, intent: DialIntent) -> str | None:
-        """The key of a resolve that arrived before this (older) non-critical alert, if any."""
-        seen = self._resolved.get(intent.alert.sensor_id)
-        if intent.priority == Priority.CRITICAL or seen is None:
-            return None
-        timestamp, key, noted_at = seen
-        fresh = self._clock() - noted_at < _RESOLVES_KEPT
-        return key if fresh and intent.alert.timestamp <= timestamp else None
+        self._resolves.note(message.sensor_id, message.timestamp, message.idempotency_key, now)
+        for entry in self._queue.calls_of(message.sensor_id):
+            assert isinstance(entry.work, DialIntent)  # noqa: S101 - only calls are indexed
+            if entry.work.alert.timestamp <= message.timestamp:
+                self._queue.cancel(entry)
+                self._cancel(entry.work, message.idempotency_key)
 
     def _cancel(self, intent: DialIntent, resolved_by: str) -> None:
         self._flush_marks()  # the cancel job waits for the record's 'queued' first
@@ -436,18 +318,10 @@ class Dialer(Supervised, pykka.ThreadingActor):
         Not when it reaches the head of its queue: behind thousands of tasks waiting for budget
         that could take hours.
         """
-        for priority, queue in self._queues.items():
-            if priority == Priority.CRITICAL:
-                continue
-            for item in queue:
-                if isinstance(item.work, DialIntent) and not item.cancelled:
-                    self._cancel_item(item)
-                    self._defer(item.work, Reason.FLEET_INCIDENT, self._incident_detail())
-
-    def _withdraw(self, key: str) -> None:
-        item = self._waiting.get(key)
-        if item is not None:
-            self._cancel_item(item)
+        for entry in list(self._queue.waiting_calls(except_priority=Priority.CRITICAL)):
+            assert isinstance(entry.work, DialIntent)  # noqa: S101 - waiting_calls gives calls
+            self._queue.cancel(entry)
+            self._defer(entry.work, Reason.FLEET_INCIDENT, self._incident_detail())
 
     # --- choosing what goes next -----------------------------------------------------------
 
@@ -456,14 +330,15 @@ class Dialer(Supervised, pykka.ThreadingActor):
         now = self._clock()
         self._pump_owed = False
         self._flush_marks()
-        self._delays_ended(now)  # the heap holds no more than the delays still running
-        self._expire_stale(now)
+        self._queue.end_delays(now)  # the heap holds no more than the delays still running
+        for stale in self._queue.expire_stale(now, self._governance):
+            self._defer(stale.call, stale.reason, stale.detail)
         started: list[tuple[Queued, bool]] = []
         while (choice := self._choose(now)) is not None:
             priority, batched = choice
             if not batched and not self._may_send(now):
                 break
-            item = self._pop(self._queues[priority])
+            item = self._queue.pop(priority)
             if isinstance(item.work, DialIntent):
                 self._calls_in_flight.add(item.work.intent_id)
             if not batched:
@@ -475,7 +350,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if started:  # one hand-off to the loop per round, however many start
             self._submit(self._jobs.run_all(started))
         self._publish_depth()
-        if any(self._queues.values()):
+        if self._queue:
             self._wake_at(now + _IDLE_TICK)
 
     def _may_send(self, now: float) -> bool:
@@ -507,55 +382,24 @@ class Dialer(Supervised, pykka.ThreadingActor):
         return True
 
     def _choose(self, now: float) -> tuple[Priority, bool] | None:
-        """The priority whose head goes next (lowest aged rank among admissible), batched?"""
-        candidates = []
-        for priority, queue in self._queues.items():
-            admission = self._admit_head(priority, queue, now)
-            if not queue or admission == Admission.HOLD:
-                continue
-            head_work = queue[0].work
-            if isinstance(head_work, DialIntent) and self._controls.dialing_paused is not None:
-                continue  # paused by an operator: calls wait, tasks go on
-            if isinstance(head_work, DialIntent) and head_work.not_before > now:
-                self._wake_at(head_work.not_before)  # its pending delay: a resolve may cancel it
-                continue
-            batched = isinstance(queue[0].work, DialIntent) and self._batching(priority)
-            critical = priority == Priority.CRITICAL
-            cap = self._conf.critical_concurrency if critical else self._conf.max_concurrency
-            if not batched and self._in_flight[critical] >= cap:
-                continue
-            candidates.append(
-                (
-                    rank(priority, now - queue[0].enqueued_at, self._governance),
-                    queue[0].seq,
-                    priority,
-                    batched,
-                )
-            )
-        if not candidates:
-            return None
-        _, _, priority, batched = min(candidates)
-        return priority, batched
-
-    def _admit_head(self, priority: Priority, queue: deque[_Queued], now: float) -> Admission:
-        """Clear the head of what cannot dial (cancelled, incident, saturated); admit the rest."""
-        while queue:
-            head = queue[0]
-            if head.cancelled:
-                queue.popleft()
-                continue
-            if not isinstance(head.work, DialIntent):
-                return Admission.DIAL  # a task is no call: occupancy does not hold it
-            if self._incident is not None and priority != Priority.CRITICAL:
-                self._pop(queue)
-                self._defer(head.work, Reason.FLEET_INCIDENT, self._incident_detail())  # a call
-                continue
-            admission = admit(priority, self._occupancy, now=now, rules=self._governance)
-            if admission != Admission.SATURATED:
-                return admission
-            self._pop(queue)
-            self._defer(head.work, Reason.QUEUE_SATURATED, "the queue is saturated")
-        return Admission.DIAL
+        """The priority whose head goes next, batched?; acts on what the queue met on the way."""
+        choice = self._queue.choose(
+            now,
+            Conditions(
+                rules=self._governance,
+                occupancy=self._occupancy,
+                incident=None if self._incident is None else self._incident_detail(),
+                paused=self._controls.dialing_paused is not None,
+                in_flight=self._in_flight,
+                caps=self._caps,
+                batching=self._batching,
+            ),
+        )
+        for deferral in choice.deferrals:
+            self._defer(deferral.call, deferral.reason, deferral.detail)
+        if choice.wake_at is not None:
+            self._wake_at(choice.wake_at)
+        return None if choice.priority is None else (choice.priority, choice.batched)
 
     def _take_tokens(self) -> float:
         """Take budget for what will start soon (pipeline.govern.prepay): one round trip.
@@ -565,7 +409,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         free = (self._conf.critical_concurrency - self._in_flight[True]) + (
             self._conf.max_concurrency - self._in_flight[False]
         )
-        queued = sum(len(q) for q in self._queues.values())
+        queued = len(self._queue)
         want = prepay(
             queued=queued, free=free, recent=self._pace.recent(self._clock()), most=_PREPAY
         )
@@ -578,22 +422,6 @@ class Dialer(Supervised, pykka.ThreadingActor):
     def _batching(self, priority: Priority) -> bool:
         backends = getattr(self._jobs, "backends", None)
         return backends is not None and backends.batching(priority)
-
-    def _expire_stale(self, now: float) -> None:
-        for priority, queue in self._queues.items():
-            while queue and queue[0].cancelled:
-                queue.popleft()
-            while (
-                queue
-                and isinstance(work := queue[0].work, DialIntent)
-                and is_stale(
-                    priority, now - max(queue[0].enqueued_at, work.not_before), self._governance
-                )
-            ):
-                item = self._pop(queue)
-                self._defer(
-                    item.work, Reason.STALE, f"waited {now - item.enqueued_at:.0f}s for the dialer"
-                )
 
     def _defer(self, work: Queued, reason: Reason, detail: str) -> None:
         """Turn waiting dial work into a task (it was persisted: the task replaces it)."""
@@ -643,23 +471,23 @@ class Dialer(Supervised, pykka.ThreadingActor):
     # --- what operators see ----------------------------------------------------------------
 
     def _publish_depth(self) -> None:
-        for priority, waiting in self._live.items():
+        for priority, waiting in self._queue.live.items():
             self._stats.queue_depth.labels(priority.label).set(waiting)
 
     def _status(self) -> dict[str, Any]:
         now = self._clock()
         occ = self._occupancy
         incident, held = self._incident, self._controls.dialing_paused
-        self._delays_ended(now)
+        self._queue.end_delays(now)
         return {
             "dialingPaused": None if held is None else {"by": held.by, "since": iso(held.since)},
             "fleetIncident": None
             if incident is None
             else {"since": iso(incident.since), "sensors": incident.sensors},
-            "queueDepth": {priority.label: n for priority, n in self._live.items()},
+            "queueDepth": {priority.label: n for priority, n in self._queue.live.items()},
             # Calls not decided yet (queued or dialing); queued tasks are decided (deferred).
-            "callsUndecided": len(self._calls_in_flight) + self._calls_waiting,
-            "waitingPendingDelay": self._delayed,
+            "callsUndecided": len(self._calls_in_flight) + self._queue.calls_waiting,
+            "waitingPendingDelay": self._queue.delayed,
             "inFlight": sum(self._in_flight.values()),
             "pausedUntil": iso(self._paused_until) if self._paused_until > now else None,
             "rateBudget": {
