@@ -317,7 +317,21 @@ class WorkBatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
-    """Asked by the supervisor after start: answers once on_start has succeeded."""
+    """Asked by the supervisor: every actor answers True, once on_start has succeeded.
+
+    It waits in the inbox like any message, so its answer also means that what was told before
+    it has been handled (the supervisor's drain at shutdown).
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionQuery:
+    """Asked by /readyz and the gauges: the subscriber answers whether the broker is connected."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntityCountQuery:
+    """Asked by /status: a shard answers how many sensor entities it holds in memory."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,8 +26,10 @@ from conf.schema import Config
 from messages import (
     Alert,
     AlertBatch,
+    ConnectionQuery,
     ControlsChanged,
     Drain,
+    EntityCountQuery,
     Ping,
     PublishEvent,
     Snapshot,
@@ -484,7 +486,7 @@ class Service:
     def broker_connected(self) -> bool:
         """Whether the subscriber holds a broker connection."""
         try:
-            return bool(self.ref("mqtt").ask(Ping(), timeout=2.0))
+            return bool(self.ref("mqtt").ask(ConnectionQuery(), timeout=2.0))
         except (pykka.ActorDeadError, pykka.Timeout):
             return False
 
@@ -504,7 +506,7 @@ class Service:
             dialer.update(self.ref("enricher").ask(StatusQuery(), block=True, timeout=2.0))
             for name in self._slots:
                 if name.startswith("shard-"):
-                    entities += int(self.ref(name).ask(Ping(), block=True, timeout=2.0))
+                    entities += int(self.ref(name).ask(EntityCountQuery(), block=True, timeout=2.0))
         except (pykka.ActorDeadError, pykka.Timeout):
             pass
         return {

@@ -22,7 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from actors import Supervised
 from conf.schema import MqttConfig
-from messages import Alert, AlertReceived, Ping, PublishEvent, Snapshot
+from messages import Alert, AlertReceived, ConnectionQuery, Ping, PublishEvent, Snapshot
 from pipeline.prioritise import critical_first
 from pipeline.validate import Rejected
 from tripline.accept import (
@@ -171,7 +171,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Buffer alerts; flush at BATCH_MAX, or when the inbox runs dry (see _flush_or_linger)."""
         if self._buffer and self._failures == 0 and not isinstance(message, AlertReceived):
-            # The last alerts of a burst arrived with a Ping (a /readyz probe) behind them in
+            # The last alerts of a burst arrived with a question (a /readyz probe) behind them in
             # the inbox: flush now, or they would wait for an alert that may never come.
             self._flush_or_retry()
         match message:
@@ -192,6 +192,8 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                 # QoS 1: paho keeps it while the broker is away and sends it on reconnect.
                 self._client.publish(self._conf.events_topic, message.payload, qos=1)
             case Ping():
+                return True
+            case ConnectionQuery():
                 return self.connected.is_set()
             case _:
                 return super().on_receive(message)

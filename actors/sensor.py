@@ -24,6 +24,7 @@ from messages import (
     Alert,
     AlertBatch,
     EnrichBatch,
+    EntityCountQuery,
     FleetIncident,
     Outcome,
     Ping,
@@ -181,6 +182,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             case _SaveMore():
                 self._save_some()
             case Ping():
+                return True
+            case EntityCountQuery():
                 return len(self._entities)
             case _:
                 return super().on_receive(message)

@@ -15,6 +15,7 @@ from actors.sensor import SensorShard, shard_of
 from conf.schema import SensorConfig
 from messages import (
     AlertBatch,
+    EntityCountQuery,
     FleetIncident,
     Outcome,
     Ping,
@@ -178,7 +179,7 @@ def test_entities_are_capped_and_passivated_with_snapshots(
     )
     alerts = accept(redis_client, keys, *[alert(sensor=f"P{n}") for n in range(250)])
     shard.tell(AlertBatch(alerts=tuple(alerts)))
-    assert ask(shard, Ping()) <= 100
+    assert ask(shard, EntityCountQuery()) <= 100
     shard.tell(SnapshotTick())
     ask(shard, Ping())
     snapshots = list(redis_client.scan_iter(match=f"{prefix}:*:snap:*", count=1000))
@@ -206,12 +207,12 @@ def test_a_tick_saves_every_dirty_entity_in_chunks_and_drops_only_the_idle(
     recent = accept(redis_client, keys, *[alert(sensor=f"R{n}") for n in range(5)])
     (again,) = accept(redis_client, keys, alert(sensor="O7"))  # ...but for this one
     shard.tell(AlertBatch(alerts=(*recent, again)))
-    assert ask(shard, Ping()) == 1_205
+    assert ask(shard, EntityCountQuery()) == 1_205
     shard.tell(SnapshotTick())  # chunks of snapshots, alerts may pass between them
     wait_for(
         lambda: len(list(redis_client.scan_iter(match=f"{prefix}:*:snap:*", count=2000))) == 1_205
     )
-    assert ask(shard, Ping()) == 6  # the five recent sensors and the one seen again
+    assert ask(shard, EntityCountQuery()) == 6  # the five recent sensors and the one seen again
 
 
 def test_shard_choice_is_stable() -> None:
@@ -384,7 +385,7 @@ def test_a_batch_writes_the_snapshots_of_what_it_changed_without_waiting_for_the
     shard = start_shard(redis_client, keys, FakeEnricher.start(), cooldown_seconds=600)
     alerts = accept(redis_client, keys, *[alert(sensor=f"W{n}") for n in range(3)])
     shard.tell(AlertBatch(alerts=tuple(alerts)))
-    assert ask(shard, Ping()) == 3  # no tick, no stop
+    assert ask(shard, EntityCountQuery()) == 3  # no tick, no stop
     for a in alerts:
         doc = snapshot(redis_client, keys, a.customer_id, a.sensor_id)
         assert doc["cooldownUntil"] >= time.time() + 590
@@ -483,7 +484,7 @@ def test_a_snapshot_read_before_the_shard_last_wrote_it_is_read_again(
     wait_for(lambda: ask(enricher, "list"))  # it proceeds: its window is now in memory
     now[0] += 5
     shard.tell(SnapshotTick())
-    assert ask(shard, Ping()) == 0  # idle: written to Redis and out of memory
+    assert ask(shard, EntityCountQuery()) == 0  # idle: written to Redis and out of memory
     shard.tell(AlertBatch(alerts=(second,), snapshots={"PF2": read_before}))
     wait_for(lambda: status(redis_client, keys, second.idempotency_key)[0] != "")
     assert status(redis_client, keys, second.idempotency_key) == ("suppressed", "cooldown")
