@@ -8,7 +8,7 @@ from typing import Any
 
 
 class Outcome(StrEnum):
-    """Terminal outcomes, as in DESIGN.md."""
+    """Terminal outcomes (docs/architecture.md, "Outcomes and reasons")."""
 
     CALLED = "called"
     SUPPRESSED = "suppressed"
@@ -93,7 +93,10 @@ OUTCOME_REASONS: dict[Outcome, tuple[Reason, ...]] = {
         Reason.CONFLICT,
     ),
 }
-"""Which reasons each outcome is given for (DESIGN.md's table): each reason under one outcome."""
+"""Which reasons each outcome is given for: each reason under one outcome.
+
+The table of docs/architecture.md, "Outcomes and reasons".
+"""
 
 
 class Priority(IntEnum):

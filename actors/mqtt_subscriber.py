@@ -37,7 +37,9 @@ from tripline.accept import (
 
 log = logging.getLogger("tripline.mqtt")
 
-BATCH_MAX = 100  # measured: ~100 alerts per Redis pipeline keeps up with the broker (DESIGN.md)
+# A round trip per alert cannot keep up with the broker; ~100 alerts per pipeline can (measured:
+# docs/architecture.md, "Measurements the shape rests on").
+BATCH_MAX = 100
 _RETRY_MAX = 5.0
 
 

@@ -34,7 +34,7 @@ _BODY_TIMEOUT_SECONDS = 10.0
 
 
 def build_app(service: Service) -> web.Application:
-    """The aiohttp application serving every HTTP contract of DESIGN.md."""
+    """The aiohttp application serving every HTTP contract (docs/architecture.md)."""
     app = web.Application(client_max_size=service.config.http.max_body_bytes + 1024)
     app[SERVICE] = service
     conf = service.config.http

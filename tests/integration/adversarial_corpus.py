@@ -1,4 +1,6 @@
-"""The adversarial alert corpus of tests/integration/test_adversarial.py (DESIGN.md promise 5).
+"""The adversarial alert corpus of tests/integration/test_adversarial.py.
+
+Promise 5 of docs/architecture.md: bad input gets a clear answer, and nothing else.
 
 Hypothesis strategies over the alert payload's grammar. Each example is a `Case`: a payload
 (built as a tree, so it can hold what no JSON encoder writes: repeated keys, invalid UTF-8,

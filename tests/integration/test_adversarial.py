@@ -1,4 +1,4 @@
-"""Adversarial input through both doors (issue #16, item 5; DESIGN.md promise 5).
+"""Adversarial input through both doors (issue #16, item 5; promise 5 of docs/architecture.md).
 
 A generative corpus (tests/integration/adversarial_corpus.py: hypothesis strategies over the
 alert payload's grammar, each example with what the contract says must become of it) is sent
@@ -306,8 +306,8 @@ def judge_record(ctx: Ctx, case: Case, key: str, n: str) -> list[str]:
 
 
 def judge_context(ctx: Ctx, reference: str, body: bytes) -> list[str]:
-    """The stored context is the alert as sent (DESIGN.md promise 6), and the agent's page of
-    it renders."""
+    """The stored context is the alert as sent (promise 6 of docs/architecture.md), and the
+    agent's page of it renders."""
     url = f"/v1/context/{quote(reference, safe='')}"
     auth = {"Authorization": f"Bearer {CONTEXT_TOKEN}"}
     stored = ctx.client.request("GET", ctx.url + url, headers=auth)
