@@ -147,8 +147,8 @@ class Service:
         # its inbox: the generation moves on, and what was accepted before `_since` (the last
         # death, or this start) is re-routed. What the sweep re-routes itself is remembered by
         # key (key -> generation, when), as it was accepted before. Routing keeps no per-alert
-        # record: a dict entry per alert, emptied only by the sweep, was the hot path's cost
-        # once decided alerts left the pending index without the sweep (README "Performance").
+        # record: decided alerts leave the pending index without the sweep, so a dict entry per
+        # routed alert would only grow, at a cost on the hot path (README "Performance").
         self._generation = 0
         self._since = 0.0
         self._rerouted: dict[str, tuple[int, float]] = {}
@@ -277,11 +277,11 @@ class Service:
         """Drive this instance's unfinished alerts on (see tripline/resume.py).
 
         `share`: the part of the wall time the sweep may take; it pauses after each page for
-        as long as the rest of that share asks. When the sweep still visited every alert of
-        the last interval (10,000 at 1,000 alerts/s), in one burst and then in pages with a
-        fixed 20 ms pause, it stretched the slowest critical alerts' latency (README
-        "Performance"); the actors now take decided alerts out of the index themselves, and a
-        page takes longer when the process is busier, and so does the pause.
+        as long as the rest of that share asks. A page takes longer when the process is
+        busier, and so does the pause: the sweep's work never arrives in one burst, nor in
+        pages a fixed pause apart, either of which stretches the slowest critical alerts'
+        latency (README "Performance"). The actors take decided alerts out of the index, so
+        the sweep reads only what still moves.
 
         'In flight' compares an alert's acceptance with this process's clock: an alert a
         previous life accepted on a host whose clock ran ahead is left to the actors for at

@@ -104,7 +104,7 @@ class AutoPipeline:
     it at a time: what is issued while a batch is out goes together in the next one, so a busier
     loop makes bigger batches instead of more round trips. It packs and reads the replies itself
     (redis-py's Connection API) rather than through a Pipeline object, whose per-command
-    bookkeeping was the larger part of the dialer loop's time in profiles. A connection failure
+    bookkeeping is the larger part of the dialer loop's time in a profile. A connection failure
     fails every command of the batch (callers ride it out and retry); NOSCRIPT after a Redis
     restart reloads the script and retries that one command.
     """

@@ -165,8 +165,8 @@ class Enricher(Supervised, pykka.ThreadingActor):
         ids = {a.customer_id for a in alerts}
         # The numbers these customers had when last seen are checked against the do-not-call
         # list in the profiles' round trip; only a customer new to this process, or whose
-        # number changed, costs a second one (it was two round trips in a row for every batch,
-        # on a critical alert's way).
+        # number changed, costs a second one (two round trips in a row for every batch would
+        # sit on a critical alert's way).
         guessed = {cid: phone for cid in ids if (phone := self._phones.get(cid))}
         try:
             cached, listed = await ride_out(

@@ -216,8 +216,8 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         nothing.
 
         Every batch costs a Redis round trip here and thread hand-offs in every stage behind
-        this one; flushing whenever the inbox ran dry made batches of two or three alerts under
-        load (README "Performance"). The wait is this actor's own: paho keeps filling the
+        this one; flushing whenever the inbox runs dry would make batches of two or three alerts
+        under load (README "Performance"). The wait is this actor's own: paho keeps filling the
         inbox meanwhile, and the _Flush queued behind those alerts flushes them all. A critical
         alert ends the wait (paho sets `_urgent`) and is flushed as soon as it is taken in.
         """
@@ -277,9 +277,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
     def _flush(self) -> None:
         """Record, route and acknowledge what is buffered; critical alerts in a batch of their own.
 
-        A critical alert flushed with the ~25 others a linger gathered under load went through
-        every stage with them (each stage's Redis round trip, each shard's and the enricher's
-        work on the whole batch): alone, it is ahead of them at each (README "Performance").
+        Flushed with the ~25 others a linger gathers under load, a critical alert would go
+        through every stage with them (each stage's Redis round trip, each shard's and the
+        enricher's work on the whole batch): alone, it is ahead of them at each (README
+        "Performance").
         """
         self._last_flush = time.monotonic()
         ahead, behind = critical_first(self._buffer, _urgent, _sensor)
@@ -325,10 +326,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
     """Send our acknowledgements at once: paho leaves Nagle's algorithm on.
 
-    With it on, each PUBACK waited for the broker to acknowledge the previous segment, and a
-    broker with Nagle on too (Mosquitto's default, `set_tcp_nodelay false`) sent alerts in
-    bursts about 17 ms apart: under 1,000 alerts/s a critical alert reached this process
-    ~10 ms after it reached the broker (README "Performance").
+    With it on, each PUBACK waits for the broker to acknowledge the previous segment, and a
+    broker with Nagle on too (Mosquitto's default, `set_tcp_nodelay false`) sends alerts in
+    bursts about 17 ms apart: under 1,000 alerts/s a critical alert reaches this process
+    ~10 ms after it reaches the broker (README "Performance").
     """
     if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -339,7 +340,7 @@ class _Matcher(MQTTMatcher):
 
     paho asks it for every message, and its iter_match builds a recursive closure: a reference
     cycle (six objects) per message that only the cyclic collector frees. Under 1,000 alerts/s
-    that was ~12,000 objects per young collection, each collection a 6-9 ms pause of every
+    that is ~12,000 objects per young collection, each collection a 6-9 ms pause of every
     thread, the slowest critical alerts' delay (README "Performance"). tripline registers no
     per-topic callbacks, so there is nothing to match; with some registered, paho's own
     matching runs.

@@ -379,9 +379,9 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         Returns the alerts that proceed to enrichment.
 
         The snapshots ride here rather than wait for the tick: written at the tick, every
-        entity a busy interval had changed went in one burst, and a critical alert queued
-        behind it in any stage waited (README "Performance"). Here each costs a SET in a round
-        trip that is made anyway.
+        entity a busy interval changed would go in one burst, and a critical alert queued
+        behind it in any stage would wait (README "Performance"). Here each costs a SET in a
+        round trip that is made anyway.
         """
         claiming = claims if self._conf.cooldown_seconds else []  # 0: no window to claim
         ttl_ms = int(self._conf.cooldown_seconds * 1000)
@@ -409,8 +409,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._on_fleet_count(int(fleet[-1]), now)
         claimed, recorded = rest[: len(claiming)], rest[len(claiming) :]
         self._count_suppressed(known, recorded, now)
-        # Without a window to claim every claim proceeds. (`a not in claiming` compared whole
-        # alerts field by field, pairwise: 2-4 % of a drain's profile.)
+        # Without a window to claim every claim proceeds, with no test per alert: `a not in
+        # claiming` compares whole alerts field by field, pairwise (2-4 % of a drain).
         proceed = [] if claiming else list(claims)
         lost: list[tuple[Alert, Suppressed]] = []
         for alert, (ok, pttl) in zip(claiming, claimed, strict=True):
@@ -589,8 +589,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """Snapshot the tick's dirty entities a chunk at a time.
 
         Between chunks the alerts queued meanwhile go first: one pipeline of every entity a
-        busy second dirtied held a shard, and the critical alert waiting behind it, for about
-        100 ms; a chunk of 500 still took 20-50 ms of wall time under load, sharing the
+        busy second dirties holds a shard, and the critical alert waiting behind it, for about
+        100 ms; a chunk of 500 still takes 20-50 ms of wall time under load, sharing the
         interpreter lock with every other stage (README "Performance").
         """
         chunk = list(itertools.islice(self._dirty, min(self._saving, _SNAPSHOT_CHUNK)))

@@ -91,8 +91,8 @@ def day_status(local: pendulum.DateTime, rule: DayRule, country: str, region: st
 
 @functools.lru_cache(maxsize=4096)
 def _day_status(day: date, rule: DayRule, country: str, region: str) -> DayStatus:
-    # Asked for every alert, twice; the answer changes once a day (the holiday lookup was
-    # most of the compliance step once the time conversion was cached).
+    # Asked for every alert, twice; the answer changes once a day (the holiday lookup is most
+    # of the compliance step once the time conversion is cached).
     weekday = day.weekday()  # Monday is 0, as in pendulum
     window = rule.window(weekday)
     if window is None:

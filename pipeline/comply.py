@@ -157,7 +157,7 @@ def local_time(now: float, zone: str) -> pendulum.DateTime:
 
 @functools.lru_cache(maxsize=4096)
 def _local_second(second: int, zone: str) -> pendulum.DateTime:
-    # Every alert of a busy second in one zone shares this: pendulum's conversion was most of
+    # Every alert of a busy second in one zone shares this: pendulum's conversion is most of
     # the compliance step's cost (README "Performance").
     return pendulum.from_timestamp(second).in_timezone(timezone(zone))
 

@@ -236,8 +236,8 @@ def _not_json(request: web.Request) -> web.Response | None:
 async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
     """The whole JSON body, or the answer when it is not JSON, too large, cut short or slow.
 
-    `request.content.read(n)` returns what has arrived so far, not n bytes: a body in two
-    TCP segments was cut, and one shorter than its Content-Length was taken as whole.
+    `request.content.read(n)` returns what has arrived so far, not n bytes: read once, a body
+    in two TCP segments would be cut, and one shorter than its Content-Length taken as whole.
     """
     if (refused := _not_json(request)) is not None:
         return refused

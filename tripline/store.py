@@ -282,7 +282,7 @@ def iso(epoch: float) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _second(second: int) -> str:
-    # Several entries per alert share their second: strftime was 4 % of a profile.
+    # Several entries per alert share their second: strftime for each would be 4 % of a drain.
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
@@ -493,7 +493,7 @@ def execute(
 
     Replies are Redis' own: integers, bytes, lists, None (`SET NX` answers b'OK' or None). We
     pack with hiredis and read the replies ourselves: redis-py's per-command bookkeeping and
-    response callbacks were a large part of the accept and shard stages in profiles. On
+    response callbacks are a large part of the accept and shard stages in a profile. On
     NOSCRIPT (Redis lost its script cache) `scripts` are loaded again and the script calls that
     did not run are sent again, nothing else. Any other error reply raises, as redis-py's
     pipelines do — unless `item_errors`: then an error about one command's own keys (see
