@@ -16,8 +16,7 @@ import pykka
 import redis
 
 from actors import FAILURES
-from actors._dial_jobs import BackendsFactory
-from actors.dialer import CapRules, Dialer
+from actors.dialer import Dialer
 from actors.enricher import Enricher
 from actors.mqtt_subscriber import MqttSubscriber
 from actors.sensor import SensorShard, shard_of
@@ -36,12 +35,13 @@ from messages import (
     SnapshotTick,
     StatusQuery,
 )
-from pipeline.caps import Cap, parse_cap
+from pipeline.caps import Cap, CapRules, parse_cap
 from pipeline.comply import ComplyRules
 from pipeline.fleet import FleetRules
 from pipeline.prioritise import PriorityRules
 from pipeline.validate import Limits
 from tripline.accept import Acceptor
+from tripline.backends import BackendsFactory
 from tripline.backends.registry import build_backends
 from tripline.deadletter import DeadLetters
 from tripline.events import Events

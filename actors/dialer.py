@@ -13,8 +13,8 @@ import pykka
 import redis
 
 from actors import Supervised
-from actors._dial_jobs import BackendsFactory, CapRules, DialJobs
 from actors._loop import LoopThread
+from actors.dialing.jobs import DialJobs
 from conf.schema import DialerConfig
 from messages import (
     ControlsChanged,
@@ -34,9 +34,11 @@ from messages import (
     WorkBatch,
 )
 from pipeline.breaker import Breaker, BreakerState, allow, record
+from pipeline.caps import CapRules
 from pipeline.comply import ComplyRules
 from pipeline.dial_queue import Conditions, DialQueue, Queued, RecentResolves, Work
 from pipeline.govern import GovernRules, Occupancy, Pace, prepay
+from tripline.backends import BackendsFactory
 from tripline.budget import RateBudget
 from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
@@ -44,7 +46,7 @@ from tripline.store import Keys, iso
 
 log = logging.getLogger("tripline.dialer")
 
-__all__ = ["CapRules", "Dialer"]
+__all__ = ["Dialer"]
 
 _IDLE_TICK = 1.0  # re-evaluate held and ageing work at least this often
 _PREPAY = 32  # most budget taken in one round trip
@@ -60,7 +62,7 @@ _RESOLVES_MAX = 100_000
 class Dialer(Supervised, pykka.ThreadingActor):
     """Owns the queues, the pause and the breaker; HTTP runs on its own asyncio loop.
 
-    The loop (actors/_dial_jobs.py) never touches actor state: it records outcomes in Redis
+    The loop (actors/dialing/) never touches actor state: it records outcomes in Redis
     and tells DialFinished and OccupancyObserved back.
     """
 
@@ -98,7 +100,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             routing=routing,
             rules=rules,
             caps=caps or CapRules(),
-            maintenance=self._controls,
+            controls=self._controls,
             record_ttl=record_ttl,
             stats=stats,
             clock=clock,
@@ -347,6 +349,8 @@ class Dialer(Supervised, pykka.ThreadingActor):
             started.append((item.work, not batched))
             if self._breaker.state == BreakerState.HALF_OPEN:
                 break  # one probe at a time
+        # Tasks that deferrals queued on the way are recorded before any of them can start.
+        self._flush_marks()
         if started:  # one hand-off to the loop per round, however many start
             self._submit(self._jobs.run_all(started))
         self._publish_depth()
@@ -420,13 +424,15 @@ class Dialer(Supervised, pykka.ThreadingActor):
         return wait
 
     def _batching(self, priority: Priority) -> bool:
-        backends = getattr(self._jobs, "backends", None)
+        backends = self._jobs.backends
         return backends is not None and backends.batching(priority)
 
     def _defer(self, work: Queued, reason: Reason, detail: str) -> None:
         """Turn waiting dial work into a task (it was persisted: the task replaces it)."""
         assert isinstance(work, DialIntent)  # noqa: S101 - only dial work is deferred here
-        self.actor_ref.tell(
+        # Queued here, not told to ourselves: its record is written with the next flush of
+        # marks, which comes before any job of this message starts (see _pump).
+        self._queue_work(
             TaskIntent(alert=work.alert, reason=reason, due=self._clock(), detail=detail)
         )
         self._submit(self._jobs.forget(work))

@@ -35,3 +35,11 @@ def cap_args(caps: tuple[Cap, ...], *, now: float, member: str) -> list[str | in
     for cap in caps:
         args += [cap.max_calls, cap.window_seconds * 1000]
     return args
+
+
+@dataclass(frozen=True, slots=True)
+class CapRules:
+    """The [comply] caps: per phone number and per customer, each over several windows."""
+
+    number: tuple[Cap, ...] = ()
+    customer: tuple[Cap, ...] = ()

@@ -14,9 +14,9 @@ import pykka
 import pytest
 import redis
 
-from actors import _dial_jobs
-from actors._dial_jobs import Backends, CapRules
 from actors.dialer import Dialer
+from actors.dialing import gate as dial_gate
+from actors.dialing import jobs as dial_jobs
 from conf.schema import DialerConfig
 from messages import (
     Alert,
@@ -33,13 +33,13 @@ from messages import (
     WorkBatch,
 )
 from pipeline.calling_window import CallingRules, DayRule
-from pipeline.caps import Cap
+from pipeline.caps import Cap, CapRules
 from pipeline.comply import Blocked, ComplyRules
 from pipeline.dial import Answer
 from pipeline.maintenance import Window
 from tests.actors.helpers import FakeBackend, accept, customer, intent, tasks
 from tests.conftest import REDIS_URL, alert, ask, wait_for
-from tripline.backends import Result
+from tripline.backends import Backends, Result
 from tripline.budget import RateBudget
 from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
@@ -677,20 +677,20 @@ def test_redis_failing_midway_through_a_round_requeues_only_the_unsettled_calls(
     # `night`'s customer is outside the calling window at the moment of dialing.
     blocked = Blocked(Reason.OUTSIDE_CALLING_WINDOW, time.time() + 3600, "night", {})
     monkeypatch.setattr(
-        _dial_jobs,
+        dial_gate,
         "check_window",
         lambda customer, **_: blocked if customer.phone == "+14155550199" else None,
     )
-    checks = _dial_jobs.DialJobs._gate_commands
+    checks = dial_gate.LastChecks._commands
     failed: list[str] = []
 
-    def fail_once(self: _dial_jobs.DialJobs, intent: DialIntent, now: float) -> Any:
+    def fail_once(self: dial_gate.LastChecks, intent: DialIntent, now: float) -> Any:
         if not failed:
             failed.append(intent.intent_id)
             raise redis.ConnectionError("Redis went away")
         return checks(self, intent, now)
 
-    monkeypatch.setattr(_dial_jobs.DialJobs, "_gate_commands", fail_once)
+    monkeypatch.setattr(dial_gate.LastChecks, "_commands", fail_once)
     dialer = start_dialer(backend, keys)
     at_night = replace(intent(night), customer=replace(customer(), phone="+14155550199"))
     dialer.tell(WorkBatch(works=(at_night, intent(day))))  # one round
@@ -753,15 +753,15 @@ def test_critical_calls_make_a_round_of_their_own_started_first(
 ) -> None:
     keys = Keys(prefix)
     rounds: list[list[str]] = []
-    original = _dial_jobs.DialJobs.dial_round
+    original = dial_jobs.DialJobs.dial_round
 
     async def recorded(
-        self: _dial_jobs.DialJobs, calls: list[tuple[DialIntent, bool]], checks: Any
+        self: dial_jobs.DialJobs, calls: list[tuple[DialIntent, bool]], checks: Any
     ) -> None:
         rounds.append([call.intent_id for call, _ in calls])
         await original(self, calls, checks)
 
-    monkeypatch.setattr(_dial_jobs.DialJobs, "dial_round", recorded)
+    monkeypatch.setattr(dial_jobs.DialJobs, "dial_round", recorded)
     backend = FakeBackend()
     dialer = start_dialer(backend, keys)
     first, urgent, last = accept(redis_client, keys, alert(), alert(), alert())

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
-from messages import DialIntent, TaskIntent
+from messages import DialIntent, Priority, TaskIntent
 from pipeline.dial import Answer, classify
+from pipeline.govern import Occupancy
 
 ATTRIBUTE_MAX = 255
 """Genesys participant attributes: the guide's limit per value; we check, never truncate."""
@@ -43,6 +45,38 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+class Observer(Protocol):
+    """A backend that can report queue occupancy."""
+
+    async def occupancy(self, now: float) -> Occupancy:
+        """Poll the contact center."""
+        ...
+
+
+@dataclass
+class Backends:
+    """Which backend serves which priority, which raises tasks, which reports occupancy."""
+
+    by_priority: dict[Priority, Backend]
+    tasks: Backend
+    observer: Observer | None = None
+    owned: list[Backend] = field(default_factory=list)
+    """Closed at shutdown."""
+
+    @classmethod
+    def uniform(cls, backend: Backend, observer: Observer | None = None) -> Backends:
+        """One backend for everything (tests, the log backend)."""
+        return cls(dict.fromkeys(Priority, backend), backend, observer, [backend])
+
+    def batching(self, priority: Priority) -> bool:
+        """Whether work of `priority` is batched (no token or slot per item)."""
+        return bool(getattr(self.by_priority[priority], "batching", False))
+
+
+BackendsFactory = Callable[[Callable[[], Awaitable[None]]], Backends]
+"""Builds the backends on the loop, given the budget's async `take` for unbudgeted requests."""
 
 
 @dataclass(frozen=True, slots=True)

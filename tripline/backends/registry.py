@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from actors._dial_jobs import Backends, Observer
 from conf.schema import Config
 from messages import Priority
-from tripline.backends import Backend
+from tripline.backends import Backend, Backends, Observer
 from tripline.backends.campaign import GenesysCampaignBackend
 from tripline.backends.cxone import CxoneBackend
 from tripline.backends.genesys import GenesysBackend

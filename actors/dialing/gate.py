@@ -1,0 +1,250 @@
+"""The last checks before a call leaves: calling window, maintenance, do-not-call, caps.
+
+Compliance is checked again at the moment of dialing (work can wait in the queue past a
+window); the do-not-call re-check and the caps are one Lua call each, sent together; then the
+record moves to 'dialing', which only one path can ever do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from actors._loop import ride_out
+from actors.dialing.records import Records, group_keys
+from messages import DialFinished, DialIntent, Outcome, Reason, State
+from pipeline.caps import CapRules, cap_args
+from pipeline.comply import Blocked, ComplyRules, check_window
+from pipeline.dial import Gate, gate
+from pipeline.maintenance import Window
+from tripline.maintenance import OperatorControls
+from tripline.stats import Stats
+from tripline.store import FROM_PENDING, transition_args
+
+log = logging.getLogger("tripline.dialer")
+
+Call = tuple[DialIntent, bool]
+"""A call and whether it holds a concurrency slot."""
+
+
+@dataclass
+class Checks:
+    """A dial round's last checks, sent before its records were confirmed 'queued'."""
+
+    now: float
+    blocked: list[tuple[Call, Blocked]] = field(default_factory=list)
+    """Outside the calling window by now: they become tasks."""
+    withdrawals: dict[int, tuple[Window, asyncio.Future[Any]]] = field(default_factory=dict)
+    """By call (its id()): the maintenance window covering it, and its withdrawal in flight."""
+    sent: list[tuple[Call, list[asyncio.Future[Any]]]] = field(default_factory=list)
+    """The do-not-call re-check and the caps of each other call, in flight."""
+    failed: Exception | None = None
+    """Sending failed: the calls after `sent` were not checked."""
+
+
+class LastChecks:
+    """Decides, at the moment of dialing, which of a round's calls may be placed."""
+
+    def __init__(
+        self,
+        *,
+        records: Records,
+        rules: ComplyRules,
+        caps: CapRules,
+        controls: OperatorControls,
+        stats: Stats,
+        clock: Callable[[], float],
+        tell: Callable[[object], None],
+    ) -> None:
+        """Keep collaborators."""
+        self._records, self._rules, self._caps, self._controls = records, rules, caps, controls
+        self._stats, self._clock, self._tell = stats, clock, tell
+
+    def send(self, calls: list[Call]) -> Checks:
+        """Compliance at the moment of dialing, and the caps' and do-not-call requests sent.
+
+        Not a coroutine: the requests are queued before the loop runs anything else, so they
+        join the batch that records the round's calls as queued.
+        """
+        checks = Checks(now=self._clock())
+        for call in calls:
+            intent, _ = call
+            blocked = check_window(
+                intent.customer,
+                now=checks.now,
+                rules=self._rules,
+                alert_type=intent.alert.alert_type,
+            )
+            if blocked is not None:  # work may have waited in the queue past the window
+                checks.blocked.append((call, blocked))
+                continue
+            try:
+                checks.sent.append((call, self._commands(intent, checks.now)))
+                # A maintenance window opened while the call waited (its pending delay, a
+                # backlog): withdraw it, unless other alerts were grouped into it.
+                if (window := self._controls.covering(intent.alert, checks.now)) is not None:
+                    checks.withdrawals[id(call)] = (window, self.withdraw(intent))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                checks.failed = exc  # the calls not checked yet go back to the queue
+                break
+        return checks
+
+    async def decide(self, checks: Checks, unsettled: dict[int, Call]) -> list[Call]:
+        """Decide on the last checks' answers, then move the calls that pass to 'dialing'.
+
+        Returns the calls that may be placed now; every other one is finished here (a task,
+        a suppression, or skipped because its record moved on). Each call leaves `unsettled`
+        once finished or ready: if Redis fails midway, only the rest go back to the queue.
+        """
+        for call, blocked in checks.blocked:
+            intent, slot = call
+            del unsettled[id(call)]
+            self._tell(blocked.task(intent.alert))
+            await self.finish(intent, slot)
+        if checks.failed is not None:
+            raise checks.failed
+        replies = await asyncio.gather(*(f for _, futures in checks.sent for f in futures))
+        withdrawn = {
+            call: window
+            for (call, (window, future)) in checks.withdrawals.items()
+            if await future == 1
+        }
+        passed: list[Call] = []
+        at = 0
+        for call, futures in checks.sent:
+            answers, at = replies[at : at + len(futures)], at + len(futures)
+            if await self._settled(call, answers, withdrawn.get(id(call)), checks.now):
+                del unsettled[id(call)]  # recorded (a Redis failure above requeues it)
+                await self.finish(*call)
+            else:
+                passed.append(call)
+        ready = await self._to_dialing(passed)
+        for call in passed:  # moved to dialing, or finished as skipped
+            del unsettled[id(call)]
+        return ready
+
+    async def _settled(
+        self, call: Call, answers: list[Any], window: Window | None, now: float
+    ) -> bool:
+        """Whether the checks' answers end this call here (recorded); False: it may dial."""
+        intent, _ = call
+        if window is not None:
+            await self.release_caps(intent)  # whichever counted it
+            if await self._records.record(
+                intent.intent_id,
+                state=Outcome.SUPPRESSED,
+                reason=Reason.MAINTENANCE,
+                allowed_from=FROM_PENDING,
+                detail=window.detail(),
+            ):
+                self._stats.decided(intent.alert, Outcome.SUPPRESSED, Reason.MAINTENANCE)
+            return True
+        verdict, release = gate(
+            on_dnc_list=bool(answers[0]),
+            number_ok=bool(answers[1][0]) if self._caps.number else None,
+            customer_ok=bool(answers[-1][0]) if self._caps.customer else None,
+        )
+        if verdict == Gate.DIAL:
+            return False
+        await self.release_caps(intent, number="number" in release, customer="customer" in release)
+        if verdict == Gate.DO_NOT_CALL:
+            listed = Blocked(
+                Reason.DO_NOT_CALL,
+                now,
+                "the number joined the internal do-not-call list while queued",
+                {"rule": "internal_dnc_list"},
+            )
+            self._tell(listed.task(intent.alert))
+        else:
+            reason = Reason(verdict.value)
+            if await self._records.record(
+                intent.intent_id,
+                state=Outcome.SUPPRESSED,
+                reason=reason,
+                allowed_from=FROM_PENDING,
+            ):
+                self._stats.decided(intent.alert, Outcome.SUPPRESSED, reason)
+        return True
+
+    def withdraw(self, intent: DialIntent) -> asyncio.Future[Any]:
+        """Withdraw a waiting call (1), or 0 when other alerts were grouped into it.
+
+        Withdrawn, it gives back its group and the sensor's cooldown window, so the sensor's
+        next real episode may call; grouped into, it stays for the alerts that joined it.
+        """
+        keys = self._records.keys
+        customer = intent.alert.customer_id
+        script_keys = [
+            keys.group_counts(customer),
+            group_keys(keys, intent)[0],
+            keys.cooldown(customer, intent.alert.sensor_id),
+        ]
+        auto = self._records.auto
+        return auto.send_script(self._records.sha["cancel"], script_keys, [intent.intent_id])
+
+    def _commands(self, intent: DialIntent, now: float) -> list[asyncio.Future[Any]]:
+        """The do-not-call re-check, then the number's and the customer's caps (if any)."""
+        keys, auto = self._records.keys, self._records.auto
+        member = intent.intent_id
+        futures = [auto.send("SISMEMBER", keys.dnc(), intent.customer.phone)]
+        for caps, key in (
+            (self._caps.number, keys.number_calls(intent.customer.phone)),
+            (self._caps.customer, keys.customer_calls(intent.customer.customer_id)),
+        ):
+            if caps:
+                args = cap_args(caps, now=now, member=member)
+                futures.append(auto.send_script(self._records.sha["cap"], [key], args))
+        return futures
+
+    async def _to_dialing(self, calls: list[Call]) -> list[Call]:
+        """The record is the arbiter: only one path may move it to dialing, ever."""
+        now = self._clock()
+        keys, auto, sha = self._records.keys, self._records.auto, self._records.sha["transition"]
+        moves = [
+            transition_args(
+                keys, i.intent_id, state=State.DIALING, now=now, allowed_from=FROM_PENDING
+            )
+            for i, _ in calls
+        ]
+
+        async def move() -> list[Any]:
+            return await asyncio.gather(*(auto.send_script(sha, k, a) for k, a in moves))
+
+        applied = await ride_out(move) if calls else []
+        ready = []
+        for (intent, slot), result in zip(calls, applied, strict=True):
+            if result == 1:
+                ready.append((intent, slot))
+                continue
+            log.info("dial %s skipped: its record is already past queued", intent.intent_id)
+            await self.release_caps(intent)
+            await self.finish(intent, slot)
+        return ready
+
+    async def finish(self, intent: DialIntent, slot: bool) -> None:
+        """A call that will not be placed: out of the persisted queue, its slot freed."""
+        await self._records.forget(intent)
+        self._tell(DialFinished(intent_id=intent.intent_id, priority=intent.priority, slot=slot))
+
+    async def release_caps(
+        self, intent: DialIntent, *, number: bool = True, customer: bool = True
+    ) -> None:
+        """Give back the counts of a call that provably did not happen.
+
+        Best effort: a count left behind by a Redis outage errs on the side of fewer calls.
+        """
+        keys, auto = self._records.keys, self._records.auto
+        commands = []
+        if number and self._caps.number:
+            commands.append(("ZREM", keys.number_calls(intent.customer.phone)))
+        if customer and self._caps.customer:
+            commands.append(("ZREM", keys.customer_calls(intent.customer.customer_id)))
+        try:
+            await asyncio.gather(*(auto.send(*c, intent.intent_id) for c in commands))
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("caps of %s not released (Redis unavailable)", intent.intent_id)

@@ -1,0 +1,258 @@
+"""DialJobs: the dialer's loop side — starts each job the dialer asks for on its loop.
+
+Rounds of calls (their last checks, then each call placed as its own task), tasks, cancels
+after a resolve, and the occupancy poll. Results go back to the dialer actor as messages
+(DialFinished, OccupancyObserved, Withdrawn, TaskIntent); nothing here touches its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import redis
+
+from actors._loop import ride_out
+from actors.dialing.gate import Call, Checks, LastChecks
+from actors.dialing.place import Placer, finished_with
+from actors.dialing.records import Records
+from actors.dialing.tasks import Tasks
+from conf.schema import DialerConfig
+from messages import DialFinished, DialIntent, OccupancyObserved, Outcome, Priority, Reason
+from pipeline.caps import CapRules
+from pipeline.comply import ComplyRules
+from pipeline.dial_queue import Queued, Work
+from pipeline.govern import Occupancy
+from tripline.backends import Backends, BackendsFactory
+from tripline.maintenance import OperatorControls
+from tripline.stats import Stats
+from tripline.store import FROM_PENDING, Keys
+
+log = logging.getLogger("tripline.dialer")
+
+
+class DialJobs:
+    """Runs on the dialer's loop: records, last checks, backend calls, tasks, the poll."""
+
+    def __init__(
+        self,
+        *,
+        conf: DialerConfig,
+        redis_url: str,
+        keys: Keys,
+        queue_key: str,
+        pending_key: str,
+        routing: dict[str, int],
+        rules: ComplyRules,
+        caps: CapRules,
+        controls: OperatorControls,
+        record_ttl: int,
+        stats: Stats,
+        clock: Callable[[], float],
+        tell: Callable[[object], None],
+    ) -> None:
+        """Keep collaborators; connect() and open() must run on the loop."""
+        self._conf, self._routing, self._stats, self._clock, self._tell = (
+            conf,
+            routing,
+            stats,
+            clock,
+            tell,
+        )
+        self.records = Records(
+            conf=conf,
+            redis_url=redis_url,
+            keys=keys,
+            queue_key=queue_key,
+            pending_key=pending_key,
+            record_ttl=record_ttl,
+            stats=stats,
+            clock=clock,
+            tell=tell,
+        )
+        self.checks = LastChecks(
+            records=self.records,
+            rules=rules,
+            caps=caps,
+            controls=controls,
+            stats=stats,
+            clock=clock,
+            tell=tell,
+        )
+        self.backends: Backends | None = None
+        self._running: set[asyncio.Task[None]] = set()  # strong refs: tasks must not vanish
+
+    @property
+    def redis(self) -> Any:  # noqa: ANN401 - redis.asyncio.Redis
+        """The loop's Redis client (after connect)."""
+        return self.records.redis
+
+    async def connect(self) -> None:
+        """Connect to Redis (on the loop)."""
+        await self.records.connect()
+
+    async def open(
+        self, factory: BackendsFactory, take_budget: Callable[[], Awaitable[None]], poll: bool
+    ) -> list[Work]:
+        """Build the backends, start polling; returns the work persisted before a restart."""
+        backends = self.backends = factory(take_budget)
+        self._placer = Placer(
+            conf=self._conf,
+            backends=backends,
+            records=self.records,
+            checks=self.checks,
+            routing=self._routing,
+            stats=self._stats,
+            clock=self._clock,
+            tell=self._tell,
+        )
+        self._tasks = Tasks(
+            conf=self._conf,
+            backends=backends,
+            records=self.records,
+            clock=self._clock,
+            tell=self._tell,
+        )
+        if poll and backends.observer is not None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+        elif backends.observer is None:
+            self._tell(
+                OccupancyObserved(occupancy=Occupancy(0.0, 0, self._clock(), governed=False))
+            )
+        return await self.records.restore()
+
+    async def close(self) -> None:
+        """Close backends and Redis."""
+        if self.backends is not None:
+            for backend in self.backends.owned:
+                await backend.close()
+        await self.records.close()
+
+    # --- jobs the dialer asks for ----------------------------------------------------------
+
+    async def mark_queued(self, works: list[Work]) -> None:
+        """Persist and record newly queued work (see Records.mark_queued)."""
+        await self.records.mark_queued(works)
+
+    async def forget(self, work: Work) -> None:
+        """Drop work from the persisted queue (done, or replaced by a task)."""
+        await self.records.forget(work)
+
+    async def cancel(self, intent: DialIntent, resolved_by: str) -> None:
+        """The sensor resolved before the call was placed: cancel it, unless others joined it."""
+        key = intent.intent_id
+        finished = DialFinished(intent_id=key, priority=intent.priority, slot=False)
+        records = self.records
+        try:
+            await records.after_marks([key])
+            if not await ride_out(lambda: self.checks.withdraw(intent)):
+                await records.note(
+                    key,
+                    "sensor_resolved",
+                    detail=f"resolved by {resolved_by}; the call stays for the alerts grouped in",
+                )
+                finished = finished_with(finished, requeue=intent)
+                return
+            if await records.record(
+                key,
+                state=Outcome.SUPPRESSED,
+                reason=Reason.RESOLVED,
+                allowed_from=FROM_PENDING,
+                detail=f"the sensor resolved ({resolved_by}) before the call was placed",
+            ):
+                self._stats.decided(
+                    intent.alert, Outcome.SUPPRESSED, Reason.RESOLVED, resolvedBy=resolved_by
+                )
+            await records.forget(intent)
+        except Exception:
+            log.exception("dialer: cancelling %s failed; it stays queued", key)
+            finished = finished_with(finished, requeue=intent)
+        finally:
+            self._tell(finished)
+
+    async def run_all(self, works: list[tuple[Queued, bool]]) -> None:
+        """Start one pump round: its calls together (dial_round), each task as its own task.
+
+        Critical calls make a round of their own, started first: in one round with the other
+        calls a pump took along, each of their steps would wait for the others'. Each round's
+        last checks are sent from here, before anything awaits: they share the round trip of
+        the batch that records these calls as queued (started just before) instead of taking
+        one of their own after it.
+        """
+        calls = [(work, slot) for work, slot in works if isinstance(work, DialIntent)]
+        critical = [call for call in calls if call[0].priority == Priority.CRITICAL]
+        rest = [call for call in calls if call[0].priority != Priority.CRITICAL]
+        for part in (critical, rest):
+            if part:
+                await self._spawn(self.dial_round(part, self.checks.send(part)))
+        for work, slot in works:
+            if not isinstance(work, DialIntent):
+                await self._spawn(self._tasks.raise_task(work, slot=slot))
+
+    async def start(self, jobs: list[Coroutine[Any, Any, None]]) -> None:
+        """Start what one message to the dialer asked for, in its order.
+
+        Their first steps then run one after the other before the auto-pipeline's next batch
+        leaves: a pump's 'queued' records, and the last checks of the round it starts, share
+        one round trip.
+        """
+        for job in jobs:
+            await self._spawn(job)
+
+    async def dial_round(self, calls: list[Call], checks: Checks) -> None:
+        """Start one pump round's calls (with their concurrency slot flags).
+
+        The last checks of every call (sent by LastChecks.send) share one round trip, the
+        moves to 'dialing' another; then each call is placed as its own task, so a slow one
+        holds up no other (a call per task with a sequential await per step would make the
+        loop's time the dialer's limit).
+        """
+        # Nothing is decided before the records say 'queued': a finished call's queue entry
+        # is removed only after the batch that wrote it.
+        await self.records.after_marks([intent.intent_id for intent, _ in calls])
+        # By the call's own entry: a replay can bring one key twice into a round.
+        unsettled = {id(call): call for call in calls}
+        try:
+            ready = await self.checks.decide(checks, unsettled)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Raised before anything was sent: the calls not settled yet go back to the queue
+            # and try later. Caps already counted are re-entrant for the same call: nothing
+            # counts twice.
+            log.warning("%d calls wait for Redis: %r", len(unsettled), exc)
+            for intent, slot in unsettled.values():
+                self._tell(
+                    DialFinished(
+                        intent_id=intent.intent_id,
+                        priority=intent.priority,
+                        slot=slot,
+                        requeue=intent,
+                        retry_after=2.0,
+                    )
+                )
+            return
+        for intent, slot in ready:
+            await self._spawn(self._placer.place(intent, slot))
+
+    async def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("dialer: a job failed: %r", exc, exc_info=exc)
+
+    async def _poll_forever(self) -> None:
+        assert self.backends is not None  # noqa: S101 - open() made them
+        observer = self.backends.observer
+        assert observer is not None  # noqa: S101 - checked by open()
+        while True:
+            try:
+                occupancy = await observer.occupancy(self._clock())
+            except Exception as exc:  # a failed poll holds non-critical work, nothing worse
+                occupancy = Occupancy(1.0, 0, self._clock(), ok=False, detail=repr(exc))
+            self._tell(OccupancyObserved(occupancy=occupancy))
+            await asyncio.sleep(self._conf.occupancy_poll_seconds)

@@ -1,0 +1,138 @@
+"""Placing calls: one request to the backend per call, its answer recorded, never resent blind.
+
+A call is sent again only when it provably never left (connect failed); after an ambiguous
+failure it is recorded as uncertain and a person gets a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from actors.dialing.gate import LastChecks
+from actors.dialing.records import Records
+from conf.schema import DialerConfig
+from messages import DialFinished, DialIntent, Outcome, Reason, State, TaskIntent
+from pipeline.dial import Answer, backoff, retry_after
+from tripline.backends import Backends, Result
+from tripline.stats import Stats
+
+log = logging.getLogger("tripline.dialer")
+
+
+class Placer:
+    """Sends each call that passed its last checks, and records what the backend answered."""
+
+    def __init__(
+        self,
+        *,
+        conf: DialerConfig,
+        backends: Backends,
+        records: Records,
+        checks: LastChecks,
+        routing: dict[str, int],
+        stats: Stats,
+        clock: Callable[[], float],
+        tell: Callable[[object], None],
+    ) -> None:
+        """Keep collaborators."""
+        self._conf, self._backends, self._records, self._checks = conf, backends, records, checks
+        self._routing, self._stats, self._clock, self._tell = routing, stats, clock, tell
+
+    async def place(self, intent: DialIntent, slot: bool) -> None:
+        """Send one call and record what the backend answered; never resend after ambiguity."""
+        done = DialFinished(intent_id=intent.intent_id, priority=intent.priority, slot=slot)
+        try:
+            backend = self._backends.by_priority[intent.priority]
+            started = time.perf_counter()
+            try:
+                result = await send(
+                    lambda: backend.dial(intent, self._routing.get(intent.priority.label, 5)),
+                    self._conf,
+                )
+            except Exception as exc:  # the request may have left: never requeue
+                result = Result(Answer.UNCERTAIN, detail=f"error while dialing: {exc!r}"[:300])
+            self._stats.stage_seconds.labels("dial").observe(time.perf_counter() - started)
+            done = await self._after_dial(intent, result, done)
+        except Exception as exc:
+            log.exception("dialer: %s failed", intent.intent_id)
+            # We cannot know whether the request left: never resend, hand it to a person.
+            self._tell(
+                TaskIntent(
+                    alert=intent.alert,
+                    reason=Reason.DIAL_UNCERTAIN,
+                    due=self._clock(),
+                    detail=f"internal error while dialing: {exc!r}"[:200],
+                )
+            )
+        finally:
+            if done.requeue is None:
+                await self._records.forget(intent)
+            self._tell(done)
+
+    async def _after_dial(
+        self, intent: DialIntent, result: Result, done: DialFinished
+    ) -> DialFinished:
+        key = intent.intent_id
+        reached = result.answer != Answer.UNSENT
+        if result.answer == Answer.DONE:
+            facts = orjson.dumps(dict(intent.facts)).decode() if intent.facts else ""
+            if await self._records.record(
+                key,
+                state=Outcome.CALLED,
+                allowed_from=State.DIALING,
+                callId=result.ref,
+                detail=result.detail,
+                facts=facts,
+            ):
+                self._stats.decided(intent.alert, Outcome.CALLED, callId=result.ref or "")
+            return finished_with(done, backend_ok=True)
+        if result.answer != Answer.UNCERTAIN:  # provably no call: it must not count
+            await self._checks.release_caps(intent)
+        if result.answer in (Answer.RATE_LIMITED, Answer.UNSENT):
+            # Not taken by the backend: back to the queue (a down backend opens the breaker).
+            await self._records.record(
+                key, state=State.QUEUED, allowed_from=State.DIALING, detail=result.detail
+            )
+            wait = (
+                retry_after(result.retry_after, default=1.0)
+                if (result.answer == Answer.RATE_LIMITED)
+                else None
+            )
+            return finished_with(done, requeue=intent, retry_after=wait, backend_ok=reached)
+        reason = Reason.DIAL_UNCERTAIN if result.answer == Answer.UNCERTAIN else Reason.DIAL_FAILED
+        self._tell(
+            TaskIntent(alert=intent.alert, reason=reason, due=self._clock(), detail=result.detail)
+        )
+        return finished_with(done, backend_ok=True)
+
+
+async def send(attempt: Callable[[], Awaitable[Result]], conf: DialerConfig) -> Result:
+    """Call the backend, retrying only what provably never reached it."""
+    result = await attempt()
+    for n in range(conf.max_retries):
+        if result.answer != Answer.UNSENT:
+            break
+        await asyncio.sleep(
+            backoff(
+                n,
+                base=conf.backoff_base_seconds,
+                cap=conf.backoff_max_seconds,
+                jitter=random.random(),
+            )
+        )
+        result = await attempt()
+    return result
+
+
+def finished_with(done: DialFinished, **changes: Any) -> DialFinished:  # noqa: ANN401
+    """`done` with `changes` (DialFinished is frozen)."""
+    return DialFinished(
+        **{"intent_id": done.intent_id, "priority": done.priority, "slot": done.slot, **changes}
+    )
