@@ -16,6 +16,7 @@ import pykka
 import redis
 
 from actors import FAILURES
+from actors._retry import Backoff, retry
 from actors.dialer import Dialer
 from actors.enricher import Enricher
 from actors.mqtt_subscriber import MqttSubscriber
@@ -59,6 +60,8 @@ _RELAUNCH_EVERY = 2.0  # seconds between attempts to start an actor whose start 
 _IN_FLIGHT_LIMIT = 180.0
 _CONTROLS_EVERY = 1.0  # seconds: how soon a window or pause set elsewhere (instance, CLI) applies
 _SWEEP_SHARE = 0.2  # of the wall time, for the periodic sweep: spread out, not one burst
+# How long a message for an actor that died waits for its replacement: ~5 s, 50 ms apart.
+_RESTART_PATIENCE = Backoff(first=0.05, cap=0.05, attempts=101)
 
 
 class ComponentStatus(StrEnum):
@@ -184,18 +187,9 @@ class Service:
                 f"shard-{shard}", AlertBatch(alerts=tuple(batch), snapshots=read)
             )
 
-    def _tell_with_patience(self, name: str, message: object, patience: float = 5.0) -> None:
+    def _tell_with_patience(self, name: str, message: object) -> None:
         """Tell `name`, waiting out a restart (the watchdog replaces the dead within ~0.2 s)."""
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                self.ref(name).tell(message)
-            except pykka.ActorDeadError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-            else:
-                return
+        retry(lambda: self.ref(name).tell(message), _RESTART_PATIENCE, on=(pykka.ActorDeadError,))
 
     # --- start and stop ----------------------------------------------------------------------
 

@@ -10,11 +10,14 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
+
+from actors._retry import Backoff, retry_async
 
 T = TypeVar("T")
 
@@ -71,19 +74,14 @@ class LoopThread:
         self.loop.close()
 
 
-_OUTAGE = (redis.ConnectionError, redis.TimeoutError)
+LOOP_OUTAGE = Backoff(first=0.1, cap=8.0, attempts=12)
+"""~45 s of waiting over 12 tries (each try's own timeout comes on top): a loop's tasks wait out
+a Redis restart or failover, other tasks going on meanwhile; past it the outage is the actor's."""
 
 
 async def ride_out(step: Callable[[], Awaitable[T]], *, attempts: int = 12) -> T:
-    """Run a Redis step, waiting out a short outage (~60 s of backoff), then re-raise."""
-    for attempt in range(attempts):
-        try:
-            return await step()
-        except _OUTAGE:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(min(0.1 * 2**attempt, 8.0))
-    raise AssertionError("unreachable")  # pragma: no cover
+    """Run a Redis step on the loop, waiting out a short outage (LOOP_OUTAGE), then re-raise."""
+    return await retry_async(step, replace(LOOP_OUTAGE, attempts=attempts))
 
 
 def async_redis(url: str, *, connections: int = 32) -> aioredis.Redis:

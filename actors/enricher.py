@@ -17,6 +17,7 @@ import redis
 
 from actors import Supervised
 from actors._loop import AutoPipeline, LoopThread, async_redis, ride_out
+from actors._retry import Backoff
 from conf.schema import CrmConfig
 from messages import (
     Alert,
@@ -43,7 +44,9 @@ from tripline.store import Keys
 
 log = logging.getLogger("tripline.enricher")
 
-_REDIS_RETRY_SECONDS = 5.0  # a batch that met a Redis outage tries again after this
+# A batch that met a Redis outage past ride_out's tries waits and tries again, for as long as it
+# takes: its alerts stay 'accepted' (the resume sweep steps in only if this actor dies).
+_REDIS_AGAIN = Backoff(first=5.0, cap=5.0)
 _PHONES_KEPT = 50_000  # customers' numbers kept for the do-not-call check (~10 MB at most)
 _CRM_CONCURRENCY = 16  # a storm must not become a CRM outage: at most this many lookups at once
 
@@ -227,7 +230,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
 
-        loop.call_later(_REDIS_RETRY_SECONDS, again)
+        loop.call_later(_REDIS_AGAIN.delay(1), again)
 
     async def _cached(self, ids: set[str]) -> dict[str, Customer | None]:
         order = sorted(ids)
