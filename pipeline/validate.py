@@ -111,6 +111,8 @@ def validate(
             key if isinstance(key, str) and ID_PATTERN.fullmatch(key) and len(key) <= 128 else "",
         )
     problems: list[Problem] = []
+    if not body.isascii() or b"\\u" in body or b"\x7f" in body:  # else nothing to look for
+        problems += _hidden_text(doc)
     check = FieldChecker(doc, problems, limits.max_string_length)
     key = check.string("idempotencyKey", ID_PATTERN)
     sensor = check.string("sensorId", ID_PATTERN)
@@ -271,6 +273,51 @@ def _epoch(value: object) -> float | str:
         return parsed.timestamp()
     except (OverflowError, ValueError):  # e.g. year 1 at +14:00 is before year 1 in UTC
         return "is too old (validate.max_age_seconds)"
+
+
+# In members beyond the guide's fields (kept in the context, shown to the agent): the same
+# characters as UNSAFE_CHARACTERS but tab, newline and carriage return, which free text may hold.
+_HIDDEN_IN_EXTRAS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+_GUIDE_FIELDS = frozenset(
+    ("idempotencyKey", "sensorId", "customerId", "alertType", "timestamp", "status", "severity")
+)
+_TELEMETRY_FIELDS = frozenset(("currentValue", "threshold", "unit"))
+
+
+def _hidden_text(doc: dict[str, Any]) -> list[Problem]:
+    """A problem per member whose names or strings hold characters that hide or reorder text.
+
+    The guide's own string fields are checked one by one (FieldChecker); this covers what
+    else the document carries, names included, at any depth.
+    """
+    roots = [(name, value) for name, value in doc.items() if name not in _GUIDE_FIELDS]
+    telemetry = doc.get("telemetryData")
+    if isinstance(telemetry, dict):
+        roots = [(n, v) for n, v in roots if n != "telemetryData"]
+        roots += [
+            (f"telemetryData.{name}", value)
+            for name, value in telemetry.items()
+            if name not in _TELEMETRY_FIELDS
+        ]
+    problems = []
+    for name, value in roots:
+        stack: list[Any] = [name, value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                if _HIDDEN_IN_EXTRAS.search(item):
+                    shown = name.encode("ascii", "backslashreplace").decode()[:64]
+                    message = "must not contain control or invisible formatting characters"
+                    problems.append(Problem(shown, Reason.INVALID_FIELD, message))
+                    break
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    return problems
 
 
 def _deeper_than(body: bytes, doc: dict[str, Any], limit: int) -> bool:

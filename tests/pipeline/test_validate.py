@@ -340,3 +340,33 @@ def test_one_problem_rejections_carry_its_reason() -> None:
     assert isinstance(result, Rejected)
     assert result.reason == Reason.MISSING_FIELD
     assert result.idempotency_key == _KEY
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"note": "\u202eevil"}, "note"),
+        ({"site": {"name": "ok", "tags": ["a", "b\u200bc"]}}, "site"),
+        ({"\u202ename": "x"}, "\\u202ename"),  # a member's name shows too
+        ({"note": "bell\x07"}, "note"),
+        (
+            {"telemetryData": {"currentValue": 1, "threshold": 2, "unit": "c", "probe": "\x85"}},
+            "telemetryData.probe",
+        ),
+    ],
+)
+def test_hidden_characters_are_refused_in_extra_members_too(
+    changes: dict[str, Any], field: str
+) -> None:
+    assert _verdict(guide(**changes)) == [(field, "invalid_field")]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"note": "two\nlines\tand a tab"},  # whitespace in free text is fine
+        {"site": {"name": "Zürich Nord", "tags": ["温度", "°C"]}},
+    ],
+)
+def test_ordinary_text_in_extra_members_passes(changes: dict[str, Any]) -> None:
+    assert _verdict(guide(**changes)) == []
