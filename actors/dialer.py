@@ -37,9 +37,9 @@ from pipeline.breaker import Breaker, BreakerState, allow, record
 from pipeline.caps import CapRules
 from pipeline.comply import ComplyRules
 from pipeline.dial_queue import Conditions, DialQueue, Queued, RecentResolves, Work
-from pipeline.govern import GovernRules, Occupancy, Pace, prepay
+from pipeline.govern import GovernRules, Occupancy
 from tripline.backends import BackendsFactory
-from tripline.budget import RateBudget
+from tripline.budget import PrepaidBudget, RateBudget
 from tripline.maintenance import OperatorControls
 from tripline.stats import Stats
 from tripline.store import Keys, iso
@@ -50,10 +50,7 @@ __all__ = ["Dialer"]
 
 _IDLE_TICK = 1.0  # re-evaluate held and ageing work at least this often
 _PREPAY = 32  # most budget taken in one round trip
-# Budget taken but not used within this long is let go. The GCRA granted it as conforming;
-# sending it this much later cannot break a per-minute limit, and holding it saves a round trip
-# per call while every slot is busy.
-_PREPAID_TTL = 0.1
+_PREPAID_TTL = 0.1  # budget taken ahead and not used within this long is let go
 _MARK_BATCH = 200  # newly queued work recorded per round trip, at most
 _RESOLVES_KEPT = 600.0  # a resolve can overtake its firing alert (which visits the CRM first)
 _RESOLVES_MAX = 100_000
@@ -91,6 +88,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._budget = RateBudget(
             key=keys.rate(), rate_per_minute=conf.rate_per_minute, burst=conf.burst, client=client
         )
+        self._prepaid = PrepaidBudget(self._budget, ttl=_PREPAID_TTL, most=_PREPAY)
         self._jobs = DialJobs(
             conf=conf,
             redis_url=redis_url,
@@ -125,10 +123,6 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._occupancy: Occupancy | None = None
         self._breaker = Breaker()
         self._tick_at: float | None = None
-        self._prepaid = 0  # budget taken but not yet used (counted: errs on the side of less)
-        self._prepaid_until = 0.0
-        self._pace = Pace(_PREPAID_TTL)
-        self._budget_free_at = 0.0  # no request fits the rate budget before this
         self._to_mark: list[Work] = []
         self._pump_owed = False
         self._loop: LoopThread | None = None
@@ -345,7 +339,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
                 self._calls_in_flight.add(item.work.intent_id)
             if not batched:
                 self._in_flight[priority == Priority.CRITICAL] += 1
-                self._pace.started(now)
+                self._prepaid.started(now)
             started.append((item.work, not batched))
             if self._breaker.state == BreakerState.HALF_OPEN:
                 break  # one probe at a time
@@ -368,21 +362,13 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if not allowed:
             self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
             return False
-        if now > self._prepaid_until:
-            self._prepaid = 0
-        if self._prepaid == 0:
-            if now < self._budget_free_at:
-                # The budget said when its next request fits: asking again before then is a
-                # round trip per pump for nothing (a storm's tasks pump on every batch).
-                self._wake_at(self._budget_free_at)
-                return False
-            wait = self._take_tokens()
-            if wait > 0:
-                self._budget_free_at = now + wait
-                self._wake_at(now + wait)
-                return False
-            self._prepaid_until = now + _PREPAID_TTL
-        self._prepaid -= 1
+        free = (self._conf.critical_concurrency - self._in_flight[True]) + (
+            self._conf.max_concurrency - self._in_flight[False]
+        )
+        wait = self._prepaid.wait(now, queued=len(self._queue), free=free)
+        if wait > 0:
+            self._wake_at(now + wait)
+            return False
         return True
 
     def _choose(self, now: float) -> tuple[Priority, bool] | None:
@@ -404,24 +390,6 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if choice.wake_at is not None:
             self._wake_at(choice.wake_at)
         return None if choice.priority is None else (choice.priority, choice.batched)
-
-    def _take_tokens(self) -> float:
-        """Take budget for what will start soon (pipeline.govern.prepay): one round trip.
-
-        Returns the seconds to wait when none was available.
-        """
-        free = (self._conf.critical_concurrency - self._in_flight[True]) + (
-            self._conf.max_concurrency - self._in_flight[False]
-        )
-        queued = len(self._queue)
-        want = prepay(
-            queued=queued, free=free, recent=self._pace.recent(self._clock()), most=_PREPAY
-        )
-        try:
-            self._prepaid, wait = self._budget.try_take(max(1, want))
-        except (redis.ConnectionError, redis.TimeoutError):
-            return 1.0  # Redis is away: nothing may leave uncounted, try again soon
-        return wait
 
     def _batching(self, priority: Priority) -> bool:
         backends = self._jobs.backends
@@ -499,7 +467,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             "rateBudget": {
                 "perMinute": self._conf.rate_per_minute,
                 "burst": self._conf.burst,
-                "takenHere": self._budget.taken,
+                "takenHere": self._prepaid.taken,
             },
             "backendBreaker": self._breaker.state.value,
             "occupancy": None
