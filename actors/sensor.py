@@ -19,6 +19,7 @@ import pykka
 import redis
 
 from actors import Supervised
+from actors._retry import Backoff, StepRunner, Steps, run_blocking, tell_later
 from conf.schema import SensorConfig
 from messages import (
     Alert,
@@ -57,7 +58,9 @@ from tripline.store import (
 
 log = logging.getLogger("tripline.sensor")
 
-_REDIS_ATTEMPTS = 8  # ~13 s of backoff: ride out a Redis failover, then let the supervisor act
+REDIS_OUTAGE = Backoff(first=0.1, cap=3.0, attempts=8)
+"""8 tries of a Redis step, 9.1 s of waiting between them (each try's own timeout comes on top):
+a failover is ridden out; past it the outage is the shard's, and the supervisor acts."""
 
 
 READINGS_KEPT = 60  # per sensor, for the agent's chart
@@ -127,11 +130,12 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         maintenance: OperatorControls | None = None,
         dead_letters: DeadLetters | None = None,
         clock: Callable[[], float] = time.time,
+        outage: Backoff = REDIS_OUTAGE,
     ) -> None:
         """Keep collaborators; enricher and dialer are resolvers, so they survive restarts.
 
         `pending_key`: the instance's index of undecided alerts, which what this shard decides
-        leaves (tripline/resume.py).
+        leaves (tripline/resume.py). `outage`: how a Redis step is tried again.
         """
         super().__init__()
         self.shard, self._conf, self._redis, self._keys = shard, conf, client, keys
@@ -163,11 +167,23 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         self._cooldown = PipelinedScript(client, COOLDOWN_LUA)
         self._transition = PipelinedScript(client, TRANSITION_LUA)
         self._reading = PipelinedScript(client, READING_LUA)
+        # Work waiting out a Redis outage is parked, not slept on: the thread still answers,
+        # stops, and keeps what arrives meanwhile in order behind it.
+        self._outage = outage
+        self._steps = StepRunner(
+            backoff=outage,
+            wake=lambda delay: tell_later(self.actor_ref, _Resume(), delay),
+            name=f"shard {shard}",
+        )
 
     def on_stop(self) -> None:
-        """Write a final snapshot of every dirty entity."""
+        """Write a final snapshot of every dirty entity, riding out a short outage.
+
+        Nothing waits behind on_stop, so it may wait. Work still parked on an outage is
+        dropped: its alerts are in the pending index, and the next start's sweep resumes them.
+        """
         try:
-            self._snapshot(list(self._dirty))
+            run_blocking(self._snapshot(list(self._dirty)), self._outage)
         except redis.RedisError:
             log.warning("shard %d: final snapshot failed", self.shard, exc_info=True)
 
@@ -175,12 +191,18 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """Dispatch one message."""
         match message:
             case AlertBatch():
-                with self._stats.stage_seconds.labels("sensor").time():
-                    self._decide(message.alerts, message.snapshots)
+                work = self._decide(message.alerts, message.snapshots)
+                if self._steps.waiting:
+                    self._steps.run(work)  # held, in order, behind what waits for Redis
+                else:
+                    with self._stats.stage_seconds.labels("sensor").time():
+                        self._steps.run(work)
             case SnapshotTick():
-                self._on_tick()
+                self._steps.run(self._on_tick())
             case _SaveMore():
-                self._save_some()
+                self._steps.run(self._save_some())
+            case _Resume():
+                self._steps.resume()
             case Ping():
                 return True
             case EntityCountQuery():
@@ -189,7 +211,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 return super().on_receive(message)
         return None
 
-    def _decide(self, alerts: tuple[Alert, ...], snapshots: Mapping[str, Snapshot]) -> None:
+    def _decide(self, alerts: tuple[Alert, ...], snapshots: Mapping[str, Snapshot]) -> Steps[None]:
         """Decide a batch; an alert our side fails on becomes its own outcome, not our death.
 
         The isolation boundary: Redis being away (past the retries) is this actor's failure —
@@ -199,7 +221,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         that still fails is handed to a person as deferred/internal_error.
         """
         try:
-            self._on_alerts(alerts, snapshots)
+            yield from self._on_alerts(alerts, snapshots)
         except (redis.ConnectionError, redis.TimeoutError):
             raise
         except Exception as exc:
@@ -212,7 +234,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 len(alerts),
             )
             for alert in alerts:
-                self._decide((alert,), snapshots)
+                yield from self._decide((alert,), snapshots)
 
     def _quarantine(self, alert: Alert, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
@@ -239,9 +261,9 @@ class SensorShard(Supervised, pykka.ThreadingActor):
 
     def _on_alerts(
         self, alerts: tuple[Alert, ...], snapshots: Mapping[str, Snapshot] | None = None
-    ) -> None:
+    ) -> Steps[None]:
         now = self._clock()
-        self._activate(alerts, now, snapshots or {})
+        yield from self._activate(alerts, now, snapshots or {})
         decided: list[tuple[Alert, Suppressed]] = []
         claims: list[Alert] = []
         episodes: list[Alert] = []
@@ -265,7 +287,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 self._dirty.add(alert.sensor_id)
                 decided.append((alert, Suppressed(Reason.MAINTENANCE, detail=window.detail())))
                 continue
-            flap, change = self._sample(alert.sensor_id, entity, alert.firing, now)
+            flap, change = yield from self._sample(alert.sensor_id, entity, alert.firing, now)
             if flap.flapping:
                 # No call per transition: the episode gets one maintenance task, nothing more.
                 entity.state = replace(entity.state, firing=alert.firing, last_alert_at=now)
@@ -281,15 +303,15 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 claims.append(alert)
             else:
                 decided.append((alert, decision))
-        self._start_episodes(episodes, decided, now)
-        proceed = self._round_trip(alerts, claims, decided, now)
+        yield from self._start_episodes(episodes, decided, now)
+        proceed = yield from self._round_trip(alerts, claims, decided, now)
         if self._incident:
             proceed = self._incident_tasks(proceed, now)
         if proceed:
             self._enricher().tell(EnrichBatch(alerts=tuple(proceed)))
         # The cap applies after the batch, so no entity leaves while its alert is in hand.
         if len(self._entities) > self._max:
-            self._passivate(len(self._entities) - self._max)
+            yield from self._passivate(len(self._entities) - self._max)
 
     def _incident_tasks(self, alerts: list[Alert], now: float) -> list[Alert]:
         """During a fleet incident only critical alerts go on to be called.
@@ -313,7 +335,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
 
     def _start_episodes(
         self, alerts: list[Alert], decided: list[tuple[Alert, Suppressed]], now: float
-    ) -> None:
+    ) -> Steps[None]:
         """A flap episode started: one maintenance task per episode, even across restarts."""
         if not alerts:
             return
@@ -327,7 +349,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                     ex=self._ttl,
                 )
 
-        claimed = self._pipelined(build)
+        claimed = yield from self._pipelined(build)
         for alert, first in zip(alerts, claimed, strict=True):
             percent = self._entities[alert.sensor_id].state.flap.percent
             self._events.emit(
@@ -355,9 +377,10 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 )
             )
 
-    def _flap_stopped(self, sensor_id: str, entity: SensorEntity) -> None:
+    def _flap_stopped(self, sensor_id: str, entity: SensorEntity) -> Steps[None]:
         """The sensor settled: a later episode may raise its own task."""
-        self._retry(lambda: self._redis.delete(self._keys.flap_task(entity.customer_id, sensor_id)))
+        task = self._keys.flap_task(entity.customer_id, sensor_id)
+        yield lambda: self._redis.delete(task)
         self._events.emit(
             FlapChange.STOPPED.value,
             sensorId=sensor_id,
@@ -371,7 +394,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         claims: list[Alert],
         decided: list[tuple[Alert, Suppressed]],
         now: float,
-    ) -> list[Alert]:
+    ) -> Steps[list[Alert]]:
         """The batch's one round trip (and a second only to record claims that lost).
 
         One pipeline carries the readings, the fleet count, the cooldown claims, the records
@@ -403,10 +426,10 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             self._queue_suppressed(pipe, known, now)
             saved.update(self._queue_snapshots(pipe, changed))  # last: their replies unread
 
-        results = self._pipelined(build)[: -len(changed) or None]
+        results = (yield from self._pipelined(build))[: -len(changed) or None]
         self._saved(saved)
         fleet, rest = results[:fleet_commands], results[fleet_commands:]
-        self._on_fleet_count(int(fleet[-1]), now)
+        yield from self._on_fleet_count(int(fleet[-1]), now)
         claimed, recorded = rest[: len(claiming)], rest[len(claiming) :]
         self._count_suppressed(known, recorded, now)
         # Without a window to claim every claim proceeds, with no test per alert: `a not in
@@ -423,11 +446,13 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             self._dirty.add(alert.sensor_id)  # after this batch's snapshot: the tick's
             lost.append((alert, Suppressed(Reason.COOLDOWN, until)))
         if lost:
-            applied = self._pipelined(lambda pipe: self._queue_suppressed(pipe, lost, now))
+            applied = yield from self._pipelined(
+                lambda pipe: self._queue_suppressed(pipe, lost, now)
+            )
             self._count_suppressed(lost, applied, now)
         return proceed
 
-    def _pipelined(self, build: Callable[[redis.client.Pipeline], None]) -> list[Any]:
+    def _pipelined(self, build: Callable[[redis.client.Pipeline], None]) -> Steps[list[Any]]:
         """Build and run one pipeline, built anew for every retry (a failed one is spent)."""
 
         def run() -> list[Any]:
@@ -440,7 +465,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             del self._unindex[:unindex]
             return results[: -1 if unindex else None]
 
-        return list(self._retry(run))
+        return list((yield run))
 
     def _queue_fleet(
         self,
@@ -464,7 +489,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         pipe.zremrangebyscore(key, "-inf", now - window)
         pipe.zcard(key)
 
-    def _on_fleet_count(self, count: int, now: float) -> None:
+    def _on_fleet_count(self, count: int, now: float) -> Steps[None]:
         """Open or close the fleet incident on this count of distinct firing sensors."""
         window = self._fleet.window_seconds
         change = incident_change(self._incident, count, self._fleet)
@@ -473,7 +498,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         incident = self._keys.fleet_incident()
         if change == IncidentChange.STARTED:
             doc = orjson.dumps({"since": now, "sensors": count})
-            opened = self._retry(lambda: self._redis.set(incident, doc, nx=True, ex=self._ttl))
+            opened = yield lambda: self._redis.set(incident, doc, nx=True, ex=self._ttl)
             since = now
             if opened:
                 self._events.emit(
@@ -483,19 +508,19 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                     windowSeconds=window,
                     detail="critical alerts still dial; other alerts become tasks",
                 )
-            elif (raw := self._retry(lambda: self._redis.get(incident))) is not None:
+            elif (raw := (yield lambda: self._redis.get(incident))) is not None:
                 since = float(orjson.loads(raw).get("since", now))  # opened by a peer
             self._incident = True
             self._dialer().tell(FleetIncident(active=True, since=since, sensors=count))
             return
-        if self._retry(lambda: self._redis.delete(incident)):
+        if (yield lambda: self._redis.delete(incident)):
             self._events.emit(change.value, sensors=count, threshold=self._fleet.sensors)
         self._incident = False
         self._dialer().tell(FleetIncident(active=False, since=0.0, sensors=count))
 
     def _activate(
         self, alerts: Iterable[Alert], now: float, snapshots: Mapping[str, Snapshot]
-    ) -> None:
+    ) -> Steps[None]:
         """Load the snapshots of sensors not in memory, in one round trip.
 
         Not for those whose snapshot was read when their alert was recorded (a critical
@@ -506,11 +531,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             return
         read = {s: snap.blob for s in missing if (snap := self._fresh(s, snapshots))}
         ids = [s for s in missing if s not in read]
-        raw = (
-            self._retry(lambda: self._redis.mget([self._keys.snapshot(missing[s], s) for s in ids]))
-            if ids
-            else []
-        )
+        keys = [self._keys.snapshot(missing[s], s) for s in ids]
+        raw = (yield lambda: self._redis.mget(keys)) if ids else []
         for sensor_id, blob in [*zip(ids, raw, strict=True), *read.items()]:
             state = _restore(sensor_id, blob)
             self._entities[sensor_id] = SensorEntity(missing[sensor_id], state, seen_at=now)
@@ -518,14 +540,14 @@ class SensorShard(Supervised, pykka.ThreadingActor):
 
     def _sample(
         self, sensor_id: str, entity: SensorEntity, firing: bool | None, now: float
-    ) -> tuple[FlapState, FlapChange]:
+    ) -> Steps[tuple[FlapState, FlapChange]]:
         """One flap-detector sample: an alert's state, or None for a silent interval."""
         flap, change = observe(entity.state.flap, firing, now=now, rules=self._flap)
         entity.state = replace(entity.state, flap=flap)
         self._dirty.add(sensor_id)
         self._note_flapping(sensor_id, flap.flapping)
         if change == FlapChange.STOPPED:
-            self._flap_stopped(sensor_id, entity)
+            yield from self._flap_stopped(sensor_id, entity)
         return flap, change
 
     def _note_flapping(self, sensor_id: str, flapping: bool) -> None:
@@ -568,12 +590,12 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             return f"sensor flapping since {since} ({flap.percent:.1f} % weighted state change)"
         return ""
 
-    def _on_tick(self) -> None:
+    def _on_tick(self) -> Steps[None]:
         now = self._clock()
         for sensor_id in list(self._flapping):  # silence counts: a quiet sensor settles
-            self._sample(sensor_id, self._entities[sensor_id], None, now)
-        counted = self._pipelined(lambda pipe: self._queue_fleet(pipe, [], now))
-        self._on_fleet_count(int(counted[-1]), now)
+            yield from self._sample(sensor_id, self._entities[sensor_id], None, now)
+        counted = yield from self._pipelined(lambda pipe: self._queue_fleet(pipe, [], now))
+        yield from self._on_fleet_count(int(counted[-1]), now)
         cutoff = now - self._conf.passivate_after_seconds
         idle = []
         for sensor_id, entity in self._entities.items():  # least recently seen first
@@ -581,11 +603,11 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 break
             if sensor_id not in self._flapping:  # kept until it settles, to report the stop
                 idle.append(sensor_id)
-        self._remove(idle)
+        yield from self._remove(idle)
         self._saving = len(self._dirty)
-        self._save_some()
+        yield from self._save_some()
 
-    def _save_some(self) -> None:
+    def _save_some(self) -> Steps[None]:
         """Snapshot the tick's dirty entities a chunk at a time.
 
         Between chunks the alerts queued meanwhile go first: one pipeline of every entity a
@@ -594,16 +616,16 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         interpreter lock with every other stage (README "Performance").
         """
         chunk = list(itertools.islice(self._dirty, min(self._saving, _SNAPSHOT_CHUNK)))
-        self._snapshot(chunk)
+        yield from self._snapshot(chunk)
         self._saving -= len(chunk)
         if self._saving > 0 and self._dirty:
             self.actor_ref.tell(_SaveMore())
         else:
             self._saving = 0
 
-    def _passivate(self, count: int) -> None:
+    def _passivate(self, count: int) -> Steps[None]:
         """Drop the `count` least recently seen entities, snapshotting them first."""
-        self._remove(list(itertools.islice(self._entities, count)))
+        yield from self._remove(list(itertools.islice(self._entities, count)))
 
     def _fresh(self, sensor_id: str, snapshots: Mapping[str, Snapshot]) -> Snapshot | None:
         """The snapshot read with the alert's record, if nothing this shard wrote is newer."""
@@ -614,9 +636,9 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             return None
         return None if self._removed.get(sensor_id, -1.0) >= snap.read_after else snap
 
-    def _remove(self, sensor_ids: list[str]) -> None:
+    def _remove(self, sensor_ids: list[str]) -> Steps[None]:
         """Take entities out of memory, snapshotting those not saved yet."""
-        self._snapshot([s for s in sensor_ids if s in self._dirty])
+        yield from self._snapshot([s for s in sensor_ids if s in self._dirty])
         left = time.monotonic()  # after the write: a read sent before it is not trusted
         for sensor_id in sensor_ids:
             del self._entities[sensor_id]
@@ -629,12 +651,12 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                 break
             del self._removed[oldest]
 
-    def _snapshot(self, sensor_ids: list[str]) -> None:
+    def _snapshot(self, sensor_ids: list[str]) -> Steps[None]:
         if not sensor_ids:
             return
         pipe = self._redis.pipeline(transaction=False)
         saved = self._queue_snapshots(pipe, sensor_ids)
-        self._retry(lambda: execute(pipe))
+        yield lambda: execute(pipe)  # the pipe keeps its commands: a retry sends them again
         self._saved(saved)
 
     def _queue_snapshots(
@@ -659,18 +681,10 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             if entity is None or entity.state is state:
                 self._dirty.discard(sensor_id)
 
-    def _retry(self, fn: Callable[[], Any]) -> Any:  # noqa: ANN401
-        """Run a Redis step, riding out a short outage with backoff; then give up loudly."""
-        for attempt in range(_REDIS_ATTEMPTS):
-            try:
-                return fn()
-            except (redis.ConnectionError, redis.TimeoutError):
-                if attempt == _REDIS_ATTEMPTS - 1:
-                    raise
-                log.warning("shard %d: Redis unavailable, retrying", self.shard)
-                time.sleep(min(0.1 * 2**attempt, 3.0))
-        return None  # pragma: no cover
-
 
 class _SaveMore:
     """Write the next chunk of the tick's snapshots."""
+
+
+class _Resume:
+    """Try again the Redis step that met an outage (told by a timer)."""

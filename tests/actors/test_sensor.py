@@ -11,7 +11,9 @@ import pykka
 import redis
 from prometheus_client import CollectorRegistry
 
-from actors.sensor import SensorShard, shard_of
+from actors import FAILURES
+from actors._retry import Backoff
+from actors.sensor import REDIS_OUTAGE, SensorShard, shard_of
 from conf.schema import SensorConfig
 from messages import (
     AlertBatch,
@@ -48,6 +50,7 @@ def start_shard(
     fleet: FleetRules | None = None,
     maintenance: OperatorControls | None = None,
     clock: Callable[[], float] = time.time,
+    outage: Backoff = REDIS_OUTAGE,
     **conf: Any,
 ) -> pykka.ActorRef[Any]:
     dialer_ref = dialer or FakeDialer.start()
@@ -65,6 +68,7 @@ def start_shard(
         fleet=fleet or FleetRules(),
         maintenance=maintenance,
         clock=clock,
+        outage=outage,
     )
 
 
@@ -552,3 +556,67 @@ def test_an_unreadable_snapshot_starts_the_sensor_clean(
     shard.tell(AlertBatch(alerts=(one,)))
     ask(shard, Ping())
     assert [a.idempotency_key for a in ask(enricher, "list")] == [one.idempotency_key]
+
+
+class FlakyPool(redis.ConnectionPool):
+    """Refuses every connection while `down` is set: Redis away, as the shard meets it."""
+
+    down = False
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise redis.ConnectionError("Redis is away (test)")
+        return super().get_connection(*args, **kwargs)
+
+
+def test_an_outage_parks_the_batch_without_holding_the_shard_and_keeps_the_order(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    pool = FlakyPool.from_url(REDIS_URL)
+    flaky = redis.Redis(connection_pool=pool)
+    try:
+        enricher = FakeEnricher.start()
+        shard = start_shard(
+            flaky, keys, enricher, outage=Backoff(first=0.05, cap=0.2, attempts=100)
+        )
+        first, second = accept(redis_client, keys, alert(sensor="S-out"), alert(sensor="S-out"))
+        (other,) = accept(redis_client, keys, alert(sensor="S-other"))
+        pool.down = True
+        for batch in (first, second, other):
+            shard.tell(AlertBatch(alerts=(batch,)))
+        time.sleep(0.3)  # several tries failed meanwhile
+        # The thread answers at once (it slept between tries, ~9 s in all, before).
+        assert ask(shard, EntityCountQuery(), timeout=1) == 0
+        assert ask(enricher, "list") == []  # nothing decided without Redis
+        pool.down = False
+        wait_for(lambda: len(ask(enricher, "list")) == 2)
+        handed = [a.idempotency_key for a in ask(enricher, "list")]
+        assert handed == [first.idempotency_key, other.idempotency_key]  # in the order they came
+        assert status(redis_client, keys, second.idempotency_key) == ("suppressed", "cooldown")
+    finally:
+        pykka.ActorRegistry.stop_all()
+        flaky.close()
+        pool.disconnect()
+
+
+def test_an_outage_past_the_tries_is_the_shards_failure(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    pool = FlakyPool.from_url(REDIS_URL)
+    flaky = redis.Redis(connection_pool=pool)
+    try:
+        shard = start_shard(
+            flaky, keys, FakeEnricher.start(), outage=Backoff(first=0.01, cap=0.01, attempts=3)
+        )
+        (a,) = accept(redis_client, keys, alert(sensor="S-gone"))
+        pool.down = True
+        shard.tell(AlertBatch(alerts=(a,)))
+        wait_for(lambda: not shard.is_alive(), timeout=5)  # the supervisor replaces it
+        assert "ConnectionError" in (FAILURES.last(shard.actor_urn) or "")
+        assert status(redis_client, keys, a.idempotency_key) == ("", "")  # left to the sweep
+    finally:
+        pykka.ActorRegistry.stop_all()
+        flaky.close()
+        pool.disconnect()
