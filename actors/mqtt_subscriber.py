@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from actors import Supervised
+from actors._retry import Backoff, tell_later
 from conf.schema import MqttConfig
 from messages import Alert, AlertReceived, ConnectionQuery, Ping, PublishEvent, Snapshot
 from pipeline.prioritise import critical_first
@@ -40,7 +41,9 @@ log = logging.getLogger("tripline.mqtt")
 # A round trip per alert cannot keep up with the broker; ~100 alerts per pipeline can (measured:
 # docs/architecture.md, "Measurements the shape rests on").
 BATCH_MAX = 100
-_RETRY_MAX = 5.0
+# While Redis refuses the batch: the alerts stay buffered here and unacknowledged at the broker,
+# however long it takes (the broker keeps them too), so there is no limit to the tries.
+_ACCEPT_AGAIN = Backoff(first=0.2, cap=5.0)
 
 
 class MqttSubscriber(Supervised, pykka.ThreadingActor):
@@ -61,7 +64,6 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         self._last_flush = 0.0
         self._flush_queued = False
         self.connected = threading.Event()
-        self._urgent = threading.Event()  # set by paho for a critical alert: ends a linger
         self._client: mqtt.Client | None = None
 
     def on_start(self) -> None:
@@ -118,8 +120,8 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
     # paho thread: check and tell, nothing more.
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         payload, retain = bytes(msg.payload), bool(msg.retain)
-        # Checked here (the payload's one decode): a critical alert is known as such before it
-        # reaches the inbox, and wakes a lingering subscriber at once. check() never raises
+        # Checked here (the payload's one decode): a critical alert is known as such when the
+        # actor takes it from the inbox, and is flushed at once. check() never raises
         # (an exception here would end paho's network thread): a payload it fails on comes
         # back rejected, and dead-lettered.
         checked = self._acceptor.check(payload, retain, topic=msg.topic)
@@ -133,8 +135,6 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                 checked=checked,
             )
         )
-        if isinstance(checked, Checked) and checked.urgent:
-            self._urgent.set()
 
     def _on_connect(
         self,
@@ -217,19 +217,17 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 
         Every batch costs a Redis round trip here and thread hand-offs in every stage behind
         this one; flushing whenever the inbox runs dry would make batches of two or three alerts
-        under load (README "Performance"). The wait is this actor's own: paho keeps filling the
-        inbox meanwhile, and the _Flush queued behind those alerts flushes them all. A critical
-        alert ends the wait (paho sets `_urgent`) and is flushed as soon as it is taken in.
+        under load (README "Performance"). The linger does not hold this actor's thread: a
+        _Flush is told when it ends, and meanwhile the alerts paho delivers are buffered as
+        they come (BATCH_MAX of them flush at once), and a critical alert is flushed as soon as
+        it is taken in, with what gathered before it.
         """
         wait = self._last_flush + self._conf.batch_linger_ms / 1000 - time.monotonic()
         if wait <= 0:
             self._flush_or_retry()
             return
-        # A critical alert arriving meanwhile ends the wait: it never lingers.
-        if self._urgent.wait(wait):
-            self._urgent.clear()
         self._flush_queued = True
-        self.actor_ref.tell(_Flush())
+        tell_later(self.actor_ref, _Flush(), wait)
 
     def _failures_retry(self) -> None:
         if self._buffer:
@@ -252,11 +250,11 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         except redis.RedisError as exc:
             # Nothing is acknowledged: the alerts stay buffered here and unacked at the broker.
             self._failures += 1
-            delay = min(_RETRY_MAX, 0.1 * 2**self._failures)
+            delay = _ACCEPT_AGAIN.delay(self._failures)
             log.warning(
                 "accept failed (%s); retrying %d alerts in %.1fs", exc, len(self._buffer), delay
             )
-            threading.Timer(delay, self.actor_ref.tell, args=(_Retry(),)).start()
+            tell_later(self.actor_ref, _Retry(), delay)
 
     def _take_one_by_one(self) -> None:
         """Take the buffer alert by alert; one that fails on its own is quarantined."""

@@ -21,7 +21,7 @@ from paho.mqtt.matcher import MQTTMatcher
 
 from actors.mqtt_subscriber import MqttSubscriber, _Matcher, _no_delay, wait_connected
 from conf.schema import MqttConfig
-from messages import Alert, AlertReceived, Ping, Priority
+from messages import Alert, AlertReceived, ConnectionQuery, Ping, Priority
 from pipeline.validate import Limits, Rejected, validate
 from tests.conftest import alert, ask, publish, wait_for
 from tripline.accept import Checked, Duplicate
@@ -127,6 +127,23 @@ def test_alerts_arriving_right_after_a_flush_gather_into_one_batch() -> None:
         # Without the linger each would have been its own batch.
         assert len(acceptor.batches) <= 3, [len(b) for _, b in acceptor.batches]
         assert acceptor.batches[1][0] - acceptor.batches[0][0] >= 0.25
+    finally:
+        ask(ref, Ping())
+        ref.stop()
+
+
+def test_a_lingering_subscriber_still_answers_at_once() -> None:
+    acceptor = CountingAcceptor()
+    ref = _subscriber(acceptor, linger_ms=5_000)
+    try:
+        ref.tell(received(0))  # idle: flushed at once, and a 5 s linger starts
+        wait_for(lambda: len(acceptor.batches) == 1, timeout=2)
+        ref.tell(received(1))  # lingers
+        time.sleep(0.1)
+        # The linger holds no thread (the actor waited on it, and the question with it, before);
+        # the question also flushes what lingered.
+        assert ask(ref, ConnectionQuery(), timeout=1) in (True, False)
+        assert [b for _, b in acceptor.batches] == [[b"alert-0"], [b"alert-1"]]
     finally:
         ask(ref, Ping())
         ref.stop()
