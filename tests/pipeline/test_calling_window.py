@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import available_timezones
 
 import pendulum
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conf.rules import load_rules
 from messages import Customer, Reason
-from pipeline.calling_window import day_status, inside, parse_window
+from pipeline.calling_window import (
+    CallingRules,
+    DayRule,
+    DayStatus,
+    day_status,
+    format_window,
+    holiday_name,
+    inside,
+    next_business_day,
+    next_window_start,
+    parse_window,
+)
 from pipeline.comply import Allowed, ComplyRules, comply
 
 RULES = ComplyRules(calling=load_rules())
@@ -137,3 +149,199 @@ def test_parse_window() -> None:
     assert parse_window("20:00-08:00") is None
     assert parse_window("8-20") is None
     assert parse_window("08:00-24:30") is None
+
+
+# --- boundaries: fixed instants and fixed expected values (never inside() as its own oracle) ---
+
+NINE_TO_FIVE = DayRule(weekdays=(9 * 60, 17 * 60), name="nine-to-five")
+WEEKDAYS_ONLY = DayRule(saturday=None, sunday=None, name="weekdays-only")
+LOUISIANA = DayRule(sunday=None, closed_on_holidays=True, name="US-LA")
+
+
+def new_york(day: int, hour: int, minute: int = 0) -> pendulum.DateTime:
+    """A wall-clock time in May 2024 in New York (the 13th is a Monday)."""
+    return pendulum.datetime(2024, 5, day, hour, minute, tz="America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("hour", "minute", "expected"),
+    [
+        pytest.param(0, 0, False, id="midnight-is-outside"),
+        pytest.param(7, 59, False, id="07-59-is-outside"),
+        pytest.param(8, 0, True, id="08-00-opens"),
+        pytest.param(8, 1, True, id="08-01-is-inside"),
+        pytest.param(8, 59, True, id="08-59-is-inside"),
+        pytest.param(12, 30, True, id="12-30-is-inside"),
+        pytest.param(19, 59, True, id="19-59-is-the-last-minute"),
+        pytest.param(20, 0, False, id="20-00-closes"),
+        pytest.param(20, 1, False, id="20-01-is-outside"),
+        pytest.param(20, 30, False, id="20-30-is-outside"),
+        pytest.param(23, 59, False, id="23-59-is-outside"),
+    ],
+)
+def test_inside_by_the_minute(hour: int, minute: int, expected: bool) -> None:
+    assert inside(new_york(14, hour, minute), (8 * 60, 20 * 60)) is expected
+
+
+@pytest.mark.parametrize(
+    ("country", "region", "rule"),
+    [
+        pytest.param("US", "US-LA", "US-LA", id="region-code"),
+        pytest.param("US", "LA", "US-LA", id="bare-region-code-is-the-countrys"),
+        pytest.param("US", "", "US", id="no-region-is-the-country"),
+        pytest.param("US", "US-NY", "US", id="region-without-rule-is-the-country"),
+        pytest.param("US", "NY", "US", id="bare-region-without-rule-is-the-country"),
+        pytest.param("FR", "", "default", id="country-without-rule-is-the-default"),
+        pytest.param("", "", "default", id="nothing-known-is-the-default"),
+    ],
+)
+def test_rule_for_picks_the_most_specific_rule(country: str, region: str, rule: str) -> None:
+    assert RULES.calling.rule_for(country, region).name == rule
+
+
+@pytest.mark.parametrize(
+    ("day", "country", "region", "expected"),
+    [
+        pytest.param(date(2025, 3, 4), "US", "US-LA", "Mardi Gras", id="state-holiday"),
+        pytest.param(date(2025, 3, 4), "US", "LA", "Mardi Gras", id="bare-region-code"),
+        pytest.param(date(2025, 3, 4), "us", "la", "Mardi Gras", id="lower-case-codes"),
+        pytest.param(date(2025, 3, 4), "US", "", None, id="not-a-federal-holiday"),
+        pytest.param(date(2025, 3, 5), "US", "US-LA", None, id="the-day-after"),
+        pytest.param(date(2025, 7, 4), "US", "US-ZZ", "Independence Day", id="unknown-region"),
+        pytest.param(date(2025, 7, 4), "ZZ", "", None, id="unknown-country"),
+        pytest.param(date(2025, 7, 4), "", "", None, id="no-country"),
+    ],
+)
+def test_holiday_name(day: date, country: str, region: str, expected: str | None) -> None:
+    assert holiday_name(day, country, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("local", "rule", "region", "expected"),
+    [
+        pytest.param(
+            new_york(14, 12), WEEKDAYS_ONLY, "", DayStatus((480, 1200)), id="tuesday-is-open"
+        ),
+        pytest.param(new_york(18, 12), WEEKDAYS_ONLY, "", DayStatus(None, "saturday"), id="sat"),
+        pytest.param(new_york(19, 12), WEEKDAYS_ONLY, "", DayStatus(None, "sunday"), id="sun"),
+        pytest.param(
+            new_york(18, 12), NINE_TO_FIVE, "", DayStatus((480, 1200)), id="saturday-own-window"
+        ),
+        pytest.param(
+            pendulum.datetime(2025, 3, 4, 12, tz="America/Chicago"),
+            LOUISIANA,
+            "US-LA",
+            DayStatus(None, "holiday:Mardi Gras"),
+            id="closed-on-a-holiday",
+        ),
+        pytest.param(
+            pendulum.datetime(2025, 3, 4, 12, tz="America/Chicago"),
+            NINE_TO_FIVE,
+            "US-LA",
+            DayStatus((540, 1020)),
+            id="holidays-open-by-default",
+        ),
+    ],
+)
+def test_day_status(
+    local: pendulum.DateTime, rule: DayRule, region: str, expected: DayStatus
+) -> None:
+    assert day_status(local, rule, "US", region) == expected
+
+
+@pytest.mark.parametrize(
+    ("local", "rule", "expected"),
+    [
+        pytest.param(new_york(14, 7, 59), NINE_TO_FIVE, new_york(14, 9), id="before-opening"),
+        pytest.param(new_york(14, 9), NINE_TO_FIVE, new_york(14, 9), id="at-opening-is-now"),
+        pytest.param(new_york(14, 12, 30), NINE_TO_FIVE, new_york(14, 12, 30), id="inside-is-now"),
+        pytest.param(new_york(14, 17), NINE_TO_FIVE, new_york(15, 9), id="at-closing-tomorrow"),
+        pytest.param(new_york(17, 20), WEEKDAYS_ONLY, new_york(20, 8), id="friday-to-monday"),
+        pytest.param(
+            new_york(18, 12), LOUISIANA, new_york(18, 12), id="saturday-open-in-louisiana"
+        ),
+        pytest.param(new_york(19, 7), LOUISIANA, new_york(20, 8), id="sunday-to-monday"),
+    ],
+)
+def test_next_window_start(
+    local: pendulum.DateTime, rule: DayRule, expected: pendulum.DateTime
+) -> None:
+    assert next_window_start(local, rule, "US", "US-LA") == expected
+
+
+def test_a_rule_that_never_opens_is_a_configuration_error() -> None:
+    never = DayRule(weekdays=None, saturday=None, sunday=None, name="never")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^rule never allows no call within 14 days$"):
+        next_window_start(new_york(14, 12), never, "US", "")
+
+
+@pytest.mark.parametrize(
+    ("local", "region", "expected"),
+    [
+        pytest.param(new_york(13, 12), "US-NY", new_york(14, 9), id="monday-to-tuesday"),
+        pytest.param(new_york(13, 23, 59), "US-NY", new_york(14, 9), id="late-monday"),
+        pytest.param(new_york(17, 12), "US-NY", new_york(20, 9), id="friday-to-monday"),
+        pytest.param(new_york(18, 12), "US-NY", new_york(20, 9), id="saturday-to-monday"),
+        pytest.param(new_york(19, 12), "US-NY", new_york(20, 9), id="sunday-to-monday"),
+        pytest.param(new_york(24, 12), "US-NY", new_york(28, 9), id="over-memorial-day"),
+    ],
+)
+def test_next_business_day(
+    local: pendulum.DateTime, region: str, expected: pendulum.DateTime
+) -> None:
+    assert next_business_day(local, 9, "US", region) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "window"),
+    [
+        pytest.param("08:00-20:00", (480, 1200), id="the-default"),
+        pytest.param(" 09:05 - 17:45 ", (545, 1065), id="spaces-and-minutes"),
+        pytest.param("00:00-24:00", (0, 1440), id="the-whole-day"),
+        pytest.param("8:00-9:00", (480, 540), id="one-digit-hour"),
+        pytest.param("08:00-08:01", (480, 481), id="one-minute"),
+        pytest.param("08:00-08:00", None, id="empty-window"),
+        pytest.param("20:00-08:00", None, id="backwards"),
+        pytest.param("08:60-10:00", None, id="minute-60"),
+        pytest.param("08:59-09:60", None, id="end-minute-60"),
+        pytest.param("08:00-24:01", None, id="past-24-00"),
+        pytest.param("08:00-24:30", None, id="24-30"),
+        pytest.param("08:00-25:00", None, id="hour-25"),
+        pytest.param("8-20", None, id="no-minutes"),
+        pytest.param("08:0-20:00", None, id="one-digit-minute"),
+        pytest.param("08:000-20:00", None, id="three-digit-minute"),
+        pytest.param("xx:00-20:00", None, id="hour-not-a-number"),
+        pytest.param("08:xx-20:00", None, id="minute-not-a-number"),
+        pytest.param("08:00", None, id="no-end"),
+        pytest.param("", None, id="empty"),
+    ],
+)
+def test_parse_window_table(text: str, window: tuple[int, int] | None) -> None:
+    assert parse_window(text) == window
+
+
+@pytest.mark.parametrize(
+    ("window", "text"),
+    [
+        pytest.param(None, "closed", id="closed"),
+        pytest.param((480, 1200), "08:00-20:00", id="the-default"),
+        pytest.param((545, 1065), "09:05-17:45", id="minutes"),
+        pytest.param((0, 1440), "00:00-24:00", id="the-whole-day"),
+    ],
+)
+def test_format_window(window: tuple[int, int] | None, text: str) -> None:
+    assert format_window(window) == text
+
+
+def test_the_builtin_rules_allow_08_to_20_every_day_and_holidays() -> None:
+    assert DayRule() == DayRule(
+        weekdays=(480, 1200),
+        saturday=(480, 1200),
+        sunday=(480, 1200),
+        closed_on_holidays=False,
+        name="default",
+    )
+    assert CallingRules() == CallingRules(
+        version="builtin", default=DayRule(), countries={}, regions={}
+    )
+    assert CallingRules().rule_for("US", "US-LA") == DayRule()
