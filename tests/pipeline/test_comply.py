@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conf.rules import load_rules
-from messages import Customer, Reason
+from messages import Alert, Customer, Reason, TaskIntent
+from pipeline.calling_window import CallingRules
 from pipeline.comply import (
     Allowed,
     Blocked,
@@ -118,6 +119,30 @@ def customer(**changes: object) -> Customer:
             Reason.OUTSIDE_CALLING_WINDOW,
             "calling_window:US",
             id="20-00-local-is-outside",
+        ),
+        pytest.param(
+            customer(),
+            NIGHT_NY,
+            {"alert_type": "temp_critical"},
+            Reason.OUTSIDE_CALLING_WINDOW,
+            "calling_window:US",
+            id="3am-local-is-outside-for-a-type-without-override",
+        ),
+        pytest.param(
+            customer(region="LA", timezone="America/Chicago"),
+            datetime(2024, 5, 19, 17, 0, tzinfo=UTC).timestamp(),  # Sunday 12:00 CDT
+            {},
+            Reason.OUTSIDE_CALLING_WINDOW,
+            "calling_window:US-LA",
+            id="bare-region-code-louisiana-sunday",
+        ),
+        pytest.param(
+            customer(region="LA", timezone="America/Chicago"),
+            datetime(2025, 3, 4, 18, 0, tzinfo=UTC).timestamp(),  # Mardi Gras 12:00 CST
+            {},
+            Reason.HOLIDAY,
+            "calling_window:US-LA",
+            id="bare-region-code-louisiana-holiday",
         ),
         pytest.param(
             customer(),
@@ -256,3 +281,136 @@ def test_local_time_is_the_exact_wall_clock_to_the_second(
     assert local.timezone_name == zone
     assert local.replace(microsecond=0) == exact.replace(microsecond=0)
     assert (local.hour, local.minute, local.second) == (exact.hour, exact.minute, exact.second)
+
+
+# --- the calling window at its edges, and what a blocked or allowed call records ---------------
+
+MONDAY_NOON_NY = datetime(2024, 5, 13, 16, 0, tzinfo=UTC).timestamp()
+
+
+def _ny(day: int, hour: int, minute: int = 0) -> float:
+    return pendulum.datetime(2024, 5, day, hour, minute, tz="America/New_York").timestamp()
+
+
+@pytest.mark.parametrize(
+    ("now", "alert_type", "allowed"),
+    [
+        pytest.param(_ny(14, 7, 59), "", False, id="07-59"),
+        pytest.param(_ny(14, 8, 0), "", True, id="08-00"),
+        pytest.param(_ny(14, 8, 30), "", True, id="08-30"),
+        pytest.param(_ny(14, 19, 59), "", True, id="19-59"),
+        pytest.param(_ny(14, 20, 0), "", False, id="20-00"),
+        pytest.param(_ny(14, 20, 30), "", False, id="20-30"),
+        pytest.param(_ny(14, 3, 0), "temp_critical", False, id="03-00-no-override"),
+        pytest.param(_ny(14, 3, 0), "co_alarm", True, id="03-00-safety-override"),
+        pytest.param(_ny(14, 3, 0), "", False, id="03-00-no-type"),
+    ],
+)
+def test_check_window_at_the_edges(now: float, alert_type: str, allowed: bool) -> None:
+    blocked = check_window(customer(), now=now, rules=RULES, alert_type=alert_type)
+    assert (blocked is None) is allowed
+
+
+def test_an_empty_type_is_never_overridden_even_if_configured() -> None:
+    rules = ComplyRules(calling=RULES.calling, safety_override=frozenset({""}))
+    assert check_window(customer(), now=NIGHT_NY, rules=rules) is not None
+
+
+def test_a_call_outside_the_window_is_due_when_it_opens_and_says_why() -> None:
+    decision = comply(customer(), now=_ny(14, 20, 30), rules=RULES, alert_type="temp_critical")
+    assert isinstance(decision, Blocked)
+    assert decision.due == _ny(15, 8)
+    assert decision.detail == "local time Tue 20:30 America/New_York"
+    assert decision.facts == {
+        "timezone": "America/New_York",
+        "localTime": "2024-05-14T20:30:00-04:00",
+        "country": "US",
+        "region": "US-NY",
+        "rulesVersion": RULES.calling.version,
+        "rule": "calling_window:US",
+        "window": "08:00-20:00",
+    }
+
+
+def test_a_closed_day_says_which() -> None:
+    sunday_noon = datetime(2024, 5, 19, 17, 0, tzinfo=UTC).timestamp()
+    who = customer(region="US-LA", timezone="America/Chicago")
+    decision = comply(who, now=sunday_noon, rules=RULES)
+    assert isinstance(decision, Blocked)
+    assert decision.detail == "local time Sun 12:00 America/Chicago (sunday closed)"
+    assert decision.facts["window"] == "closed"
+
+
+def test_a_holiday_task_names_it() -> None:
+    mardi_gras = datetime(2025, 3, 4, 18, 0, tzinfo=UTC).timestamp()
+    who = customer(region="US-LA", timezone="America/Chicago")
+    decision = comply(who, now=mardi_gras, rules=RULES)
+    assert isinstance(decision, Blocked)
+    assert (decision.reason, decision.detail) == (Reason.HOLIDAY, "no calls on Mardi Gras")
+    assert (decision.facts["holiday"], decision.facts["window"]) == ("Mardi Gras", "closed")
+
+
+def test_inside_the_window_a_safety_type_records_no_override() -> None:
+    decision = comply(customer(), now=NOON_NY, rules=RULES, alert_type="co_alarm")
+    assert isinstance(decision, Allowed)
+    assert "override" not in decision.facts
+
+
+def test_a_monday_task_is_due_tuesday_at_nine_local() -> None:
+    decision = comply(customer(do_not_disturb=True), now=MONDAY_NOON_NY, rules=RULES)
+    assert isinstance(decision, Blocked)
+    assert decision.due == _ny(14, 9)
+
+
+def test_the_due_hour_is_configurable() -> None:
+    rules = ComplyRules(calling=RULES.calling, due_hour=14)
+    decision = comply(customer(do_not_disturb=True), now=MONDAY_NOON_NY, rules=rules)
+    assert isinstance(decision, Blocked)
+    assert decision.due == _ny(14, 14)
+
+
+def test_an_unknown_customer_is_due_the_next_business_day_at_nine_utc() -> None:
+    decision = comply(None, now=MONDAY_NOON_NY, rules=RULES)
+    assert isinstance(decision, Blocked)
+    assert decision.due == datetime(2024, 5, 14, 9, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("phone", "zone"),
+    [
+        pytest.param("+14155550100", "America/Los_Angeles", id="the-numbers-only-zone"),
+        pytest.param("+18005550199", "UTC", id="a-number-of-many-zones-is-utc"),
+        pytest.param("+80012345678", "UTC", id="a-number-of-no-zone-is-utc"),
+        pytest.param("not a number", "UTC", id="no-number-is-utc"),
+    ],
+)
+def test_without_a_valid_zone_the_phone_decides_or_utc(phone: str, zone: str) -> None:
+    decision = comply(customer(timezone="", phone=phone), now=NOON_NY, rules=RULES)
+    assert decision.facts["timezone"] == zone
+
+
+def test_the_defaults_are_empty() -> None:
+    assert ComplyRules() == ComplyRules(
+        calling=CallingRules(), safety_override=frozenset(), due_hour=9
+    )
+    assert Allowed("+12125550199").facts == {}
+    blocked = Blocked(Reason.HOLIDAY, 5.0)
+    assert (blocked.detail, blocked.facts) == ("", {})
+    alert = Alert(
+        idempotency_key="k",
+        sensor_id="s",
+        customer_id="c",
+        alert_type="t",
+        timestamp=0.0,
+        firing=True,
+        severity="",
+        current_value=1.0,
+        threshold=0.5,
+        unit="u",
+        reference_id="r",
+        telemetry_hash="h",
+        accepted_at=0.0,
+    )
+    assert blocked.task(alert) == TaskIntent(
+        alert=alert, reason=Reason.HOLIDAY, due=5.0, detail="", facts=()
+    )
