@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.breaker import Breaker, BreakerState, allow, record
-from pipeline.caps import Cap, cap_args, parse_cap
+from pipeline.caps import Cap, CapRules, cap_args, parse_cap
 
 
 @pytest.mark.parametrize(
@@ -19,10 +19,33 @@ from pipeline.caps import Cap, cap_args, parse_cap
         ("0/1h", None),
         ("3/h", None),
         ("3/24x", None),
+        ("5/30s", Cap(5, 30)),  # the seconds unit
+        ("1/1s", Cap(1, 1)),  # the least of each
+        (" 3/24h ", Cap(3, 86400)),  # spaces around
+        ("x/24h", None),  # a count that is not a number
+        ("-1/24h", None),
+        ("3/2xh", None),  # a window that is not a number
+        ("3/0h", None),  # an empty window
+        ("3/05h", Cap(3, 18000)),  # a leading zero is read as decimal, not as a zero window
+        ("3/", None),
+        ("3", None),
+        ("/24h", None),
+        ("", None),
     ],
 )
 def test_parse_cap(text: str, cap: Cap | None) -> None:
     assert parse_cap(text) == cap
+
+
+def test_a_cap_prints_in_its_config_form_in_seconds() -> None:
+    assert str(Cap(3, 86400)) == "3/86400s"
+    assert parse_cap(str(Cap(3, 86400))) == Cap(3, 86400)
+
+
+def test_cap_rules_hold_no_cap_by_default() -> None:
+    assert (CapRules().number, CapRules().customer) == ((), ())
+    rules = CapRules(number=(Cap(3, 86400),), customer=(Cap(1, 60),))
+    assert (rules.number, rules.customer) == ((Cap(3, 86400),), (Cap(1, 60),))
 
 
 def test_cap_args_are_ms_pairs() -> None:

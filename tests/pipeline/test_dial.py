@@ -13,6 +13,18 @@ from pipeline.dial import Answer, Gate, backoff, classify, gate, retry_after
     ("status", "sent", "answer"),
     [
         pytest.param(200, True, Answer.DONE, id="2xx-done"),
+        pytest.param(201, True, Answer.DONE, id="201-done"),
+        pytest.param(299, True, Answer.DONE, id="299-done"),
+        pytest.param(199, True, Answer.FAILED, id="1xx-is-no-call"),
+        pytest.param(300, True, Answer.FAILED, id="300-is-no-call"),
+        pytest.param(302, True, Answer.FAILED, id="redirect-is-no-call"),
+        pytest.param(428, True, Answer.FAILED, id="428-permanent"),
+        pytest.param(430, True, Answer.FAILED, id="430-permanent"),
+        pytest.param(499, True, Answer.FAILED, id="499-permanent"),
+        pytest.param(501, True, Answer.UNCERTAIN, id="501-may-have-acted"),
+        pytest.param(599, True, Answer.UNCERTAIN, id="599-may-have-acted"),
+        pytest.param(200, False, Answer.DONE, id="an-answer-is-an-answer-whatever-sent-says"),
+        pytest.param(503, False, Answer.UNSENT, id="503-whatever-sent-says"),
         pytest.param(429, True, Answer.RATE_LIMITED, id="429-pause-and-resend"),
         pytest.param(503, True, Answer.UNSENT, id="503-not-taken"),
         pytest.param(502, True, Answer.UNSENT, id="502-gateway-not-taken"),
@@ -78,3 +90,8 @@ def test_gate_dials_only_when_nothing_objects_and_then_releases_nothing(
     assert (verdict == Gate.DIAL) == (not objects)
     counted = {n for n, ok in (("number", number_ok), ("customer", customer_ok)) if ok}
     assert set(release) == (counted if objects else set())
+
+
+def test_the_values_are_what_logs_and_records_say() -> None:
+    assert [a.value for a in Answer] == ["done", "rate_limited", "unsent", "failed", "uncertain"]
+    assert [g.value for g in Gate] == ["dial", "do_not_call", "number_cap", "customer_cap"]

@@ -145,3 +145,48 @@ def test_hysteresis_holds_for_any_sequence(steps: list[tuple[bool | None, float]
             # No change is only allowed where the thresholds do not demand one.
             assert not (not before and state.percent >= RULES.high)
             assert not (before and state.percent <= RULES.low)
+
+
+# --- the thresholds, exactly: Nagios starts "at or above" high and stops "at or below" low ---
+
+
+def samples(text: str) -> tuple[bool, ...]:
+    return tuple(c == "1" for c in text)
+
+
+# A transition between samples x-1 and x weighs 0.75 + (x-1)/38; transitions x and 21-x
+# together weigh 2.0. Two such pairs are 4/20 = 20 %, three are 6/20 = 30 % (exactly, in floats).
+AT_20 = samples("010000000000000000010")  # transitions 1, 2, 19, 20
+AT_30 = samples("011110000010000011110")  # transitions 1, 5, 10, 11, 16, 20
+
+
+@pytest.mark.parametrize(
+    ("history", "flapping", "percent", "expected_flapping", "change"),
+    [
+        pytest.param(AT_30, False, 30.0, True, FlapChange.STARTED, id="exactly-30-starts"),
+        pytest.param(AT_20, True, 20.0, False, FlapChange.STOPPED, id="exactly-20-stops"),
+        pytest.param(AT_30, True, 30.0, True, FlapChange.NONE, id="30-while-flapping-stays"),
+        pytest.param(AT_20, False, 20.0, False, FlapChange.NONE, id="20-while-calm-stays"),
+    ],
+)
+def test_the_thresholds_are_inclusive(
+    history: tuple[bool, ...],
+    flapping: bool,
+    percent: float,
+    expected_flapping: bool,
+    change: FlapChange,
+) -> None:
+    state = FlapState(samples=history, last_sample_at=1000.0, flapping=flapping, since=5.0)
+    new, happened = observe(state, None, now=1000.0, rules=RULES)
+    assert (new.percent, new.flapping, happened) == (percent, expected_flapping, change)
+
+
+def test_the_defaults_are_nagios_compiled_ones_and_an_empty_history() -> None:
+    assert FlapRules() == FlapRules(low=20.0, high=30.0, sample_seconds=60.0)
+    assert FlapState() == FlapState(
+        samples=(), last_sample_at=0.0, flapping=False, since=0.0, percent=0.0
+    )
+
+
+def test_the_change_values_are_what_records_and_logs_say() -> None:
+    assert [c.value for c in FlapChange] == ["none", "flapping_started", "flapping_stopped"]
