@@ -112,3 +112,77 @@ def test_the_alert_holding_the_window_is_not_suppressed_by_it() -> None:
 
 def replace_key(a: Alert, key: str) -> Alert:
     return dataclasses.replace(a, idempotency_key=key)
+
+
+def test_the_window_key_survives_a_snapshot() -> None:
+    """After a restart the alert holding the window must still be let through on replay."""
+    opened, _ = suppress(SensorState(), alert(), now=100.0, cooldown=COOLDOWN)
+    restored = SensorState.from_snapshot(orjson.loads(orjson.dumps(opened.to_snapshot())))
+    assert restored == opened
+    assert restored.window_key == "k"
+    _, again = suppress(restored, alert(), now=130.0, cooldown=COOLDOWN)
+    assert again == Proceed()
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        pytest.param(None, id="null"),
+        pytest.param([], id="a-list"),
+        pytest.param("v2", id="a-string"),
+        pytest.param({}, id="no-version"),
+        pytest.param({"version": 3}, id="a-newer-version"),
+        pytest.param({"version": 2, "cooldownUntil": 9.0}, id="a-missing-field"),
+        pytest.param(
+            {"version": 2, "cooldownUntil": 9.0, "firing": True, "lastAlertAt": 3.0, "flap": {}},
+            id="an-empty-flap-history",
+        ),
+    ],
+)
+def test_an_unreadable_snapshot_starts_clean(doc: object) -> None:
+    assert SensorState.from_snapshot(doc) == SensorState()
+
+
+def test_a_snapshot_without_flap_history_or_window_key_keeps_its_cooldown() -> None:
+    doc = {"version": 2, "cooldownUntil": 9.0, "firing": True, "lastAlertAt": 3.0}
+    assert SensorState.from_snapshot(doc) == SensorState(
+        cooldown_until=9.0, firing=True, last_alert_at=3.0
+    )
+
+
+def test_the_snapshot_document() -> None:
+    flap = FlapState(samples=(False, True), last_sample_at=5.0, flapping=True, since=4.0)
+    state = SensorState(
+        cooldown_until=12.5, firing=True, last_alert_at=3.0, flap=flap, window_key="k"
+    )
+    assert state.to_snapshot() == {
+        "version": 2,
+        "cooldownUntil": 12.5,
+        "firing": True,
+        "lastAlertAt": 3.0,
+        "windowKey": "k",
+        "flap": {
+            "samples": "01",
+            "lastSampleAt": 5.0,
+            "flapping": True,
+            "since": 4.0,
+            "percent": 0.0,
+        },
+    }
+
+
+def test_a_resolved_alert_records_the_time_and_keeps_the_window() -> None:
+    state = SensorState(cooldown_until=500.0, firing=True, last_alert_at=3.0, window_key="k")
+    after, decision = suppress(state, alert(firing=False), now=100.0, cooldown=COOLDOWN)
+    assert decision == Suppressed(Reason.RESOLVED)
+    assert after == SensorState(
+        cooldown_until=500.0, firing=False, last_alert_at=100.0, window_key="k"
+    )
+
+
+def test_a_suppressed_alert_records_the_time_and_keeps_the_window() -> None:
+    state = SensorState(cooldown_until=500.0, last_alert_at=3.0, window_key="k")
+    after, _ = suppress(state, replace_key(alert(), "k2"), now=100.0, cooldown=COOLDOWN)
+    assert after == SensorState(
+        cooldown_until=500.0, firing=True, last_alert_at=100.0, window_key="k"
+    )
