@@ -11,7 +11,6 @@ other tasks go on meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -153,8 +152,12 @@ class Later:
                 while not self._due or self._due[0][0] > time.monotonic():
                     self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
                 _, _, ref, message = heapq.heappop(self._due)
-            with contextlib.suppress(pykka.ActorDeadError):
+            try:
                 ref.tell(message)
+            except pykka.ActorDeadError:
+                pass  # stopped meanwhile: its replacement starts from what Redis holds
+            except Exception:  # the thread serves every actor: it must outlive any one tell
+                log.exception("telling %r later failed", message)
 
 
 _LATER = Later()
