@@ -1,10 +1,9 @@
-"""Governing the dialer: occupancy admission, aging, staleness, and reading occupancy answers."""
+"""Governing the dialer: occupancy admission, aging, staleness, and the budget taken ahead."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from messages import Priority
 
@@ -121,52 +120,3 @@ class Pace:
         """Dispatches in the current bucket or the one before, whichever had more."""
         self._roll(now)
         return max(self._current, self._previous)
-
-
-def read_genesys_observations(body: Any, now: float) -> Occupancy:  # noqa: ANN401
-    """Occupancy from POST /api/v2/analytics/queues/observations/query, all queues summed.
-
-    occupancy = (on-queue - idle) / on-queue; waiting = oWaiting for voice.
-    """
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-        return Occupancy(1.0, 0, now, ok=False, detail="observations without results")
-    on_queue = idle = waiting = 0
-    for group in body["results"]:
-        if not isinstance(group, dict) or not isinstance(group.get("data"), list):
-            return Occupancy(1.0, 0, now, ok=False, detail="malformed observation group")
-        for item in group["data"]:
-            if not isinstance(item, dict):
-                continue
-            count = (
-                item.get("stats", {}).get("count", 0) if isinstance(item.get("stats"), dict) else 0
-            )
-            if not isinstance(count, int) or count < 0:
-                return Occupancy(1.0, 0, now, ok=False, detail="bad observation count")
-            if item.get("metric") == "oOnQueueUsers":
-                on_queue += count
-                if item.get("qualifier") == "IDLE":
-                    idle += count
-            elif item.get("metric") == "oWaiting":
-                waiting += count
-    occupancy = 1.0 if on_queue == 0 else (on_queue - idle) / on_queue
-    return Occupancy(occupancy, waiting, now)
-
-
-def read_cxone_activity(body: Any, now: float) -> Occupancy:  # noqa: ANN401
-    """Occupancy from GET /skills/{id}/activity: (logged in - available) / logged in."""
-    rows = body.get("skillActivity") if isinstance(body, dict) else None
-    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
-        return Occupancy(1.0, 0, now, ok=False, detail="skill activity without rows")
-    row = rows[0]
-    logged_in, available, queued = (
-        row.get("agentsLoggedIn"),
-        row.get("agentsAvailable"),
-        row.get("queueCount"),
-    )
-    if not all(isinstance(v, int) and v >= 0 for v in (logged_in, available, queued)):
-        return Occupancy(1.0, 0, now, ok=False, detail="bad skill activity counts")
-    assert isinstance(logged_in, int)  # noqa: S101 - checked just above
-    assert isinstance(available, int)  # noqa: S101
-    assert isinstance(queued, int)  # noqa: S101
-    occupancy = 1.0 if logged_in == 0 else (logged_in - min(available, logged_in)) / logged_in
-    return Occupancy(occupancy, queued, now)

@@ -13,7 +13,7 @@ import orjson
 from conf.schema import CxoneConfig, DialerConfig
 from messages import DialIntent, TaskIntent
 from pipeline.dial import Answer, classify
-from pipeline.govern import Occupancy, read_cxone_activity
+from pipeline.govern import Occupancy
 from tripline.backends import HttpSession, Reply, Result, oversized, request
 
 _TOKEN_MARGIN = 60.0
@@ -157,3 +157,23 @@ def _tenant(id_token: object) -> str:
         return ""
     tenant = claims.get("tenantId") if isinstance(claims, dict) else None
     return tenant if isinstance(tenant, str) else ""
+
+
+def read_cxone_activity(body: Any, now: float) -> Occupancy:  # noqa: ANN401
+    """Occupancy from GET /skills/{id}/activity: (logged in - available) / logged in."""
+    rows = body.get("skillActivity") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
+        return Occupancy(1.0, 0, now, ok=False, detail="skill activity without rows")
+    row = rows[0]
+    logged_in, available, queued = (
+        row.get("agentsLoggedIn"),
+        row.get("agentsAvailable"),
+        row.get("queueCount"),
+    )
+    if not all(isinstance(v, int) and v >= 0 for v in (logged_in, available, queued)):
+        return Occupancy(1.0, 0, now, ok=False, detail="bad skill activity counts")
+    assert isinstance(logged_in, int)  # noqa: S101 - checked just above
+    assert isinstance(available, int)  # noqa: S101
+    assert isinstance(queued, int)  # noqa: S101
+    occupancy = 1.0 if logged_in == 0 else (logged_in - min(available, logged_in)) / logged_in
+    return Occupancy(occupancy, queued, now)

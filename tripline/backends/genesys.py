@@ -12,7 +12,7 @@ from urllib.parse import quote
 from conf.schema import DialerConfig, GenesysConfig
 from messages import DialIntent, TaskIntent
 from pipeline.dial import Answer, classify
-from pipeline.govern import Occupancy, read_genesys_observations
+from pipeline.govern import Occupancy
 from tripline.backends import HttpSession, Reply, Result, oversized, request
 from tripline.store import iso
 
@@ -221,3 +221,32 @@ def _answer(reply: Reply) -> Result:
         retry_after=reply.headers.get("Retry-After"),
         detail=f"HTTP {reply.status}: {str(message)[:200]}",
     )
+
+
+def read_genesys_observations(body: Any, now: float) -> Occupancy:  # noqa: ANN401
+    """Occupancy from POST /api/v2/analytics/queues/observations/query, all queues summed.
+
+    occupancy = (on-queue - idle) / on-queue; waiting = oWaiting for voice.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        return Occupancy(1.0, 0, now, ok=False, detail="observations without results")
+    on_queue = idle = waiting = 0
+    for group in body["results"]:
+        if not isinstance(group, dict) or not isinstance(group.get("data"), list):
+            return Occupancy(1.0, 0, now, ok=False, detail="malformed observation group")
+        for item in group["data"]:
+            if not isinstance(item, dict):
+                continue
+            count = (
+                item.get("stats", {}).get("count", 0) if isinstance(item.get("stats"), dict) else 0
+            )
+            if not isinstance(count, int) or count < 0:
+                return Occupancy(1.0, 0, now, ok=False, detail="bad observation count")
+            if item.get("metric") == "oOnQueueUsers":
+                on_queue += count
+                if item.get("qualifier") == "IDLE":
+                    idle += count
+            elif item.get("metric") == "oWaiting":
+                waiting += count
+    occupancy = 1.0 if on_queue == 0 else (on_queue - idle) / on_queue
+    return Occupancy(occupancy, waiting, now)
