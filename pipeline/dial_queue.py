@@ -24,7 +24,7 @@ class StoredTask:
     """A queued task kept by reference: its body waits in the persisted queue (Redis).
 
     Tasks can queue for hours behind the rate budget (a fleet incident makes thousands); holding
-    each whole alert in memory meanwhile is what made a storm's memory grow.
+    each whole alert in memory meanwhile would grow with the storm.
     """
 
     key: str

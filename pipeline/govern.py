@@ -88,7 +88,8 @@ def prepay(*, queued: int, free: int, recent: int, most: int) -> int:
 
     What can start now (queued work, up to the free slots), or the recent pace (dispatches
     during the prepaid budget's lifetime) when that is more: under load, work arrives and
-    slots free up a few at a time, and budgeting only those cost a round trip per call or two.
+    slots free up a few at a time, and budgeting only those would cost a round trip per call or
+    two.
     Never more than `most`. At a real contact center's pace (a few calls a second) `recent` is
     0 or 1, so nothing is taken beyond what can start, and no budget lapses unused.
     """
