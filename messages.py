@@ -305,7 +305,7 @@ class PublishEvent:
 class ControlsChanged:
     """What operators set changed (the dialing pause): the dialer looks again at once.
 
-    The pause itself is read from the shared controls (tripline/maintenance.py), so that it
+    The pause itself is read from the shared controls (tripline/service/controls.py), so that it
     holds on every instance and across a restart of the dialer or the process.
     """
 

@@ -15,15 +15,19 @@ from typing import Any
 import pykka
 import redis
 
-from actors import FAILURES
-from actors._retry import Backoff, retry
-from actors.dialer import Dialer
-from actors.enricher import Enricher
-from actors.mqtt_subscriber import MqttSubscriber
-from actors.sensor import SensorShard, shard_of
-from conf.rules import load_rules
-from conf.schema import Config
-from messages import (
+from tripline.actors import FAILURES
+from tripline.actors._retry import Backoff, retry
+from tripline.actors.dialer import Dialer
+from tripline.actors.enricher import Enricher
+from tripline.actors.mqtt_subscriber import MqttSubscriber
+from tripline.actors.sensor import SensorShard, shard_of
+from tripline.adapters.backends import BackendsFactory
+from tripline.adapters.backends.registry import build_backends
+from tripline.adapters.deadletter import DeadLetters
+from tripline.adapters.store import Keys
+from tripline.conf.rules import load_rules
+from tripline.conf.schema import Config
+from tripline.messages import (
     Alert,
     AlertBatch,
     ConnectionQuery,
@@ -36,20 +40,16 @@ from messages import (
     SnapshotTick,
     StatusQuery,
 )
-from pipeline.caps import Cap, CapRules, parse_cap
-from pipeline.comply import ComplyRules
-from pipeline.fleet import FleetRules
-from pipeline.prioritise import PriorityRules
-from pipeline.validate import Limits
-from tripline.accept import Acceptor
-from tripline.backends import BackendsFactory
-from tripline.backends.registry import build_backends
-from tripline.deadletter import DeadLetters
-from tripline.events import Events
-from tripline.maintenance import OperatorControls, set_paused
-from tripline.resume import SweepRules, sweep
-from tripline.stats import Stats
-from tripline.store import Keys
+from tripline.pipeline.caps import Cap, CapRules, parse_cap
+from tripline.pipeline.comply import ComplyRules
+from tripline.pipeline.fleet import FleetRules
+from tripline.pipeline.prioritise import PriorityRules
+from tripline.pipeline.validate import Limits
+from tripline.service.accept import Acceptor
+from tripline.service.controls import OperatorControls, set_paused
+from tripline.service.events import Events
+from tripline.service.resume import SweepRules, sweep
+from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.supervisor")
 
@@ -268,7 +268,7 @@ class Service:
         self._watchdog.start()
 
     def resume(self, rules: SweepRules, *, share: float = 1.0) -> Counter[str]:
-        """Drive this instance's unfinished alerts on (see tripline/resume.py).
+        """Drive this instance's unfinished alerts on (see tripline/service/resume.py).
 
         `share`: the part of the wall time the sweep may take; it pauses after each page for
         as long as the rest of that share asks. A page takes longer when the process is

@@ -17,7 +17,7 @@ import hiredis
 import redis
 import redis.asyncio as aioredis
 
-from actors._retry import Backoff, retry_async
+from tripline.actors._retry import Backoff, retry_async
 
 T = TypeVar("T")
 

@@ -12,11 +12,14 @@ from typing import Any
 import pykka
 import redis
 
-from actors import Supervised
-from actors._loop import LoopThread
-from actors.dialing.jobs import DialJobs
-from conf.schema import DialerConfig
-from messages import (
+from tripline.actors import Supervised
+from tripline.actors._loop import LoopThread
+from tripline.actors.dialing.jobs import DialJobs
+from tripline.adapters.backends import BackendsFactory
+from tripline.adapters.budget import PrepaidBudget, RateBudget
+from tripline.adapters.store import Keys, iso
+from tripline.conf.schema import DialerConfig
+from tripline.messages import (
     ControlsChanged,
     DialFinished,
     DialIntent,
@@ -33,16 +36,13 @@ from messages import (
     Withdrawn,
     WorkBatch,
 )
-from pipeline.breaker import Breaker, BreakerState, allow, record
-from pipeline.caps import CapRules
-from pipeline.comply import ComplyRules
-from pipeline.dial_queue import Conditions, DialQueue, Queued, RecentResolves, Work
-from pipeline.govern import GovernRules, Occupancy
-from tripline.backends import BackendsFactory
-from tripline.budget import PrepaidBudget, RateBudget
-from tripline.maintenance import OperatorControls
-from tripline.stats import Stats
-from tripline.store import Keys, iso
+from tripline.pipeline.breaker import Breaker, BreakerState, allow, record
+from tripline.pipeline.caps import CapRules
+from tripline.pipeline.comply import ComplyRules
+from tripline.pipeline.dial_queue import Conditions, DialQueue, Queued, RecentResolves, Work
+from tripline.pipeline.govern import GovernRules, Occupancy
+from tripline.service.controls import OperatorControls
+from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
 

@@ -15,11 +15,19 @@ import orjson
 import pykka
 import redis
 
-from actors import Supervised
-from actors._loop import AutoPipeline, LoopThread, async_redis, ride_out
-from actors._retry import Backoff
-from conf.schema import CrmConfig
-from messages import (
+from tripline.actors import Supervised
+from tripline.actors._loop import AutoPipeline, LoopThread, async_redis, ride_out
+from tripline.actors._retry import Backoff
+from tripline.adapters.crm import (
+    CrmUnavailableError,
+    UnusableRecordError,
+    cache_customer,
+    fetch_customer,
+    sync_customers,
+)
+from tripline.adapters.store import Keys
+from tripline.conf.schema import CrmConfig
+from tripline.messages import (
     Alert,
     Customer,
     DialIntent,
@@ -29,18 +37,10 @@ from messages import (
     TaskIntent,
     WorkBatch,
 )
-from pipeline.breaker import Breaker, allow, record
-from pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
-from pipeline.enrich import parse_customer
-from tripline.crm import (
-    CrmUnavailableError,
-    UnusableRecordError,
-    cache_customer,
-    fetch_customer,
-    sync_customers,
-)
-from tripline.stats import Stats
-from tripline.store import Keys
+from tripline.pipeline.breaker import Breaker, allow, record
+from tripline.pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
+from tripline.pipeline.enrich import parse_customer
+from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.enricher")
 

@@ -20,13 +20,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from actors import Supervised
-from actors._retry import Backoff, tell_later
-from conf.schema import MqttConfig
-from messages import Alert, AlertReceived, ConnectionQuery, Ping, PublishEvent, Snapshot
-from pipeline.prioritise import critical_first
-from pipeline.validate import Rejected
-from tripline.accept import (
+from tripline.actors import Supervised
+from tripline.actors._retry import Backoff, tell_later
+from tripline.conf.schema import MqttConfig
+from tripline.messages import Alert, AlertReceived, ConnectionQuery, Ping, PublishEvent, Snapshot
+from tripline.pipeline.prioritise import critical_first
+from tripline.pipeline.validate import Rejected
+from tripline.service.accept import (
     Accepted,
     Acceptor,
     Checked,

@@ -18,10 +18,22 @@ import orjson
 import pykka
 import redis
 
-from actors import Supervised
-from actors._retry import Backoff, StepRunner, Steps, run_blocking, tell_later
-from conf.schema import SensorConfig
-from messages import (
+from tripline.actors import Supervised
+from tripline.actors._retry import Backoff, StepRunner, Steps, run_blocking, tell_later
+from tripline.adapters.deadletter import DeadLetters
+from tripline.adapters.store import (
+    COOLDOWN_LUA,
+    FROM_PENDING,
+    READING_LUA,
+    TRANSITION_LUA,
+    Keys,
+    PipelinedScript,
+    alert_to_dict,
+    execute,
+    transition_args,
+)
+from tripline.conf.schema import SensorConfig
+from tripline.messages import (
     Alert,
     AlertBatch,
     EnrichBatch,
@@ -37,24 +49,12 @@ from messages import (
     TaskIntent,
     WorkBatch,
 )
-from pipeline.flap import FlapChange, FlapRules, FlapState, observe
-from pipeline.fleet import FleetRules, IncidentChange, incident_change
-from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
-from tripline.deadletter import DeadLetters
-from tripline.events import Events
-from tripline.maintenance import OperatorControls
-from tripline.stats import Stats
-from tripline.store import (
-    COOLDOWN_LUA,
-    FROM_PENDING,
-    READING_LUA,
-    TRANSITION_LUA,
-    Keys,
-    PipelinedScript,
-    alert_to_dict,
-    execute,
-    transition_args,
-)
+from tripline.pipeline.flap import FlapChange, FlapRules, FlapState, observe
+from tripline.pipeline.fleet import FleetRules, IncidentChange, incident_change
+from tripline.pipeline.suppress import Proceed, SensorState, Suppressed, suppress
+from tripline.service.controls import OperatorControls
+from tripline.service.events import Events
+from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.sensor")
 
@@ -135,7 +135,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """Keep collaborators; enricher and dialer are resolvers, so they survive restarts.
 
         `pending_key`: the instance's index of undecided alerts, which what this shard decides
-        leaves (tripline/resume.py). `outage`: how a Redis step is tried again.
+        leaves (tripline/service/resume.py). `outage`: how a Redis step is tried again.
         """
         super().__init__()
         self.shard, self._conf, self._redis, self._keys = shard, conf, client, keys

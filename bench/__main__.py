@@ -175,13 +175,13 @@ def accept_only(rig: Rig, messages: list[tuple[str, bytes]], topic: str) -> floa
     record in Redis, then the acknowledgement; nothing routed on. What any design keeping
     promise 1 (acknowledged only once recorded) pays per alert before deciding anything.
     """
-    from actors.mqtt_subscriber import MqttSubscriber, wait_connected  # noqa: PLC0415
-    from conf.schema import MqttConfig  # noqa: PLC0415
-    from pipeline.prioritise import PriorityRules  # noqa: PLC0415
-    from pipeline.validate import Limits  # noqa: PLC0415
-    from tripline.accept import Acceptor  # noqa: PLC0415
-    from tripline.stats import Stats  # noqa: PLC0415
-    from tripline.store import Keys  # noqa: PLC0415
+    from tripline.actors.mqtt_subscriber import MqttSubscriber, wait_connected  # noqa: PLC0415
+    from tripline.adapters.store import Keys  # noqa: PLC0415
+    from tripline.conf.schema import MqttConfig  # noqa: PLC0415
+    from tripline.pipeline.prioritise import PriorityRules  # noqa: PLC0415
+    from tripline.pipeline.validate import Limits  # noqa: PLC0415
+    from tripline.service.accept import Acceptor  # noqa: PLC0415
+    from tripline.service.stats import Stats  # noqa: PLC0415
 
     logging.getLogger("tripline").setLevel(logging.ERROR)  # its disconnect warning: not a figure
     client_id = f"accept-{uuid.uuid4().hex[:6]}"

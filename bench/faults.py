@@ -37,7 +37,7 @@ import paho.mqtt.client as mqtt
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tripline.emulator import CLIENT_SECRET
+from tripline.devtools.emulator import CLIENT_SECRET
 
 TERMINAL = {"called", "suppressed", "deferred"}
 
@@ -89,7 +89,7 @@ class Rig:
             [
                 sys.executable,
                 "-m",
-                "tripline.cli",
+                "tripline.edge.cli",
                 "--log-level",
                 "WARNING",
                 "emulate",
@@ -211,7 +211,7 @@ class Service:
         # kept for a post-mortem.
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tripline.cli", "--log-level", "INFO", "run"],
+                [sys.executable, "-m", "tripline.edge.cli", "--log-level", "INFO", "run"],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

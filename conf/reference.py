@@ -1,4 +1,4 @@
-"""The configuration reference, generated from the schema: `python -m conf.reference`.
+"""The configuration reference, generated from the schema: `python -m tripline.conf.reference`.
 
 docs/configuration.md is this module's output; a test fails when the two differ, so the
 reference cannot fall behind the schema.
@@ -12,17 +12,17 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-from conf.schema import _SECTIONS, ENV_PREFIX
+from tripline.conf.schema import _SECTIONS, ENV_PREFIX
 
 _SHIPPED: dict[str, dict[str, Any]] = tomllib.loads(
-    resources.files("conf").joinpath("default.toml").read_text("utf-8")
+    resources.files("tripline.conf").joinpath("default.toml").read_text("utf-8")
 )
 
 HEADER = """\
 # Configuration reference
 
-Generated from `conf/schema.py` by `python -m conf.reference > docs/configuration.md`; do not
-edit by hand. `conf/default.toml` holds every default; `tripline run --config FILE` overrides
+Generated from `conf/schema.py` by `python -m tripline.conf.reference > docs/configuration.md`;
+do not edit by hand. `conf/default.toml` holds every default; `tripline run --config FILE` overrides
 it; environment variables `TRIPLINE__SECTION__KEY` override both (values parse as TOML
 literals, e.g. `TRIPLINE__DIALER__PENDING_SECONDS='{ low = 60 }'`). Secrets are accepted only
 from the environment. `tripline check-config FILE` prints every problem at once.

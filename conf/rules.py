@@ -7,8 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from conf.schema import ConfigError
-from pipeline.calling_window import CallingHours, CallingRules, DayRule, parse_window
+from tripline.conf.schema import ConfigError
+from tripline.pipeline.calling_window import CallingHours, CallingRules, DayRule, parse_window
 
 _KEYS = {"weekdays", "saturday", "sunday", "holidays"}
 
@@ -23,7 +23,9 @@ def load_rules(path: str | Path | None = None) -> CallingRules:
         if path:
             text = Path(path).read_text("utf-8")
         else:
-            text = resources.files("conf").joinpath("calling-rules.toml").read_text("utf-8")
+            text = (
+                resources.files("tripline.conf").joinpath("calling-rules.toml").read_text("utf-8")
+            )
         data = tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError([f"calling rules {path or 'builtin'}: {exc}"]) from exc

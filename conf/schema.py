@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from pipeline.caps import parse_cap
+from tripline.pipeline.caps import parse_cap
 
 PRIORITY_NAMES = ("critical", "high", "normal", "low")
 BACKENDS = ("genesys", "genesys_campaign", "cxone", "twilio", "log")
@@ -364,7 +364,9 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
         ConfigError: listing every problem found, unknown keys included.
     """
     problems: list[str] = []
-    raw = tomllib.loads(resources.files("conf").joinpath("default.toml").read_text("utf-8"))
+    raw = tomllib.loads(
+        resources.files("tripline.conf").joinpath("default.toml").read_text("utf-8")
+    )
     if path is not None:
         try:
             user = tomllib.loads(Path(path).read_text("utf-8"))

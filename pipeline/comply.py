@@ -9,8 +9,8 @@ from typing import Any
 import pendulum
 import phonenumbers
 
-from messages import Alert, Customer, Reason, TaskIntent
-from pipeline.calling_window import (
+from tripline.messages import Alert, Customer, Reason, TaskIntent
+from tripline.pipeline.calling_window import (
     CallingRules,
     DayRule,
     day_status,

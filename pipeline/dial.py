@@ -1,6 +1,7 @@
 """Dial policy: how a backend answer is classified, Retry-After, and retry backoff.
 
-The rate budget itself is a GCRA in Redis (tripline/store.py GCRA_LUA), shared by instances.
+The rate budget itself is a GCRA in Redis (tripline/adapters/store.py GCRA_LUA), shared by
+instances.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from messages import DialIntent, Priority, Reason, TaskIntent
-from pipeline.govern import Admission, GovernRules, Occupancy, admit, is_stale, rank
+from tripline.messages import DialIntent, Priority, Reason, TaskIntent
+from tripline.pipeline.govern import Admission, GovernRules, Occupancy, admit, is_stale, rank
 
 Work = DialIntent | TaskIntent
 

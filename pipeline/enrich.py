@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from messages import Customer
+from tripline.messages import Customer
 
 _MAX = 256
 _COUNTRY = re.compile(r"^[A-Z]{2}$")

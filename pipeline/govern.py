@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from messages import Priority
+from tripline.messages import Priority
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from messages import Alert, Reason
-from pipeline.validate import ID_PATTERN, TYPE_PATTERN, FieldChecker, Problem
+from tripline.messages import Alert, Reason
+from tripline.pipeline.validate import ID_PATTERN, TYPE_PATTERN, FieldChecker, Problem
 
 MAX_SECONDS = 30 * 24 * 3600
 """The longest window: a longer one is a decommissioned sensor, which the CRM should say."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from messages import Priority
+from tripline.messages import Priority
 
 T = TypeVar("T")
 

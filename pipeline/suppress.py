@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from messages import Alert, Reason
-from pipeline.flap import FlapState
+from tripline.messages import Alert, Reason
+from tripline.pipeline.flap import FlapState
 
 SNAPSHOT_VERSION = 2
 _READABLE = {1, 2}  # version 1 had no flap history: it starts empty

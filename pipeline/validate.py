@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from messages import Alert, Reason
+from tripline.messages import Alert, Reason
 
 ID_PATTERN = re.compile(
     r"^[\x21-\x7e]+$"

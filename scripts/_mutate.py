@@ -147,7 +147,10 @@ def _copy_tree(work: Path) -> None:
     ).stdout.decode()
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
-        if source.is_file():
+        if source.is_symlink():  # tripline/pipeline -> ../pipeline: the mutants must show there
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).symlink_to(source.readlink())
+        elif source.is_file():
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, work / name)
 
@@ -173,7 +176,7 @@ def _preload() -> None:
 def _run_module(work: Path, name: str, *, skip: set[Key], verbose: bool) -> Result:
     path = work / "pipeline" / f"{name}.py"
     original = path.read_text("utf-8")
-    tests = _importing_tests(work, f"pipeline.{name}")
+    tests = _importing_tests(work, f"tripline.pipeline.{name}")
     result = Result(f"pipeline/{name}.py", [t for stage in tests for t in stage])
     if not result.tests:
         print(f"{result.module}: no test in {TESTS} imports it", file=sys.stderr)
@@ -394,7 +397,7 @@ def _child(work: Path, tests: list[str]) -> int:
 
     import pytest  # noqa: PLC0415
 
-    spec = importlib.util.find_spec("pipeline")
+    spec = importlib.util.find_spec("tripline")
     if spec is None or not str(spec.origin).startswith(str(work)):
         return 4  # would test the real tree, not the mutant: the baseline run stops on it
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # schemathesis' plugin costs 3 s a run

@@ -23,12 +23,12 @@ import redis
 from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conf import schema
-from supervisor import Service
-from tripline.emulator import CLIENT_SECRET, Emulator
-from tripline.emulator import build_app as emulator_app
-from tripline.http_api import build_app as service_app
-from tripline.stats import Stats
+from tripline.conf import schema
+from tripline.devtools.emulator import CLIENT_SECRET, Emulator
+from tripline.devtools.emulator import build_app as emulator_app
+from tripline.edge.http_api import build_app as service_app
+from tripline.service.stats import Stats
+from tripline.supervisor import Service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BROKER = ("127.0.0.1", 1883)
@@ -344,7 +344,7 @@ def alert(
 def tripline_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run one `tripline` command to its end (`env`: the whole environment, None for ours)."""
     return subprocess.run(
-        [sys.executable, "-m", "tripline.cli", *args],
+        [sys.executable, "-m", "tripline.edge.cli", *args],
         env=env,
         capture_output=True,
         text=True,

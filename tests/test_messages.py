@@ -6,7 +6,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from messages import OUTCOME_REASONS, Outcome, Reason
+from tripline.messages import OUTCOME_REASONS, Outcome, Reason
 
 README = Path(__file__).parent.parent / "README.md"
 

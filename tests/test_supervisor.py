@@ -6,12 +6,12 @@ import orjson
 import pytest
 import redis
 
-from conf import schema
-from messages import Alert
-from supervisor import Service
 from tests.conftest import REDIS_URL, alert
-from tests.tripline.test_accept import ReplyLost
-from tripline.resume import SweepRules
+from tests.tripline.service.test_accept import ReplyLost
+from tripline.conf import schema
+from tripline.messages import Alert
+from tripline.service.resume import SweepRules
+from tripline.supervisor import Service
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def test_the_sweep_routes_what_a_failed_accept_recorded_and_leaves_what_is_in_fl
     monkeypatch.setattr(service, "route", lambda alerts, *_: routed.extend(alerts))
     doubtful, moving = alert(sensor="S-LOST"), alert(sensor="S-MOVING")
     with monkeypatch.context() as patch:
-        patch.setattr("tripline.accept.execute", ReplyLost())
+        patch.setattr("tripline.service.accept.execute", ReplyLost())
         with pytest.raises(redis.ConnectionError):
             service.acceptor.accept([(orjson.dumps(doubtful), False)])
     service.acceptor.accept([(orjson.dumps(moving), False)])  # routed by its caller

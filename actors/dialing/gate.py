@@ -15,16 +15,16 @@ from typing import Any
 
 import redis
 
-from actors._loop import ride_out
-from actors.dialing.records import Records, group_keys
-from messages import DialFinished, DialIntent, Outcome, Reason, State
-from pipeline.caps import CapRules, cap_args
-from pipeline.comply import Blocked, ComplyRules, check_window
-from pipeline.dial import Gate, gate
-from pipeline.maintenance import Window
-from tripline.maintenance import OperatorControls
-from tripline.stats import Stats
-from tripline.store import FROM_PENDING, transition_args
+from tripline.actors._loop import ride_out
+from tripline.actors.dialing.records import Records, group_keys
+from tripline.adapters.store import FROM_PENDING, transition_args
+from tripline.messages import DialFinished, DialIntent, Outcome, Reason, State
+from tripline.pipeline.caps import CapRules, cap_args
+from tripline.pipeline.comply import Blocked, ComplyRules, check_window
+from tripline.pipeline.dial import Gate, gate
+from tripline.pipeline.maintenance import Window
+from tripline.service.controls import OperatorControls
+from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
 

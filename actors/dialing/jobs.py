@@ -14,21 +14,21 @@ from typing import Any
 
 import redis
 
-from actors._loop import ride_out
-from actors.dialing.gate import Call, Checks, LastChecks
-from actors.dialing.place import Placer, finished_with
-from actors.dialing.records import Records
-from actors.dialing.tasks import Tasks
-from conf.schema import DialerConfig
-from messages import DialFinished, DialIntent, OccupancyObserved, Outcome, Priority, Reason
-from pipeline.caps import CapRules
-from pipeline.comply import ComplyRules
-from pipeline.dial_queue import Queued, Work
-from pipeline.govern import Occupancy
-from tripline.backends import Backends, BackendsFactory
-from tripline.maintenance import OperatorControls
-from tripline.stats import Stats
-from tripline.store import FROM_PENDING, Keys
+from tripline.actors._loop import ride_out
+from tripline.actors.dialing.gate import Call, Checks, LastChecks
+from tripline.actors.dialing.place import Placer, finished_with
+from tripline.actors.dialing.records import Records
+from tripline.actors.dialing.tasks import Tasks
+from tripline.adapters.backends import Backends, BackendsFactory
+from tripline.adapters.store import FROM_PENDING, Keys
+from tripline.conf.schema import DialerConfig
+from tripline.messages import DialFinished, DialIntent, OccupancyObserved, Outcome, Priority, Reason
+from tripline.pipeline.caps import CapRules
+from tripline.pipeline.comply import ComplyRules
+from tripline.pipeline.dial_queue import Queued, Work
+from tripline.pipeline.govern import Occupancy
+from tripline.service.controls import OperatorControls
+from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
 

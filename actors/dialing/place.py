@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 
-from actors.dialing.gate import LastChecks
-from actors.dialing.records import Records
-from conf.schema import DialerConfig
-from messages import DialFinished, DialIntent, Outcome, Reason, State, TaskIntent
-from pipeline.dial import Answer, backoff, retry_after
-from tripline.backends import Backends, Result
-from tripline.stats import Stats
+from tripline.actors.dialing.gate import LastChecks
+from tripline.actors.dialing.records import Records
+from tripline.adapters.backends import Backends, Result
+from tripline.conf.schema import DialerConfig
+from tripline.messages import DialFinished, DialIntent, Outcome, Reason, State, TaskIntent
+from tripline.pipeline.dial import Answer, backoff, retry_after
+from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
 

@@ -15,12 +15,8 @@ from typing import Any
 import orjson
 import redis
 
-from actors._loop import AutoPipeline, async_redis, ride_out
-from conf.schema import DialerConfig
-from messages import DialIntent, Outcome, Priority, Reason, State, TaskIntent, Withdrawn
-from pipeline.dial_queue import Work
-from tripline.stats import Stats
-from tripline.store import (
+from tripline.actors._loop import AutoPipeline, async_redis, ride_out
+from tripline.adapters.store import (
     ANNOTATE_LUA,
     CANCEL_LUA,
     CAP_LUA,
@@ -36,6 +32,10 @@ from tripline.store import (
     work_from_json,
     work_to_json,
 )
+from tripline.conf.schema import DialerConfig
+from tripline.messages import DialIntent, Outcome, Priority, Reason, State, TaskIntent, Withdrawn
+from tripline.pipeline.dial_queue import Work
+from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from actors._loop import ride_out
-from actors.dialing.place import finished_with, send
-from actors.dialing.records import Records
-from conf.schema import DialerConfig
-from messages import DialFinished, TaskIntent
-from pipeline.dial import Answer, retry_after
-from pipeline.dial_queue import StoredTask
-from tripline.backends import Backends
-from tripline.store import iso, text
+from tripline.actors._loop import ride_out
+from tripline.actors.dialing.place import finished_with, send
+from tripline.actors.dialing.records import Records
+from tripline.adapters.backends import Backends
+from tripline.adapters.store import iso, text
+from tripline.conf.schema import DialerConfig
+from tripline.messages import DialFinished, TaskIntent
+from tripline.pipeline.dial import Answer, retry_after
+from tripline.pipeline.dial_queue import StoredTask
 
 log = logging.getLogger("tripline.dialer")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from actors import _loop
+from tripline.actors import _loop
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import orjson
 import pykka
 import redis
 
-from messages import (
+from tripline.adapters.backends import Result
+from tripline.adapters.store import Keys
+from tripline.messages import (
     Alert,
     Customer,
     DialIntent,
@@ -23,13 +25,11 @@ from messages import (
     TaskIntent,
     WorkBatch,
 )
-from pipeline.dial import Answer
-from pipeline.prioritise import PriorityRules
-from pipeline.validate import Limits
-from tripline.accept import Accepted, Acceptor
-from tripline.backends import Result
-from tripline.stats import Stats
-from tripline.store import Keys
+from tripline.pipeline.dial import Answer
+from tripline.pipeline.prioritise import PriorityRules
+from tripline.pipeline.validate import Limits
+from tripline.service.accept import Accepted, Acceptor
+from tripline.service.stats import Stats
 
 
 class FakeEnricher(pykka.ThreadingActor):

@@ -14,11 +14,16 @@ import pykka
 import pytest
 import redis
 
-from actors.dialer import Dialer
-from actors.dialing import gate as dial_gate
-from actors.dialing import jobs as dial_jobs
-from conf.schema import DialerConfig
-from messages import (
+from tests.actors.helpers import FakeBackend, accept, customer, intent, tasks
+from tests.conftest import REDIS_URL, alert, ask, wait_for
+from tripline.actors.dialer import Dialer
+from tripline.actors.dialing import gate as dial_gate
+from tripline.actors.dialing import jobs as dial_jobs
+from tripline.adapters.backends import Backends, Result
+from tripline.adapters.budget import RateBudget
+from tripline.adapters.store import Keys, text
+from tripline.conf.schema import DialerConfig
+from tripline.messages import (
     Alert,
     DialIntent,
     Drain,
@@ -32,18 +37,13 @@ from messages import (
     TaskIntent,
     WorkBatch,
 )
-from pipeline.calling_window import CallingRules, DayRule
-from pipeline.caps import Cap, CapRules
-from pipeline.comply import Blocked, ComplyRules
-from pipeline.dial import Answer
-from pipeline.maintenance import Window
-from tests.actors.helpers import FakeBackend, accept, customer, intent, tasks
-from tests.conftest import REDIS_URL, alert, ask, wait_for
-from tripline.backends import Backends, Result
-from tripline.budget import RateBudget
-from tripline.maintenance import OperatorControls
-from tripline.stats import Stats
-from tripline.store import Keys, text
+from tripline.pipeline.calling_window import CallingRules, DayRule
+from tripline.pipeline.caps import Cap, CapRules
+from tripline.pipeline.comply import Blocked, ComplyRules
+from tripline.pipeline.dial import Answer
+from tripline.pipeline.maintenance import Window
+from tripline.service.controls import OperatorControls
+from tripline.service.stats import Stats
 
 ALWAYS = ComplyRules(
     calling=CallingRules(default=DayRule(weekdays=(0, 1440), saturday=(0, 1440), sunday=(0, 1440)))

@@ -10,9 +10,12 @@ import pykka
 import pytest
 import redis
 
-from actors.enricher import Enricher
-from conf.schema import CrmConfig
-from messages import (
+from tests.actors.helpers import FakeDialer, accept, customer
+from tests.conftest import REDIS_URL, EmulatorHandle, alert, ask, wait_for
+from tripline.actors.enricher import Enricher
+from tripline.adapters.store import Keys
+from tripline.conf.schema import CrmConfig
+from tripline.messages import (
     Alert,
     DialIntent,
     EnrichBatch,
@@ -22,12 +25,9 @@ from messages import (
     TaskIntent,
     WorkBatch,
 )
-from pipeline.calling_window import CallingRules, DayRule
-from pipeline.comply import ComplyRules
-from pipeline.enrich import customer_to_doc
-from tests.actors.helpers import FakeDialer, accept, customer
-from tests.conftest import REDIS_URL, EmulatorHandle, alert, ask, wait_for
-from tripline.store import Keys
+from tripline.pipeline.calling_window import CallingRules, DayRule
+from tripline.pipeline.comply import ComplyRules
+from tripline.pipeline.enrich import customer_to_doc
 
 ALWAYS = ComplyRules(
     calling=CallingRules(default=DayRule(weekdays=(0, 1440), saturday=(0, 1440), sunday=(0, 1440)))

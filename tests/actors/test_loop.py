@@ -12,8 +12,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from actors._loop import AutoPipeline
 from tests.conftest import REDIS_URL
+from tripline.actors._loop import AutoPipeline
 
 ECHO_LUA = "return {KEYS[1], ARGV[1]}"
 

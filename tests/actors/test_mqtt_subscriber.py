@@ -19,12 +19,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
 
-from actors.mqtt_subscriber import MqttSubscriber, _Matcher, _no_delay, wait_connected
-from conf.schema import MqttConfig
-from messages import Alert, AlertReceived, ConnectionQuery, Ping, Priority
-from pipeline.validate import Limits, Rejected, validate
 from tests.conftest import alert, ask, publish, wait_for
-from tripline.accept import Checked, Duplicate
+from tripline.actors.mqtt_subscriber import MqttSubscriber, _Matcher, _no_delay, wait_connected
+from tripline.conf.schema import MqttConfig
+from tripline.messages import Alert, AlertReceived, ConnectionQuery, Ping, Priority
+from tripline.pipeline.validate import Limits, Rejected, validate
+from tripline.service.accept import Checked, Duplicate
 
 
 class GatedAcceptor:

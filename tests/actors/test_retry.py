@@ -11,8 +11,9 @@ import pykka
 import pytest
 import redis
 
-from actors._loop import LOOP_OUTAGE
-from actors._retry import (
+from tests.conftest import wait_for
+from tripline.actors._loop import LOOP_OUTAGE
+from tripline.actors._retry import (
     Backoff,
     StepRunner,
     Steps,
@@ -21,8 +22,7 @@ from actors._retry import (
     run_blocking,
     tell_later,
 )
-from actors.sensor import REDIS_OUTAGE
-from tests.conftest import wait_for
+from tripline.actors.sensor import REDIS_OUTAGE
 
 DOWN = redis.ConnectionError("Redis is away (test)")
 

@@ -11,11 +11,15 @@ import pykka
 import redis
 from prometheus_client import CollectorRegistry
 
-from actors import FAILURES
-from actors._retry import Backoff
-from actors.sensor import REDIS_OUTAGE, SensorShard, shard_of
-from conf.schema import SensorConfig
-from messages import (
+from tests.actors.helpers import FakeDialer, FakeEnricher, accept
+from tests.conftest import REDIS_URL, alert, ask, wait_for
+from tripline.actors import FAILURES
+from tripline.actors._retry import Backoff
+from tripline.actors.sensor import REDIS_OUTAGE, SensorShard, shard_of
+from tripline.adapters.deadletter import DeadLetters
+from tripline.adapters.store import Keys, text
+from tripline.conf.schema import SensorConfig
+from tripline.messages import (
     AlertBatch,
     EntityCountQuery,
     FleetIncident,
@@ -28,16 +32,12 @@ from messages import (
     TaskIntent,
     WorkBatch,
 )
-from pipeline.fleet import FleetRules
-from pipeline.maintenance import Window
-from pipeline.suppress import SensorState
-from tests.actors.helpers import FakeDialer, FakeEnricher, accept
-from tests.conftest import REDIS_URL, alert, ask, wait_for
-from tripline.deadletter import DeadLetters
-from tripline.events import Events
-from tripline.maintenance import OperatorControls
-from tripline.stats import Stats
-from tripline.store import Keys, text
+from tripline.pipeline.fleet import FleetRules
+from tripline.pipeline.maintenance import Window
+from tripline.pipeline.suppress import SensorState
+from tripline.service.controls import OperatorControls
+from tripline.service.events import Events
+from tripline.service.stats import Stats
 
 
 def start_shard(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conf.reference import render
+from tripline.conf.reference import render
 
 DOC = Path(__file__).parent.parent.parent / "docs" / "configuration.md"
 
 
 def test_the_committed_reference_matches_the_schema() -> None:
     assert DOC.read_text() == render(), (
-        "docs/configuration.md is stale: python -m conf.reference > docs/configuration.md"
+        "docs/configuration.md is stale: python -m tripline.conf.reference > docs/configuration.md"
     )
 
 

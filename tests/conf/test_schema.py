@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conf import schema
+from tripline.conf import schema
 
 DATA = Path(__file__).parent / "data"
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from messages import Outcome, Priority, Reason
 from tests.conftest import ServiceHandle, http
+from tripline.messages import Outcome, Priority, Reason
 
 RULES = Path(__file__).parent.parent.parent / "deploy" / "prometheus"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from conf import schema
+from tripline.conf import schema
 
 DEPLOY = Path(__file__).parent.parent.parent / "deploy"
 

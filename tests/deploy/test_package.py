@@ -98,8 +98,15 @@ def image_env(prefix: Path, **extra: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": purelib, "PYTHONSAFEPATH": "1", **extra}
 
 
-def test_the_installed_copy_is_what_runs(installed: Path) -> None:
-    modules = ["tripline", "conf", "actors", "pipeline", "supervisor", "messages"]
+def test_the_installed_copy_is_what_runs_all_under_one_name(installed: Path) -> None:
+    modules = [
+        "tripline",
+        "tripline.conf",
+        "tripline.actors",
+        "tripline.pipeline",
+        "tripline.supervisor",
+        "tripline.messages",
+    ]
     code = f"import {', '.join(modules)}; print({', '.join(m + '.__file__' for m in modules)})"
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -111,6 +118,32 @@ def test_the_installed_copy_is_what_runs(installed: Path) -> None:
     ).stdout.split()
     assert len(out) == len(modules)
     assert all(Path(path).is_relative_to(installed) for path in out), out
+    # Nothing but tripline in site-packages: no global supervisor, messages, actors, ...
+    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(installed)}))
+    names = {p.name for p in purelib.iterdir() if p.name != "__pycache__"}
+    assert {n for n in names if not n.endswith(".dist-info")} == {"tripline"}, names
+
+
+def test_the_image_copies_what_the_package_links_to() -> None:
+    # tripline/actors, ... are links to the top-level actors/, ...: the build stage must copy
+    # their targets beside tripline/ or the links dangle in the image.
+    copied = {
+        Path(name).name
+        for sources, _ in build_stage_copies((ROOT / "Dockerfile").read_text())
+        for name in sources
+    }
+    links = [p for p in (ROOT / "tripline").iterdir() if p.is_symlink()]
+    assert {p.name for p in links} == {
+        "actors",
+        "pipeline",
+        "conf",
+        "supervisor.py",
+        "messages.py",
+    }
+    for link in links:
+        target = (link.parent / link.readlink()).resolve()
+        assert target.parent == ROOT.resolve()
+        assert target.name in copied, f"the Dockerfile does not copy {target.name}"
 
 
 def test_the_image_entrypoint_serves_alerts_its_dashboard_and_stops_on_sigterm(

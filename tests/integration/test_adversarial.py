@@ -66,7 +66,7 @@ from tests.integration.adversarial_corpus import (
     nested,
     zulu,
 )
-from tripline.store import Keys
+from tripline.adapters.store import Keys
 
 pytestmark = pytest.mark.integration
 

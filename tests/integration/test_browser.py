@@ -17,7 +17,6 @@ from selenium.webdriver.remote.command import Command
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from messages import FleetIncident
 from tests.conftest import (
     AppThread,
     EmulatorHandle,
@@ -27,6 +26,7 @@ from tests.conftest import (
     http,
     wait_for,
 )
+from tripline.messages import FleetIncident
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from tests.conftest import (
     publish,
     wait_for,
 )
-from tripline.emulator import CXONE_APP_SECRET, CXONE_KEY_SECRET, TWILIO_TOKEN
+from tripline.devtools.emulator import CXONE_APP_SECRET, CXONE_KEY_SECRET, TWILIO_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -233,7 +233,7 @@ def test_two_processes_share_one_budget(prefix: str, emulator: EmulatorHandle) -
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tripline.cli", "run"],
+                [sys.executable, "-m", "tripline.edge.cli", "run"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

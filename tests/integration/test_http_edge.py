@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import ServiceHandle, alert, http, wait_for
-from tripline import http_api
+from tripline.edge import http_api
+from tripline.pipeline.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 pytestmark = pytest.mark.integration
 
@@ -384,7 +384,7 @@ def test_an_open_status_off_loopback_is_warned_about(
     host: str,
     warned: bool,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="tripline.http_api"):
+    with caplog.at_level(logging.WARNING, logger="tripline.edge.http_api"):
         make_service(TRIPLINE__HTTP__HOST=host).start()
     assert any("without a read token" in r.message for r in caplog.records) is warned
 

@@ -16,8 +16,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from supervisor import Service
 from tests.conftest import EmulatorHandle, ServiceHandle, alert, free_port, wait_for
+from tripline.supervisor import Service
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import ServiceHandle, http
-from tripline import openapi
+from tripline.edge import openapi
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from pipeline.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import EmulatorHandle, ServiceHandle, alert, http, publish, wait_for
+from tripline.pipeline.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import EmulatorHandle, Listener, ServiceHandle, alert, http, wait_for
-from tripline.store import Keys
+from tripline.adapters.store import Keys
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conf.rules import load_rules
-from messages import Customer, Reason
-from pipeline.calling_window import (
+from tripline.conf.rules import load_rules
+from tripline.messages import Customer, Reason
+from tripline.pipeline.calling_window import (
     CallingRules,
     DayRule,
     DayStatus,
@@ -24,7 +24,7 @@ from pipeline.calling_window import (
     next_window_start,
     parse_window,
 )
-from pipeline.comply import Allowed, ComplyRules, comply
+from tripline.pipeline.comply import Allowed, ComplyRules, comply
 
 RULES = ComplyRules(calling=load_rules())
 ZONES = sorted(

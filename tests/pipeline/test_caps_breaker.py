@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.breaker import Breaker, BreakerState, allow, record
-from pipeline.caps import Cap, CapRules, cap_args, parse_cap
+from tripline.pipeline.breaker import Breaker, BreakerState, allow, record
+from tripline.pipeline.caps import Cap, CapRules, cap_args, parse_cap
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conf.rules import load_rules
-from messages import Alert, Customer, Reason, TaskIntent
-from pipeline.calling_window import CallingRules
-from pipeline.comply import (
+from tripline.conf.rules import load_rules
+from tripline.messages import Alert, Customer, Reason, TaskIntent
+from tripline.pipeline.calling_window import CallingRules
+from tripline.pipeline.comply import (
     Allowed,
     Blocked,
     ComplyRules,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.dial import Answer, Gate, backoff, classify, gate, retry_after
+from tripline.pipeline.dial import Answer, Gate, backoff, classify, gate, retry_after
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messages import Alert, Customer, DialIntent, Priority, Reason, TaskIntent
-from pipeline.dial_queue import Conditions, Deferral, DialQueue, RecentResolves, StoredTask
-from pipeline.govern import GovernRules, Occupancy
+from tripline.messages import Alert, Customer, DialIntent, Priority, Reason, TaskIntent
+from tripline.pipeline.dial_queue import Conditions, Deferral, DialQueue, RecentResolves, StoredTask
+from tripline.pipeline.govern import GovernRules, Occupancy
 
 NOW = 1_000_000.0
 RULES = GovernRules(aging_seconds=300.0, max_age={Priority.NORMAL: 600.0})

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.flap import HISTORY, FlapChange, FlapRules, FlapState, observe, percent_state_change
+from tripline.pipeline.flap import (
+    HISTORY,
+    FlapChange,
+    FlapRules,
+    FlapState,
+    observe,
+    percent_state_change,
+)
 
 RULES = FlapRules(low=20.0, high=30.0, sample_seconds=60.0)
 

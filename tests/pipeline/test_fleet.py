@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.fleet import FleetRules, IncidentChange, incident_change
+from tripline.pipeline.fleet import FleetRules, IncidentChange, incident_change
 
 RULES = FleetRules(sensors=100, window_seconds=60.0, clear_ratio=0.5)
 

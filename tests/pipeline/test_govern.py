@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messages import Priority
-from pipeline.govern import (
+from tripline.messages import Priority
+from tripline.pipeline.govern import (
     Admission,
     GovernRules,
     Occupancy,

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messages import Alert, Priority
-from pipeline.maintenance import (
+from tests.conftest import alert
+from tripline.messages import Alert, Priority
+from tripline.pipeline.maintenance import (
     MAX_SECONDS,
     Window,
     WindowState,
@@ -20,8 +21,7 @@ from pipeline.maintenance import (
     from_doc,
     parse_request,
 )
-from pipeline.validate import Limits, validate
-from tests.conftest import alert
+from tripline.pipeline.validate import Limits, validate
 
 NOW = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 

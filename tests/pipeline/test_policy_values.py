@@ -7,9 +7,9 @@ from types import ModuleType
 
 import pytest
 
-from pipeline import calling_window, caps, comply, dial, flap
-from pipeline.calling_window import CallingRules, DayRule
-from pipeline.comply import ComplyRules
+from tripline.pipeline import calling_window, caps, comply, dial, flap
+from tripline.pipeline.calling_window import CallingRules, DayRule
+from tripline.pipeline.comply import ComplyRules
 
 # They cross actor boundaries and key caches (DayRule keys calling_window's day cache): a
 # value that changed after it was shared would change a decision made elsewhere.

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messages import Priority
-from pipeline.prioritise import PriorityRules, critical_first, prioritise
+from tripline.messages import Priority
+from tripline.pipeline.prioritise import PriorityRules, critical_first, prioritise
 
 RULES = PriorityRules.from_config(
     "normal",

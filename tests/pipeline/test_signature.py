@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.signature import bearer_matches, sign, token_matches, verify
+from tripline.pipeline.signature import bearer_matches, sign, token_matches, verify
 
 SECRET = "s3cret"
 NOW = 1_800_000_000.0

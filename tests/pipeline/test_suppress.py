@@ -7,9 +7,9 @@ import dataclasses
 import orjson
 import pytest
 
-from messages import Alert, Reason
-from pipeline.flap import FlapState
-from pipeline.suppress import Proceed, SensorState, Suppressed, suppress
+from tripline.messages import Alert, Reason
+from tripline.pipeline.flap import FlapState
+from tripline.pipeline.suppress import Proceed, SensorState, Suppressed, suppress
 
 COOLDOWN = 3600.0
 

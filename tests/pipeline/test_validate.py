@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messages import Alert, Reason
-from pipeline.validate import Limits, Rejected, reference_id, telemetry_hash, validate
+from tripline.messages import Alert, Reason
+from tripline.pipeline.validate import Limits, Rejected, reference_id, telemetry_hash, validate
 
 NOW = datetime(2024, 5, 13, 15, 0, tzinfo=UTC).timestamp()
 LIMITS = Limits()

@@ -1,0 +1,170 @@
+"""The store: record timestamps (iso against the standard library) and queued work round trips."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+import orjson
+import pytest
+import redis
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.actors.helpers import intent
+from tests.conftest import alert
+from tripline.adapters.store import (
+    Keys,
+    PipelinedScript,
+    execute,
+    iso,
+    work_from_json,
+    work_to_json,
+)
+from tripline.messages import Priority, Reason, TaskIntent
+from tripline.pipeline.validate import Limits, Rejected, validate
+
+
+@pytest.mark.parametrize(
+    ("epoch", "expected"),
+    [
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (1795775895.978, "2026-11-27T10:38:15.978Z"),
+        (1795775895.9996, "2026-11-27T10:38:16.000Z"),  # rounds into the next second
+        (1795775895.0004, "2026-11-27T10:38:15.000Z"),
+    ],
+)
+def test_iso_table(epoch: float, expected: str) -> None:
+    assert iso(epoch) == expected
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800_000))
+def test_iso_matches_datetime_for_any_millisecond(ms: int) -> None:
+    stamp = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+    assert iso(ms / 1000) == stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def test_queued_work_survives_its_persisted_form() -> None:
+    checked = validate(orjson.dumps(alert()), now=time.time(), limits=Limits())
+    assert not isinstance(checked, Rejected)
+    call = replace(
+        intent(checked[0], Priority.HIGH), facts=(("rule", "calling_window:US"),), not_before=5.0
+    )
+    task = TaskIntent(
+        alert=checked[0],
+        reason=Reason.OUTSIDE_CALLING_WINDOW,
+        due=123.5,
+        detail="local time Tue 03:00",
+        facts=(("window", "08:00-20:00"),),
+    )
+    assert work_from_json(work_to_json(call)) == call
+    assert work_from_json(work_to_json(task)) == task
+
+
+def test_execute_answers_raw_replies_in_order_and_survives_a_lost_script_cache(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    script = PipelinedScript(redis_client, "return tonumber(ARGV[1]) + 1")
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.set(f"{prefix}:a", b"x", nx=True, ex=60)
+    pipe.set(f"{prefix}:a", b"y", nx=True, ex=60)
+    script.queue(pipe, [f"{prefix}:a"], [41])
+    pipe.hmget(f"{prefix}:missing", ["f", "g"])
+    redis_client.script_flush()  # as after a Redis restart
+    assert execute(pipe, script) == [b"OK", None, 42, [None, None]]
+    # The pipe keeps its commands, so a retry after a failure sends them again.
+    assert execute(pipe, script) == [None, None, 42, [None, None]]
+
+
+def test_execute_raises_an_error_reply(redis_client: redis.Redis, prefix: str) -> None:
+    redis_client.set(f"{prefix}:s", "text")
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.incr(f"{prefix}:s")
+    pipe.set(f"{prefix}:t", "1")
+    with pytest.raises(redis.ResponseError):
+        execute(pipe)
+    assert redis_client.get(f"{prefix}:t") == b"1"  # the commands around it ran
+    assert redis_client.ping()  # and the connection pool is still usable
+
+
+# --- key-safe ids ---------------------------------------------------------------------------
+
+_KINDS = {  # every key built from ids: (hash-tag letter, suffix) -> the Keys method
+    ("a", "rec"): "record",
+    ("a", "hist"): "history",
+    ("r", "ctx"): "context",
+    ("r", "sib"): "siblings",
+    ("n", "calls"): "number_calls",
+    ("q", "dialq"): "dial_queue",
+    ("p", "pending"): "pending",
+    ("c", "profile"): "customer",
+    ("c", "calls"): "customer_calls",
+    ("c", "groupn"): "group_counts",
+    ("c", "cool"): "cooldown",
+    ("c", "readings"): "readings",
+    ("c", "flaptask"): "flap_task",
+    ("c", "snap"): "snapshot",
+    ("c", "group"): "group",
+}
+_TWO_IDS = {"cooldown", "readings", "flap_task", "snapshot", "group"}
+# Ids made of the very characters that shape keys, and of anything else.
+_ID = st.text(alphabet=st.sampled_from("ab%{}:-7"), min_size=1, max_size=10) | st.text(
+    min_size=1, max_size=6
+)
+
+
+def _key(kind: str, ids: tuple[str, ...]) -> str:
+    return str(getattr(Keys("tl"), kind)(*ids))
+
+
+def _unescape(part: str) -> str:
+    return unquote(part) if "%" in part else part
+
+
+def _parse(key: str) -> tuple[str, tuple[str, ...]]:
+    """Read a key back into (kind, ids) by its shape alone: one answer per key, or an error."""
+    prefix, rest = key.split(":", 1)
+    assert prefix == "tl"
+    assert rest.startswith("{")
+    tag, tail = rest[1:].split("}", 1)
+    letter, owner = tag.split(":", 1)
+    parts = tail.split(":")
+    assert parts[0] == ""
+    kind = _KINDS[(letter, parts[1])]
+    ids = (owner, *parts[2:])
+    assert len(ids) == (2 if kind in _TWO_IDS else 1)
+    return kind, tuple(_unescape(i) for i in ids)
+
+
+@st.composite
+def _built(draw: st.DrawFn) -> tuple[str, tuple[str, ...]]:
+    kind = draw(st.sampled_from(sorted(_KINDS.values())))
+    return kind, tuple(draw(_ID) for _ in range(2 if kind in _TWO_IDS else 1))
+
+
+def test_the_issue_s_colliding_ids_build_distinct_keys() -> None:
+    # Before escaping, sensor 'Q}:cool:T' of customer 'SECK' had the readings key that sensor
+    # 'T' of customer 'SECK}:readings:Q' used as its cooldown: WRONGTYPE killed the shard.
+    keys = Keys("tl")
+    assert keys.readings("SECK", "Q}:cool:T") != keys.cooldown("SECK}:readings:Q", "T")
+    assert keys.cooldown("SECK}:readings:Q", "T") == "tl:{c:SECK%7D%3Areadings%3AQ}:cool:T"
+
+
+@given(_built())
+def test_every_key_reads_back_to_the_kind_and_ids_that_built_it(
+    built: tuple[str, tuple[str, ...]],
+) -> None:
+    # A key that reads back to exactly what built it cannot be built by anything else: no two
+    # distinct (kind, ids) tuples share a key. Its hash tag is its owner's alone.
+    key = _key(*built)
+    assert _parse(key) == built
+    assert key.count("{") == key.count("}") == 1
+
+
+def test_plain_ids_keep_their_keys() -> None:
+    # Nearly every id has no separator: its keys are what earlier versions wrote.
+    keys = Keys("tl")
+    assert keys.record("k-1") == "tl:{a:k-1}:rec"
+    assert keys.snapshot("CUST-1", "S.1_x") == "tl:{c:CUST-1}:snap:S.1_x"

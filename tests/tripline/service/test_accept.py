@@ -1,0 +1,240 @@
+"""Accepting: a critical alert's sensor snapshot is read in the round trip that records it."""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from tests.conftest import alert
+from tripline.adapters import store
+from tripline.adapters.deadletter import DeadLetters
+from tripline.adapters.store import Keys
+from tripline.messages import Snapshot
+from tripline.pipeline.prioritise import PriorityRules
+from tripline.pipeline.validate import Limits
+from tripline.service.accept import (
+    Accepted,
+    Acceptor,
+    Checked,
+    Conflict,
+    Duplicate,
+    Quarantined,
+    snapshots,
+)
+from tripline.service.stats import Stats
+
+
+def acceptor(client: redis.Redis, keys: Keys, dead_letters: DeadLetters | None = None) -> Acceptor:
+    return Acceptor(
+        client=client,
+        keys=keys,
+        limits=Limits(),
+        rules=PriorityRules.from_config("normal", {"temp_critical": "critical"}, {}),
+        record_ttl=3600,
+        stats=Stats(),
+        clock=time.time,
+        dead_letters=dead_letters,
+        attempts=3,
+    )
+
+
+def dead_letters(client: redis.Redis, keys: Keys) -> DeadLetters:
+    return DeadLetters(client=client, keys=keys, max_entries=100, registry=CollectorRegistry())
+
+
+def test_critical_alerts_come_back_with_their_sensors_snapshots(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    docs = [
+        alert(sensor="S-KNOWN", customer="C-1", alert_type="temp_critical"),
+        alert(sensor="S-NEW", customer="C-1", alert_type="temp_critical"),
+        alert(sensor="S-KNOWN", customer="C-1", alert_type="door_open"),  # not critical
+    ]
+    redis_client.set(keys.snapshot("C-1", "S-KNOWN"), b'{"version": 1}')
+    before = time.monotonic()
+    known, new, normal = acceptor(redis_client, keys).accept(
+        [(orjson.dumps(d), False) for d in docs]
+    )
+    assert isinstance(known, Accepted)
+    assert isinstance(new, Accepted)
+    assert isinstance(normal, Accepted)
+    assert known.snapshot is not None
+    assert known.snapshot.blob == b'{"version": 1}'
+    assert before <= known.snapshot.read_after <= time.monotonic()
+    assert new.snapshot == Snapshot(b"", known.snapshot.read_after)  # none stored: b""
+    assert normal.snapshot is None  # not read: its shard reads it if it must
+    # By sensor, for the shards; the critical S-KNOWN's read wins over the unread one.
+    assert snapshots([known, new, normal]) == {
+        "S-KNOWN": known.snapshot,
+        "S-NEW": new.snapshot,
+    }
+
+
+def test_a_duplicate_reads_nothing_and_routes_nothing(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    doc = alert(sensor="S-DUP", alert_type="temp_critical")
+    first = acceptor(redis_client, keys).accept([(orjson.dumps(doc), False)])
+    again = acceptor(redis_client, keys).accept([(orjson.dumps(doc), False)])
+    assert isinstance(first[0], Accepted)
+    assert again == [Duplicate(doc["idempotencyKey"])]
+    assert snapshots(again) == {}
+
+
+class ReplyLost:
+    """The real round trip, then the connection breaks before the replies are read (once)."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def __call__(self, pipe: Any, *scripts: Any, **options: Any) -> list[Any]:
+        results = store.execute(pipe, *scripts, **options)
+        if not self.broken:
+            self.broken = True
+            raise redis.ConnectionError("connection lost while reading the replies")
+        return results
+
+
+def test_a_retry_routes_what_an_attempt_that_never_heard_back_recorded(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis wrote the records and the replies were lost: the retry finds them recorded.
+
+    Nothing routed them (the failed attempt raised): the retry must, or they wait 'accepted'
+    for the sweep's in-flight limit. A key no attempt of ours left in doubt stays a duplicate.
+    """
+    keys = Keys(prefix)
+    accepting = acceptor(redis_client, keys)
+    doubtful, known = alert(sensor="S-LOST"), alert(sensor="S-KNOWN")
+    acceptor(redis_client, keys).accept([(orjson.dumps(known), False)])  # another delivery's
+    monkeypatch.setattr("tripline.service.accept.execute", ReplyLost())
+    batch = [(orjson.dumps(doubtful), False), (orjson.dumps(known), False)]
+    with pytest.raises(redis.ConnectionError):
+        accepting.accept(batch)
+    assert redis_client.exists(keys.record(doubtful["idempotencyKey"]))  # it was written
+    assert accepting.uncertain(doubtful["idempotencyKey"])
+    again = accepting.accept(batch)
+    assert isinstance(again[0], Accepted)
+    assert again[0].alert.idempotency_key == doubtful["idempotencyKey"]
+    assert isinstance(again[1], Accepted)  # in doubt too: the same failed attempt carried it
+    assert not accepting.uncertain(doubtful["idempotencyKey"])
+    # Once settled, a third delivery is an ordinary duplicate.
+    assert accepting.accept(batch) == [
+        Duplicate(doubtful["idempotencyKey"]),
+        Duplicate(known["idempotencyKey"]),
+    ]
+
+
+# --- a key reused for another alert ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "fields"),
+    [
+        ({"sensorId": "S-OTHER"}, ("sensorId",)),
+        ({"customerId": "C-OTHER"}, ("customerId",)),
+        ({"alertType": "flood"}, ("alertType",)),
+        ({"status": "resolved"}, ("status",)),
+        (
+            {"telemetryData": {"currentValue": 1.0, "threshold": 85.0, "unit": "celsius"}},
+            ("telemetryHash",),
+        ),
+        ({"sensorId": "S-OTHER", "alertType": "flood"}, ("sensorId", "alertType")),
+    ],
+)
+def test_a_key_reused_for_another_alert_is_a_conflict_and_the_record_stays(
+    redis_client: redis.Redis, prefix: str, change: dict[str, Any], fields: tuple[str, ...]
+) -> None:
+    keys = Keys(prefix)
+    first = alert(sensor="S-1", customer="C-1")
+    accepting = acceptor(redis_client, keys)
+    assert isinstance(accepting.accept([(orjson.dumps(first), False)])[0], Accepted)
+    before = redis_client.hgetall(keys.record(first["idempotencyKey"]))
+    (verdict,) = accepting.accept([(orjson.dumps({**first, **change}), False)])
+    assert verdict == Conflict(first["idempotencyKey"], fields)
+    assert redis_client.hgetall(keys.record(first["idempotencyKey"])) == before
+    # The identical alert again (re-sent later, with a fresh timestamp too) is a duplicate.
+    again = {**first, "timestamp": alert()["timestamp"]}
+    assert accepting.accept([(orjson.dumps(again), False)]) == [Duplicate(first["idempotencyKey"])]
+
+
+# --- one alert's failure is that alert's --------------------------------------------------
+
+
+def test_an_alert_whose_own_keys_fail_is_quarantined_and_the_batch_goes_on(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    poisoned, good = alert(sensor="S-P"), alert(sensor="S-G")
+    # Its record key holds a list: every attempt to record it answers WRONGTYPE.
+    redis_client.rpush(keys.record(poisoned["idempotencyKey"]), "not a record")
+    dead = dead_letters(redis_client, keys)
+    body = orjson.dumps(poisoned)
+    bad, ok = acceptor(redis_client, keys, dead).accept(
+        [(body, False), (orjson.dumps(good), False)], source="http"
+    )
+    assert isinstance(ok, Accepted)
+    assert redis_client.exists(keys.record(good["idempotencyKey"]))
+    assert isinstance(bad, Quarantined)
+    assert bad.idempotency_key == poisoned["idempotencyKey"]
+    assert "dead-letter" in bad.problems[0].message
+    (entry,) = dead.recent()
+    assert entry["source"] == "http"
+    assert entry["payload"] == body.decode()
+    assert entry["encoding"] == "utf-8"
+    assert entry["attempts"] == "3"
+    assert "WRONGTYPE" in entry["error"]
+    assert dead.counts() == {"http": 1}
+    # Out of the pending index too: the sweep would otherwise quarantine it a second time.
+    assert redis_client.zscore(keys.pending("default"), poisoned["idempotencyKey"]) is None
+    assert redis_client.zscore(keys.pending("default"), good["idempotencyKey"]) is not None
+
+
+def test_a_payload_the_check_fails_on_is_quarantined_not_raised(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = Keys(prefix)
+    dead = dead_letters(redis_client, keys)
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("tripline.service.accept.validate", broken)
+    body = b"\xff\xfe not utf-8"
+    verdict = acceptor(redis_client, keys, dead).check(
+        body, retained=False, topic="sensors/x/alerts"
+    )
+    assert isinstance(verdict, Quarantined)
+    (entry,) = dead.recent()
+    assert entry["encoding"] == "base64"
+    assert base64.b64decode(entry["payload"]) == body
+    assert entry["topic"] == "sensors/x/alerts"
+    assert "RecursionError" in entry["error"]
+
+
+def test_a_document_that_cannot_be_written_is_quarantined_alone(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    accepting = acceptor(redis_client, keys, dead_letters(redis_client, keys))
+    good = accepting.check(orjson.dumps(alert()), retained=False)
+    deep = accepting.check(orjson.dumps(alert()), retained=False)
+    assert isinstance(good, Checked)
+    assert isinstance(deep, Checked)
+    nested: list[Any] = []
+    for _ in range(300):  # orjson writes at most 254 levels
+        nested = [nested]
+    deep = replace(deep, doc={**deep.doc, "x": nested})
+    verdicts = accepting.record([deep, good])
+    assert isinstance(verdicts[0], Quarantined)
+    assert isinstance(verdicts[1], Accepted)
+    assert not redis_client.exists(keys.record(deep.alert.idempotency_key))

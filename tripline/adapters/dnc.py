@@ -1,0 +1,38 @@
+"""The internal do-not-call list in Redis: add, remove, list (numbers kept in E.164)."""
+
+from __future__ import annotations
+
+import redis
+
+from tripline.adapters.store import Keys
+from tripline.pipeline.comply import normalise_phone
+
+
+class InvalidNumberError(ValueError):
+    """The text is not a valid phone number."""
+
+
+def _e164(raw: str) -> str:
+    number = normalise_phone(raw)
+    if number is None:
+        raise InvalidNumberError(f"{raw!r} is not a valid phone number (use +<country><number>)")
+    return number
+
+
+def add(client: redis.Redis, keys: Keys, raw: str) -> str:
+    """Put a number on the list; returns it in E.164."""
+    number = _e164(raw)
+    client.sadd(keys.dnc(), number)
+    return number
+
+
+def remove(client: redis.Redis, keys: Keys, raw: str) -> bool:
+    """Take a number off the list; False when it was not on it."""
+    return bool(client.srem(keys.dnc(), _e164(raw)))
+
+
+def numbers(client: redis.Redis, keys: Keys) -> list[str]:
+    """Every number on the list, sorted."""
+    return sorted(
+        n.decode() if isinstance(n, bytes) else str(n) for n in client.smembers(keys.dnc())
+    )

@@ -1,0 +1,548 @@
+"""Redis keys and the atomic scripts behind every safety decision (claims, records, cooldown).
+
+Every key is hash-tagged so each script touches one Redis Cluster slot: keys of one alert carry
+`{a:<idempotencyKey>}` (the record *is* the idempotency claim, and GET /v1/alerts/{key} must find
+it from the key alone), keys shared by a customer's sensors carry `{c:<customerId>}`, and the
+context carries `{r:<referenceId>}`. Every key has a TTL.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import hiredis
+import orjson
+import redis
+
+from tripline.messages import (
+    Alert,
+    Customer,
+    DialIntent,
+    Outcome,
+    Priority,
+    Reason,
+    State,
+    TaskIntent,
+)
+
+# The record is created only if absent: that one atomic step is the idempotency claim.
+# A key recorded before answers with what identifies its alert, so a key reused for another
+# alert is told from a re-delivery (ACCEPT_IDENTITY, in this order).
+ACCEPT_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HMGET', KEYS[1], 'sensorId', 'customerId', 'alertType', 'status',
+                    'telemetryHash')
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Moves a record along; refuses once an outcome is set (exactly one terminal outcome), and when
+# ARGV[1] lists the states it may leave, refuses from any other (e.g. only one 'dialing').
+TRANSITION_LUA = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then return 0 end
+if ARGV[1] ~= '' then
+  local ok = false
+  for s in string.gmatch(ARGV[1], '[^,]+') do if s == state then ok = true end end
+  if not ok then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return 1
+"""
+
+# Claims the sensor's cooldown window for one episode. Re-entrant for the same owner, so a
+# replayed alert (restart, retained message) of the episode that holds the window may proceed.
+COOLDOWN_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1, tonumber(ARGV[2])}
+end
+if cur == ARGV[1] then return {1, redis.call('PTTL', KEYS[1])} end
+return {0, redis.call('PTTL', KEYS[1])}
+"""
+
+# Adds facts to a record without changing its state (e.g. the task id after the outcome).
+ANNOTATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Counts a call against one cap key (a sorted set of call ids by time) if every window has room.
+# Re-entrant for the same call id, so a replay does not count twice.
+CAP_LUA = """
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[3])
+local longest = 0
+for i = 0, n - 1 do
+  local win = tonumber(ARGV[5 + 2 * i])
+  if win > longest then longest = win end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return {1, 0} end
+for i = 0, n - 1 do
+  local max, win = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+  if redis.call('ZCOUNT', KEYS[1], now - win, '+inf') >= max then return {0, win} end
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], longest)
+return {1, 0}
+"""
+
+# GCRA on the server's clock (so instances with skewed clocks share one budget). Takes up to
+# ARGV[3] requests at once: returns {taken, 0}, or {0, milliseconds to wait} when none fits.
+GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if now < tat - tolerance then return {0, math.ceil(tat - tolerance - now)} end
+local fit = math.floor((now + tolerance - tat) / interval) + 1
+if fit > want then fit = want end
+local new = tat + fit * interval
+redis.call('SET', KEYS[1], new, 'PX', math.ceil(new - now + tolerance) + 1000)
+return {fit, 0}
+"""
+
+# Per-customer grouping. KEYS[1] is the open group (primary key and its reference id, alive for
+# the grouping window), KEYS[2] counts the siblings each primary gathered (alive as long as
+# records). The first alert of a window becomes the primary; later ones join it. A replay of the
+# primary stays the primary. Returns {1 if primary, primary key, primary reference id}.
+GROUP_LUA = """
+local p = redis.call('HGET', KEYS[1], 'primary')
+if not p then
+  redis.call('HSET', KEYS[1], 'primary', ARGV[1], 'ref', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {1, ARGV[1], ARGV[2]}
+end
+local ref = redis.call('HGET', KEYS[1], 'ref')
+if p == ARGV[1] then return {1, p, ref} end
+redis.call('HINCRBY', KEYS[2], p, 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return {0, p, ref}
+"""
+
+# Cancels a waiting call whose sensor resolved: refused (0) when other alerts were grouped into
+# it (they still need the call); otherwise closes its group and releases the sensor's cooldown
+# if this alert holds it, so the sensor's next real episode may call. KEYS: counts, group,
+# cooldown; ARGV[1] the alert's key.
+CANCEL_LUA = """
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') > 0 then return 0 end
+if redis.call('HGET', KEYS[2], 'primary') == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+# A sensor's recent readings: push, keep the newest ARGV[2], refresh the TTL — one command
+# instead of three on the shards' hot path.
+READING_LUA = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+ACCEPT_IDENTITY = ("sensorId", "customerId", "alertType", "status", "telemetryHash")
+
+TERMINAL = {o.value for o in Outcome}
+FROM_PENDING = f"{State.ACCEPTED},{State.QUEUED}"
+
+
+# Ids are escaped in key names, so no id can change a key's shape: '%', '{', '}' and ':' become
+# %25, %7B, %7D and %3A. After escaping an id holds none of the characters that delimit key
+# parts and the hash tag, so a key reads back to exactly one (kind, ids...) tuple, and the hash
+# tag is exactly `{c:<customer>}`. Ids without them (nearly all) are unchanged.
+_ID_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
+
+
+def _id(value: str) -> str:
+    return value.translate(_ID_ESCAPES)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Builds every key tripline writes, under one prefix (which holds no '{' or '}')."""
+
+    prefix: str
+
+    def record(self, key: str) -> str:
+        """The alert's record (a hash); its existence is the idempotency claim."""
+        return f"{self.prefix}:{{a:{_id(key)}}}:rec"
+
+    def history(self, key: str) -> str:
+        """The alert's timestamped history (a list of JSON entries)."""
+        return f"{self.prefix}:{{a:{_id(key)}}}:hist"
+
+    def context(self, reference_id: str) -> str:
+        """The stored alert and full telemetry, served to the agent desktop."""
+        return f"{self.prefix}:{{r:{_id(reference_id)}}}:ctx"
+
+    def cooldown(self, customer_id: str, sensor_id: str) -> str:
+        """The sensor's cooldown window."""
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:cool:{_id(sensor_id)}"
+
+    def readings(self, customer_id: str, sensor_id: str) -> str:
+        """The sensor's recent readings, newest first (a capped list), for the agent's chart."""
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:readings:{_id(sensor_id)}"
+
+    def flap_task(self, customer_id: str, sensor_id: str) -> str:
+        """Held while a sensor's flap episode has its maintenance task: one task per episode."""
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:flaptask:{_id(sensor_id)}"
+
+    def group(self, customer_id: str, lane: str) -> str:
+        """A customer's open grouping window (lane: critical alerts never wait behind others)."""
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:group:{_id(lane)}"
+
+    def group_counts(self, customer_id: str) -> str:
+        """Siblings grouped into each of a customer's primary alerts (a hash key -> count)."""
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:groupn"
+
+    def siblings(self, reference_id: str) -> str:
+        """Alerts grouped into the call of this reference (a list of JSON summaries)."""
+        return f"{self.prefix}:{{r:{_id(reference_id)}}}:sib"
+
+    def fleet_sensors(self) -> str:
+        """Sensors that fired recently (a sorted set sensor -> last firing time), fleet-wide."""
+        return f"{self.prefix}:{{fleet}}:firing"
+
+    def fleet_incident(self) -> str:
+        """The open fleet incident (JSON: since, sensors), absent when none is open."""
+        return f"{self.prefix}:{{fleet}}:incident"
+
+    def snapshot(self, customer_id: str, sensor_id: str) -> str:
+        """The sensor entity's snapshot."""
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:snap:{_id(sensor_id)}"
+
+    def customer(self, customer_id: str) -> str:
+        """The cached customer profile."""
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:profile"
+
+    def customer_calls(self, customer_id: str) -> str:
+        """Calls placed to a customer (sorted set of call ids by time), for the caps."""
+        return f"{self.prefix}:{{c:{_id(customer_id)}}}:calls"
+
+    def number_calls(self, phone: str) -> str:
+        """Calls placed to a phone number, for the caps (shared by every customer using it)."""
+        return f"{self.prefix}:{{n:{_id(phone)}}}:calls"
+
+    def rate(self) -> str:
+        """The contact center's shared rate budget (GCRA theoretical arrival time)."""
+        return f"{self.prefix}:{{rate}}:gcra"
+
+    def dial_queue(self, instance: str) -> str:
+        """An instance's queued dial work (a hash id → JSON): it survives a restart."""
+        return f"{self.prefix}:{{q:{_id(instance)}}}:dialq"
+
+    def pending(self, instance: str) -> str:
+        """An instance's unfinished alerts (sorted set key → accepted at): what resume sweeps."""
+        return f"{self.prefix}:{{p:{_id(instance)}}}:pending"
+
+    def maintenance(self) -> str:
+        """What operators set for every instance, a hash.
+
+        Maintenance windows (id -> JSON), the dialing pause (`_paused`) and `_version`, bumped
+        on every change; polled by each instance (tripline/service/controls.py). Its TTL outlasts
+        the last window's end by the retention; while paused it has none (a pause never ends
+        by itself).
+        """
+        return f"{self.prefix}:{{m}}:maintenance"
+
+    def dead_letters(self) -> str:
+        """Quarantined messages and records, as received (a capped stream, every instance's).
+
+        Capped, not expiring: the newest entries are kept however old
+        (tripline/adapters/deadletter.py).
+        """
+        return f"{self.prefix}:{{dlq}}:deadletter"
+
+    def dnc(self) -> str:
+        """The internal do-not-call list (a set of E.164 numbers).
+
+        The one key without a TTL, on purpose: an opt-out must never expire by itself.
+        """
+        return f"{self.prefix}:dnc"
+
+
+def text(value: Any) -> str:  # noqa: ANN401
+    """A Redis reply as text: bytes decoded, None as ''."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def iso(epoch: float) -> str:
+    """UTC ISO-8601 with milliseconds, as records show times."""
+    ms = round(epoch * 1000)
+    return f"{_second(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _second(second: int) -> str:
+    # Several entries per alert share their second: strftime for each would be 4 % of a drain.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def history_entry(state: str, now: float, reason: Reason = Reason.NONE, **extra: Any) -> bytes:  # noqa: ANN401
+    """One timestamped history entry."""
+    entry: dict[str, Any] = {"at": iso(now), "state": state}
+    if reason:
+        entry["reason"] = reason.value
+    entry.update({k: v for k, v in extra.items() if v not in (None, "")})
+    return orjson.dumps(entry)
+
+
+def accept_args(keys: Keys, alert: Alert, ttl: int) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of ACCEPT_LUA for one alert."""
+    fields = {
+        "idempotencyKey": alert.idempotency_key,
+        "sensorId": alert.sensor_id,
+        "customerId": alert.customer_id,
+        "alertType": alert.alert_type,
+        "status": "firing" if alert.firing else "resolved",
+        "severity": alert.severity,
+        "priority": alert.priority.label,
+        "referenceId": alert.reference_id,
+        "telemetryHash": alert.telemetry_hash,
+        "timestamp": iso(alert.timestamp),
+        "acceptedAt": iso(alert.accepted_at),
+        "state": State.ACCEPTED.value,
+        "alert": orjson.dumps(alert_to_dict(alert)),
+    }
+    args: list[Any] = [ttl, history_entry(State.ACCEPTED, alert.accepted_at)]
+    for name, value in fields.items():
+        args += [name, value]
+    return [keys.record(alert.idempotency_key), keys.history(alert.idempotency_key)], args
+
+
+def transition_args(
+    keys: Keys,
+    key: str,
+    *,
+    state: str,
+    now: float,
+    reason: Reason = Reason.NONE,
+    allowed_from: str = "",
+    **fields: Any,  # noqa: ANN401
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of TRANSITION_LUA; a terminal `state` also sets outcome and reason."""
+    detail = {k: v for k, v in fields.items() if k in ("callId", "taskId", "detail", "groupedInto")}
+    values: dict[str, Any] = {"state": state, "updatedAt": iso(now), **fields}
+    if state in TERMINAL:
+        values["outcome"] = state
+        values["reason"] = reason.value
+        values["decidedAt"] = iso(now)
+    args: list[Any] = [allowed_from, history_entry(state, now, reason, **detail)]
+    for name, value in values.items():
+        plain = isinstance(value, str | int | float | bytes)
+        args += [name, value if plain else orjson.dumps(value)]
+    return [keys.record(key), keys.history(key)], args
+
+
+def annotate_args(
+    keys: Keys,
+    key: str,
+    *,
+    now: float,
+    event: str,
+    **fields: Any,  # noqa: ANN401
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of ANNOTATE_LUA: set `fields`, log `event` in the history."""
+    args: list[Any] = [history_entry(event, now, **fields)]
+    for name, value in fields.items():
+        args += [name, value]
+    return [keys.record(key), keys.history(key)], args
+
+
+def alert_to_dict(alert: Alert) -> dict[str, Any]:
+    """The alert as stored in its record, enough to rebuild it after a restart."""
+    return {f: getattr(alert, f) for f in alert.__slots__}
+
+
+def alert_from_dict(data: dict[str, Any]) -> Alert:
+    """Rebuild an alert stored by alert_to_dict."""
+    return Alert(**{**data, "priority": Priority(data.get("priority", Priority.NORMAL))})
+
+
+def work_to_json(work: DialIntent | TaskIntent) -> bytes:
+    """Queued dial work as stored in the dialer's Redis queue."""
+    common = {"alert": alert_to_dict(work.alert), "facts": [list(f) for f in work.facts]}
+    if isinstance(work, DialIntent):
+        return orjson.dumps(
+            {
+                "kind": "dial",
+                **common,
+                "intentId": work.intent_id,
+                "customer": work.customer,  # orjson writes a dataclass as its fields
+                "priority": int(work.priority),
+                "enqueuedAt": work.enqueued_at,
+                "notBefore": work.not_before,
+            }
+        )
+    return orjson.dumps(
+        {
+            "kind": "task",
+            **common,
+            "reason": work.reason.value,
+            "due": work.due,
+            "detail": work.detail,
+            "outcome": work.outcome.value,
+        }
+    )
+
+
+def work_from_json(blob: bytes) -> DialIntent | TaskIntent:
+    """Rebuild queued work stored by work_to_json."""
+    doc = orjson.loads(blob)
+    alert = alert_from_dict(doc["alert"])
+    facts = tuple((str(k), v) for k, v in doc["facts"])
+    if doc["kind"] == "dial":
+        return DialIntent(
+            intent_id=doc["intentId"],
+            alert=alert,
+            customer=Customer(**doc["customer"]),
+            priority=Priority(doc["priority"]),
+            enqueued_at=doc["enqueuedAt"],
+            facts=facts,
+            not_before=doc.get("notBefore", 0.0),  # absent in work queued by older versions
+        )
+    return TaskIntent(
+        alert=alert,
+        reason=Reason(doc["reason"]),
+        due=doc["due"],
+        detail=doc["detail"],
+        facts=facts,
+        outcome=Outcome(doc.get("outcome", Outcome.DEFERRED)),
+    )
+
+
+def decode_record(raw: dict[bytes, bytes], history: list[bytes]) -> dict[str, Any]:
+    """Turn a record hash and its history into the JSON answer of GET /v1/alerts/{key}."""
+    rec = {k.decode(): v.decode() for k, v in raw.items()}
+    facts = rec.pop("facts", None)
+    rec.pop("alert", None)
+    out: dict[str, Any] = {
+        "idempotencyKey": rec.get("idempotencyKey"),
+        "sensorId": rec.get("sensorId"),
+        "customerId": rec.get("customerId"),
+        "alertType": rec.get("alertType"),
+        "status": rec.get("status"),
+        "priority": rec.get("priority"),
+        "referenceId": rec.get("referenceId"),
+        "telemetryHash": rec.get("telemetryHash"),
+        "timestamp": rec.get("timestamp"),
+        "acceptedAt": rec.get("acceptedAt"),
+        "state": rec.get("state"),
+        "outcome": rec.get("outcome"),
+        "reason": rec.get("reason") or None,
+        "callId": rec.get("callId"),
+        "taskId": rec.get("taskId"),
+        "groupedInto": rec.get("groupedInto"),
+        "detail": rec.get("detail"),
+        "history": [orjson.loads(h) for h in history],
+    }
+    if facts:
+        out["facts"] = orjson.loads(facts)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+class PipelinedScript:
+    """A Lua script queued into pipelines as a bare EVALSHA.
+
+    redis-py's Script object makes every pipeline ask SCRIPT EXISTS first: one extra round trip
+    per batch on the hot path. We load once and, if Redis lost its script cache (a restart),
+    load again and re-send the calls that did not run (execute()).
+    """
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        """Load the script now (fails fast if Redis is not there)."""
+        self._client, self._source = client, source
+        self.sha = str(client.script_load(source))
+
+    def queue(self, pipe: redis.client.Pipeline, keys: list[str], args: list[Any]) -> None:
+        """Add one call of the script to `pipe`."""
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+    def reload(self) -> None:
+        """Load the script again (after Redis lost its cache)."""
+        self.sha = str(self._client.script_load(self._source))
+
+
+# Error replies about Redis as a whole, not about one command's keys: every command fails alike.
+_SERVER_STATES = ("MISCONF", "BUSY", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "LOADING", "OOM")
+
+
+def item_error(reply: Any) -> bool:  # noqa: ANN401
+    """Whether a reply is an error about its own command's keys or arguments.
+
+    WRONGTYPE, a script's runtime error, a bad argument: another alert's commands in the same
+    pipeline are not concerned. redis-py gives the server-wide errors (OOM, READONLY, LOADING,
+    NOSCRIPT, cluster redirections...) classes of their own; what is left as a plain
+    ResponseError is about the command, bar the few states listed in _SERVER_STATES.
+    """
+    return type(reply) is redis.ResponseError and not str(reply).startswith(_SERVER_STATES)
+
+
+def execute(
+    pipe: redis.client.Pipeline, *scripts: PipelinedScript, item_errors: bool = False
+) -> list[Any]:
+    """Run the commands queued on `pipe` in one round trip; the replies come unparsed.
+
+    Replies are Redis' own: integers, bytes, lists, None (`SET NX` answers b'OK' or None). We
+    pack with hiredis and read the replies ourselves: redis-py's per-command bookkeeping and
+    response callbacks are a large part of the accept and shard stages in a profile. On
+    NOSCRIPT (Redis lost its script cache) `scripts` are loaded again and the script calls that
+    did not run are sent again, nothing else. Any other error reply raises, as redis-py's
+    pipelines do — unless `item_errors`: then an error about one command's own keys (see
+    item_error) is left in its place for the caller to pin on the alert it belongs to. A
+    connection failure raises redis' ConnectionError / TimeoutError. `pipe` keeps its
+    commands: a retry sends them again.
+    """
+    commands = [args for args, _ in pipe.command_stack]  # kept: a retry sends them again
+    if not commands:
+        return []
+    pool = pipe.connection_pool
+    replies = _round_trip(pool, commands)
+    lost = [n for n, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+    if lost:  # those scripts did not run: load them and run just those again
+        for script in scripts:
+            script.reload()
+        again = _round_trip(pool, [commands[n] for n in lost])
+        for n, reply in zip(lost, again, strict=True):
+            replies[n] = reply
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError) and not (item_errors and item_error(reply)):
+            raise reply
+    return replies
+
+
+def _round_trip(pool: redis.ConnectionPool, commands: list[tuple[Any, ...]]) -> list[Any]:
+    conn = pool.get_connection()
+    try:
+        packed = b"".join([hiredis.pack_command(c) for c in commands])
+        conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
+        replies: list[Any] = []
+        for _ in commands:  # every reply is read, errors too: the stream stays in step
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
+        raise
+    finally:
+        pool.release(conn)
+    return replies

@@ -1,0 +1,1 @@
+"""The edge: HTTP, its OpenAPI document and guards, the agent's page, the dashboard, the CLI."""

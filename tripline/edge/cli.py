@@ -1,0 +1,445 @@
+"""The `tripline` command: run, emulate, simulate, check-config, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pykka.debug
+from aiohttp import web
+
+from tripline.conf import schema
+from tripline.service import logs, runtime
+
+if TYPE_CHECKING:  # imported where used: `tripline --help` and `simulate` start fast
+    import redis
+
+    from tripline.adapters.store import Keys
+
+log = logging.getLogger("tripline")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = argparse.ArgumentParser(prog="tripline", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("TRIPLINE_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=os.environ.get("TRIPLINE_LOG_FORMAT")
+        or ("text" if sys.stderr.isatty() else "json"),
+        help="json (one masked object per line; the default when not on a terminal) or text",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the service")
+    run.add_argument("--config", type=Path, help="TOML file overriding conf/default.toml")
+    emulate = sub.add_parser("emulate", help="a local Genesys Cloud + CRM")
+    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--port", type=int, default=8090)
+    sim = sub.add_parser("simulate", help="publish a simulated sensor fleet's alerts")
+    _simulate_args(sim)
+    check = sub.add_parser("check-config", help="validate a config file; print every problem")
+    check.add_argument("file", type=Path)
+    dnc_cmd = sub.add_parser("dnc", help="the internal do-not-call list")
+    dnc_cmd.add_argument("action", choices=("add", "remove", "list"))
+    dnc_cmd.add_argument("number", nargs="?", help="phone number, +<country><number>")
+    dnc_cmd.add_argument("--config", type=Path)
+    windows = sub.add_parser(
+        "maintenance", help="maintenance windows: a sensor or site being serviced is not called"
+    )
+    windows.add_argument("action", choices=("add", "list", "end"))
+    windows.add_argument("id", nargs="?", help="the window to end")
+    windows.add_argument("--sensor", help="sensorId")
+    windows.add_argument("--customer", help="customerId")
+    windows.add_argument("--alert-type", help="only this alertType")
+    windows.add_argument("--hours", type=float, help="open for this many hours from now")
+    windows.add_argument("--until", help="open until this time (ISO 8601 with an offset)")
+    windows.add_argument("--comment", help="why (required to add)")
+    windows.add_argument("--by", help="who (default: the login name)")
+    windows.add_argument("--config", type=Path)
+    sync = sub.add_parser("crm-sync", help="warm the customer cache from the CRM's list")
+    sync.add_argument("--config", type=Path)
+    demo = sub.add_parser("demo", help="emulator + service + a short simulated fleet")
+    demo.add_argument("--count", type=int, default=120)
+    demo.add_argument("--exit", action="store_true", help="exit after the summary")
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    handlers = {
+        "run": _run,
+        "emulate": _emulate,
+        "simulate": _simulate,
+        "check-config": _check_config,
+        "dnc": _dnc,
+        "maintenance": _maintenance,
+        "crm-sync": _crm_sync,
+        "demo": _demo,
+    }
+    result: int = handlers[args.command](args)
+    return result
+
+
+def _simulate_args(sim: argparse.ArgumentParser) -> None:
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=1883)
+    sim.add_argument("--sensors", type=int, default=20)
+    sim.add_argument("--customers", default="demo", help="'demo' or a number of customers")
+    sim.add_argument("--rate", type=float, default=20.0, help="alerts per second")
+    sim.add_argument("--count", type=int, default=100)
+    sim.add_argument("--duplicates", type=float, default=0.1)
+    sim.add_argument("--invalid", type=float, default=0.05)
+    sim.add_argument(
+        "--flapping", type=float, default=0.0, help="fraction of sensors toggling firing/resolved"
+    )
+    sim.add_argument("--seed", type=int)
+
+
+def _load(path: Path | None) -> schema.Config | None:
+    try:
+        return schema.load(path)
+    except schema.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return None
+
+
+def _dnc(args: argparse.Namespace) -> int:
+    import redis  # noqa: PLC0415
+
+    from tripline.adapters import dnc  # noqa: PLC0415
+    from tripline.adapters.store import Keys  # noqa: PLC0415
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.action != "list" and not args.number:
+        print(f"dnc {args.action}: a phone number is required", file=sys.stderr)
+        return 2
+    client, keys = redis.Redis.from_url(config.redis.url), Keys(config.redis.key_prefix)
+    try:
+        if args.action == "list":
+            print("\n".join(dnc.numbers(client, keys)))
+        elif args.action == "add":
+            print(f"added {dnc.add(client, keys, args.number)}")
+        elif not dnc.remove(client, keys, args.number):
+            print("not on the list", file=sys.stderr)
+            return 1
+    except dnc.InvalidNumberError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    return 0
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    import redis  # noqa: PLC0415
+
+    from tripline.adapters.store import Keys  # noqa: PLC0415
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    client = redis.Redis.from_url(config.redis.url)
+    try:
+        return _maintenance_action(args, client, Keys(config.redis.key_prefix), time.time())
+    except redis.RedisError as exc:
+        print(f"maintenance {args.action}: Redis unavailable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+def _maintenance_action(
+    args: argparse.Namespace, client: redis.Redis, keys: Keys, now: float
+) -> int:
+    from tripline.service import controls as maintenance  # noqa: PLC0415
+
+    if args.action == "add":
+        return _maintenance_add(args, client, keys, now)
+    if args.action == "list":
+        for window in maintenance.read_all(client, keys):
+            print(orjson.dumps(window.to_doc(now)).decode())
+        return 0
+    if not args.id:
+        print("maintenance end: the window's id is required (maintenance list)", file=sys.stderr)
+        return 2
+    ended = maintenance.end(client, keys, args.id, now=now)
+    if ended is None:
+        print(f"no window {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"ended {ended.window_id}")
+    return 0
+
+
+def _login_name() -> str | None:
+    try:
+        return getpass.getuser()  # $LOGNAME, $USER, … or the password database
+    except OSError:  # none of them: --by is then required
+        return None
+
+
+# The request's fields as the command's options, for its error messages.
+_MAINTENANCE_OPTIONS = {
+    "sensorId": "--sensor",
+    "customerId": "--customer",
+    "alertType": "--alert-type",
+    "endsAt": "--until",
+    "durationSeconds": "--hours",
+    "comment": "--comment",
+    "createdBy": "--by",
+}
+
+
+def _maintenance_add(args: argparse.Namespace, client: redis.Redis, keys: Keys, now: float) -> int:
+    from tripline.pipeline.maintenance import Window  # noqa: PLC0415
+    from tripline.service import controls as maintenance  # noqa: PLC0415
+
+    request = {
+        "sensorId": args.sensor,
+        "customerId": args.customer,
+        "alertType": args.alert_type,
+        "endsAt": args.until,
+        "durationSeconds": args.hours * 3600 if args.hours is not None else None,
+        "comment": args.comment,
+        "createdBy": args.by or _login_name(),
+    }
+    doc = {k: v for k, v in request.items() if v is not None}
+    added = maintenance.add(client, keys, doc, now=now)
+    if not isinstance(added, Window):
+        for problem in added:
+            option = _MAINTENANCE_OPTIONS.get(problem.field, problem.field)
+            print(f"maintenance add: {option}: {problem.message}", file=sys.stderr)
+        return 2
+    print(orjson.dumps(added.to_doc(now)).decode())
+    return 0
+
+
+def _crm_sync(args: argparse.Namespace) -> int:
+    import aiohttp  # noqa: PLC0415
+    import redis.asyncio as aioredis  # noqa: PLC0415
+
+    from tripline.adapters.crm import CrmUnavailableError, sync_customers  # noqa: PLC0415
+    from tripline.adapters.store import Keys  # noqa: PLC0415
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+
+    async def go() -> int:
+        headers = {"Authorization": f"Bearer {config.crm.token}"} if config.crm.token else {}
+        timeout = aiohttp.ClientTimeout(total=config.crm.timeout_seconds * 10)
+        client = aioredis.Redis.from_url(config.redis.url)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
+                return await sync_customers(
+                    http,
+                    client,
+                    Keys(config.redis.key_prefix),
+                    base_url=config.crm.base_url,
+                    ttl=config.crm.cache_ttl_seconds,
+                )
+        finally:
+            await client.aclose()
+
+    try:
+        count = asyncio.run(go())
+    except CrmUnavailableError as exc:
+        print(f"crm-sync failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"cached {count} customers")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
+        return 1
+    print(orjson.dumps(schema.masked(config), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+async def serve_http(service: Any, stop: asyncio.Event) -> None:  # noqa: ANN401
+    """Serve the service's HTTP API until `stop` is set."""
+    from tripline.edge.http_api import build_app  # noqa: PLC0415 - keeps check-config light
+
+    runner = web.AppRunner(build_app(service), access_log=None)
+    await runner.setup()
+    conf = service.config.http
+    site = web.TCPSite(runner, conf.host, conf.port)
+    await site.start()
+    log.info("HTTP on http://%s:%d", conf.host, conf.port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from tripline.supervisor import Service  # noqa: PLC0415
+
+    if os.environ.get("TRIPLINE_TRACEMALLOC"):
+        tracemalloc.start()
+
+    service = Service(config)
+    try:
+        service.start()
+    except Exception:
+        log.exception("start failed")
+        service.stop()
+        return 1
+    runtime.tune_after_start()
+    try:
+        asyncio.run(_serve_until_signal(service))
+    finally:
+        service.stop()
+    return 0
+
+
+async def _serve_until_signal(service: Any) -> None:  # noqa: ANN401
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # SIGUSR1 dumps every thread's stack: the deadlock hunt pykka documents.
+    signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
+    if tracemalloc.is_tracing():  # TRIPLINE_TRACEMALLOC=1: SIGUSR2 logs where memory went
+        signal.signal(signal.SIGUSR2, _log_memory)
+    await serve_http(service, stop)
+
+
+def _log_memory(_signum: int, _frame: object) -> None:
+    top = tracemalloc.take_snapshot().statistics("lineno")[:25]
+    log.warning("memory by allocation site:\n%s", "\n".join(str(s) for s in top))
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    from tripline.devtools.emulator import build_app  # noqa: PLC0415
+
+    web.run_app(
+        build_app(),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=lambda _: log.info("emulator on http://%s:%d", args.host, args.port),
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from tripline.devtools.simulate import FleetSpec, simulate  # noqa: PLC0415
+
+    spec = FleetSpec(
+        sensors=args.sensors,
+        customers=args.customers,
+        rate=args.rate,
+        count=args.count,
+        duplicates=args.duplicates,
+        invalid=args.invalid,
+        flapping=args.flapping,
+    )
+    sent = simulate(spec, host=args.host, port=args.port, seed=args.seed)
+    print(orjson.dumps(dict(sent)).decode())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tripline.devtools.emulator import CLIENT_SECRET  # noqa: PLC0415
+    from tripline.devtools.emulator import build_app as emulator_app  # noqa: PLC0415
+    from tripline.devtools.simulate import FleetSpec, simulate  # noqa: PLC0415
+    from tripline.supervisor import Service  # noqa: PLC0415
+
+    os.environ.setdefault("TRIPLINE__GENESYS__CLIENT_SECRET", CLIENT_SECRET)
+    os.environ.setdefault("TRIPLINE__HTTP__CONTEXT_TOKEN", "demo-token")
+    config = _load(Path(str(resources.files("tripline.conf").joinpath("demo.toml"))))
+    if config is None:
+        return 1
+    threading.Thread(target=_serve_emulator, args=(emulator_app(),), daemon=True).start()
+    service = Service(config)
+    service.start()
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    server = threading.Thread(
+        target=loop.run_until_complete, args=(serve_http(service, stop),), daemon=True
+    )
+    server.start()
+    try:
+        print(f"demo: publishing {args.count} alerts from 20 sensors ...")
+        simulate(
+            FleetSpec(count=args.count, rate=40.0),
+            port=config.mqtt.port,
+            topic_prefix=config.mqtt.topic.split("/+/", 1)[0],
+        )
+        _wait_settled(service, timeout=30)
+        _print_summary(service)
+        if not args.exit:
+            print(
+                "service still running: http://127.0.0.1:8080/status  "
+                "emulator: http://127.0.0.1:8090/_emulator/requests  (Ctrl-C to stop)"
+            )
+            done = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: done.set())
+            while not done.wait(0.5):
+                pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        server.join(timeout=5)
+        service.stop()
+    return 0
+
+
+def _serve_emulator(app: web.Application) -> None:
+    web.run_app(app, host="127.0.0.1", port=8090, access_log=None, print=None, handle_signals=False)
+
+
+def _wait_settled(service: Any, timeout: float) -> None:  # noqa: ANN401
+    """Wait until every accepted alert has an outcome and the dialer is idle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = service.stats
+        decided = sum(stats.total(o) for o in ("called", "suppressed", "deferred"))
+        accepted = stats.total("accepted") + stats.snapshot().get("suppressed", {}).get(
+            "duplicate", 0
+        )
+        status = service.status()
+        if (
+            decided >= accepted
+            and status.get("inFlight", 0) == 0
+            and not any(status.get("queueDepth", {}).values())
+        ):
+            return
+        time.sleep(0.5)
+
+
+def _print_summary(service: Any) -> None:  # noqa: ANN401
+    counters = service.stats.snapshot()
+    print("\noutcome      reason                    count")
+    for outcome in ("called", "suppressed", "deferred", "rejected"):
+        for reason, n in sorted(counters.get(outcome, {}).items()):
+            print(f"{outcome:<12} {reason:<25} {n:>5}")
+    print(
+        f"(accepted {service.stats.total('accepted')}; records at "
+        "GET http://127.0.0.1:8080/v1/alerts/<idempotencyKey>)\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Counters by outcome and reason, shared by every actor, served on /status and /metrics.
+
+Every decision also goes to the log (logger `tripline.decision`, one event with its reason) and
+to a short in-memory list the dashboard shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PromCounter
+
+from tripline.messages import OUTCOME_REASONS, Alert, Reason
+
+decision_log = logging.getLogger("tripline.decision")
+
+_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_DECISION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+
+class Stats:
+    """Thread-safe outcome counters; one instance per service (tests run several)."""
+
+    def __init__(self) -> None:
+        """Create the counters in a registry of their own."""
+        self.registry = CollectorRegistry()
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._prom = PromCounter(
+            "tripline_alerts",
+            "Alerts by outcome and reason",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        # Every series exists from the start, at 0: a rule such as increase(…[15m]) > 0 needs a
+        # sample before the first event, or the first dial_uncertain of a process goes unseen.
+        for outcome, reasons in OUTCOME_REASONS.items():
+            for reason in reasons:
+                self._prom.labels(outcome.value, reason.value)
+        self.queue_depth = Gauge(
+            "tripline_dialer_queue_depth",
+            "Dial work waiting, by priority",
+            ["priority"],
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "tripline_stage_seconds",
+            "Time one batch (or one contact-center request) spends in a stage",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.decision_seconds = Histogram(
+            "tripline_decision_seconds",
+            "From accepting an alert to its outcome",
+            ["outcome"],
+            buckets=_DECISION_BUCKETS,
+            registry=self.registry,
+        )
+        self.gauges = {
+            name: Gauge(f"tripline_{name}", doc, labels, registry=self.registry)
+            for name, doc, labels in (
+                ("up", "1 when the component is reachable (redis, broker)", ["component"]),
+                ("actor_up", "1 when the actor runs", ["actor"]),
+                ("actor_restarts", "Restarts of the actor since start", ["actor"]),
+                ("breaker_open", "1 when the breaker is open (backend, crm)", ["breaker"]),
+                ("queue_occupancy", "Last observed contact-center queue occupancy (0-1)", []),
+                ("rate_budget_per_minute", "The shared contact-center rate budget", []),
+                ("rate_budget_taken", "Budget this instance has taken since start", []),
+                ("dialing_paused", "1 while an operator (or a 429) pauses dialing", ["by"]),
+                ("fleet_incident", "1 while a fleet incident is open", []),
+                ("sensor_entities", "Sensor entities held in memory", []),
+                ("maintenance_windows_open", "Maintenance windows open now", []),
+            )
+        }
+        self._recent: deque[dict[str, Any]] = deque(maxlen=200)
+
+    def count(self, outcome: str, reason: Reason = Reason.NONE, n: int = 1) -> None:
+        """Count `n` alerts reaching `outcome` for `reason`."""
+        outcome = str(outcome)  # a StrEnum member would leak into JSON keys as a non-str
+        with self._lock:
+            self._counts[(outcome, reason.value)] += n
+        self._prom.labels(outcome, reason.value).inc(n)
+
+    def decided(
+        self,
+        alert: Alert,
+        outcome: str,
+        reason: Reason = Reason.NONE,
+        *,
+        now: float | None = None,
+        **fields: str,
+    ) -> None:
+        """Count one alert's outcome, log the decision, and keep it for the dashboard."""
+        self.count(outcome, reason)
+        now = time.time() if now is None else now
+        self.decision_seconds.labels(str(outcome)).observe(max(0.0, now - alert.accepted_at))
+        self._remember(
+            {
+                "idempotencyKey": alert.idempotency_key,
+                "sensorId": alert.sensor_id,
+                "customerId": alert.customer_id,
+                "alertType": alert.alert_type,
+                "priority": alert.priority.label,
+                "outcome": str(outcome),
+                "reason": reason.value or None,
+                "at": round(now, 3),
+                **{k: v for k, v in fields.items() if v},
+            }
+        )
+
+    def refused(self, outcome: str, reason: Reason, *, key: str = "", detail: str = "") -> None:
+        """Count and log a duplicate or a rejection (no accepted alert behind it)."""
+        self.count(outcome, reason)
+        self._remember(
+            {
+                "idempotencyKey": key or None,
+                "outcome": str(outcome),
+                "reason": reason.value,
+                "at": round(time.time(), 3),
+                "detail": detail or None,
+            }
+        )
+
+    def _remember(self, event: dict[str, Any]) -> None:
+        """Keep a decision for the dashboard and log it: one event per decision."""
+        with self._lock:
+            self._recent.append(event)
+        reason = event["reason"]
+        decision_log.info(
+            "%s %s%s",
+            event["idempotencyKey"] or "-",
+            event["outcome"],
+            f"/{reason}" if reason else "",
+            extra={"decision": event},
+        )
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest decisions first."""
+        with self._lock:
+            return list(reversed(self._recent))[:limit]
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """{outcome: {reason or '-': count}} for the status JSON."""
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for (outcome, reason), n in sorted(self._counts.items()):
+                out.setdefault(outcome, {})[reason or "-"] = n
+        return out
+
+    def total(self, outcome: str) -> int:
+        """How many alerts reached `outcome`, all reasons."""
+        with self._lock:
+            return sum(n for (o, _), n in self._counts.items() if o == outcome)
