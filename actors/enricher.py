@@ -16,7 +16,7 @@ import pykka
 import redis
 
 from tripline.actors import Supervised
-from tripline.actors._loop import AutoPipeline, LoopThread, async_redis, ride_out
+from tripline.actors._loop import LoopThread, ride_out
 from tripline.actors._retry import Backoff
 from tripline.adapters.crm import (
     CrmUnavailableError,
@@ -25,6 +25,7 @@ from tripline.adapters.crm import (
     fetch_customer,
     sync_customers,
 )
+from tripline.adapters.redis_io import AutoPipeline, async_redis
 from tripline.adapters.store import Keys
 from tripline.conf.schema import CrmConfig
 from tripline.messages import (

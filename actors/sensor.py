@@ -21,15 +21,14 @@ import redis
 from tripline.actors import Supervised
 from tripline.actors._retry import Backoff, StepRunner, Steps, run_blocking, tell_later
 from tripline.adapters.deadletter import DeadLetters
+from tripline.adapters.redis_io import PipelinedScript, execute
 from tripline.adapters.store import (
     COOLDOWN_LUA,
     FROM_PENDING,
     READING_LUA,
     TRANSITION_LUA,
     Keys,
-    PipelinedScript,
     alert_to_dict,
-    execute,
     transition_args,
 )
 from tripline.conf.schema import SensorConfig

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 import redis
 
-from tripline.actors._loop import AutoPipeline, async_redis, ride_out
+from tripline.actors._loop import ride_out
+from tripline.adapters.redis_io import AutoPipeline, async_redis
 from tripline.adapters.store import (
     ANNOTATE_LUA,
     CANCEL_LUA,

@@ -6,18 +6,18 @@ from typing import Any
 
 import pytest
 
-from tripline.actors import _loop
+from tripline.adapters import redis_io
 
 
 @pytest.fixture
 def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The command names of every auto-pipelined round trip (any actor's loop), in order."""
     sent: list[list[str]] = []
-    original = _loop.AutoPipeline._round_trip
+    original = redis_io.AutoPipeline._round_trip
 
-    async def recorded(self: _loop.AutoPipeline, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def recorded(self: redis_io.AutoPipeline, commands: list[tuple[Any, ...]]) -> list[Any]:
         sent.append([str(command[0]) for command in commands])
         return await original(self, commands)
 
-    monkeypatch.setattr(_loop.AutoPipeline, "_round_trip", recorded)
+    monkeypatch.setattr(redis_io.AutoPipeline, "_round_trip", recorded)
     return sent

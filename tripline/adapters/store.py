@@ -13,9 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import hiredis
 import orjson
-import redis
 
 from tripline.messages import (
     Alert,
@@ -457,92 +455,3 @@ def decode_record(raw: dict[bytes, bytes], history: list[bytes]) -> dict[str, An
     if facts:
         out["facts"] = orjson.loads(facts)
     return {k: v for k, v in out.items() if v is not None}
-
-
-class PipelinedScript:
-    """A Lua script queued into pipelines as a bare EVALSHA.
-
-    redis-py's Script object makes every pipeline ask SCRIPT EXISTS first: one extra round trip
-    per batch on the hot path. We load once and, if Redis lost its script cache (a restart),
-    load again and re-send the calls that did not run (execute()).
-    """
-
-    def __init__(self, client: redis.Redis, source: str) -> None:
-        """Load the script now (fails fast if Redis is not there)."""
-        self._client, self._source = client, source
-        self.sha = str(client.script_load(source))
-
-    def queue(self, pipe: redis.client.Pipeline, keys: list[str], args: list[Any]) -> None:
-        """Add one call of the script to `pipe`."""
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
-
-    def reload(self) -> None:
-        """Load the script again (after Redis lost its cache)."""
-        self.sha = str(self._client.script_load(self._source))
-
-
-# Error replies about Redis as a whole, not about one command's keys: every command fails alike.
-_SERVER_STATES = ("MISCONF", "BUSY", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "LOADING", "OOM")
-
-
-def item_error(reply: Any) -> bool:  # noqa: ANN401
-    """Whether a reply is an error about its own command's keys or arguments.
-
-    WRONGTYPE, a script's runtime error, a bad argument: another alert's commands in the same
-    pipeline are not concerned. redis-py gives the server-wide errors (OOM, READONLY, LOADING,
-    NOSCRIPT, cluster redirections...) classes of their own; what is left as a plain
-    ResponseError is about the command, bar the few states listed in _SERVER_STATES.
-    """
-    return type(reply) is redis.ResponseError and not str(reply).startswith(_SERVER_STATES)
-
-
-def execute(
-    pipe: redis.client.Pipeline, *scripts: PipelinedScript, item_errors: bool = False
-) -> list[Any]:
-    """Run the commands queued on `pipe` in one round trip; the replies come unparsed.
-
-    Replies are Redis' own: integers, bytes, lists, None (`SET NX` answers b'OK' or None). We
-    pack with hiredis and read the replies ourselves: redis-py's per-command bookkeeping and
-    response callbacks are a large part of the accept and shard stages in a profile. On
-    NOSCRIPT (Redis lost its script cache) `scripts` are loaded again and the script calls that
-    did not run are sent again, nothing else. Any other error reply raises, as redis-py's
-    pipelines do — unless `item_errors`: then an error about one command's own keys (see
-    item_error) is left in its place for the caller to pin on the alert it belongs to. A
-    connection failure raises redis' ConnectionError / TimeoutError. `pipe` keeps its
-    commands: a retry sends them again.
-    """
-    commands = [args for args, _ in pipe.command_stack]  # kept: a retry sends them again
-    if not commands:
-        return []
-    pool = pipe.connection_pool
-    replies = _round_trip(pool, commands)
-    lost = [n for n, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
-    if lost:  # those scripts did not run: load them and run just those again
-        for script in scripts:
-            script.reload()
-        again = _round_trip(pool, [commands[n] for n in lost])
-        for n, reply in zip(lost, again, strict=True):
-            replies[n] = reply
-    for reply in replies:
-        if isinstance(reply, redis.ResponseError) and not (item_errors and item_error(reply)):
-            raise reply
-    return replies
-
-
-def _round_trip(pool: redis.ConnectionPool, commands: list[tuple[Any, ...]]) -> list[Any]:
-    conn = pool.get_connection()
-    try:
-        packed = b"".join([hiredis.pack_command(c) for c in commands])
-        conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
-        replies: list[Any] = []
-        for _ in commands:  # every reply is read, errors too: the stream stays in step
-            try:
-                replies.append(conn.read_response())
-            except redis.ResponseError as exc:
-                replies.append(exc)
-    except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
-        raise
-    finally:
-        pool.release(conn)
-    return replies

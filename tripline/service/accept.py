@@ -12,15 +12,8 @@ import orjson
 import redis
 
 from tripline.adapters.deadletter import DeadLetters
-from tripline.adapters.store import (
-    ACCEPT_IDENTITY,
-    ACCEPT_LUA,
-    Keys,
-    PipelinedScript,
-    accept_args,
-    execute,
-    text,
-)
+from tripline.adapters.redis_io import PipelinedScript, execute
+from tripline.adapters.store import ACCEPT_IDENTITY, ACCEPT_LUA, Keys, accept_args, text
 from tripline.messages import Alert, Outcome, Priority, Reason, Snapshot, State
 from tripline.pipeline.prioritise import PriorityRules, prioritise
 from tripline.pipeline.validate import Limits, Problem, Rejected, validate

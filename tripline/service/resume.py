@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 import redis
 
-from tripline.adapters.store import TERMINAL, Keys, alert_from_dict, execute, text
+from tripline.adapters.redis_io import execute
+from tripline.adapters.store import TERMINAL, Keys, alert_from_dict, text
 from tripline.messages import Alert, Reason, State, TaskIntent
 
 log = logging.getLogger("tripline.resume")

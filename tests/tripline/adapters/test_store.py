@@ -9,20 +9,12 @@ from urllib.parse import unquote
 
 import orjson
 import pytest
-import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.actors.helpers import intent
 from tests.conftest import alert
-from tripline.adapters.store import (
-    Keys,
-    PipelinedScript,
-    execute,
-    iso,
-    work_from_json,
-    work_to_json,
-)
+from tripline.adapters.store import Keys, iso, work_from_json, work_to_json
 from tripline.messages import Priority, Reason, TaskIntent
 from tripline.pipeline.validate import Limits, Rejected, validate
 
@@ -61,32 +53,6 @@ def test_queued_work_survives_its_persisted_form() -> None:
     )
     assert work_from_json(work_to_json(call)) == call
     assert work_from_json(work_to_json(task)) == task
-
-
-def test_execute_answers_raw_replies_in_order_and_survives_a_lost_script_cache(
-    redis_client: redis.Redis, prefix: str
-) -> None:
-    script = PipelinedScript(redis_client, "return tonumber(ARGV[1]) + 1")
-    pipe = redis_client.pipeline(transaction=False)
-    pipe.set(f"{prefix}:a", b"x", nx=True, ex=60)
-    pipe.set(f"{prefix}:a", b"y", nx=True, ex=60)
-    script.queue(pipe, [f"{prefix}:a"], [41])
-    pipe.hmget(f"{prefix}:missing", ["f", "g"])
-    redis_client.script_flush()  # as after a Redis restart
-    assert execute(pipe, script) == [b"OK", None, 42, [None, None]]
-    # The pipe keeps its commands, so a retry after a failure sends them again.
-    assert execute(pipe, script) == [None, None, 42, [None, None]]
-
-
-def test_execute_raises_an_error_reply(redis_client: redis.Redis, prefix: str) -> None:
-    redis_client.set(f"{prefix}:s", "text")
-    pipe = redis_client.pipeline(transaction=False)
-    pipe.incr(f"{prefix}:s")
-    pipe.set(f"{prefix}:t", "1")
-    with pytest.raises(redis.ResponseError):
-        execute(pipe)
-    assert redis_client.get(f"{prefix}:t") == b"1"  # the commands around it ran
-    assert redis_client.ping()  # and the connection pool is still usable
 
 
 # --- key-safe ids ---------------------------------------------------------------------------

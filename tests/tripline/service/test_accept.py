@@ -13,7 +13,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import alert
-from tripline.adapters import store
+from tripline.adapters import redis_io
 from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.store import Keys
 from tripline.messages import Snapshot
@@ -97,7 +97,7 @@ class ReplyLost:
         self.broken = False
 
     def __call__(self, pipe: Any, *scripts: Any, **options: Any) -> list[Any]:
-        results = store.execute(pipe, *scripts, **options)
+        results = redis_io.execute(pipe, *scripts, **options)
         if not self.broken:
             self.broken = True
             raise redis.ConnectionError("connection lost while reading the replies")

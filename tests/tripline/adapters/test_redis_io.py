@@ -1,4 +1,5 @@
-"""AutoPipeline: concurrent commands share round trips; errors, NOSCRIPT and outages handled."""
+"""The Redis transport: execute() and AutoPipeline share round trips and read every reply; errors,
+NOSCRIPT after a restart and outages handled."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import redis
 import redis.asyncio as aioredis
 
 from tests.conftest import REDIS_URL
-from tripline.actors._loop import AutoPipeline
+from tripline.adapters.redis_io import AutoPipeline, PipelinedScript, execute, item_error
 
 ECHO_LUA = "return {KEYS[1], ARGV[1]}"
 
@@ -114,3 +115,66 @@ def test_an_unreachable_redis_fails_every_command_of_the_batch() -> None:
 
     with pytest.raises(redis.ConnectionError):
         run(go())
+
+
+# --- execute(): a synchronous pipeline in one round trip ----------------------------------
+
+
+def test_execute_answers_raw_replies_in_order_and_survives_a_lost_script_cache(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    script = PipelinedScript(redis_client, "return tonumber(ARGV[1]) + 1")
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.set(f"{prefix}:a", b"x", nx=True, ex=60)
+    pipe.set(f"{prefix}:a", b"y", nx=True, ex=60)
+    script.queue(pipe, [f"{prefix}:a"], [41])
+    pipe.hmget(f"{prefix}:missing", ["f", "g"])
+    redis_client.script_flush()  # as after a Redis restart
+    assert execute(pipe, script) == [b"OK", None, 42, [None, None]]
+    # The pipe keeps its commands, so a retry after a failure sends them again.
+    assert execute(pipe, script) == [None, None, 42, [None, None]]
+
+
+def test_execute_raises_an_error_reply(redis_client: redis.Redis, prefix: str) -> None:
+    redis_client.set(f"{prefix}:s", "text")
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.incr(f"{prefix}:s")
+    pipe.set(f"{prefix}:t", "1")
+    with pytest.raises(redis.ResponseError):
+        execute(pipe)
+    assert redis_client.get(f"{prefix}:t") == b"1"  # the commands around it ran
+    assert redis_client.ping()  # and the connection pool is still usable
+
+
+def test_an_error_about_one_commands_keys_stays_in_its_place_when_asked(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    redis_client.rpush(f"{prefix}:list", "x")
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.set(f"{prefix}:ok", "1")
+    pipe.get(f"{prefix}:list")  # WRONGTYPE: about this command's key
+    pipe.get(f"{prefix}:ok")
+    first, wrong, last = execute(pipe, item_errors=True)
+    assert (first, last) == (b"OK", b"1")
+    assert isinstance(wrong, redis.ResponseError)
+    assert item_error(wrong)
+
+
+@pytest.mark.parametrize(
+    ("reply", "about_the_command"),
+    [
+        (redis.ResponseError("WRONGTYPE Operation against a key"), True),
+        (redis.ResponseError("ERR Error running script"), True),
+        (redis.ResponseError("MISCONF Redis is configured to save RDB snapshots"), False),
+        (redis.ResponseError("BUSY Redis is busy running a script"), False),
+        (redis.exceptions.OutOfMemoryError("command not allowed when used memory"), False),
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica"), False),
+        (redis.exceptions.NoScriptError("No matching script"), False),
+        (b"OK", False),
+        (None, False),
+    ],
+)
+def test_item_error_tells_a_commands_own_error_from_redis_failing_as_a_whole(
+    reply: object, about_the_command: bool
+) -> None:
+    assert item_error(reply) is about_the_command
