@@ -22,7 +22,7 @@ from paho.mqtt.matcher import MQTTMatcher
 from tests.conftest import alert, ask, publish, wait_for
 from tripline.actors.mqtt_subscriber import MqttSubscriber, _Matcher, _no_delay, wait_connected
 from tripline.conf.schema import MqttConfig
-from tripline.messages import Alert, AlertReceived, ConnectionQuery, Ping, Priority
+from tripline.messages import Alert, AlertReceived, Ping, Priority
 from tripline.pipeline.validate import Limits, Rejected, validate
 from tripline.service.accept import Checked, Duplicate
 
@@ -127,23 +127,6 @@ def test_alerts_arriving_right_after_a_flush_gather_into_one_batch() -> None:
         # Without the linger each would have been its own batch.
         assert len(acceptor.batches) <= 3, [len(b) for _, b in acceptor.batches]
         assert acceptor.batches[1][0] - acceptor.batches[0][0] >= 0.25
-    finally:
-        ask(ref, Ping())
-        ref.stop()
-
-
-def test_a_lingering_subscriber_still_answers_at_once() -> None:
-    acceptor = CountingAcceptor()
-    ref = _subscriber(acceptor, linger_ms=5_000)
-    try:
-        ref.tell(received(0))  # idle: flushed at once, and a 5 s linger starts
-        wait_for(lambda: len(acceptor.batches) == 1, timeout=2)
-        ref.tell(received(1))  # lingers
-        time.sleep(0.1)
-        # The linger holds no thread (the actor waited on it, and the question with it, before);
-        # the question also flushes what lingered.
-        assert ask(ref, ConnectionQuery(), timeout=1) in (True, False)
-        assert [b for _, b in acceptor.batches] == [[b"alert-0"], [b"alert-1"]]
     finally:
         ask(ref, Ping())
         ref.stop()

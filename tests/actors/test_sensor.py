@@ -49,6 +49,7 @@ def start_shard(
     events: Events | None = None,
     fleet: FleetRules | None = None,
     maintenance: OperatorControls | None = None,
+    dead_letters: DeadLetters | None = None,
     clock: Callable[[], float] = time.time,
     outage: Backoff = REDIS_OUTAGE,
     **conf: Any,
@@ -67,6 +68,7 @@ def start_shard(
         events=events or Events("test"),
         fleet=fleet or FleetRules(),
         maintenance=maintenance,
+        dead_letters=dead_letters,
         clock=clock,
         outage=outage,
     )
@@ -504,20 +506,7 @@ def test_an_alert_whose_keys_fail_becomes_a_task_and_the_shard_and_its_batch_go_
     dead = DeadLetters(
         client=redis_client, keys=keys, max_entries=100, registry=CollectorRegistry()
     )
-    shard = SensorShard.start(
-        shard=0,
-        conf=SensorConfig(),
-        client=redis_client,
-        keys=keys,
-        pending_key=keys.pending("default"),
-        record_ttl=3600,
-        enricher=lambda: enricher,
-        dialer=lambda: dialer,
-        stats=Stats(),
-        events=Events("test"),
-        fleet=FleetRules(),
-        dead_letters=dead,
-    )
+    shard = start_shard(redis_client, keys, enricher, dialer=dialer, dead_letters=dead)
     before, poisoned, after = accept(
         redis_client,
         keys,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from typing import Any
 
 import redis
 
@@ -129,6 +131,13 @@ def test_entries_left_in_the_index_are_counted_once_per_pass(
     assert routed == []
 
 
+def sweep_past_the_grace(
+    client: redis.Redis, keys: Keys, *, rules: SweepRules, **hands: Any
+) -> Counter[str]:
+    """One sweep of the default instance's index, a minute on: every alert past its grace."""
+    return sweep(client, keys, instance="default", now=time.time() + 60, rules=rules, **hands)
+
+
 def test_an_alert_rerouted_past_the_limit_goes_to_a_person_and_the_dead_letter(
     redis_client: redis.Redis, prefix: str
 ) -> None:
@@ -139,11 +148,9 @@ def test_an_alert_rerouted_past_the_limit_goes_to_a_person_and_the_dead_letter(
 
     def once() -> tuple[dict[str, int], list[Alert]]:
         routed: list[Alert] = []
-        counts = sweep(
+        counts = sweep_past_the_grace(
             redis_client,
             keys,
-            instance="default",
-            now=time.time() + 60,
             rules=SweepRules(accepted_grace=30.0, reroute_limit=3),
             route=routed.extend,
             defer=deferred.append,
@@ -190,11 +197,9 @@ def test_unreadable_records_are_quarantined_and_the_rest_of_the_page_goes_on(
     redis_client.hset(keys.record(bad_blob.idempotency_key), "alert", b"{not json")
     quarantined: list[str] = []
     routed: list[Alert] = []
-    counts = sweep(
+    counts = sweep_past_the_grace(
         redis_client,
         keys,
-        instance="default",
-        now=time.time() + 60,
         rules=SweepRules(accepted_grace=30.0),
         route=routed.extend,
         defer=lambda _task: None,
