@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -288,3 +289,91 @@ def test_recent_resolves_clear_older_non_critical_calls_for_a_while() -> None:
     resolves.note("S-2", NOW, "res-2", now=NOW)
     resolves.note("S-3", NOW, "res-3", now=NOW)  # over `most`: the oldest goes
     assert resolves.cleared(older, NOW + 1) is None
+
+
+# --- what mutation testing found unpinned (scripts/mutate dial_queue) ---------------------
+
+
+def test_delays_count_each_call_and_not_a_call_due_exactly_now() -> None:
+    queue = DialQueue()
+    queue.add(call("a", Priority.HIGH, not_before=NOW + 5), at=NOW)
+    queue.add(call("b", Priority.HIGH, not_before=NOW + 6), at=NOW)
+    queue.add(call("now", Priority.HIGH, not_before=NOW), at=NOW)  # due at once: no delay
+    assert queue.delayed == 2
+
+
+def test_a_delay_counted_out_once_whichever_comes_first() -> None:
+    # Its delay ended, then the call left: counted out once, never below zero.
+    queue = DialQueue()
+    queue.add(call("a", Priority.HIGH, not_before=NOW + 5), at=NOW)
+    queue.end_delays(NOW + 5)
+    queue.withdraw("a")
+    assert queue.delayed == 0
+    # The call left first, then its delay ended: the same.
+    queue.add(call("b", Priority.HIGH, not_before=NOW + 5), at=NOW)
+    queue.withdraw("b")
+    queue.end_delays(NOW + 5)
+    assert queue.delayed == 0
+
+
+def test_a_call_without_a_delay_is_never_counted_as_delayed() -> None:
+    queue = DialQueue()
+    queue.add(call("a", Priority.HIGH), at=NOW)
+    queue.pop(Priority.HIGH)
+    assert queue.delayed == 0
+
+
+def test_one_call_of_a_sensor_leaving_keeps_its_other_calls_findable() -> None:
+    queue = DialQueue()
+    queue.add(call("a", Priority.NORMAL, sensor="S-1"), at=NOW)
+    queue.add(call("b", Priority.NORMAL, sensor="S-1"), at=NOW)
+    queue.withdraw("a")
+    assert [e.work.intent_id for e in queue.calls_of("S-1")] == ["b"]  # type: ignore[union-attr]
+
+
+def test_every_head_of_an_incident_or_a_saturated_queue_leaves_not_only_the_first() -> None:
+    queue = DialQueue()
+    for key in ("h1", "h2"):
+        queue.add(call(key, Priority.HIGH), at=NOW)
+    choice = queue.choose(NOW, conditions(incident="fleet incident"))
+    assert choice.priority is None  # the second high call is no more callable than the first
+    assert [d.call.intent_id for d in choice.deferrals] == ["h1", "h2"]
+    for key in ("l1", "l2"):
+        queue.add(call(key, Priority.LOW), at=NOW)
+    choice = queue.choose(NOW, conditions(occupancy=Occupancy(0.95, 0, NOW)))
+    assert choice.priority is None
+    assert [d.call.intent_id for d in choice.deferrals] == ["l1", "l2"]
+
+
+def test_recent_resolves_keep_as_many_as_allowed() -> None:
+    resolves = RecentResolves(kept_seconds=600.0, most=2)
+    resolves.note("S-1", NOW, "res-1", now=NOW)
+    resolves.note("S-2", NOW, "res-2", now=NOW)  # two of two: both kept
+    assert resolves.cleared(call("a", Priority.HIGH, sensor="S-1"), NOW) == "res-1"
+    assert resolves.cleared(call("b", Priority.HIGH, sensor="S-2"), NOW) == "res-2"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        StoredTask("k", Priority.LOW),
+        Deferral(call("a", Priority.LOW), Reason.STALE, "x"),
+        conditions(),
+    ],
+    ids=["StoredTask", "Deferral", "Conditions"],
+)
+def test_what_the_queue_hands_out_cannot_be_changed(value: object) -> None:
+    first = dataclasses.fields(value)[0].name  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, first, None)
+
+
+def test_cancelled_heads_are_skipped_by_choose_itself_however_many() -> None:
+    queue = DialQueue()
+    for key in ("a", "b", "c"):
+        queue.add(call(key, Priority.HIGH), at=NOW)
+    queue.withdraw("a")
+    queue.withdraw("b")
+    assert _chosen(queue) == Priority.HIGH
+    entry = queue.pop(Priority.HIGH)
+    assert (entry.work.intent_id, entry.cancelled) == ("c", False)  # type: ignore[union-attr]
