@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tripline.messages import Alert, Reason
-from tripline.pipeline.validate import Limits, Rejected, reference_id, telemetry_hash, validate
+from tripline.pipeline.validate import (
+    Limits,
+    Problem,
+    Rejected,
+    reference_id,
+    telemetry_hash,
+    validate,
+)
 
 NOW = datetime(2024, 5, 13, 15, 0, tzinfo=UTC).timestamp()
 LIMITS = Limits()
@@ -370,3 +379,90 @@ def test_hidden_characters_are_refused_in_extra_members_too(
 )
 def test_ordinary_text_in_extra_members_passes(changes: dict[str, Any]) -> None:
     assert _verdict(guide(**changes)) == []
+
+
+# --- what mutation testing found unpinned (scripts/mutate validate) ------------------------
+
+
+def test_a_problem_is_sent_with_these_three_names() -> None:
+    # The 400 body's and the rejected topic's contract (DESIGN.md: problems[field, reason]).
+    problem = Problem("telemetryData.unit", Reason.INVALID_FIELD, "longer than 32 characters")
+    assert problem.as_json() == {
+        "field": "telemetryData.unit",
+        "reason": "invalid_field",
+        "message": "longer than 32 characters",
+    }
+
+
+def test_the_limits_default_to_the_documented_values() -> None:
+    assert Limits() == Limits(
+        max_body_bytes=65536,
+        max_string_length=128,
+        max_future_skew_seconds=300.0,
+        max_age_seconds=86400.0,
+        max_depth=32,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [("k" * 128, "k" * 128), ("k" * 129, ""), (42, ""), ("a b", "")],
+    ids=["128-kept", "129-dropped", "not-a-string", "not-an-id"],
+)
+def test_a_too_deep_payload_names_its_key_only_when_it_is_one(key: object, named: str) -> None:
+    result = validate(
+        orjson.dumps(guide(idempotencyKey=key, x=_nested(40))), now=NOW, limits=LIMITS
+    )
+    assert isinstance(result, Rejected)
+    assert result.idempotency_key == named
+
+
+def test_a_rejection_without_a_string_key_names_none() -> None:
+    result = validate(orjson.dumps(guide(idempotencyKey=42)), now=NOW, limits=LIMITS)
+    assert isinstance(result, Rejected)
+    assert result.idempotency_key == ""
+
+
+def test_a_raw_del_in_an_extra_member_is_refused() -> None:
+    body = orjson.dumps(guide(note="a\x7fb"))
+    assert b"\x7f" in body  # JSON lets DEL through unescaped: the byte scan must see it
+    assert _verdict(body) == [("note", "invalid_field")]
+
+
+@pytest.mark.parametrize(
+    ("telemetry", "expected"),
+    [
+        ({"currentValue": 1, "unit": "c"}, [("telemetryData.threshold", "missing_field")]),
+        (
+            {"currentValue": 1, "threshold": "x", "unit": "c"},
+            [("telemetryData.threshold", "invalid_field")],
+        ),
+    ],
+)
+def test_the_threshold_is_checked_like_the_value(
+    telemetry: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    assert _verdict(guide(telemetryData=telemetry)) == expected
+
+
+def test_an_accepted_alert_carries_its_numbers_ids_and_fingerprints() -> None:
+    result = validate(orjson.dumps(guide()), now=NOW, limits=LIMITS)
+    assert not isinstance(result, Rejected)
+    alert, _ = result
+    assert (alert.current_value, alert.threshold, alert.unit) == (89.5, 85.0, "celsius")
+    assert alert.retained is False  # a live message unless the broker says it was retained
+    # Fixed values: a record written by one version is found by the next.
+    assert alert.reference_id == reference_id("sensor-evt-89234-1715629384")
+    assert (
+        alert.reference_id
+        == "ref_" + hashlib.blake2b(b"sensor-evt-89234-1715629384", digest_size=10).hexdigest()
+    )
+    assert len(alert.reference_id) == 4 + 20
+    assert len(alert.telemetry_hash) == 16
+
+
+@pytest.mark.parametrize("value", [Problem("", Reason.INVALID_JSON, "x"), Limits(), Rejected(())])
+def test_validations_results_cannot_be_changed(value: object) -> None:
+    first = dataclasses.fields(value)[0].name  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, first, None)
