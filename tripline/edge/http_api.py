@@ -14,14 +14,29 @@ import redis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tripline.adapters import dnc
 from tripline.adapters.store import decode_record
 from tripline.edge import agent_view, http_guard, openapi
+from tripline.edge.admin import (
+    dnc_add,
+    dnc_list,
+    dnc_remove,
+    maintenance_add,
+    maintenance_end,
+    maintenance_list,
+    pause_dialing,
+    resume_dialing,
+)
+from tripline.edge.responses import (
+    RETRY_AFTER,
+    SERVICE,
+    authorized,
+    json_response,
+    problem_response,
+    unauthorized,
+)
 from tripline.messages import Outcome, Reason
 from tripline.pipeline import signature
-from tripline.pipeline.maintenance import Window
 from tripline.pipeline.validate import Problem, Rejected
-from tripline.service import controls as maintenance
 from tripline.service.accept import Accepted, Conflict, Duplicate, Verdict, snapshots
 
 if TYPE_CHECKING:
@@ -29,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVICE: web.AppKey[Service] = web.AppKey("service")
-_RETRY_AFTER = "5"
 _BODY_TIMEOUT_SECONDS = 10.0
 """How long a webhook body may take to arrive: a client that stops sending holds no more."""
 
@@ -83,38 +96,14 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:  # noqa: ANN401
-    return web.Response(
-        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
-    )
-
-
-def _problem(
-    status: int, error: str, problems: list[dict[str, str]], headers: dict[str, str] | None = None
-) -> web.Response:
-    return _json({"error": error, "problems": problems}, status, headers)
-
-
-def _authorized(request: web.Request, token: str) -> bool:
-    return signature.bearer_matches(request.headers.getall("Authorization", []), token)
-
-
-def _unauthorized(message: str) -> web.Response:
-    return _problem(
-        401,
-        "unauthorized",
-        [{"field": "Authorization", "reason": Reason.UNAUTHORIZED.value, "message": message}],
-    )
-
-
 def _read_refusal(request: web.Request, *, in_query: bool = False) -> web.Response | None:
     """None when [http] read_token is unset or given (`in_query`: also as ?token=)."""
     token = request.app[SERVICE].config.http.read_token
-    if not token or _authorized(request, token):
+    if not token or authorized(request, token):
         return None
     if in_query and signature.token_matches(request.query.get("token", ""), token):
         return None
-    return _unauthorized("missing or wrong bearer token (the read token)")
+    return unauthorized("missing or wrong bearer token (the read token)")
 
 
 def _webhook_refusal(request: web.Request, body: bytes) -> dict[str, str] | None:
@@ -126,7 +115,7 @@ def _webhook_refusal(request: web.Request, body: bytes) -> dict[str, str] | None
     conf = service.config.http
     if not conf.webhook_token and not conf.webhook_hmac_secret:
         return None
-    if conf.webhook_token and _authorized(request, conf.webhook_token):
+    if conf.webhook_token and authorized(request, conf.webhook_token):
         return None
     if conf.webhook_hmac_secret:
         stamps = request.headers.getall(signature.TIMESTAMP_HEADER, [])
@@ -166,17 +155,17 @@ async def post_alert(request: web.Request) -> web.Response:
         return body
     if (refusal := _webhook_refusal(request, body)) is not None:
         service.stats.refused(Outcome.REJECTED, Reason.UNAUTHORIZED, detail=refusal["message"])
-        return _problem(401, "unauthorized", [refusal])
+        return problem_response(401, "unauthorized", [refusal])
     try:
         (verdict,) = await asyncio.to_thread(
             service.acceptor.accept, [(body, False)], source="http"
         )
     except redis.RedisError:
-        return _problem(
+        return problem_response(
             503,
             "unavailable",
             [{"field": "", "reason": "unavailable", "message": "cannot record alerts right now"}],
-            {"Retry-After": _RETRY_AFTER},
+            {"Retry-After": RETRY_AFTER},
         )
     if not isinstance(verdict, Accepted):
         return _refused(verdict)
@@ -185,7 +174,7 @@ async def post_alert(request: web.Request) -> web.Response:
     except Exception:  # recorded already: the record stays 'accepted' and is resumed later
         service.stats.count("route_failed")
     key = verdict.alert.idempotency_key
-    return _json(
+    return json_response(
         {
             "idempotencyKey": key,
             "status": "accepted",
@@ -204,12 +193,12 @@ def _record_link(key: str) -> str:
 def _refused(verdict: Verdict) -> web.Response:
     """The answer to an alert that was not accepted: 400, 409 or 200 duplicate."""
     if isinstance(verdict, Rejected):
-        return _problem(400, "invalid_alert", [p.as_json() for p in verdict.problems])
+        return problem_response(400, "invalid_alert", [p.as_json() for p in verdict.problems])
     if isinstance(verdict, Conflict):
         # Not a duplicate: the sender reused a key for another alert, which was not recorded.
-        return _problem(409, "conflict", verdict.as_problems())
+        return problem_response(409, "conflict", verdict.as_problems())
     assert isinstance(verdict, Duplicate)  # noqa: S101 - the four verdicts are exhaustive
-    return _json(
+    return json_response(
         {
             "idempotencyKey": verdict.idempotency_key,
             "status": "duplicate",
@@ -232,7 +221,7 @@ def _not_json(request: web.Request) -> web.Response | None:
     detail = f"Content-Type must be application/json (UTF-8), not {shown}"
     request.app[SERVICE].stats.refused(Outcome.REJECTED, Reason.INVALID_JSON, detail=detail)
     problem = {"field": "Content-Type", "reason": "unsupported_media_type", "message": detail}
-    return _problem(415, "unsupported_media_type", [problem])
+    return problem_response(415, "unsupported_media_type", [problem])
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
@@ -248,7 +237,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
     def too_large() -> web.Response:
         stats.refused(Outcome.REJECTED, Reason.TOO_LARGE, detail="body too large")
         problem = Problem("", Reason.TOO_LARGE, f"body exceeds {limit} bytes")
-        return _problem(413, "too_large", [problem.as_json()])
+        return problem_response(413, "too_large", [problem.as_json()])
 
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -265,13 +254,17 @@ async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
     except TimeoutError:
         detail = f"the body did not arrive within {_BODY_TIMEOUT_SECONDS:g} s"
         stats.refused(Outcome.REJECTED, Reason.INVALID_JSON, detail=detail)
-        return _problem(408, "timeout", [{"field": "", "reason": "timeout", "message": detail}])
+        return problem_response(
+            408, "timeout", [{"field": "", "reason": "timeout", "message": detail}]
+        )
     except (ConnectionResetError, web.RequestPayloadError):
         size = -1  # the client went away or broke the framing: nobody reads an answer
     if size < 0 or (declared is not None and size != declared):
         detail = f"the body ended before its Content-Length ({declared} bytes)"
         stats.refused(Outcome.REJECTED, Reason.INVALID_JSON, detail=detail)
-        return _problem(400, "invalid_alert", [Problem("", Reason.INVALID_JSON, detail).as_json()])
+        return problem_response(
+            400, "invalid_alert", [Problem("", Reason.INVALID_JSON, detail).as_json()]
+        )
     return b"".join(chunks)
 
 
@@ -292,14 +285,14 @@ async def get_alert(request: web.Request) -> web.Response:
     try:
         raw, history = await asyncio.to_thread(read)
     except redis.RedisError:
-        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
+        return problem_response(503, "unavailable", [], {"Retry-After": RETRY_AFTER})
     if not raw:
-        return _problem(
+        return problem_response(
             404,
             "not_found",
             [{"field": "idempotencyKey", "reason": "unknown", "message": f"no record for {key!r}"}],
         )
-    return _json(decode_record(raw, history))
+    return json_response(decode_record(raw, history))
 
 
 async def get_context(request: web.Request) -> web.Response:
@@ -311,8 +304,8 @@ async def get_context(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     token = service.config.http.context_token
     given = request.query.get("token", "")
-    if not token or not (_authorized(request, token) or signature.token_matches(given, token)):
-        return _problem(
+    if not token or not (authorized(request, token) or signature.token_matches(given, token)):
+        return problem_response(
             401,
             "unauthorized",
             [
@@ -330,9 +323,9 @@ async def get_context(request: web.Request) -> web.Response:
     try:
         found = await asyncio.to_thread(_read_context, service, ref, as_html)
     except redis.RedisError:
-        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
+        return problem_response(503, "unavailable", [], {"Retry-After": RETRY_AFTER})
     if found is None:
-        return _problem(
+        return problem_response(
             404,
             "not_found",
             [{"field": "referenceId", "reason": "unknown", "message": f"no context for {ref!r}"}],
@@ -352,7 +345,9 @@ async def get_context(request: web.Request) -> web.Response:
             },
         )
     # Alerts of the same customer that were grouped into this call, in the order they joined.
-    return _json({"referenceId": ref, "alert": found["alert"], "groupedAlerts": found["grouped"]})
+    return json_response(
+        {"referenceId": ref, "alert": found["alert"], "groupedAlerts": found["grouped"]}
+    )
 
 
 def _prefers_html(request: web.Request) -> bool:
@@ -388,155 +383,6 @@ def _read_context(service: Service, ref: str, full: bool) -> dict[str, Any] | No
     return found
 
 
-def _admin_refusal(request: web.Request) -> web.Response | None:
-    token = request.app[SERVICE].config.http.admin_token
-    if token and _authorized(request, token):
-        return None
-    message = (
-        "missing or wrong bearer token"
-        if token
-        else ("admin endpoints are closed: set TRIPLINE__HTTP__ADMIN_TOKEN")
-    )
-    return _problem(
-        401,
-        "unauthorized",
-        [{"field": "Authorization", "reason": Reason.UNAUTHORIZED.value, "message": message}],
-    )
-
-
-async def dnc_list(request: web.Request) -> web.Response:
-    """GET /v1/admin/dnc: the internal do-not-call list."""
-    if (refusal := _admin_refusal(request)) is not None:
-        return refusal
-    service = request.app[SERVICE]
-    found = await asyncio.to_thread(dnc.numbers, service.redis, service.keys)
-    return _json({"numbers": found, "count": len(found)})
-
-
-async def dnc_add(request: web.Request) -> web.Response:
-    """PUT /v1/admin/dnc/{number}: never call this number (checked before every call)."""
-    result = await _dnc_change(request, dnc.add)
-    if isinstance(result, web.Response):
-        return result
-    return _json({"number": result, "doNotCall": True})
-
-
-async def dnc_remove(request: web.Request) -> web.Response:
-    """DELETE /v1/admin/dnc/{number}."""
-    result = await _dnc_change(request, dnc.remove)
-    if isinstance(result, web.Response):
-        return result
-    if not result:
-        return _problem(
-            404,
-            "not_found",
-            [{"field": "number", "reason": "unknown", "message": "the number is not on the list"}],
-        )
-    return _json({"number": request.match_info["number"], "doNotCall": False})
-
-
-async def _dnc_change(request: web.Request, change: Any) -> Any:  # noqa: ANN401
-    """Run an admin change of the DNC list: the refusal or problem as a Response, else its value."""
-    if (refusal := _admin_refusal(request)) is not None:
-        return refusal
-    service = request.app[SERVICE]
-    try:
-        return await asyncio.to_thread(
-            change, service.redis, service.keys, request.match_info["number"]
-        )
-    except dnc.InvalidNumberError as exc:
-        return _problem(
-            400,
-            "invalid_number",
-            [{"field": "number", "reason": "invalid_field", "message": str(exc)}],
-        )
-
-
-async def maintenance_list(request: web.Request) -> web.Response:
-    """GET /v1/admin/maintenance: every window, pending, active or ended within a day."""
-    if (refusal := _admin_refusal(request)) is not None:
-        return refusal
-    service = request.app[SERVICE]
-    try:
-        windows = await asyncio.to_thread(maintenance.read_all, service.redis, service.keys)
-    except redis.RedisError:
-        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
-    now = service.clock()
-    docs = [w.to_doc(now) for w in windows]
-    return _json({"windows": docs, "count": len(docs)})
-
-
-async def maintenance_add(request: web.Request) -> web.Response:
-    """POST /v1/admin/maintenance: the matching alerts place no call while it is open."""
-    if (refusal := _admin_refusal(request)) is not None:
-        return refusal
-    service = request.app[SERVICE]
-    try:
-        doc = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        problem = {"field": "", "reason": Reason.INVALID_JSON.value, "message": str(exc)}
-        return _problem(400, "invalid_window", [problem])
-
-    def add() -> Window | list[Problem]:
-        added = maintenance.add(service.redis, service.keys, doc, now=service.clock())
-        if isinstance(added, Window):
-            service.refresh_controls()  # here at once
-        return added
-
-    try:
-        added = await asyncio.to_thread(add)
-    except redis.RedisError:
-        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
-    if not isinstance(added, Window):
-        return _problem(400, "invalid_window", [p.as_json() for p in added])
-    log.info("maintenance window %s opened: %s", added.window_id, added.detail())
-    return _json(added.to_doc(service.clock()), 201)
-
-
-async def maintenance_end(request: web.Request) -> web.Response:
-    """DELETE /v1/admin/maintenance/{id}: end a window now (it stays listed for a day)."""
-    if (refusal := _admin_refusal(request)) is not None:
-        return refusal
-    service = request.app[SERVICE]
-    window_id = request.match_info["id"]
-
-    def end() -> Window | None:
-        ended = maintenance.end(service.redis, service.keys, window_id, now=service.clock())
-        service.refresh_controls()
-        return ended
-
-    try:
-        ended = await asyncio.to_thread(end)
-    except redis.RedisError:
-        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
-    if ended is None:
-        problem = {"field": "id", "reason": "unknown", "message": f"no window {window_id!r}"}
-        return _problem(404, "not_found", [problem])
-    log.info("maintenance window %s ended", window_id)
-    return _json(ended.to_doc(service.clock()))
-
-
-async def pause_dialing(request: web.Request) -> web.Response:
-    """POST /v1/admin/dialing/pause: hold every call until resumed (tasks go on)."""
-    return await _set_pause(request, paused=True)
-
-
-async def resume_dialing(request: web.Request) -> web.Response:
-    """POST /v1/admin/dialing/resume."""
-    return await _set_pause(request, paused=False)
-
-
-async def _set_pause(request: web.Request, *, paused: bool) -> web.Response:
-    if (refusal := _admin_refusal(request)) is not None:
-        return refusal
-    service = request.app[SERVICE]
-    try:
-        await asyncio.to_thread(service.pause_dialing, paused=paused, by="operator")
-    except redis.RedisError:  # the pause is kept in Redis, for every instance
-        return _problem(503, "unavailable", [], {"Retry-After": _RETRY_AFTER})
-    return _json({"dialingPaused": paused})
-
-
 _DASHBOARD = resources.files("tripline.edge").joinpath("web/dashboard.html")
 
 
@@ -566,13 +412,13 @@ async def dashboard(request: web.Request) -> web.Response:
 
 async def openapi_document(_request: web.Request) -> web.Response:
     """GET /openapi.json."""
-    return _json(openapi.document())
+    return json_response(openapi.document())
 
 
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: alive, and no actor beyond its restart budget."""
     healthy = request.app[SERVICE].healthy
-    return _json({"alive": True, "healthy": healthy}, 200 if healthy else 503)
+    return json_response({"alive": True, "healthy": healthy}, 200 if healthy else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -584,14 +430,16 @@ async def readyz(request: web.Request) -> web.Response:
         redis_ok = False
     broker_ok = await asyncio.to_thread(service.broker_connected)
     ready = redis_ok and broker_ok
-    return _json({"ready": ready, "redis": redis_ok, "broker": broker_ok}, 200 if ready else 503)
+    return json_response(
+        {"ready": ready, "redis": redis_ok, "broker": broker_ok}, 200 if ready else 503
+    )
 
 
 async def status(request: web.Request) -> web.Response:
     """GET /status: actors, counters by outcome and reason, queue depth, rate budget."""
     if (refusal := _read_refusal(request)) is not None:
         return refusal
-    return _json(await asyncio.to_thread(request.app[SERVICE].status))
+    return json_response(await asyncio.to_thread(request.app[SERVICE].status))
 
 
 async def metrics(request: web.Request) -> web.Response:
