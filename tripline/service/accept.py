@@ -225,10 +225,11 @@ class Acceptor:
     def _record(self, checked: Sequence[Checked | Rejected]) -> list[Verdict]:
         verdicts: list[Verdict | None] = [c if isinstance(c, Rejected) else None for c in checked]
         todo = [(n, c) for n, c in enumerate(checked) if isinstance(c, Checked)]
+        retried: set[str] = set()  # an attempt of ours failed midway: it may have recorded them
         for attempt in range(1, self._attempts + 1):
             if not todo:
                 break
-            failed = self._round(todo, verdicts)
+            failed = self._round(todo, verdicts, retried)
             if attempt == self._attempts:
                 self._unindex([item.alert.idempotency_key for (_, item), _ in failed])
                 for (index, item), error in failed:
@@ -241,6 +242,7 @@ class Acceptor:
                         attempts=attempt,
                     )
             todo = [entry for entry, _ in failed]
+            retried.update(item.alert.idempotency_key for _, item in todo)
         out = [v for v in verdicts if v is not None]
         self._count(out)
         return out
@@ -257,17 +259,21 @@ class Acceptor:
                 log.warning("quarantined alerts left in the pending index: %s", keys)
 
     def _round(
-        self, todo: list[tuple[int, Checked]], verdicts: list[Verdict | None]
+        self, todo: list[tuple[int, Checked]], verdicts: list[Verdict | None], retried: set[str]
     ) -> list[tuple[tuple[int, Checked], Exception]]:
         """One pipelined round trip for `todo`: fills their verdicts, returns what failed.
 
-        A failure of one alert's own (its document cannot be written, an error reply about its
-        keys) is returned with the alert; Redis failing as a whole raises.
+        An alert fails on its own when its document cannot be written or its record's script
+        answers an error about its keys: it is returned with the error. An error on the
+        instance's pending index fails every alert alike: it raises, as Redis being away does.
+        An error reading a critical alert's snapshot or writing its context fails nothing: the
+        record is what accepts an alert (its shard reads the snapshot itself; the agent's page
+        lacks the context).
         """
         now = self._clock()
         read_after = time.monotonic()
         failed: list[tuple[tuple[int, Checked], Exception]] = []
-        sent: list[tuple[int, Checked, int, int, bool]] = []  # index, item, first, claim, read?
+        sent: list[tuple[int, Checked, int, bool]] = []  # index, item, its ZADD's reply, read?
         pipe = self._redis.pipeline(transaction=False)
         for index, item in todo:
             alert = item.alert
@@ -277,7 +283,7 @@ class Acceptor:
             except Exception as exc:  # this alert's failure, not the batch's
                 failed.append(((index, item), exc))
                 continue
-            first = len(pipe.command_stack)
+            sent.append((index, item, len(pipe.command_stack), item.urgent))
             # Indexed first: a crash between the two leaves an index entry the sweep discards,
             # never a record that nothing would resume.
             pipe.zadd(self._pending_key, {alert.idempotency_key: now}, nx=True)
@@ -285,29 +291,30 @@ class Acceptor:
             # duplicate can never overwrite what the first delivery stored.
             pipe.set(self._keys.context(alert.reference_id), context, nx=True, ex=self._ttl)
             self._accept.queue(pipe, keys, args)
-            claim = len(pipe.command_stack) - 1
             if item.urgent:
                 # The shard reads a sensor it does not hold before it can decide: one round trip
                 # in a row with its own, on a critical alert's way (README "Performance").
                 pipe.get(self._keys.snapshot(alert.customer_id, alert.sensor_id))
-            sent.append((index, item, first, claim, item.urgent))
         if not sent:
             return failed
         results = execute(pipe, self._accept, item_errors=True)
-        ends = [entry[2] for entry in sent[1:]] + [len(results)]
-        for (index, item, first, claim, read), end in zip(sent, ends, strict=True):
-            alert = item.alert
-            error = next((r for r in results[first:end] if isinstance(r, Exception)), None)
-            if error is not None:
-                failed.append(((index, item), error))
+        for index, item, first, read in sent:
+            indexed, context, claimed = results[first : first + 3]
+            if isinstance(indexed, Exception):
+                raise indexed  # the pending index is the instance's, not this alert's
+            if isinstance(claimed, Exception):
+                failed.append(((index, item), claimed))
                 continue
+            if isinstance(context, Exception):
+                log.warning("context of %s not stored: %s", item.alert.idempotency_key, context)
+            reply = results[first + 3] if read else None
+            # An unreadable snapshot is not handed on: its shard reads it itself.
+            unread = not read or isinstance(reply, Exception)
             verdicts[index] = self._verdict(
-                alert,
-                claimed=results[claim],
-                results=results,
-                claim=claim,
-                read=read,
-                read_after=read_after,
+                item.alert,
+                claimed=claimed,
+                snapshot=None if unread else Snapshot(reply or b"", read_after),
+                ours=item.alert.idempotency_key in retried,
             )
         return failed
 
@@ -316,16 +323,15 @@ class Acceptor:
         alert: Alert,
         *,
         claimed: Any,  # noqa: ANN401 - 1, or the recorded alert's identity
-        results: list[Any],
-        claim: int,
-        read: bool,
-        read_after: float,
+        snapshot: Snapshot | None,
+        ours: bool,
     ) -> Verdict:
         key = alert.idempotency_key
-        # Recorded before, unless by our own attempt that never heard back: then this is the
-        # delivery that goes on. (Another delivery may have written it instead; routing it once
-        # more is a replay, which the record's state machine decides.)
-        first = key in self._uncertain
+        # Recorded before, unless by our own attempt that never heard back (or failed midway:
+        # `ours`): then this is the delivery that goes on. (Another delivery may have written
+        # it instead; routing it once more is a replay, which the record's state machine
+        # decides.)
+        first = key in self._uncertain or ours
         self._uncertain.pop(key, None)
         if claimed != 1:
             differ = _differing(alert, claimed)
@@ -333,7 +339,6 @@ class Acceptor:
                 return Conflict(key, differ)
             if not first:
                 return Duplicate(key)
-        snapshot = Snapshot(results[claim + 1] or b"", read_after) if read else None
         return Accepted(alert, snapshot)
 
     def _count(self, verdicts: list[Verdict]) -> None:

@@ -238,3 +238,43 @@ def test_a_document_that_cannot_be_written_is_quarantined_alone(
     assert isinstance(verdicts[0], Quarantined)
     assert isinstance(verdicts[1], Accepted)
     assert not redis_client.exists(keys.record(deep.alert.idempotency_key))
+
+
+def test_a_record_our_failed_attempt_wrote_midway_is_accepted_not_a_duplicate(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    doc = alert(sensor="S-HIST")
+    # Its history key holds a string: the record's script writes the record, then fails on the
+    # history. The retry finds the record our own attempt wrote: it goes on, routed once.
+    redis_client.set(keys.history(doc["idempotencyKey"]), "not a list")
+    (verdict,) = acceptor(redis_client, keys).accept([(orjson.dumps(doc), False)])
+    assert isinstance(verdict, Accepted)
+    assert redis_client.hget(keys.record(doc["idempotencyKey"]), "sensorId") == b"S-HIST"
+
+
+def test_an_unreadable_snapshot_or_context_does_not_refuse_the_alert(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    doc = alert(sensor="S-SNAP", customer="C-1", alert_type="temp_critical")
+    redis_client.rpush(keys.snapshot("C-1", "S-SNAP"), "not a snapshot")
+    accepting = acceptor(redis_client, keys)
+    checked = accepting.check(orjson.dumps(doc), retained=False)
+    assert isinstance(checked, Checked)
+    redis_client.rpush(keys.context(checked.alert.reference_id), "not a context")
+    (verdict,) = accepting.record([checked])
+    assert isinstance(verdict, Accepted)
+    assert verdict.snapshot is None  # not read here: its shard reads it
+    assert redis_client.exists(keys.record(doc["idempotencyKey"]))
+
+
+def test_a_broken_pending_index_fails_the_batch_not_its_alerts(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    redis_client.set(keys.pending("default"), "not an index")
+    batch = [(orjson.dumps(alert()), False), (orjson.dumps(alert()), False)]
+    with pytest.raises(redis.ResponseError):
+        acceptor(redis_client, keys, dead_letters(redis_client, keys)).accept(batch)
+    assert redis_client.xlen(keys.dead_letters()) == 0  # nothing quarantined for it
