@@ -362,9 +362,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if not allowed:
             self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
             return False
-        free = (self._conf.critical_concurrency - self._in_flight[True]) + (
-            self._conf.max_concurrency - self._in_flight[False]
-        )
+        free = sum(self._caps[critical] - self._in_flight[critical] for critical in (True, False))
         wait = self._prepaid.wait(now, queued=len(self._queue), free=free)
         if wait > 0:
             self._wake_at(now + wait)

@@ -21,9 +21,8 @@ TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]+$")
 # invisible formatting characters that reorder or hide text on an agent's screen (bidi
 # embeddings, overrides and isolates, directional and zero-width marks, line and paragraph
 # separators, the BOM, interlinear annotation). A unit of "\u202ec°" would show reversed.
-UNSAFE_CHARACTERS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
-)
+_INVISIBLE = "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb"
+UNSAFE_CHARACTERS = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
 # What an ISO-8601 time can hold: fromisoformat() overlooks some others (a trailing NUL).
 _ISO_CHARACTERS = re.compile(r"[0-9TWZtwz:.,+\- ]+")
 _UNIT_MAX = 32
@@ -108,7 +107,11 @@ def validate(
         key = doc.get("idempotencyKey")
         return Rejected(
             (Problem("", Reason.INVALID_FIELD, f"nested deeper than {limits.max_depth} levels"),),
-            key if isinstance(key, str) and ID_PATTERN.fullmatch(key) and len(key) <= 128 else "",
+            key
+            if isinstance(key, str)
+            and ID_PATTERN.fullmatch(key)
+            and len(key) <= limits.max_string_length
+            else "",
         )
     problems: list[Problem] = []
     if not body.isascii() or b"\\u" in body or b"\x7f" in body:  # else nothing to look for
@@ -277,9 +280,7 @@ def _epoch(value: object) -> float | str:
 
 # In members beyond the guide's fields (kept in the context, shown to the agent): the same
 # characters as UNSAFE_CHARACTERS but tab, newline and carriage return, which free text may hold.
-_HIDDEN_IN_EXTRAS = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
-)
+_HIDDEN_IN_EXTRAS = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
 _GUIDE_FIELDS = frozenset(
     ("idempotencyKey", "sensorId", "customerId", "alertType", "timestamp", "status", "severity")
 )
