@@ -168,7 +168,11 @@ _ID_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
 
 
 def _id(value: str) -> str:
-    return value.translate(_ID_ESCAPES)
+    # Nearly every id needs nothing: four substring tests are ~10x cheaper than translate()
+    # on the keys every stage builds for every alert.
+    if "%" in value or "{" in value or "}" in value or ":" in value:
+        return value.translate(_ID_ESCAPES)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
