@@ -208,10 +208,10 @@ def _act(
     An entry given up on (see sweep's `quarantine`) is added to `done`.
     """
     reroute: list[Alert] = []
-    replies = list(replies)
+    answers = iter(replies)
     for key, state in act:
-        blob = replies.pop(0)
-        rerouted = replies.pop(0) if _counted(state, rules) else 0
+        blob = next(answers)
+        rerouted = next(answers) if _counted(state, rules) else 0
         if not blob:
             counts["waiting"] += 1
             continue
