@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tripline.messages import Customer
+from tripline.messages import Contact, Customer
 
 _MAX = 256
+_MAX_CONTACTS = 10
+_MAX_ORDER = 2**31 - 1
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _REGION = re.compile(r"^([A-Z]{2}-)?[A-Z0-9]{1,3}$")
 
@@ -27,12 +29,9 @@ def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN40
     other = names_another(customer_id, doc)
     if other:
         return other
-    strings: dict[str, str] = {}
-    for name in ("name", "phone", "timezone", "country", "region"):
-        value = doc.get(name) or ""
-        if not isinstance(value, str) or len(value) > _MAX:
-            return f"{name} must be a string of at most {_MAX} characters"
-        strings[name] = value.strip()
+    strings = _strings(doc, ("name", "phone", "timezone", "country", "region"))
+    if isinstance(strings, str):
+        return strings
     country, region = strings["country"].upper(), strings["region"].upper()
     if country and not _COUNTRY.match(country):
         return "country must be an ISO 3166-1 alpha-2 code"
@@ -46,6 +45,9 @@ def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN40
         if not isinstance(value, bool):
             return f"{name} must be true or false"
         flags[name] = value
+    contacts = parse_contacts(doc.get("contacts"))
+    if isinstance(contacts, str):
+        return contacts
     return Customer(
         customer_id=customer_id,
         name=strings["name"],
@@ -56,7 +58,66 @@ def parse_customer(customer_id: str, doc: Any) -> Customer | str:  # noqa: ANN40
         country=country,
         region=region,
         call_consent=flags["callConsent"],
+        contacts=contacts,
     )
+
+
+def parse_contacts(raw: Any) -> tuple[Contact, ...] | str:  # noqa: ANN401
+    """Read the document's optional `contacts`: further people the re-attempt ladder may call.
+
+    Each is `{name, phone, role, order, callConsent, timezone}`, every field optional, strings
+    held to the same limit as the customer's. `order` defaults to the contact's position (1 for
+    the first: the customer's own phone is 0). One bad contact makes the whole document bad, as
+    any other bad field does: calling down a list we only half understood could ring the wrong
+    person first. Sorted by order, ties kept in the CRM's order.
+
+    Returns:
+        The contacts, or a sentence naming the bad one and what is wrong with it.
+    """
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > _MAX_CONTACTS:
+        return f"contacts must be a list of at most {_MAX_CONTACTS} objects"
+    contacts: list[Contact] = []
+    for position, item in enumerate(raw, start=1):
+        contact = _contact(item, position)
+        if isinstance(contact, str):
+            return f"contact {position}: {contact}"
+        contacts.append(contact)
+    return tuple(sorted(contacts, key=lambda c: c.order))
+
+
+def _contact(item: Any, position: int) -> Contact | str:  # noqa: ANN401
+    if not isinstance(item, dict):
+        return "must be an object"
+    strings = _strings(item, ("name", "phone", "role", "timezone"))
+    if isinstance(strings, str):
+        return strings
+    order = item.get("order", position)
+    if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order <= _MAX_ORDER:
+        return f"order must be a whole number from 0 to {_MAX_ORDER}"
+    consent = item.get("callConsent", True)
+    if not isinstance(consent, bool):
+        return "callConsent must be true or false"
+    return Contact(
+        name=strings["name"],
+        phone=strings["phone"],
+        role=strings["role"],
+        order=order,
+        call_consent=consent,
+        timezone=strings["timezone"],
+    )
+
+
+def _strings(doc: dict[str, Any], names: tuple[str, ...]) -> dict[str, str] | str:
+    """The named fields, trimmed ('' when absent or null), or what is wrong with one."""
+    strings: dict[str, str] = {}
+    for name in names:
+        value = doc.get(name) or ""
+        if not isinstance(value, str) or len(value) > _MAX:
+            return f"{name} must be a string of at most {_MAX} characters"
+        strings[name] = value.strip()
+    return strings
 
 
 def names_another(customer_id: str, doc: dict[str, Any]) -> str:
@@ -67,8 +128,12 @@ def names_another(customer_id: str, doc: dict[str, Any]) -> str:
 
 
 def customer_to_doc(customer: Customer) -> dict[str, Any]:
-    """The cached form of a customer (the CRM's field names)."""
-    return {
+    """The cached form of a customer (the CRM's field names); parse_customer reads it back.
+
+    `contacts` is written only when there are some, so a customer without any caches as it
+    did before contacts existed.
+    """
+    doc: dict[str, Any] = {
         "id": customer.customer_id,
         "name": customer.name,
         "phone": customer.phone,
@@ -79,3 +144,16 @@ def customer_to_doc(customer: Customer) -> dict[str, Any]:
         "doNotCall": customer.do_not_call,
         "callConsent": customer.call_consent,
     }
+    if customer.contacts:
+        doc["contacts"] = [
+            {
+                "name": contact.name,
+                "phone": contact.phone,
+                "role": contact.role,
+                "order": contact.order,
+                "callConsent": contact.call_consent,
+                "timezone": contact.timezone,
+            }
+            for contact in customer.contacts
+        ]
+    return doc

@@ -17,6 +17,7 @@ import orjson
 
 from tripline.messages import (
     Alert,
+    Contact,
     Customer,
     DialIntent,
     Outcome,
@@ -415,7 +416,13 @@ def work_from_json(blob: bytes) -> DialIntent | TaskIntent:
         return DialIntent(
             intent_id=doc["intentId"],
             alert=alert,
-            customer=Customer(**doc["customer"]),
+            customer=Customer(
+                **{
+                    **doc["customer"],
+                    # orjson wrote each Contact as an object; older work has no contacts.
+                    "contacts": tuple(Contact(**c) for c in doc["customer"].get("contacts", ())),
+                }
+            ),
             priority=Priority(doc["priority"]),
             enqueued_at=doc["enqueuedAt"],
             facts=facts,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.actors.helpers import intent
 from tests.conftest import alert
 from tripline.adapters.store import Keys, iso, work_from_json, work_to_json
-from tripline.messages import Priority, Reason, TaskIntent
+from tripline.messages import Contact, Priority, Reason, TaskIntent
 from tripline.pipeline.validate import Limits, Rejected, validate
 
 
@@ -53,6 +53,30 @@ def test_queued_work_survives_its_persisted_form() -> None:
     )
     assert work_from_json(work_to_json(call)) == call
     assert work_from_json(work_to_json(task)) == task
+
+
+def test_queued_work_keeps_the_customers_contacts() -> None:
+    checked = validate(orjson.dumps(alert()), now=time.time(), limits=Limits())
+    assert not isinstance(checked, Rejected)
+    call = intent(checked[0], Priority.CRITICAL)
+    contacts = (
+        Contact(name="Ana", phone="+14155550101", role="spouse", order=1, timezone="US/Pacific"),
+        Contact(name="Bo", phone="+14155550102", order=2, call_consent=False),
+    )
+    call = replace(call, customer=replace(call.customer, contacts=contacts))
+    back = work_from_json(work_to_json(call))
+    assert back == call
+    assert isinstance(back, type(call))
+    assert all(isinstance(c, Contact) for c in back.customer.contacts)
+
+
+def test_queued_work_from_before_contacts_reads_with_none() -> None:
+    checked = validate(orjson.dumps(alert()), now=time.time(), limits=Limits())
+    assert not isinstance(checked, Rejected)
+    call = intent(checked[0], Priority.HIGH)
+    doc = orjson.loads(work_to_json(call))
+    del doc["customer"]["contacts"]  # work an older version queued
+    assert work_from_json(orjson.dumps(doc)) == call
 
 
 # --- key-safe ids ---------------------------------------------------------------------------
