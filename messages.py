@@ -215,6 +215,26 @@ class Customer:
     """ISO 3166-2 subdivision of the service address, e.g. 'US-LA' ('' when unknown)."""
     call_consent: bool = True
     """False when the customer revoked consent to be called."""
+    contacts: tuple[Contact, ...] = ()
+    """Further people to call when the customer is not reached, in the CRM's order.
+
+    The customer's own phone is always the first contact (order 0); these follow it.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contact:
+    """One person the re-attempt ladder may call about a customer's alert."""
+
+    name: str
+    phone: str
+    """As the CRM has it; normalised to E.164 when called."""
+    role: str = ""
+    order: int = 0
+    """Lower first; the customer's own phone is order 0."""
+    call_consent: bool = True
+    timezone: str = ""
+    """IANA zone of this contact ('' : the customer's)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,6 +263,11 @@ class DialIntent:
     """The compliance facts the call was allowed on (zone, local time, rule), for the record."""
     not_before: float = 0.0
     """The pending delay: not dialed before this (epoch seconds), so a resolve can cancel it."""
+    attempt: int = 1
+    """Which call of the alert's re-attempt ladder this is: 1 opens the record's outcome,
+    each later one is a new attempt of a `called` record (actors/dialing/follow.py)."""
+    contact: str = ""
+    """Whom a re-attempt calls (the contact's name), for the record and the agent."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,6 +304,8 @@ class SensorResolved:
     """The resolved alert's key (named on the cancelled records)."""
     timestamp: float
     """The sensor's time of the resolve: alerts raised before it are cleared by it."""
+    customer_id: str = ""
+    """The sensor's customer (the resolve is remembered under the customer's hash tag)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -215,6 +215,9 @@ class Service:
                 caps=self.caps,
                 maintenance=self.maintenance,
                 record_ttl=c.redis.record_ttl_seconds,
+                reach=c.reach,
+                outcomes=c.outcomes,
+                crm=c.crm,
                 clock=self.clock,
             ),
         )

@@ -18,7 +18,7 @@ from tripline.actors.dialing.jobs import DialJobs
 from tripline.adapters.backends import BackendsFactory
 from tripline.adapters.budget import PrepaidBudget, RateBudget
 from tripline.adapters.store import Keys, iso
-from tripline.conf.schema import DialerConfig
+from tripline.conf.schema import CrmConfig, DialerConfig, OutcomesConfig, ReachConfig
 from tripline.messages import (
     ControlsChanged,
     DialFinished,
@@ -78,6 +78,9 @@ class Dialer(Supervised, pykka.ThreadingActor):
         caps: CapRules | None = None,
         maintenance: OperatorControls | None = None,
         record_ttl: int = 86400,
+        reach: ReachConfig | None = None,
+        outcomes: OutcomesConfig | None = None,
+        crm: CrmConfig | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Keep collaborators; the backends are built on the loop that will use them."""
@@ -103,6 +106,10 @@ class Dialer(Supervised, pykka.ThreadingActor):
             stats=stats,
             clock=clock,
             tell=self._tell_self,
+            instance=instance,
+            reach=reach or ReachConfig(),
+            outcomes=outcomes or OutcomesConfig(),
+            crm=crm or CrmConfig(),
         )
         self._governance = GovernRules(
             threshold=conf.occupancy_threshold,
@@ -255,7 +262,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             if self._incident is not None and work.priority != Priority.CRITICAL:
                 self._defer(work, Reason.FLEET_INCIDENT, self._incident_detail())
                 return
-            if not work.not_before:
+            if not work.not_before and work.attempt <= 1:
                 delay = self._pending.get(work.priority, 0.0)
                 work = replace(work, not_before=work.alert.accepted_at + delay)
         self._queue.add(work, at=self._clock())
@@ -297,6 +304,8 @@ class Dialer(Supervised, pykka.ThreadingActor):
     def _on_resolved(self, message: SensorResolved) -> None:
         now = self._clock()
         self._resolves.note(message.sensor_id, message.timestamp, message.idempotency_key, now)
+        # Ladders of the sensor's earlier alerts end; a callback still waiting is cancelled.
+        self._submit(self._jobs.sensor_resolved(message))
         for entry in self._queue.calls_of(message.sensor_id):
             assert isinstance(entry.work, DialIntent)  # noqa: S101 - only calls are indexed
             if entry.work.alert.timestamp <= message.timestamp:
@@ -396,6 +405,10 @@ class Dialer(Supervised, pykka.ThreadingActor):
     def _defer(self, work: Queued, reason: Reason, detail: str) -> None:
         """Turn waiting dial work into a task (it was persisted: the task replaces it)."""
         assert isinstance(work, DialIntent)  # noqa: S101 - only dial work is deferred here
+        if work.attempt > 1:  # a re-attempt of a called alert: its ladder ends with a task
+            self._submit(self._jobs.reattempt_ended(work, f"{reason.value}: {detail}", task=True))
+            self._submit(self._jobs.forget(work))
+            return
         # Queued here, not told to ourselves: its record is written with the next flush of
         # marks, which comes before any job of this message starts (see _pump).
         self._queue_work(

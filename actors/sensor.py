@@ -277,6 +277,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
                         sensor_id=alert.sensor_id,
                         idempotency_key=alert.idempotency_key,
                         timestamp=alert.timestamp,
+                        customer_id=alert.customer_id,
                     )
                 )
             if (window := self._maintenance.covering(alert, now)) is not None:

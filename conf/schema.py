@@ -285,6 +285,60 @@ class ComplyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OutcomesConfig:
+    """Learning what became of each placed call (docs/operations.md "Results and the ladder")."""
+
+    result_timeout_seconds: float = _f(
+        1800.0, min=1.0, doc="No result this long after a call was placed: unknown, with a task."
+    )
+    poll_seconds: float = _f(
+        60.0, min=0.1, doc="How often pending calls' results are asked for (batched)."
+    )
+    wrapup_reached: list[str] = _f([], doc="Wrap-up codes meaning the customer was reached.")
+    wrapup_not_reached: list[str] = _f([], doc="Wrap-up codes meaning they were not.")
+    wrapup_wrong_number: list[str] = _f([], doc="Wrap-up codes meaning a wrong number.")
+    wrapup_do_not_call: list[str] = _f(
+        [], doc="Wrap-up codes meaning 'do not call': the number joins the do-not-call list."
+    )
+    twilio_status_url: str = _f(
+        "",
+        doc="Public URL of POST /v1/providers/twilio/status as Twilio calls it (signed over it);"
+        " empty: Twilio results are polled.",
+    )
+    twilio_machine_detection: str = _f(
+        "Enable",
+        choices=("", "Enable", "DetectMessageEnd"),
+        doc="Twilio answering-machine detection (a machine is not a reached customer).",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReachConfig:
+    """The re-attempt ladder: per priority, across the customer's contacts."""
+
+    max_attempts: dict[str, int] = _f(
+        {"critical": 4, "high": 3, "normal": 1, "low": 1},
+        keys=PRIORITY_NAMES,
+        min=1,
+        max=20,
+        doc="Calls per alert at most, first one included.",
+    )
+    retry_after_seconds: dict[str, float] = _f(
+        {"critical": 300.0, "high": 600.0, "normal": 900.0, "low": 900.0},
+        keys=PRIORITY_NAMES,
+        min=0,
+        doc="Wait after a call that did not reach anyone before the next attempt.",
+    )
+    attempts_per_contact: dict[str, int] = _f(
+        {"critical": 2, "high": 1, "normal": 1, "low": 1},
+        keys=PRIORITY_NAMES,
+        min=1,
+        max=20,
+        doc="Attempts each contact gets before the ladder moves to the next one.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FleetConfig:
     """Mass failure: many distinct sensors alerting at once is one fleet incident."""
 
@@ -334,6 +388,8 @@ class Config:
     cxone: CxoneConfig
     twilio: TwilioConfig
     status: StatusConfig
+    outcomes: OutcomesConfig
+    reach: ReachConfig
 
 
 class ConfigError(Exception):
@@ -501,7 +557,7 @@ def _build(name: str, cls: type[Any], values: dict[str, Any], problems: list[str
 
 
 def _check(kind: Any, value: Any, meta: Any) -> str | None:  # noqa: ANN401, PLR0911
-    if kind in (dict[str, str], dict[str, int]):
+    if kind in (dict[str, str], dict[str, int], dict[str, float]):
         return _check_mapping(kind, value, meta)
     if kind == list[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -537,14 +593,31 @@ def _check_type(kind: Any, value: Any) -> str | None:  # noqa: ANN401
 def _check_mapping(kind: Any, value: Any, meta: Any) -> str | None:  # noqa: ANN401
     if not isinstance(value, dict):
         return "must be a table"
-    want = str if kind == dict[str, str] else int
+    want: tuple[type, ...] = {
+        dict[str, str]: (str,),
+        dict[str, int]: (int,),
+        dict[str, float]: (int, float),
+    }[kind]
     for key, item in value.items():
         if "keys" in meta and key not in meta["keys"]:
             return f"key '{key}' must be one of {', '.join(meta['keys'])}"
-        if not isinstance(item, want) or isinstance(item, bool):
-            return f"value of '{key}' must be a {want.__name__}"
-        if "values" in meta and item not in meta["values"]:
-            return f"value of '{key}' must be one of {', '.join(meta['values'])}"
+        problem = _check_item(want, item, meta)
+        if problem:
+            return f"value of '{key}' {problem}"
+    return None
+
+
+def _check_item(want: tuple[type, ...], item: Any, meta: Any) -> str | None:  # noqa: ANN401
+    if not isinstance(item, want) or isinstance(item, bool):
+        return f"must be a {'number' if float in want else want[0].__name__}"
+    if isinstance(item, float) and not math.isfinite(item):
+        return "must be a finite number"
+    if "values" in meta and item not in meta["values"]:
+        return f"must be one of {', '.join(meta['values'])}"
+    if "min" in meta and item < meta["min"]:
+        return f"must be at least {meta['min']}"
+    if "max" in meta and item > meta["max"]:
+        return f"must be at most {meta['max']}"
     return None
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -25,6 +25,15 @@ from tripline.pipeline.dial import Gate, gate
 from tripline.pipeline.maintenance import Window
 from tripline.service.controls import OperatorControls
 from tripline.service.stats import Stats
+
+
+def call_member(intent: DialIntent) -> str:
+    """The call's member in the caps' sorted sets: every attempt counts as a call of its own."""
+    return intent.intent_id if intent.attempt <= 1 else f"{intent.intent_id}#{intent.attempt}"
+
+
+if TYPE_CHECKING:
+    from tripline.actors.dialing.follow import Follower
 
 log = logging.getLogger("tripline.dialer")
 
@@ -45,6 +54,8 @@ class Checks:
     """The do-not-call re-check and the caps of each other call, in flight."""
     failed: Exception | None = None
     """Sending failed: the calls after `sent` were not checked."""
+    ended: list[tuple[Call, str, bool]] = field(default_factory=list)
+    """Re-attempts that end here (why, and whether a person gets a task)."""
 
 
 class LastChecks:
@@ -64,6 +75,8 @@ class LastChecks:
         """Keep collaborators."""
         self._records, self._rules, self._caps, self._controls = records, rules, caps, controls
         self._stats, self._clock, self._tell = stats, clock, tell
+        self.follower: Follower | None = None
+        """Re-attempts (of called alerts) are moved by their ladder, not their record's outcome."""
 
     def send(self, calls: list[Call]) -> Checks:
         """Compliance at the moment of dialing, and the caps' and do-not-call requests sent.
@@ -81,7 +94,16 @@ class LastChecks:
                 alert_type=intent.alert.alert_type,
             )
             if blocked is not None:  # work may have waited in the queue past the window
-                checks.blocked.append((call, blocked))
+                if intent.attempt > 1:
+                    checks.ended.append((call, f"{blocked.reason.value}: {blocked.detail}", True))
+                else:
+                    checks.blocked.append((call, blocked))
+                continue
+            if (
+                intent.attempt > 1
+                and (window := self._controls.covering(intent.alert, checks.now)) is not None
+            ):  # a called alert keeps its cooldown: nothing to withdraw
+                checks.ended.append((call, f"maintenance: {window.detail()}", False))
                 continue
             try:
                 checks.sent.append((call, self._commands(intent, checks.now)))
@@ -105,6 +127,11 @@ class LastChecks:
             intent, slot = call
             del unsettled[id(call)]
             self._tell(blocked.task(intent.alert))
+            await self.finish(intent, slot)
+        for call, why, task in checks.ended:
+            intent, slot = call
+            del unsettled[id(call)]
+            await self._end_reattempt(intent, why, task=task)
             await self.finish(intent, slot)
         if checks.failed is not None:
             raise checks.failed
@@ -133,6 +160,8 @@ class LastChecks:
     ) -> bool:
         """Whether the checks' answers end this call here (recorded); False: it may dial."""
         intent, _ = call
+        if intent.attempt > 1:
+            return await self._settled_reattempt(intent, answers)
         if window is not None:
             await self.release_caps(intent)  # whichever counted it
             if await self._records.record(
@@ -171,6 +200,23 @@ class LastChecks:
                 self._stats.decided(intent.alert, Outcome.SUPPRESSED, reason)
         return True
 
+    async def _settled_reattempt(self, intent: DialIntent, answers: list[Any]) -> bool:
+        """A re-attempt's do-not-call re-check and caps: any refusal ends its ladder."""
+        verdict, release = gate(
+            on_dnc_list=bool(answers[0]),
+            number_ok=bool(answers[1][0]) if self._caps.number else None,
+            customer_ok=bool(answers[-1][0]) if self._caps.customer else None,
+        )
+        if verdict == Gate.DIAL:
+            return False
+        await self.release_caps(intent, number="number" in release, customer="customer" in release)
+        await self._end_reattempt(intent, f"{verdict.value} at the moment of dialing", task=True)
+        return True
+
+    async def _end_reattempt(self, intent: DialIntent, why: str, *, task: bool) -> None:
+        if self.follower is not None:
+            await self.follower.ended_before_dialing(intent, why, task=task)
+
     def withdraw(self, intent: DialIntent) -> asyncio.Future[Any]:
         """Withdraw a waiting call (1), or 0 when other alerts were grouped into it.
 
@@ -190,7 +236,7 @@ class LastChecks:
     def _commands(self, intent: DialIntent, now: float) -> list[asyncio.Future[Any]]:
         """The do-not-call re-check, then the number's and the customer's caps (if any)."""
         keys, auto = self._records.keys, self._records.auto
-        member = intent.intent_id
+        member = call_member(intent)
         futures = [auto.send("SISMEMBER", keys.dnc(), intent.customer.phone)]
         for caps, key in (
             (self._caps.number, keys.number_calls(intent.customer.phone)),
@@ -203,6 +249,20 @@ class LastChecks:
 
     async def _to_dialing(self, calls: list[Call]) -> list[Call]:
         """The record is the arbiter: only one path may move it to dialing, ever."""
+        again = [call for call in calls if call[0].attempt > 1]
+        if again:
+            calls = [call for call in calls if call[0].attempt <= 1]
+        ready = await self._first_to_dialing(calls) if calls else []
+        for intent, slot in again:  # the ladder is the arbiter of a re-attempt
+            if self.follower is not None and await self.follower.to_dialing(intent):
+                ready.append((intent, slot))
+            else:
+                log.info("re-attempt %s skipped: its ladder moved on", intent.intent_id)
+                await self.release_caps(intent)
+                await self.finish(intent, slot)
+        return ready
+
+    async def _first_to_dialing(self, calls: list[Call]) -> list[Call]:
         now = self._clock()
         keys, auto, sha = self._records.keys, self._records.auto, self._records.sha["transition"]
         moves = [
@@ -245,6 +305,6 @@ class LastChecks:
         if customer and self._caps.customer:
             commands.append(("ZREM", keys.customer_calls(intent.customer.customer_id)))
         try:
-            await asyncio.gather(*(auto.send(*c, intent.intent_id) for c in commands))
+            await asyncio.gather(*(auto.send(*c, call_member(intent)) for c in commands))
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("caps of %s not released (Redis unavailable)", intent.intent_id)

@@ -15,14 +15,23 @@ from typing import Any
 import redis
 
 from tripline.actors._loop import ride_out
+from tripline.actors.dialing.follow import Follower
 from tripline.actors.dialing.gate import Call, Checks, LastChecks
 from tripline.actors.dialing.place import Placer, finished_with
 from tripline.actors.dialing.records import Records
 from tripline.actors.dialing.tasks import Tasks
 from tripline.adapters.backends import Backends, BackendsFactory
 from tripline.adapters.store import FROM_PENDING, Keys
-from tripline.conf.schema import DialerConfig
-from tripline.messages import DialFinished, DialIntent, OccupancyObserved, Outcome, Priority, Reason
+from tripline.conf.schema import CrmConfig, DialerConfig, OutcomesConfig, ReachConfig
+from tripline.messages import (
+    DialFinished,
+    DialIntent,
+    OccupancyObserved,
+    Outcome,
+    Priority,
+    Reason,
+    SensorResolved,
+)
 from tripline.pipeline.caps import CapRules
 from tripline.pipeline.comply import ComplyRules
 from tripline.pipeline.dial_queue import Queued, Work
@@ -52,6 +61,10 @@ class DialJobs:
         stats: Stats,
         clock: Callable[[], float],
         tell: Callable[[object], None],
+        instance: str = "tripline-1",
+        reach: ReachConfig | None = None,
+        outcomes: OutcomesConfig | None = None,
+        crm: CrmConfig | None = None,
     ) -> None:
         """Keep collaborators; connect() and open() must run on the loop."""
         self._conf, self._routing, self._stats, self._clock, self._tell = (
@@ -61,6 +74,15 @@ class DialJobs:
             clock,
             tell,
         )
+        self._instance, self._rules, self._controls, self._ttl = (
+            instance,
+            rules,
+            controls,
+            record_ttl,
+        )
+        self._reach, self._outcomes = reach or ReachConfig(), outcomes or OutcomesConfig()
+        self._crm = crm or CrmConfig()
+        self.follower: Follower | None = None
         self.records = Records(
             conf=conf,
             redis_url=redis_url,
@@ -98,7 +120,24 @@ class DialJobs:
     ) -> list[Work]:
         """Build the backends, start polling; returns the work persisted before a restart."""
         backends = self.backends = factory(take_budget)
+        self.follower = Follower(
+            records=self.records,
+            backends=backends,
+            instance=self._instance,
+            rules=self._rules,
+            reach=self._reach,
+            outcomes=self._outcomes,
+            crm_conf=self._crm,
+            controls=self._controls,
+            record_ttl=self._ttl,
+            stats=self._stats,
+            clock=self._clock,
+            tell=self._tell,
+        )
+        self.checks.follower = self.follower
+        self._follow_task = asyncio.get_running_loop().create_task(self.follower.run_forever())
         self._placer = Placer(
+            follower=self.follower,
             conf=self._conf,
             backends=backends,
             records=self.records,
@@ -125,6 +164,9 @@ class DialJobs:
 
     async def close(self) -> None:
         """Close backends and Redis."""
+        if self.follower is not None:
+            self._follow_task.cancel()
+            await self.follower.close()
         if self.backends is not None:
             for backend in self.backends.owned:
                 await backend.close()
@@ -140,11 +182,32 @@ class DialJobs:
         """Drop work from the persisted queue (done, or replaced by a task)."""
         await self.records.forget(work)
 
+    async def sensor_resolved(self, message: SensorResolved) -> None:
+        """Ladders of the sensor's earlier alerts end (see Follower.sensor_resolved)."""
+        if self.follower is not None:
+            await self.follower.sensor_resolved(
+                message.customer_id, message.sensor_id, message.timestamp
+            )
+
+    async def reattempt_ended(self, intent: DialIntent, why: str, *, task: bool) -> None:
+        """A queued re-attempt will not be placed: its ladder ends (a task when `task`)."""
+        if self.follower is not None:
+            await self.follower.ended_before_dialing(intent, why, task=task)
+
     async def cancel(self, intent: DialIntent, resolved_by: str) -> None:
         """The sensor resolved before the call was placed: cancel it, unless others joined it."""
         key = intent.intent_id
         finished = DialFinished(intent_id=key, priority=intent.priority, slot=False)
         records = self.records
+        if intent.attempt > 1:  # a re-attempt: the ladder ends, nothing else was claimed
+            try:
+                await self.reattempt_ended(
+                    intent, f"the sensor resolved ({resolved_by})", task=False
+                )
+                await records.forget(intent)
+            finally:
+                self._tell(finished)
+            return
         try:
             await records.after_marks([key])
             if not await ride_out(lambda: self.checks.withdraw(intent)):

@@ -15,12 +15,14 @@ from typing import Any
 
 import orjson
 
+from tripline.actors.dialing.follow import Follower
 from tripline.actors.dialing.gate import LastChecks
 from tripline.actors.dialing.records import Records
 from tripline.adapters.backends import Backends, Result
 from tripline.conf.schema import DialerConfig
 from tripline.messages import DialFinished, DialIntent, Outcome, Reason, State, TaskIntent
 from tripline.pipeline.dial import Answer, backoff, retry_after
+from tripline.pipeline.reach import CallResult, Evidence, ResultReason
 from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
@@ -40,9 +42,11 @@ class Placer:
         stats: Stats,
         clock: Callable[[], float],
         tell: Callable[[object], None],
+        follower: Follower | None = None,
     ) -> None:
         """Keep collaborators."""
         self._conf, self._backends, self._records, self._checks = conf, backends, records, checks
+        self._follower = follower
         self._routing, self._stats, self._clock, self._tell = routing, stats, clock, tell
 
     async def place(self, intent: DialIntent, slot: bool) -> None:
@@ -50,6 +54,11 @@ class Placer:
         done = DialFinished(intent_id=intent.intent_id, priority=intent.priority, slot=slot)
         try:
             backend = self._backends.by_priority[intent.priority]
+            follower = self._follower
+            if follower is not None and follower.follows(intent):
+                # Indexed before the call leaves: a crash after it still finds the call.
+                grace = self._conf.request_timeout_seconds * (self._conf.max_retries + 2)
+                await follower.watch(intent, self._clock() + grace)
             started = time.perf_counter()
             try:
                 result = await send(
@@ -62,6 +71,10 @@ class Placer:
             done = await self._after_dial(intent, result, done)
         except Exception as exc:
             log.exception("dialer: %s failed", intent.intent_id)
+            if intent.attempt > 1 and self._follower is not None:
+                unknown = Evidence(CallResult.UNKNOWN, Reason.DIAL_UNCERTAIN.value)
+                await self._follower.not_placed(intent, unknown, f"internal error: {exc!r}")
+                return
             # We cannot know whether the request left: never resend, hand it to a person.
             self._tell(
                 TaskIntent(
@@ -76,20 +89,59 @@ class Placer:
                 await self._records.forget(intent)
             self._tell(done)
 
+    async def _after_reattempt(
+        self, intent: DialIntent, result: Result, done: DialFinished
+    ) -> DialFinished:
+        """A re-attempt of a called alert: its answer moves the ladder, not the outcome."""
+        follower = self._follower
+        assert follower is not None  # noqa: S101 - only the follower queues re-attempts
+        if result.answer == Answer.DONE:
+            await follower.placed(intent, result.ref)
+            return finished_with(done, backend_ok=True)
+        if result.answer != Answer.UNCERTAIN:
+            await self._checks.release_caps(intent)
+        if result.answer in (Answer.RATE_LIMITED, Answer.UNSENT):
+            await follower.requeued(intent)
+            wait = (
+                retry_after(result.retry_after, default=1.0)
+                if (result.answer == Answer.RATE_LIMITED)
+                else None
+            )
+            reached = result.answer != Answer.UNSENT
+            return finished_with(done, requeue=intent, retry_after=wait, backend_ok=reached)
+        evidence = (
+            Evidence(CallResult.UNKNOWN, Reason.DIAL_UNCERTAIN.value)
+            if result.answer == Answer.UNCERTAIN
+            else Evidence(CallResult.NOT_REACHED, ResultReason.FAILED)
+        )
+        await follower.not_placed(intent, evidence, result.detail)
+        return finished_with(done, backend_ok=True)
+
     async def _after_dial(
         self, intent: DialIntent, result: Result, done: DialFinished
     ) -> DialFinished:
+        if intent.attempt > 1:
+            return await self._after_reattempt(intent, result, done)
         key = intent.intent_id
         reached = result.answer != Answer.UNSENT
         if result.answer == Answer.DONE:
             facts = orjson.dumps(dict(intent.facts)).decode() if intent.facts else ""
+            ladder: dict[str, str] = {}
+            if (
+                self._follower is not None
+                and self._follower.follows(intent)
+                and result.ref not in ("", "unknown")
+            ):
+                ladder = self._follower.first_fields(intent, result.ref, self._clock())
             if await self._records.record(
                 key,
                 state=Outcome.CALLED,
                 allowed_from=State.DIALING,
+                reason=Reason.NONE,
                 callId=result.ref,
                 detail=result.detail,
                 facts=facts,
+                **ladder,
             ):
                 self._stats.decided(intent.alert, Outcome.CALLED, callId=result.ref or "")
             return finished_with(done, backend_ok=True)

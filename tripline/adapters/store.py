@@ -461,8 +461,14 @@ def decode_record(raw: dict[bytes, bytes], history: list[bytes]) -> dict[str, An
         "taskId": rec.get("taskId"),
         "groupedInto": rec.get("groupedInto"),
         "detail": rec.get("detail"),
+        "result": rec.get("result"),
+        "resultReason": rec.get("resultReason") or None,
+        "nextAttemptAt": rec.get("nextAt") if rec.get("attemptState") == "waiting" else None,
+        "ladderEnd": rec.get("ladderEnd"),
         "history": [orjson.loads(h) for h in history],
     }
     if facts:
         out["facts"] = orjson.loads(facts)
+    if attempts := rec.get("attempts"):
+        out["attempts"] = orjson.loads(attempts)  # phones masked; the raw one is never shown
     return {k: v for k, v in out.items() if v is not None}

@@ -26,6 +26,7 @@ from tripline.edge.admin import (
     pause_dialing,
     resume_dialing,
 )
+from tripline.edge.providers import twilio_status_callback
 from tripline.edge.responses import (
     RETRY_AFTER,
     SERVICE,
@@ -78,6 +79,7 @@ def build_app(service: Service) -> web.Application:
             web.delete("/v1/admin/maintenance/{id}", maintenance_end),
             web.post("/v1/admin/dialing/pause", pause_dialing),
             web.post("/v1/admin/dialing/resume", resume_dialing),
+            web.post("/v1/providers/twilio/status", twilio_status_callback),
             web.get("/", dashboard),
             web.get("/openapi.json", openapi_document),
             web.get("/healthz", healthz),

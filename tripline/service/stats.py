@@ -62,6 +62,25 @@ class Stats:
             buckets=_DECISION_BUCKETS,
             registry=self.registry,
         )
+        self._results = PromCounter(
+            "tripline_call_results",
+            "Placed calls by what became of them (reason: no_answer, busy, ..., or a wrap-up code)",
+            ["result", "reason"],
+            registry=self.registry,
+        )
+        self.attempts_per_alert = Histogram(
+            "tripline_call_attempts_per_alert",
+            "Calls placed for one alert when its re-attempt ladder ended",
+            buckets=(1, 2, 3, 4, 5, 6, 8, 10, 20),
+            registry=self.registry,
+        )
+        self.time_to_reach = Histogram(
+            "tripline_time_to_reach_seconds",
+            "From accepting an alert to learning a person was reached",
+            buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
+            registry=self.registry,
+        )
+        self._result_counts: Counter[str] = Counter()
         self.gauges = {
             name: Gauge(f"tripline_{name}", doc, labels, registry=self.registry)
             for name, doc, labels in (
@@ -86,6 +105,23 @@ class Stats:
         with self._lock:
             self._counts[(outcome, reason.value)] += n
         self._prom.labels(outcome, reason.value).inc(n)
+
+    def call_result(self, result: str, reason: str) -> None:
+        """Count one placed call's result (reasons beyond the vocabulary: wrap-up codes)."""
+        # A wrap-up code is the contact center's own text: bounded, so a tenant with many
+        # codes cannot blow up the series count.
+        label = reason if len(reason) <= 64 else reason[:64]
+        self._results.labels(result, label).inc()
+        with self._lock:
+            self._result_counts[result] += 1
+
+    def reach(self) -> dict[str, Any]:
+        """Results so far and the reach rate (reached / calls with a final result)."""
+        with self._lock:
+            counts = dict(self._result_counts)
+        final = sum(n for r, n in counts.items() if r != "pending")
+        rate = round(counts.get("reached", 0) / final, 3) if final else None
+        return {"results": counts, "reachRate": rate}
 
     def decided(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import orjson
@@ -12,6 +12,7 @@ import orjson
 from tripline.messages import DialIntent, Priority, TaskIntent
 from tripline.pipeline.dial import Answer, classify
 from tripline.pipeline.govern import Occupancy
+from tripline.pipeline.reach import Evidence
 
 ATTRIBUTE_MAX = 255
 """Genesys participant attributes: the guide's limit per value; we check, never truncate."""
@@ -55,6 +56,22 @@ class Observer(Protocol):
         ...
 
 
+@runtime_checkable
+class Follows(Protocol):
+    """A backend that reports what became of the calls it placed, and can cancel one."""
+
+    async def results(self, calls: list[tuple[str, float]]) -> dict[str, Evidence]:
+        """The terminal results among `calls` ((call id, placed at)); pending ones are absent.
+
+        At most 100 calls per request; the caller batches.
+        """
+        ...
+
+    async def cancel(self, call_id: str) -> bool:
+        """Cancel a call still waiting (for an agent, or ringing); True when it was cancelled."""
+        ...
+
+
 @dataclass
 class Backends:
     """Which backend serves which priority, which raises tasks, which reports occupancy."""
@@ -64,11 +81,22 @@ class Backends:
     observer: Observer | None = None
     owned: list[Backend] = field(default_factory=list)
     """Closed at shutdown."""
+    by_name: dict[str, Backend] = field(default_factory=dict)
+    """By kind ([dialer] backend names): a record names the backend that placed its call."""
 
     @classmethod
     def uniform(cls, backend: Backend, observer: Observer | None = None) -> Backends:
         """One backend for everything (tests, the log backend)."""
-        return cls(dict.fromkeys(Priority, backend), backend, observer, [backend])
+        name = type(backend).__name__
+        return cls(dict.fromkeys(Priority, backend), backend, observer, [backend], {name: backend})
+
+    def name(self, priority: Priority) -> str:
+        """The kind of the backend that places calls of `priority`."""
+        backend = self.by_priority[priority]
+        for name, candidate in self.by_name.items():
+            if candidate is backend:
+                return name
+        return type(backend).__name__
 
     def batching(self, priority: Priority) -> bool:
         """Whether work of `priority` is batched (no token or slot per item)."""

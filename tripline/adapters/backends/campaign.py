@@ -10,10 +10,12 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tripline.adapters.backends import Result, oversized
-from tripline.adapters.backends.genesys import GenesysBackend
+from tripline.adapters.backends import Reply, Result, oversized
+from tripline.adapters.backends.genesys import GenesysBackend, ResultsUnavailableError
+from tripline.adapters.backends.outcomes import genesys_contact
 from tripline.messages import DialIntent, Priority, TaskIntent
 from tripline.pipeline.dial import Answer
+from tripline.pipeline.reach import Evidence
 
 
 class GenesysCampaignBackend:
@@ -89,6 +91,29 @@ class GenesysCampaignBackend:
                     else Result(Answer.DONE, ref=f"contact:{contact_id}")
                 )
 
+    async def results(self, calls: list[tuple[str, float]]) -> dict[str, Evidence]:
+        """Each contact's last call result: POST …/contacts/bulk, up to 100 contacts."""
+        ids = {call_id.removeprefix("contact:"): call_id for call_id, _ in calls}
+        if not ids:
+            return {}
+        await self._take_budget()
+        reply = await self._genesys.bulk_contacts(list(ids))
+        if not isinstance(reply, Reply):
+            raise ResultsUnavailableError(f"campaign contacts: {reply.detail}")
+        found: dict[str, Evidence] = {}
+        for contact in reply.body if isinstance(reply.body, list) else []:
+            cid = contact.get("id") if isinstance(contact, dict) else None
+            if isinstance(cid, str) and cid in ids:
+                evidence = genesys_contact(contact, PHONE_COLUMN)
+                if evidence is not None:
+                    found[ids[cid]] = evidence
+        return found
+
+    async def cancel(self, call_id: str) -> bool:
+        """A campaign contact is dialed by the campaign: it is made uncallable, not hung up."""
+        await self._take_budget()
+        return await self._genesys.uncallable_contact(call_id.removeprefix("contact:"))
+
     async def create_task(self, task: TaskIntent) -> Result:
         """Tasks go through Genesys task management as usual."""
         return await self._genesys.create_task(task)
@@ -98,6 +123,10 @@ class GenesysCampaignBackend:
         for urgent in (True, False):
             self._flush_soon(urgent)
         await asyncio.sleep(0)
+
+
+PHONE_COLUMN = "phone"
+"""The contact list's phone column (its callRecords are keyed by it)."""
 
 
 def contact_for(intent: DialIntent) -> dict[str, Any]:

@@ -11,12 +11,18 @@ from urllib.parse import quote
 import orjson
 
 from tripline.adapters.backends import HttpSession, Reply, Result, oversized, request
+from tripline.adapters.backends.genesys import ResultsUnavailableError
+from tripline.adapters.backends.outcomes import cxone_completed
+from tripline.adapters.store import iso
 from tripline.conf.schema import CxoneConfig, DialerConfig
 from tripline.messages import DialIntent, TaskIntent
 from tripline.pipeline.dial import Answer, classify
 from tripline.pipeline.govern import Occupancy
+from tripline.pipeline.reach import Evidence
 
 _TOKEN_MARGIN = 60.0
+_DISPOSITIONS_KEPT = 600.0  # the disposition catalogue changes rarely: read it every 10 min
+_COMPLETED_PAGE = 1000
 
 
 class CxoneBackend(HttpSession):
@@ -37,6 +43,8 @@ class CxoneBackend(HttpSession):
             connect_timeout=dialer.connect_timeout_seconds,
         )
         self._token, self._token_expires, self._api = "", 0.0, ""
+        self._dispositions: dict[int, str] = {}
+        self._dispositions_at = float("-inf")
 
     async def dial(self, intent: DialIntent, routing_priority: int) -> Result:  # noqa: ARG002
         """POST …/scripts/{scriptId}/start {skillId, parameters}: the script dials and queues."""
@@ -58,6 +66,57 @@ class CxoneBackend(HttpSession):
             return reply
         contact = reply.body.get("contactId") if isinstance(reply.body, dict) else None
         return Result(Answer.DONE, ref=str(contact) if contact is not None else "unknown")
+
+    async def results(self, calls: list[tuple[str, float]]) -> dict[str, Evidence]:
+        """Completed contacts since the oldest call: GET …/contacts/completed?updatedSince=.
+
+        Raises:
+            ResultsUnavailableError: CXone did not answer (asked again next poll).
+        """
+        if not calls:
+            return {}
+        wanted = {call_id for call_id, _ in calls}
+        await self._load_dispositions()
+        if self._extra is not None:
+            await self._extra()
+        since = iso(min(at for _, at in calls) - 60)
+        reply = await self._call(
+            "GET", "/contacts/completed", params={"updatedSince": since, "top": _COMPLETED_PAGE}
+        )
+        if isinstance(reply, Result):
+            raise ResultsUnavailableError(f"completed contacts: {reply.detail}")
+        rows = reply.body.get("completedContacts") if isinstance(reply.body, dict) else None
+        found: dict[str, Evidence] = {}
+        for contact in rows if isinstance(rows, list) else []:
+            cid = str(contact.get("contactId")) if isinstance(contact, dict) else ""
+            if cid in wanted:
+                evidence = cxone_completed(contact, self._dispositions)
+                if evidence is not None:
+                    found[cid] = evidence
+        return found
+
+    async def cancel(self, call_id: str) -> bool:
+        """POST …/contacts/{id}/end: ends a contact still running (queued or ringing)."""
+        if self._extra is not None:
+            await self._extra()
+        reply = await self._call("POST", f"/contacts/{quote(call_id, safe='')}/end")
+        return isinstance(reply, Reply)
+
+    async def _load_dispositions(self) -> None:
+        """GET …/dispositions: names for the ids a completed contact carries (its wrap-up)."""
+        if self._clock() - self._dispositions_at < _DISPOSITIONS_KEPT:
+            return
+        if self._extra is not None:
+            await self._extra()
+        reply = await self._call("GET", "/dispositions")
+        rows = reply.body.get("dispositions") if isinstance(reply, Reply) else None
+        if isinstance(reply, Reply) and isinstance(reply.body, dict) and isinstance(rows, list):
+            self._dispositions = {
+                row["dispositionId"]: str(row.get("dispositionName", ""))
+                for row in rows
+                if isinstance(row, dict) and isinstance(row.get("dispositionId"), int)
+            }
+            self._dispositions_at = self._clock()
 
     async def create_task(self, task: TaskIntent) -> Result:
         """CXone has no task API in this integration: configure [tasks] backend separately."""

@@ -10,11 +10,13 @@ from typing import Any
 from urllib.parse import quote
 
 from tripline.adapters.backends import HttpSession, Reply, Result, oversized, request
+from tripline.adapters.backends.outcomes import genesys_conversation, genesys_query_body
 from tripline.adapters.store import iso
 from tripline.conf.schema import DialerConfig, GenesysConfig
 from tripline.messages import DialIntent, TaskIntent
 from tripline.pipeline.dial import Answer, classify
 from tripline.pipeline.govern import Occupancy
+from tripline.pipeline.reach import Evidence
 
 _TOKEN_MARGIN = 60.0  # renew a minute early: a token expiring in flight costs a 401 round trip
 _NAME_MAX, _DESCRIPTION_MAX = 256, 512  # WorkitemCreate limits
@@ -133,11 +135,61 @@ class GenesysBackend(HttpSession):
         )
         return await self._post(path, contacts)
 
+    async def results(self, calls: list[tuple[str, float]]) -> dict[str, Evidence]:
+        """The callbacks' results: one analytics details query for up to 100 conversations.
+
+        Raises:
+            ResultsUnavailableError: the query was not answered (asked again next poll).
+        """
+        if not calls:
+            return {}
+        await self._budget_extra()
+        ids = [call_id for call_id, _ in calls]
+        body = genesys_query_body(ids, min(at for _, at in calls), self._clock())
+        reply = await self._send("POST", "/api/v2/analytics/conversations/details/query", body)
+        if isinstance(reply, Result):
+            raise ResultsUnavailableError(f"conversation details: {reply.detail}")
+        wanted, found = set(ids), {}
+        rows = reply.body.get("conversations") if isinstance(reply.body, dict) else None
+        for conversation in rows if isinstance(rows, list) else []:
+            cid = conversation.get("conversationId") if isinstance(conversation, dict) else None
+            if isinstance(cid, str) and cid in wanted:
+                evidence = genesys_conversation(conversation)
+                if evidence is not None:
+                    found[cid] = evidence
+        return found
+
+    async def cancel(self, call_id: str) -> bool:
+        """PATCH /api/v2/conversations/callbacks/{id} {state: disconnected}: still waiting only."""
+        await self._budget_extra()
+        path = f"/api/v2/conversations/callbacks/{quote(call_id, safe='')}"
+        reply = await self._send("PATCH", path, {"state": "disconnected"})
+        return isinstance(reply, Reply)
+
+    async def bulk_contacts(self, contact_ids: list[str]) -> Reply | Result:
+        """POST /api/v2/outbound/contactlists/{id}/contacts/bulk: contacts with callRecords."""
+        path = (
+            f"/api/v2/outbound/contactlists/{quote(self._conf.contact_list_id, safe='')}"
+            "/contacts/bulk"
+        )
+        return await self._send("POST", path, contact_ids)
+
+    async def uncallable_contact(self, contact_id: str) -> bool:
+        """PUT …/contacts/{id} {callable: false}: the campaign will not dial it."""
+        lst = quote(self._conf.contact_list_id, safe="")
+        path = f"/api/v2/outbound/contactlists/{lst}/contacts/{quote(contact_id, safe='')}"
+        reply = await self._send("PUT", path, {"id": contact_id, "callable": False})
+        return isinstance(reply, Reply)
+
     async def _budget_extra(self) -> None:
         if self._extra is not None:
             await self._extra()
 
     async def _post(self, path: str, body: Any) -> Reply | Result:  # noqa: ANN401
+        """POST with a valid token (see _send)."""
+        return await self._send("POST", path, body)
+
+    async def _send(self, method: str, path: str, body: Any) -> Reply | Result:  # noqa: ANN401
         """Send with a valid token.
 
         The caller budgeted one request; a token fetch uses it, and the request itself then
@@ -153,7 +205,7 @@ class GenesysBackend(HttpSession):
                 await self._budget_extra()
             reply = await request(
                 self._http(),
-                "POST",
+                method,
                 self._conf.base_url + path,
                 json=body,
                 headers={"Authorization": f"Bearer {token}"},
@@ -209,6 +261,10 @@ class GenesysBackend(HttpSession):
         self._token = token
         self._token_expires = now + max(0.0, expires - _TOKEN_MARGIN)
         return token
+
+
+class ResultsUnavailableError(Exception):
+    """The contact center did not answer a results request (it is asked again later)."""
 
 
 def _answer(reply: Reply) -> Result:

@@ -36,7 +36,7 @@ def build_backends(config: Config, take_budget: Callable[[], Awaitable[None]]) -
         candidate = get(source)
         assert isinstance(candidate, GenesysBackend | CxoneBackend)  # noqa: S101
         observer = candidate
-    return Backends(by_priority, tasks, observer, list(made.values()))
+    return Backends(by_priority, tasks, observer, list(made.values()), dict(made))
 
 
 def _make(
@@ -57,5 +57,7 @@ def _make(
     if kind == "cxone":
         return CxoneBackend(conf=config.cxone, dialer=d, extra_request=take)
     if kind == "twilio":
-        return TwilioBackend(conf=config.twilio, dialer=d)
+        return TwilioBackend(
+            conf=config.twilio, dialer=d, outcomes=config.outcomes, instance=config.mqtt.client_id
+        )
     return LogBackend()

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import base64
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from tripline.adapters.backends import HttpSession, Result, request
-from tripline.conf.schema import DialerConfig, TwilioConfig
+from tripline.adapters.backends import HttpSession, Reply, Result, request
+from tripline.adapters.backends.outcomes import twilio_status
+from tripline.conf.schema import DialerConfig, OutcomesConfig, TwilioConfig
 from tripline.messages import DialIntent, TaskIntent
 from tripline.pipeline.dial import Answer, classify
+from tripline.pipeline.reach import Evidence
 
 
 class TwilioBackend(HttpSession):
     """POST /2010-04-01/Accounts/{sid}/Calls.json, form-encoded, HTTP Basic."""
 
-    def __init__(self, *, conf: TwilioConfig, dialer: DialerConfig) -> None:
+    def __init__(
+        self,
+        *,
+        conf: TwilioConfig,
+        dialer: DialerConfig,
+        outcomes: OutcomesConfig | None = None,
+        instance: str = "",
+    ) -> None:
         """Create the session lazily, on the loop that uses it."""
-        self._conf = conf
+        self._conf, self._outcomes, self._instance = conf, outcomes or OutcomesConfig(), instance
         super().__init__(
             request_timeout=dialer.request_timeout_seconds,
             connect_timeout=dialer.connect_timeout_seconds,
@@ -33,9 +42,18 @@ class TwilioBackend(HttpSession):
             "From": self._conf.from_number,
             "Url": f"{twiml}{'&' if '?' in twiml else '?'}referenceId={reference}",
         }
-        account = quote(self._conf.account_sid, safe="")
-        url = f"{self._conf.base_url}/2010-04-01/Accounts/{account}/Calls.json"
-        reply = await request(self._http(), "POST", url, data=form, headers=self._auth)
+        status_url = self._outcomes.twilio_status_url
+        if status_url:
+            # Which alert, attempt and instance the callback is about travel in the URL Twilio
+            # signs, so the status endpoint can trust them.
+            query = urlencode({"key": intent.intent_id, "n": intent.attempt, "i": self._instance})
+            form["StatusCallback"] = f"{status_url}{'&' if '?' in status_url else '?'}{query}"
+            form["StatusCallbackMethod"] = "POST"
+        if self._outcomes.twilio_machine_detection:
+            form["MachineDetection"] = self._outcomes.twilio_machine_detection
+        reply = await request(
+            self._http(), "POST", self._calls_url(), data=form, headers=self._auth
+        )
         if isinstance(reply, Result):
             return reply
         if reply.status in (200, 201):
@@ -47,6 +65,34 @@ class TwilioBackend(HttpSession):
             retry_after=reply.headers.get("Retry-After"),
             detail=f"HTTP {reply.status}: {str(reply.body)[:200]}",
         )
+
+    def _calls_url(self, sid: str = "") -> str:
+        account = quote(self._conf.account_sid, safe="")
+        call = f"/{quote(sid, safe='')}" if sid else ""
+        return f"{self._conf.base_url}/2010-04-01/Accounts/{account}/Calls{call}.json"
+
+    async def results(self, calls: list[tuple[str, float]]) -> dict[str, Evidence]:
+        """GET …/Calls/{sid}.json per call: the reconciliation of missed status callbacks."""
+        found: dict[str, Evidence] = {}
+        for sid, _ in calls:
+            reply = await request(self._http(), "GET", self._calls_url(sid), headers=self._auth)
+            if isinstance(reply, Reply) and reply.status == 200 and isinstance(reply.body, dict):
+                fields = {k: str(v) for k, v in reply.body.items() if isinstance(v, str | int)}
+                evidence = twilio_status(fields, snake_case=True)
+                if evidence is not None:
+                    found[sid] = evidence
+        return found
+
+    async def cancel(self, call_id: str) -> bool:
+        """Status=canceled: only a call still queued or ringing can be cancelled."""
+        reply = await request(
+            self._http(),
+            "POST",
+            self._calls_url(call_id),
+            data={"Status": "canceled"},
+            headers=self._auth,
+        )
+        return isinstance(reply, Reply) and reply.status == 200
 
     async def create_task(self, task: TaskIntent) -> Result:
         """Twilio raises no tasks: configure [tasks] backend separately."""

@@ -1,0 +1,761 @@
+"""Following a placed call to its result, and the re-attempt ladder (promise 7).
+
+Runs on the dialer's loop beside the placer. Every call whose backend can report results is
+followed: its result is asked for in batches (Genesys analytics, CXone completed contacts,
+Twilio's Call resource) or arrives pushed (Twilio's signed status callback, kept on the record
+by the HTTP edge). A result moves the record's ladder (tripline/adapters/attempts.py): reached
+ends it; a miss schedules the next attempt (pipeline/reach.py decides when and to whom); an
+exhausted ladder or an unknown result raises one task for a person with the attempt history.
+
+A re-attempt is a full new decision: the sensor's resolve, maintenance, the customer's profile
+read again, each contact's calling window, do-not-call, DND and consent (pipeline/comply.py);
+then the dialer's last checks at the moment of dialing (window, caps per number and customer,
+the pause) and its rate budget, like any call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import orjson
+import redis
+
+from tripline.actors._loop import ride_out
+from tripline.actors.dialing.records import Records
+from tripline.adapters import crm
+from tripline.adapters.attempts import (
+    FIELDS,
+    REACH_LUA,
+    Ladder,
+    attempt_entry,
+    evidence_from_pushed,
+    follow_key,
+    reach_args,
+    resolved_key,
+)
+from tripline.adapters.backends import Backends, Follows
+from tripline.adapters.store import alert_from_dict, iso, text
+from tripline.conf.schema import CrmConfig, OutcomesConfig, ReachConfig
+from tripline.messages import (
+    Alert,
+    Contact,
+    Customer,
+    DialIntent,
+    Outcome,
+    Priority,
+    Reason,
+    TaskIntent,
+)
+from tripline.pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
+from tripline.pipeline.enrich import parse_customer
+from tripline.pipeline.reach import (
+    CallResult,
+    Evidence,
+    LadderRules,
+    Next,
+    ResultReason,
+    Stop,
+    WrapupCodes,
+    after_result,
+    mask_phone,
+)
+from tripline.service.controls import OperatorControls
+from tripline.service.stats import Stats
+
+log = logging.getLogger("tripline.reach")
+
+_PAGE = 200  # ladders looked at per step
+_BATCH = 100  # calls per results request (Genesys' and CXone's practical maximum)
+_TICK = 1.0  # how often the index is looked at (pushed results are taken within it)
+_HANDOFF_GRACE = 120.0  # a re-attempt handed to the dialer and not seen since: look again
+
+
+def ladder_rules(conf: ReachConfig) -> LadderRules:
+    """[reach] as the pure ladder's rules."""
+    return LadderRules(
+        max_attempts={Priority.from_label(k): int(v) for k, v in conf.max_attempts.items()},
+        retry_after={Priority.from_label(k): float(v) for k, v in conf.retry_after_seconds.items()},
+        attempts_per_contact={
+            Priority.from_label(k): int(v) for k, v in conf.attempts_per_contact.items()
+        },
+    )
+
+
+def wrapup_codes(conf: OutcomesConfig) -> WrapupCodes:
+    """[outcomes] wrap-up code lists as WrapupCodes."""
+    return WrapupCodes(
+        reached=frozenset(conf.wrapup_reached),
+        not_reached=frozenset(conf.wrapup_not_reached),
+        wrong_number=frozenset(conf.wrapup_wrong_number),
+        do_not_call=frozenset(conf.wrapup_do_not_call),
+    )
+
+
+def contacts_of(customer: Customer) -> list[Contact]:
+    """Whom the ladder may call, in order: the customer's own phone first, then the CRM's list."""
+    own = Contact(
+        name=customer.name,
+        phone=customer.phone,
+        role="customer",
+        order=0,
+        call_consent=customer.call_consent,
+        timezone=customer.timezone,
+    )
+    return [own, *sorted(customer.contacts, key=lambda c: c.order)]
+
+
+def as_customer(customer: Customer, contact: Contact) -> Customer:
+    """The customer as seen through one contact: that number, that zone, that consent.
+
+    A revoked consent or a do-not-call flag of the customer holds for every contact (the
+    account holder spoke for the account); the contact's own consent is added to it.
+    """
+    return replace(
+        customer,
+        name=contact.name or customer.name,
+        phone=contact.phone,
+        timezone=contact.timezone or customer.timezone,
+        call_consent=customer.call_consent and contact.call_consent,
+        contacts=(),
+    )
+
+
+class Follower:
+    """Follows placed calls to their results and runs the ladder (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        records: Records,
+        backends: Backends,
+        instance: str,
+        rules: ComplyRules,
+        reach: ReachConfig,
+        outcomes: OutcomesConfig,
+        crm_conf: CrmConfig,
+        controls: OperatorControls,
+        record_ttl: int,
+        stats: Stats,
+        clock: Callable[[], float],
+        tell: Callable[[object], None],
+    ) -> None:
+        """Keep collaborators (on the dialer's loop)."""
+        self._records, self._backends, self._rules = records, backends, rules
+        self._ladder, self._wrapups = ladder_rules(reach), wrapup_codes(outcomes)
+        self._conf, self._crm, self._controls = outcomes, crm_conf, controls
+        self._ttl, self._stats, self._clock, self._tell = record_ttl, stats, clock, tell
+        self.index = follow_key(records.keys, instance)
+        self.instance = instance
+        self._sha = {"reach": records.auto.script(REACH_LUA)}
+        self._live: set[str] = set()  # re-attempts handed to the dialer by this process
+        self._by_sensor: dict[str, set[str]] = {}  # open ladders of each sensor (this process)
+        self._http: aiohttp.ClientSession | None = None
+
+    # --- what the placer asks ----------------------------------------------------------------
+
+    def follows(self, intent: DialIntent) -> bool:
+        """Whether this call's backend reports results (the log backend does not)."""
+        return isinstance(self._backends.by_priority[intent.priority], Follows)
+
+    async def watch(self, intent: DialIntent, at: float) -> None:
+        """Index the alert before its call leaves: a crash after the call still finds it."""
+        key = intent.intent_id
+        self._by_sensor.setdefault(intent.alert.sensor_id, set()).add(key)
+        await ride_out(lambda: self._records.auto.execute("ZADD", self.index, at, key))
+
+    def first_fields(self, intent: DialIntent, call_id: str, now: float) -> dict[str, str]:
+        """The ladder's fields written with the first call's `called` outcome."""
+        phone = normalise_phone(intent.customer.phone) or intent.customer.phone
+        entry = attempt_entry(
+            n=1,
+            now=now,
+            contact=intent.customer.name,
+            phone=mask_phone(phone),
+            backend=self._backends.name(intent.priority),
+            call_id=call_id,
+        )
+        return {
+            "result": CallResult.PENDING.value,
+            "attempt": "1",
+            "attemptState": "placed",
+            "attemptCallId": call_id,
+            "attemptBackend": self._backends.name(intent.priority),
+            "attemptEpoch": repr(now),
+            "attemptPhone": phone,
+            "attempts": orjson.dumps([entry]).decode(),
+        }
+
+    async def to_dialing(self, intent: DialIntent) -> bool:
+        """A re-attempt moves queued -> dialing: only one path ever can."""
+        return await self._move(
+            intent.intent_id,
+            n=intent.attempt,
+            states="queued",
+            event="attempt_dialing",
+            attemptState="dialing",
+            attemptEpoch=repr(self._clock()),
+        )
+
+    async def requeued(self, intent: DialIntent) -> None:
+        """A re-attempt the backend did not take (429, unsent): back to queued."""
+        await self._move(
+            intent.intent_id,
+            n=intent.attempt,
+            states="dialing",
+            event="attempt_requeued",
+            attemptState="queued",
+        )
+
+    async def placed(self, intent: DialIntent, call_id: str) -> None:
+        """A re-attempt's call is out: follow it."""
+        now = self._clock()
+        key = intent.intent_id
+        self._live.discard(key)
+        phone = normalise_phone(intent.customer.phone) or intent.customer.phone
+        ladder = await self._read(key)
+        entry = attempt_entry(
+            n=intent.attempt,
+            now=now,
+            contact=intent.contact or intent.customer.name,
+            phone=mask_phone(phone),
+            backend=self._backends.name(intent.priority),
+            call_id=call_id,
+        )
+        attempts = [a for a in ladder.attempts if a.get("n") != intent.attempt] + [entry]
+        moved = await self._move(
+            key,
+            n=intent.attempt,
+            states="dialing",
+            event="attempt_placed",
+            attemptState="placed",
+            attemptCallId=call_id,
+            attemptBackend=self._backends.name(intent.priority),
+            attemptEpoch=repr(now),
+            attemptPhone=phone,
+            attempts=attempts,
+            pushed="",
+            result=CallResult.PENDING.value,
+        )
+        if moved:
+            log.info("attempt %d of %s placed to %s", intent.attempt, key, mask_phone(phone))
+            await self._schedule(key, now + self._conf.poll_seconds)
+
+    async def not_placed(self, intent: DialIntent, evidence: Evidence, detail: str) -> None:
+        """A re-attempt that ended before or at the backend: failed, uncertain, or blocked."""
+        self._live.discard(intent.intent_id)
+        ladder = await self._read(intent.intent_id)
+        if ladder.n != intent.attempt or ladder.state not in ("queued", "dialing"):
+            return
+        entry = {
+            "n": intent.attempt,
+            "at": iso(self._clock()),
+            "contact": intent.contact or intent.customer.name,
+            "phone": mask_phone(intent.customer.phone),
+            "backend": self._backends.name(intent.priority),
+            "callId": None,
+            "detail": detail[:200],
+        }
+        ladder.attempts = [a for a in ladder.attempts if a.get("n") != intent.attempt] + [entry]
+        await self._settle(ladder, evidence, states=ladder.state)
+
+    async def ended_before_dialing(self, intent: DialIntent, why: str, *, task: bool) -> None:
+        """A queued re-attempt that will not be placed (resolved, maintenance, an incident)."""
+        self._live.discard(intent.intent_id)
+        ladder = await self._read(intent.intent_id)
+        if ladder.n != intent.attempt or ladder.state not in ("queued", "dialing", "waiting"):
+            return
+        await self._end(ladder, why, task=task, states=ladder.state)
+
+    # --- the resolve ---------------------------------------------------------------------------
+
+    async def sensor_resolved(self, customer_id: str, sensor_id: str, at: float) -> None:
+        """Remember the resolve for every instance; end this process's ladders of the sensor.
+
+        A call still waiting for an agent is cancelled at the contact center.
+        """
+        if customer_id:
+            key = resolved_key(self._records.keys, customer_id, sensor_id)
+            await ride_out(
+                lambda: self._records.auto.execute("SET", key, repr(at), "EX", self._ttl)
+            )
+        for key in list(self._by_sensor.get(sensor_id, ())):
+            ladder = await self._read(key)
+            if not ladder.exists or ladder.state in ("", "ended"):
+                self._forget(key, ladder)
+                continue
+            if ladder.alert is None or float(ladder.alert.get("timestamp", 0)) > at:
+                continue
+            if ladder.state == "placed":
+                await self._cancel_placed(ladder, "the sensor resolved")
+            elif ladder.state == "waiting":
+                await self._end(ladder, "the sensor resolved", task=False, states="waiting")
+            # queued / dialing: the dialer's own resolve handling withdraws it.
+
+    async def _cancel_placed(self, ladder: Ladder, why: str) -> None:
+        follows = self._follows(ladder.backend)
+        cancelled = False
+        if follows is not None and ladder.call_id:
+            try:
+                cancelled = await follows.cancel(ladder.call_id)
+            except Exception:  # the contact center refused or failed: the call goes on
+                log.exception("cancelling call %s of %s failed", ladder.call_id, ladder.key)
+        if cancelled:
+            evidence = Evidence(CallResult.NOT_REACHED, ResultReason.CANCELED)
+            await self._settle(ladder, evidence, states="placed", stop=why)
+        else:  # the call goes on; its result is still learned, but no attempt follows it
+            await self._move(
+                ladder.key,
+                n=ladder.n,
+                states="placed",
+                event="ladder_stop_after",
+                stopAfter=why,
+            )
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        """Look at due ladders every tick; one failure never stops the loop."""
+        while True:
+            try:
+                await self.step()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("results: Redis unavailable (%r); trying again", exc)
+            except Exception:
+                log.exception("results: one step failed; trying again")
+            await asyncio.sleep(min(_TICK, self._conf.poll_seconds))
+
+    async def close(self) -> None:
+        """Close the CRM session."""
+        if self._http is not None:
+            await self._http.close()
+
+    async def step(self) -> int:
+        """Act on every ladder due now; returns how many were looked at."""
+        now = self._clock()
+        auto = self._records.auto
+        keys = [
+            text(k)
+            for k in await auto.execute(
+                "ZRANGEBYSCORE", self.index, "-inf", repr(now), "LIMIT", 0, _PAGE
+            )
+        ]
+        if not keys:
+            return 0
+        rows = await asyncio.gather(
+            *(auto.send("HMGET", self._records.keys.record(k), *FIELDS) for k in keys)
+        )
+        to_poll: dict[str, list[Ladder]] = {}
+        for key, row in zip(keys, rows, strict=True):
+            ladder = Ladder.read(key, list(row))
+            try:
+                await self._look(ladder, now, to_poll)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception:
+                # One unreadable ladder must not hold up the others: look again later.
+                log.exception("results: ladder of %s failed; looking again later", key)
+                await self._schedule(key, now + self._conf.poll_seconds)
+        for backend, ladders in to_poll.items():
+            await self._poll(backend, ladders, now)
+        return len(keys)
+
+    async def _look(self, ladder: Ladder, now: float, to_poll: dict[str, list[Ladder]]) -> None:
+        key = ladder.key
+        if ladder.alert is not None:
+            self._by_sensor.setdefault(str(ladder.alert.get("sensor_id", "")), set()).add(key)
+        if not ladder.exists or ladder.state == "ended":
+            self._forget(key, ladder)
+        elif ladder.state == "":
+            # Indexed before its first call: still on its way, or it never became a call.
+            if ladder.outcome:
+                self._forget(key, ladder)
+            else:
+                await self._schedule(key, now + self._conf.poll_seconds)
+        elif ladder.state == "placed":
+            pushed = evidence_from_pushed(ladder.pushed) if ladder.pushed else None
+            if (
+                pushed is not None
+                and ladder.pushed
+                and ladder.pushed.get("callId") == ladder.call_id
+            ):
+                await self._settle(ladder, pushed, states="placed")
+            else:
+                to_poll.setdefault(ladder.backend, []).append(ladder)
+        elif ladder.state == "waiting":
+            if ladder.next_at <= now:
+                await self._reattempt(ladder, now)
+            else:
+                await self._schedule(key, ladder.next_at)
+        else:  # queued / dialing: with the dialer
+            await self._handed_off(ladder, now)
+
+    async def _handed_off(self, ladder: Ladder, now: float) -> None:
+        """A re-attempt with the dialer: in this process, or left by a previous life."""
+        key = ladder.key
+        if key in self._live:
+            await self._schedule(key, now + _HANDOFF_GRACE)
+            return
+        if ladder.state == "queued":
+            queued = await self._records.auto.execute(
+                "HEXISTS", self._records.queue_key, f"dial:{key}"
+            )
+            if queued:  # restored by the dialer from its persisted queue: it will dial it
+                await self._schedule(key, now + _HANDOFF_GRACE)
+                return
+            # Handed over, never persisted (a crash in between): decide it again.
+            await self._move(
+                key,
+                n=ladder.n,
+                states="queued",
+                event="attempt_lost",
+                attemptState="waiting",
+                nextEpoch=repr(now),
+                attempt=str(ladder.n - 1),
+            )
+            await self._schedule(key, now)
+            return
+        # 'dialing' in no live process: the request may have left. Never resend blindly.
+        evidence = Evidence(CallResult.UNKNOWN, Reason.DIAL_UNCERTAIN.value)
+        await self._settle(ladder, evidence, states="dialing")
+
+    # --- results -------------------------------------------------------------------------------
+
+    def _follows(self, backend: str) -> Follows | None:
+        candidate = self._backends.by_name.get(backend)
+        return candidate if isinstance(candidate, Follows) else None
+
+    async def _poll(self, backend: str, ladders: list[Ladder], now: float) -> None:
+        """Ask the backend for these calls' results, a batch per request."""
+        follows = self._follows(backend)
+        for start in range(0, len(ladders), _BATCH):
+            part = ladders[start : start + _BATCH]
+            found: dict[str, Evidence] = {}
+            if follows is not None:
+                try:
+                    found = await follows.results([(lad.call_id, lad.placed_at) for lad in part])
+                except Exception as exc:  # a failed poll is asked again; the timeout still runs
+                    log.warning("results from %s failed: %r", backend, exc)
+            for ladder in part:
+                evidence = found.get(ladder.call_id)
+                if evidence is not None:
+                    await self._settle(ladder, evidence, states="placed")
+                elif now - ladder.placed_at >= self._conf.result_timeout_seconds:
+                    await self._timed_out(ladder, follows)
+                else:
+                    await self._schedule(ladder.key, now + self._conf.poll_seconds)
+
+    async def _timed_out(self, ladder: Ladder, follows: Follows | None) -> None:
+        """No result in time: cancel what may still be waiting, then unknown and a task."""
+        if follows is not None and ladder.call_id:
+            try:
+                await follows.cancel(ladder.call_id)
+            except Exception as exc:
+                log.warning("cancelling timed-out call %s failed: %r", ladder.call_id, exc)
+        evidence = Evidence(CallResult.UNKNOWN, ResultReason.TIMEOUT)
+        await self._settle(ladder, evidence, states="placed")
+
+    async def _settle(
+        self, ladder: Ladder, evidence: Evidence, *, states: str, stop: str = ""
+    ) -> None:
+        """Record attempt n's result and decide what follows it."""
+        now = self._clock()
+        evidence = self._wrapups.apply(evidence)
+        priority = _priority(ladder.priority)
+        customer = await self._cached_customer(ladder)
+        contacts = len(contacts_of(customer)) if customer is not None else 1
+        stop_after = await self._records.auto.execute(
+            "HGET", self._records.keys.record(ladder.key), "stopAfter"
+        )
+        step: Next | Stop
+        if stop or stop_after:
+            step = Stop(stop or text(stop_after), task=False)
+            if evidence.result == CallResult.REACHED:
+                step = Stop("reached", task=False)
+        else:
+            step = after_result(
+                evidence,
+                n=ladder.n,
+                priority=priority,
+                contacts=contacts,
+                now=now,
+                rules=self._ladder,
+            )
+        attempts = ladder.with_result(evidence, now)
+        if evidence.do_not_call:
+            await self._add_to_dnc(ladder)
+        self._stats.call_result(evidence.result.value, evidence.reason)
+        if isinstance(step, Next):
+            moved = await self._move(
+                ladder.key,
+                n=ladder.n,
+                states=states,
+                event="attempt_result",
+                result=CallResult.PENDING.value,
+                resultReason=evidence.reason,
+                attempts=attempts,
+                attemptState="waiting",
+                nextEpoch=repr(step.at),
+                nextAt=iso(step.at),
+                nextContact=str(step.contact),
+                detail=f"attempt {ladder.n}: {evidence.result.value} {evidence.reason}".strip(),
+            )
+            if moved:
+                await self._schedule(ladder.key, step.at)
+            return
+        final = evidence.result if evidence.result != CallResult.PENDING else CallResult.UNKNOWN
+        moved = await self._move(
+            ladder.key,
+            n=ladder.n,
+            states=states,
+            event="ladder_ended",
+            result=final.value,
+            resultReason=evidence.reason,
+            attempts=attempts,
+            attemptState="ended",
+            ladderEnd=step.why,
+            detail=step.why,
+        )
+        if not moved:
+            return
+        self._ended(ladder, attempts, final, now)
+        if step.task:
+            self._raise_task(ladder, attempts, step.why, now)
+
+    async def _end(self, ladder: Ladder, why: str, *, task: bool, states: str) -> None:
+        """End a ladder between attempts (nothing placed is pending)."""
+        now = self._clock()
+        result = (
+            CallResult(ladder.result) if ladder.result in set(CallResult) else CallResult.UNKNOWN
+        )
+        final = CallResult.NOT_REACHED if result == CallResult.PENDING else result
+        moved = await self._move(
+            ladder.key,
+            n=ladder.n,
+            states=states,
+            event="ladder_ended",
+            result=final.value,
+            attemptState="ended",
+            ladderEnd=why,
+            detail=why,
+        )
+        if moved:
+            self._ended(ladder, ladder.attempts, final, now)
+            if task:
+                self._raise_task(ladder, ladder.attempts, why, now)
+
+    def _ended(
+        self, ladder: Ladder, attempts: list[dict[str, Any]], final: CallResult, now: float
+    ) -> None:
+        self._forget(ladder.key, ladder)
+        placed = [a for a in attempts if a.get("callId")]
+        self._stats.attempts_per_alert.observe(len(placed))
+        if final == CallResult.REACHED and ladder.alert is not None:
+            accepted = float(ladder.alert.get("accepted_at", now))
+            self._stats.time_to_reach.observe(max(0.0, now - accepted))
+        log.info("ladder of %s ended: %s after %d calls", ladder.key, final.value, len(placed))
+
+    def _raise_task(
+        self, ladder: Ladder, attempts: list[dict[str, Any]], why: str, now: float
+    ) -> None:
+        """One task 'could not reach' with the history (Tasks raises at most one per alert)."""
+        if ladder.alert is None:
+            log.error(
+                "ladder of %s ended (%s) but its alert is unreadable: no task", ladder.key, why
+            )
+            return
+        alert = alert_from_dict(ladder.alert)
+        history = "; ".join(
+            f"#{a.get('n')} {a.get('contact')} {a.get('phone')}: "
+            f"{a.get('result') or 'not placed'}"
+            f"{' ' + str(a.get('resultReason')) if a.get('resultReason') else ''}"
+            for a in attempts
+        )
+        self._tell(
+            TaskIntent(
+                alert=alert,
+                reason=Reason.NONE,
+                due=now,
+                detail=f"Could not reach the customer: {why}. Attempts: {history}"[:400],
+                outcome=Outcome.CALLED,
+            )
+        )
+
+    async def _add_to_dnc(self, ladder: Ladder) -> None:
+        """A do-not-call wrap-up: the number joins the internal list, with that source."""
+        record = self._records.keys.record(ladder.key)
+        phone = text(await self._records.auto.execute("HGET", record, "attemptPhone"))
+        if not phone:
+            return
+        await self._records.auto.execute("SADD", self._records.keys.dnc(), phone)
+        source = orjson.dumps(
+            {
+                "source": "wrapup",
+                "by": "contact-center",
+                "at": iso(self._clock()),
+                "alert": ladder.key,
+            }
+        )
+        await self._records.auto.execute("HSET", f"{self._records.keys.dnc()}:meta", phone, source)
+        log.warning("%s joined the do-not-call list (wrap-up of %s)", mask_phone(phone), ladder.key)
+
+    # --- the next attempt ------------------------------------------------------------------
+
+    async def _reattempt(self, ladder: Ladder, now: float) -> None:
+        """Decide the next attempt afresh; hand it to the dialer, or end the ladder."""
+        if ladder.alert is None:
+            await self._end(ladder, "the alert is unreadable", task=False, states="waiting")
+            return
+        alert = alert_from_dict(ladder.alert)
+        over = await self._over(alert, now)
+        if over:
+            await self._end(ladder, over, task=False, states="waiting")
+            return
+        try:
+            customer = await self._fresh_customer(alert.customer_id)
+        except crm.CrmUnavailableError as exc:
+            if now - ladder.next_at < self._conf.result_timeout_seconds:
+                log.warning("re-attempt of %s waits for the CRM: %s", ladder.key, exc)
+                await self._schedule(ladder.key, now + self._conf.poll_seconds)
+                return
+            customer = None
+        chosen = (
+            await self._choose(alert, customer, ladder, now)
+            if customer is not None
+            else "the customer's contacts cannot be read"
+        )
+        if isinstance(chosen, str) or customer is None:
+            await self._end(ladder, str(chosen), task=True, states="waiting")
+            return
+        contact, allowed, skipped = chosen
+        n = ladder.n + 1
+        if not await self._move(
+            ladder.key,
+            n=ladder.n,
+            states="waiting",
+            event="attempt_queued",
+            attempt=str(n),
+            attemptState="queued",
+            attemptContact=contact.name,
+            detail=f"attempt {n} to {contact.name}"
+            + (f" (skipped: {'; '.join(skipped)})" if skipped else ""),
+        ):
+            return
+        self._live.add(ladder.key)
+        await self._schedule(ladder.key, now + _HANDOFF_GRACE)
+        self._tell(
+            DialIntent(
+                intent_id=ladder.key,
+                alert=alert,
+                customer=replace(as_customer(customer, contact), phone=allowed.phone),
+                priority=alert.priority,
+                enqueued_at=now,
+                facts=tuple(allowed.facts.items()),
+                not_before=now,
+                attempt=n,
+                contact=contact.name,
+            )
+        )
+
+    async def _over(self, alert: Alert, now: float) -> str:
+        """Why the ladder ends without a person being told ('' when it goes on)."""
+        resolved = text(
+            await self._records.auto.execute(
+                "GET", resolved_key(self._records.keys, alert.customer_id, alert.sensor_id)
+            )
+        )
+        if resolved and float(resolved) >= alert.timestamp:
+            return "the sensor resolved"
+        if (window := self._controls.covering(alert, now)) is not None:
+            return f"maintenance: {window.detail()}"
+        return ""
+
+    async def _choose(
+        self, alert: Alert, customer: Customer, ladder: Ladder, now: float
+    ) -> tuple[Contact, Allowed, list[str]] | str:
+        """The contact whose turn it is, or the next one allowed now; a sentence when none is."""
+        contacts = contacts_of(customer)
+        start = ladder.next_contact % len(contacts)
+        order = contacts[start:] + contacts[:start]
+        phones = [normalise_phone(c.phone) or c.phone for c in order]
+        listed = await self._records.auto.execute("SMISMEMBER", self._records.keys.dnc(), *phones)
+        skipped: list[str] = []
+        for contact, on_dnc in zip(order, listed, strict=True):
+            verdict = comply(
+                as_customer(customer, contact),
+                now=now,
+                rules=self._rules,
+                alert_type=alert.alert_type,
+                on_dnc_list=bool(on_dnc),
+            )
+            if isinstance(verdict, Allowed):
+                return contact, verdict, skipped
+            skipped.append(f"{contact.name}: {_blocked(verdict)}")
+        return "no contact may be called now (" + "; ".join(skipped) + ")"
+
+    async def _cached_customer(self, ladder: Ladder) -> Customer | None:
+        if ladder.alert is None:
+            return None
+        cid = str(ladder.alert.get("customer_id", ""))
+        blob = await self._records.auto.execute("GET", self._records.keys.customer(cid))
+        if blob is None:
+            return None
+        try:
+            parsed = parse_customer(cid, orjson.loads(blob))
+        except orjson.JSONDecodeError:
+            return None
+        return parsed if isinstance(parsed, Customer) else None
+
+    async def _fresh_customer(self, customer_id: str) -> Customer | None:
+        """The profile as the CRM has it now (consent and contacts may have changed)."""
+        if self._http is None:
+            headers = {"Authorization": f"Bearer {self._crm.token}"} if self._crm.token else {}
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._crm.timeout_seconds), headers=headers
+            )
+        customer = await crm.fetch_customer(self._http, self._crm.base_url, customer_id)
+        if customer is not None:
+            await crm.cache_customer(
+                self._records.redis, self._records.keys, customer, self._crm.cache_ttl_seconds
+            )
+        return customer
+
+    # --- Redis -----------------------------------------------------------------------------
+
+    async def _read(self, key: str) -> Ladder:
+        row = await ride_out(
+            lambda: self._records.auto.execute("HMGET", self._records.keys.record(key), *FIELDS)
+        )
+        return Ladder.read(key, list(row))
+
+    async def _move(self, key: str, *, n: int, states: str, event: str, **fields: Any) -> bool:  # noqa: ANN401
+        keys, args = reach_args(
+            self._records.keys, key, n=n, states=states, event=event, now=self._clock(), **fields
+        )
+        applied = await ride_out(lambda: self._records.auto.evalsha(self._sha["reach"], keys, args))
+        if applied != 1:
+            log.info("ladder of %s moved elsewhere (%s refused: %s)", key, event, applied)
+        return bool(applied == 1)
+
+    async def _schedule(self, key: str, at: float) -> None:
+        await ride_out(lambda: self._records.auto.execute("ZADD", self.index, repr(at), key))
+
+    def _forget(self, key: str, ladder: Ladder) -> None:
+        self._records.auto.send("ZREM", self.index, key)
+        if ladder.alert is not None:
+            self._by_sensor.get(str(ladder.alert.get("sensor_id", "")), set()).discard(key)
+
+
+def _priority(label: str) -> Priority:
+    try:
+        return Priority.from_label(label)
+    except KeyError:
+        return Priority.NORMAL
+
+
+def _blocked(verdict: Blocked) -> str:
+    return f"{verdict.reason.value}" + (f" ({verdict.detail})" if verdict.detail else "")

@@ -1,0 +1,108 @@
+"""What contact centers push to us: Twilio's signed status callbacks (a call's result).
+
+POST /v1/providers/twilio/status. The request is trusted only when X-Twilio-Signature is
+Twilio's over the exact URL it requested and the form (tripline/edge/twilio_signature.py); the
+URL carries the alert's key, the attempt and the instance that follows it (set when the call
+was placed), so they are signed too. A valid terminal status is kept on the record for the
+instance following that call (actors/dialing/follow.py), which settles the attempt within a
+second; anything else changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from urllib.parse import parse_qsl, urlsplit
+
+import redis
+from aiohttp import web
+
+from tripline.adapters.attempts import PUSH_LUA, follow_key, pushed_blob
+from tripline.adapters.backends.outcomes import twilio_sequence, twilio_status
+from tripline.edge import twilio_signature
+from tripline.edge.responses import RETRY_AFTER, SERVICE, problem_response
+from tripline.pipeline.reach import Evidence
+
+log = logging.getLogger(__name__)
+
+_MAX_FORM = 16 * 1024  # a status callback is well under 2 KB
+
+
+async def twilio_status_callback(request: web.Request) -> web.Response:
+    """POST /v1/providers/twilio/status: 204 when taken (or not for us), 401 when not signed."""
+    service = request.app[SERVICE]
+    config = service.config
+    raw = await request.content.read(_MAX_FORM + 1)
+    if len(raw) > _MAX_FORM:
+        return problem_response(413, "too_large", [])
+    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    params: dict[str, list[str]] = {}
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    url = signed_url(config.outcomes.twilio_status_url, request.query_string)
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not url or not twilio_signature.valid(url, params, signature, config.twilio.auth_token):
+        log.warning("twilio status callback refused: bad or missing X-Twilio-Signature")
+        return problem_response(
+            401,
+            "unauthorized",
+            [
+                {
+                    "field": "X-Twilio-Signature",
+                    "reason": "invalid",
+                    "message": "not Twilio's signature for this URL and form",
+                }
+            ],
+        )
+    form = {name: values[-1] for name, values in params.items()}
+    evidence = twilio_status(form)
+    key, instance = request.query.get("key", ""), request.query.get("i", "")
+    attempt, call_sid = request.query.get("n", ""), form.get("CallSid", "")
+    if evidence is None or not (key and instance and attempt.isdigit() and call_sid):
+        return web.Response(status=204)  # a progress event, or not one of our calls
+    try:
+        await asyncio.to_thread(
+            functools.partial(
+                _keep,
+                service,
+                key=key,
+                attempt=int(attempt),
+                instance=instance,
+                call_sid=call_sid,
+                evidence=evidence,
+                sequence=twilio_sequence(form),
+            )
+        )
+    except redis.RedisError:
+        # Twilio retries a failed callback; and the follower polls the call anyway.
+        return problem_response(503, "unavailable", [], {"Retry-After": RETRY_AFTER})
+    return web.Response(status=204)
+
+
+def signed_url(configured: str, query: str) -> str:
+    """The URL Twilio requested: the configured public URL's origin and path, this query."""
+    if not configured:
+        return ""
+    parts = urlsplit(configured)
+    base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{base}?{query}" if query else base
+
+
+def _keep(
+    service: object,
+    *,
+    key: str,
+    attempt: int,
+    instance: str,
+    call_sid: str,
+    evidence: Evidence,
+    sequence: int,
+) -> None:
+    client = service.redis  # type: ignore[attr-defined]
+    keys = service.keys  # type: ignore[attr-defined]
+    blob = pushed_blob(call_sid, evidence, sequence)
+    if client.eval(PUSH_LUA, 1, keys.record(key), str(attempt), call_sid, blob) == 1:
+        client.zadd(follow_key(keys, instance), {key: 0})
+    else:
+        log.info("twilio status for %s attempt %d is not its current call", key, attempt)
