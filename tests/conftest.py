@@ -202,10 +202,10 @@ class ServiceHandle:
         self.service: Service | None = None
         self.http: AppThread | None = None
 
-    def start(self) -> ServiceHandle:
+    def start(self, port: int | None = None) -> ServiceHandle:
         self.service = Service(self.config)
         self.service.start()
-        self.http = AppThread(service_app(self.service))
+        self.http = AppThread(service_app(self.service), port=port)
         wait_for(self.service.broker_connected, timeout=10)
         return self
 

@@ -190,6 +190,10 @@ class Follower:
             "attempts": orjson.dumps([entry]).decode(),
         }
 
+    async def placed_first(self, intent: DialIntent) -> None:
+        """The first call is out (its fields went with the outcome): ask for its result soon."""
+        await self._schedule(intent.intent_id, self._clock() + self._conf.poll_seconds)
+
     async def to_dialing(self, intent: DialIntent) -> bool:
         """A re-attempt moves queued -> dialing: only one path ever can."""
         return await self._move(

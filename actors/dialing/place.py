@@ -144,6 +144,8 @@ class Placer:
                 **ladder,
             ):
                 self._stats.decided(intent.alert, Outcome.CALLED, callId=result.ref or "")
+                if ladder and self._follower is not None:
+                    await self._follower.placed_first(intent)
             return finished_with(done, backend_ok=True)
         if result.answer != Answer.UNCERTAIN:  # provably no call: it must not count
             await self._checks.release_caps(intent)
