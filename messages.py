@@ -268,6 +268,9 @@ class DialIntent:
     each later one is a new attempt of a `called` record (actors/dialing/follow.py)."""
     contact: str = ""
     """Whom a re-attempt calls (the contact's name), for the record and the agent."""
+    scheduled_for: float = 0.0
+    """A callback scheduled for this time (epoch seconds), outside the calling window now:
+    placed at once, worked by the contact center then ([comply] blocked_action)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

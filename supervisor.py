@@ -35,6 +35,7 @@ from tripline.messages import (
     Drain,
     EntityCountQuery,
     Ping,
+    Priority,
     PublishEvent,
     Snapshot,
     SnapshotTick,
@@ -139,6 +140,12 @@ class Service:
             calling=load_rules(config.comply.rules_file or None),
             safety_override=frozenset(config.comply.safety_override_alert_types),
             due_hour=config.tasks.due_hour,
+            scheduled_callbacks=frozenset(
+                Priority.from_label(p)
+                for p, action in config.comply.blocked_action.items()
+                if action == "scheduled_callback"
+            ),
+            recheck_before=config.comply.scheduled_recheck_seconds,
         )
         self.caps = CapRules(
             number=_caps(config.comply.number_caps), customer=_caps(config.comply.customer_caps)

@@ -39,7 +39,14 @@ from tripline.messages import (
     WorkBatch,
 )
 from tripline.pipeline.breaker import Breaker, allow, record
-from tripline.pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
+from tripline.pipeline.comply import (
+    Allowed,
+    Blocked,
+    ComplyRules,
+    comply,
+    normalise_phone,
+    schedulable,
+)
 from tripline.pipeline.enrich import parse_customer
 from tripline.service.stats import Stats
 
@@ -63,16 +70,24 @@ class _NoRecord:
 
 
 def _intent(
-    alert: Alert, customer: Customer | None, decision: Allowed | Blocked, now: float
+    alert: Alert,
+    customer: Customer | None,
+    decision: Allowed | Blocked,
+    now: float,
+    rules: ComplyRules,
 ) -> DialIntent | TaskIntent:
     """What the dialer gets for one alert: a call, or a task when compliance blocked it."""
+    scheduled = 0.0
     if isinstance(decision, Blocked):
-        return decision.task(alert)
+        if customer is None or not schedulable(decision, alert.priority, rules):
+            return decision.task(alert)
+        scheduled = decision.due  # a callback the contact center works when the window opens
     assert customer is not None  # noqa: S101 - comply allows only with a customer
+    phone = decision.phone if isinstance(decision, Allowed) else normalise_phone(customer.phone)
     contact = Customer(
         customer_id=customer.customer_id,
         name=customer.name,
-        phone=decision.phone,
+        phone=phone or customer.phone,
         timezone=customer.timezone,
         do_not_disturb=False,
         do_not_call=False,
@@ -86,6 +101,7 @@ def _intent(
         priority=alert.priority,
         enqueued_at=now,
         facts=tuple(decision.facts.items()),
+        scheduled_for=scheduled,
     )
 
 
@@ -209,7 +225,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 crm_unavailable=found is _UNAVAILABLE,
                 unknown_because=found.detail if isinstance(found, _NoRecord) else "",
             )
-            works.append(_intent(alert, customer, decision, now))
+            works.append(_intent(alert, customer, decision, now, self._rules))
         self._dialer().tell(WorkBatch(works=tuple(works)))  # one hand-off per batch
         self._stats.stage_seconds.labels("enrich").observe(time.perf_counter() - started)
 

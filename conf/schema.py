@@ -282,6 +282,16 @@ class ComplyConfig:
     customer_caps: list[str] = _f(
         ["5/24h"], pattern="caps", doc="Calls per customer over windows, e.g. 2/1h."
     )
+    blocked_action: dict[str, str] = _f(
+        {"critical": "task", "high": "task", "normal": "task", "low": "task"},
+        keys=PRIORITY_NAMES,
+        values=("task", "scheduled_callback"),
+        doc="Outside the calling window: a task, or a Genesys callback scheduled at the next"
+        " allowed local time (re-checked before it is due).",
+    )
+    scheduled_recheck_seconds: float = _f(
+        600.0, min=0.0, doc="How long before a scheduled callback is due it is checked again."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

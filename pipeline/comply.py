@@ -9,7 +9,7 @@ from typing import Any
 import pendulum
 import phonenumbers
 
-from tripline.messages import Alert, Customer, Reason, TaskIntent
+from tripline.messages import Alert, Customer, Priority, Reason, TaskIntent
 from tripline.pipeline.calling_window import (
     CallingRules,
     DayRule,
@@ -30,6 +30,11 @@ class ComplyRules:
     """Alert types allowed to call outside the calling window (never past DNC, DND, consent)."""
     due_hour: int = 9
     """Local hour a next-business-day task is due."""
+    scheduled_callbacks: frozenset[Priority] = frozenset()
+    """Priorities whose alerts, blocked only by the calling window, become a callback
+    scheduled at the window's next opening instead of a task ([comply] blocked_action)."""
+    recheck_before: float = 600.0
+    """How long before a scheduled callback is due it is checked again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,19 @@ def comply(  # noqa: PLR0911 - one return per rule reads best
         return blocked
     window_facts = _window_facts(customer, local, rules, alert_type)
     return Allowed(phone, {**facts, **window_facts})
+
+
+WINDOW_REASONS = frozenset({Reason.OUTSIDE_CALLING_WINDOW, Reason.HOLIDAY})
+"""The reasons that only say 'not now': a scheduled callback may wait them out."""
+
+
+def schedulable(decision: Blocked, priority: Priority, rules: ComplyRules) -> bool:
+    """Whether a blocked alert becomes a callback scheduled at `decision.due` instead of a task.
+
+    Only the calling window may be waited out: comply checks it last, so a window-blocked
+    customer passed contact data, do-not-call, consent and DND already.
+    """
+    return decision.reason in WINDOW_REASONS and priority in rules.scheduled_callbacks
 
 
 def check_window(

@@ -179,7 +179,9 @@ class Follower:
             backend=self._backends.name(intent.priority),
             call_id=call_id,
         )
+        scheduled = {"scheduledEpoch": repr(intent.scheduled_for)} if intent.scheduled_for else {}
         return {
+            **scheduled,
             "result": CallResult.PENDING.value,
             "attempt": "1",
             "attemptState": "placed",
@@ -191,8 +193,14 @@ class Follower:
         }
 
     async def placed_first(self, intent: DialIntent) -> None:
-        """The first call is out (its fields went with the outcome): ask for its result soon."""
-        await self._schedule(intent.intent_id, self._clock() + self._conf.poll_seconds)
+        """The first call is out (its fields went with the outcome): ask for its result soon.
+
+        A scheduled callback is looked at again shortly before it is due (its re-check).
+        """
+        at = self._clock() + self._conf.poll_seconds
+        if intent.scheduled_for:
+            at = max(at, intent.scheduled_for - self._rules.recheck_before)
+        await self._schedule(intent.intent_id, at)
 
     async def to_dialing(self, intent: DialIntent) -> bool:
         """A re-attempt moves queued -> dialing: only one path ever can."""
@@ -300,7 +308,7 @@ class Follower:
                 await self._end(ladder, "the sensor resolved", task=False, states="waiting")
             # queued / dialing: the dialer's own resolve handling withdraws it.
 
-    async def _cancel_placed(self, ladder: Ladder, why: str) -> None:
+    async def _cancel_placed(self, ladder: Ladder, why: str, *, task: bool = False) -> None:
         follows = self._follows(ladder.backend)
         cancelled = False
         if follows is not None and ladder.call_id:
@@ -310,7 +318,7 @@ class Follower:
                 log.exception("cancelling call %s of %s failed", ladder.call_id, ladder.key)
         if cancelled:
             evidence = Evidence(CallResult.NOT_REACHED, ResultReason.CANCELED)
-            await self._settle(ladder, evidence, states="placed", stop=why)
+            await self._settle(ladder, evidence, states="placed", stop=why, task=task)
         else:  # the call goes on; its result is still learned, but no attempt follows it
             await self._move(
                 ladder.key,
@@ -381,15 +389,7 @@ class Follower:
             else:
                 await self._schedule(key, now + self._conf.poll_seconds)
         elif ladder.state == "placed":
-            pushed = evidence_from_pushed(ladder.pushed) if ladder.pushed else None
-            if (
-                pushed is not None
-                and ladder.pushed
-                and ladder.pushed.get("callId") == ladder.call_id
-            ):
-                await self._settle(ladder, pushed, states="placed")
-            else:
-                to_poll.setdefault(ladder.backend, []).append(ladder)
+            await self._placed(ladder, now, to_poll)
         elif ladder.state == "waiting":
             if ladder.next_at <= now:
                 await self._reattempt(ladder, now)
@@ -397,6 +397,17 @@ class Follower:
                 await self._schedule(key, ladder.next_at)
         else:  # queued / dialing: with the dialer
             await self._handed_off(ladder, now)
+
+    async def _placed(self, ladder: Ladder, now: float, to_poll: dict[str, list[Ladder]]) -> None:
+        """A call is out: its re-check if scheduled, its pushed result, or a poll."""
+        if ladder.scheduled_at > now:
+            await self._before_scheduled(ladder, now)
+            return
+        pushed = evidence_from_pushed(ladder.pushed) if ladder.pushed else None
+        if pushed is not None and ladder.pushed and ladder.pushed.get("callId") == ladder.call_id:
+            await self._settle(ladder, pushed, states="placed")
+        else:
+            to_poll.setdefault(ladder.backend, []).append(ladder)
 
     async def _handed_off(self, ladder: Ladder, now: float) -> None:
         """A re-attempt with the dialer: in this process, or left by a previous life."""
@@ -427,6 +438,58 @@ class Follower:
         evidence = Evidence(CallResult.UNKNOWN, Reason.DIAL_UNCERTAIN.value)
         await self._settle(ladder, evidence, states="dialing")
 
+    # --- scheduled callbacks ------------------------------------------------------------------
+
+    async def _before_scheduled(self, ladder: Ladder, now: float) -> None:
+        """A scheduled callback not due yet: re-checked once shortly before, then waited for."""
+        recheck_at = ladder.scheduled_at - self._rules.recheck_before
+        if ladder.rechecked or now < recheck_at:
+            later = ladder.scheduled_at + self._conf.poll_seconds
+            await self._schedule(ladder.key, later if ladder.rechecked else recheck_at)
+            return
+        why, task = await self._recheck(ladder)
+        if why:
+            log.warning("scheduled callback of %s cancelled: %s", ladder.key, why)
+            await self._cancel_placed(ladder, why, task=task)
+            return
+        if await self._move(
+            ladder.key, n=ladder.n, states="placed", event="rechecked", rechecked="1"
+        ):
+            await self._schedule(ladder.key, ladder.scheduled_at + self._conf.poll_seconds)
+
+    async def _recheck(self, ladder: Ladder) -> tuple[str, bool]:
+        """What changed since the callback was scheduled: ('', _) when nothing did.
+
+        The sensor (resolved), maintenance, and the customer as the CRM has them now: the
+        do-not-call list and flag, consent, do-not-disturb. Returns why it must not ring and
+        whether a person should hear of it.
+        """
+        if ladder.alert is None:
+            return "", False
+        alert = alert_from_dict(ladder.alert)
+        if over := await self._over(alert, ladder.scheduled_at):
+            return over, False
+        try:
+            customer = await self._fresh_customer(alert.customer_id)
+        except crm.CrmUnavailableError as exc:
+            log.warning("re-check of %s: CRM unavailable (%s); the callback stays", ladder.key, exc)
+            return "", False
+        if customer is None:
+            return "the customer is no longer known to the CRM", True
+        record = self._records.keys.record(ladder.key)
+        phone = text(await self._records.auto.execute("HGET", record, "attemptPhone"))
+        listed = await self._records.auto.execute("SISMEMBER", self._records.keys.dnc(), phone)
+        verdict = comply(
+            replace(customer, phone=phone or customer.phone),
+            now=ladder.scheduled_at,  # judged as at the time it will ring
+            rules=self._rules,
+            alert_type=alert.alert_type,
+            on_dnc_list=bool(listed),
+        )
+        if isinstance(verdict, Blocked):
+            return f"{verdict.reason.value}: {verdict.detail}", True
+        return "", False
+
     # --- results -------------------------------------------------------------------------------
 
     def _follows(self, backend: str) -> Follows | None:
@@ -448,7 +511,7 @@ class Follower:
                 evidence = found.get(ladder.call_id)
                 if evidence is not None:
                     await self._settle(ladder, evidence, states="placed")
-                elif now - ladder.placed_at >= self._conf.result_timeout_seconds:
+                elif now - ladder.works_from >= self._conf.result_timeout_seconds:
                     await self._timed_out(ladder, follows)
                 else:
                     await self._schedule(ladder.key, now + self._conf.poll_seconds)
@@ -464,7 +527,13 @@ class Follower:
         await self._settle(ladder, evidence, states="placed")
 
     async def _settle(
-        self, ladder: Ladder, evidence: Evidence, *, states: str, stop: str = ""
+        self,
+        ladder: Ladder,
+        evidence: Evidence,
+        *,
+        states: str,
+        stop: str = "",
+        task: bool = False,
     ) -> None:
         """Record attempt n's result and decide what follows it."""
         now = self._clock()
@@ -477,7 +546,7 @@ class Follower:
         )
         step: Next | Stop
         if stop or stop_after:
-            step = Stop(stop or text(stop_after), task=False)
+            step = Stop(stop or text(stop_after), task=task)
             if evidence.result == CallResult.REACHED:
                 step = Stop("reached", task=False)
         else:

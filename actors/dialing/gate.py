@@ -87,11 +87,15 @@ class LastChecks:
         checks = Checks(now=self._clock())
         for call in calls:
             intent, _ = call
-            blocked = check_window(
-                intent.customer,
-                now=checks.now,
-                rules=self._rules,
-                alert_type=intent.alert.alert_type,
+            blocked = (
+                None
+                if intent.scheduled_for
+                else check_window(
+                    intent.customer,
+                    now=checks.now,
+                    rules=self._rules,
+                    alert_type=intent.alert.alert_type,
+                )
             )
             if blocked is not None:  # work may have waited in the queue past the window
                 if intent.attempt > 1:

@@ -19,6 +19,7 @@ from tripline.actors.dialing.follow import Follower
 from tripline.actors.dialing.gate import LastChecks
 from tripline.actors.dialing.records import Records
 from tripline.adapters.backends import Backends, Result
+from tripline.adapters.store import iso
 from tripline.conf.schema import DialerConfig
 from tripline.messages import DialFinished, DialIntent, Outcome, Reason, State, TaskIntent
 from tripline.pipeline.dial import Answer, backoff, retry_after
@@ -54,6 +55,12 @@ class Placer:
         done = DialFinished(intent_id=intent.intent_id, priority=intent.priority, slot=slot)
         try:
             backend = self._backends.by_priority[intent.priority]
+            if intent.scheduled_for and not getattr(backend, "schedules", False):
+                # Only Genesys callbacks can wait for the window: here it is a task, as before.
+                await self._checks.release_caps(intent)
+                self._tell(_window_task(intent))
+                done = finished_with(done, backend_ok=None)
+                return
             follower = self._follower
             if follower is not None and follower.follows(intent):
                 # Indexed before the call leaves: a crash after it still finds the call.
@@ -141,6 +148,7 @@ class Placer:
                 callId=result.ref,
                 detail=result.detail,
                 facts=facts,
+                scheduledFor=iso(intent.scheduled_for) if intent.scheduled_for else "",
                 **ladder,
             ):
                 self._stats.decided(intent.alert, Outcome.CALLED, callId=result.ref or "")
@@ -183,6 +191,18 @@ async def send(attempt: Callable[[], Awaitable[Result]], conf: DialerConfig) -> 
         )
         result = await attempt()
     return result
+
+
+def _window_task(intent: DialIntent) -> TaskIntent:
+    facts = dict(intent.facts)
+    return TaskIntent(
+        alert=intent.alert,
+        reason=Reason.OUTSIDE_CALLING_WINDOW,
+        due=intent.scheduled_for,
+        detail=f"outside the calling window ({facts.get('localTime', '')}); this backend "
+        "cannot schedule a callback",
+        facts=intent.facts,
+    )
 
 
 def finished_with(done: DialFinished, **changes: Any) -> DialFinished:  # noqa: ANN401

@@ -379,3 +379,55 @@ class _tripline_run:  # noqa: N801 - used as a context manager, reads as a verb
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def test_outside_the_window_a_scheduled_callback_is_rechecked_before_it_is_due(
+    reach: Callable[..., ServiceHandle], emulator: EmulatorHandle
+) -> None:
+    emulator.add_customer("CUST-9981", timezone=zone_outside_window())
+    service = reach(
+        TRIPLINE__COMPLY__BLOCKED_ACTION='{ critical = "scheduled_callback" }',
+        # Re-checked at once: the callback is due hours from now.
+        TRIPLINE__COMPLY__SCHEDULED_RECHECK_SECONDS="86400",
+    )
+    doc = alert()
+    service.publish(doc, sensor=doc["sensorId"])
+
+    def rechecked() -> dict[str, Any] | None:
+        rec = service.record(doc["idempotencyKey"])
+        return rec if rec and any(h["state"] == "rechecked" for h in rec["history"]) else None
+
+    record = wait_for(rechecked, timeout=20)
+    assert record["outcome"] == "called"
+    assert record["result"] == "pending"
+    (callback,) = emulator.callbacks()
+    assert callback["body"]["callbackScheduledTime"] == record["scheduledFor"]
+    local = record["facts"]["localTime"]
+    assert record["facts"]["rule"].startswith("calling_window")
+    assert local  # the decision's evidence: the local time it was blocked at
+    assert not emulator.workitems()
+
+
+def test_a_scheduled_callback_whose_number_joined_the_dnc_list_is_cancelled(
+    reach: Callable[..., ServiceHandle], emulator: EmulatorHandle, redis_client: redis.Redis
+) -> None:
+    customer = emulator.add_customer("CUST-9981", timezone=zone_outside_window())
+    service = reach(
+        TRIPLINE__COMPLY__BLOCKED_ACTION='{ critical = "scheduled_callback" }',
+        TRIPLINE__COMPLY__SCHEDULED_RECHECK_SECONDS="86400",
+        TRIPLINE__OUTCOMES__POLL_SECONDS="1.5",
+    )
+    doc = alert()
+    redis_client.sadd(Keys(service.prefix).dnc(), "+10000000000")  # the list exists
+    service.publish(doc, sensor=doc["sensorId"])
+    wait_for(lambda: service.outcome(doc["idempotencyKey"]) == "called")
+    # Before its re-check, the customer asks not to be called.
+    redis_client.sadd(Keys(service.prefix).dnc(), customer["phone"])
+
+    record = ended(service, doc["idempotencyKey"])
+    assert (record["result"], record["resultReason"]) == ("not_reached", "canceled")
+    assert record["ladderEnd"].startswith("do_not_call")
+    assert [r["body"] for r in emulator.requests() if r["method"] == "PATCH"] == [
+        {"state": "disconnected"}
+    ]
+    wait_for(emulator.workitems)  # a person hears of it

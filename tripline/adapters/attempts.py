@@ -62,6 +62,8 @@ FIELDS = (
     "alert",
     "priority",
     "result",
+    "scheduledEpoch",
+    "rechecked",
 )
 """What the follower reads of a record (HMGET, in this order)."""
 
@@ -95,7 +97,15 @@ class Ladder:
     alert: dict[str, Any] | None = None
     priority: str = ""
     result: str = ""
+    scheduled_at: float = 0.0
+    """A scheduled callback's time (0: placed to be worked now)."""
+    rechecked: bool = False
     exists: bool = True
+
+    @property
+    def works_from(self) -> float:
+        """When the contact center starts working the call (a result can come after it)."""
+        return max(self.placed_at, self.scheduled_at)
 
     @classmethod
     def read(cls, key: str, values: list[Any]) -> Ladder:
@@ -119,6 +129,8 @@ class Ladder:
             alert=_dict(v[11]),
             priority=v[12],
             result=v[13],
+            scheduled_at=_float(v[14]),
+            rechecked=v[15] == "1",
         )
 
     def with_result(self, evidence: Evidence, now: float) -> list[dict[str, Any]]:

@@ -464,6 +464,7 @@ def decode_record(raw: dict[bytes, bytes], history: list[bytes]) -> dict[str, An
         "result": rec.get("result"),
         "resultReason": rec.get("resultReason") or None,
         "nextAttemptAt": rec.get("nextAt") if rec.get("attemptState") == "waiting" else None,
+        "scheduledFor": rec.get("scheduledFor"),
         "ladderEnd": rec.get("ladderEnd"),
         "history": [orjson.loads(h) for h in history],
     }

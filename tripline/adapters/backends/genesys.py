@@ -25,6 +25,9 @@ _NAME_MAX, _DESCRIPTION_MAX = 256, 512  # WorkitemCreate limits
 class GenesysBackend(HttpSession):
     """Our own small client: explicit timeouts, and no POST re-sent after an ambiguous failure."""
 
+    schedules = True
+    """A callback can be scheduled for later (callbackScheduledTime)."""
+
     def __init__(
         self,
         *,
@@ -66,6 +69,8 @@ class GenesysBackend(HttpSession):
         }
         if self._conf.script_id:
             body["scriptId"] = self._conf.script_id
+        if intent.scheduled_for:  # worked when the customer's calling window opens
+            body["callbackScheduledTime"] = iso(intent.scheduled_for)
         if self._conf.caller_id:
             body["callerId"] = self._conf.caller_id
         if self._conf.caller_id_name:
