@@ -520,6 +520,7 @@ class Service:
             "actors": actors,
             "sensorEntities": entities,
             "counters": self.stats.snapshot(),
+            "reach": self.stats.reach(),
             **dialer,
             "events": self.events.recent(20),
             "maintenance": [w.to_doc(now) for w in self.maintenance.open_at(now)],

@@ -97,6 +97,19 @@ def test_no_answer_then_a_second_attempt_reaches_the_customer(
     metrics = http("GET", f"{service.url}/metrics")[1]
     assert 'tripline_call_results_total{reason="no_answer",result="not_reached"} 1.0' in metrics
     assert 'tripline_call_results_total{reason="",result="reached"} 1.0' in metrics
+    assert 'tripline_call_attempts_per_alert_bucket{le="2.0"} 1.0' in metrics
+    status = http("GET", f"{service.url}/status")[1]
+    assert status["reach"] == {"results": {"not_reached": 1, "reached": 1}, "reachRate": 0.5}
+    # The agent sees the attempts next to the alert.
+    code, page = http(
+        "GET",
+        f"{service.url}/v1/context/{record['referenceId']}",
+        headers={"Authorization": "Bearer ctx-token", "Accept": "text/html"},
+    )
+    assert code == 200
+    assert '<span id="result">reached</span>' in page
+    assert page.count("<td>Test Customer</td>") == 2
+    assert "no_answer" in page
 
 
 def test_primary_not_reached_twice_then_the_second_contact_is_reached(

@@ -110,6 +110,28 @@ def render(
         for g in grouped
     )
     outcome = (record or {}).get("outcome") or (record or {}).get("state") or "unknown"
+    result = (record or {}).get("result")
+    attempts = (
+        "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{_e(cell)}</td>"
+                for cell in (
+                    a.get("n"),
+                    a.get("at"),
+                    a.get("contact"),
+                    a.get("phone"),
+                    a.get("result") or "not placed",
+                    a.get("resultReason") or "",
+                    a.get("wrapupCode") or "",
+                )
+            )
+            + "</tr>"
+            for a in (record or {}).get("attempts", [])
+            if isinstance(a, dict)
+        )
+        or '<tr><td colspan="7" class="muted">No call yet.</td></tr>'
+    )
     unit = _e(telemetry.get("unit"))
     rendered = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S")
     return f"""<!doctype html>
@@ -133,6 +155,10 @@ def render(
 {chart(readings)}
 <h2>Also in this call</h2>
 <ul id="grouped">{siblings or '<li class="muted">No other alerts.</li>'}</ul>
+<h2>Call attempts</h2>
+<p>Result: <span id="result">{_e(result or "not followed")}</span></p>
+<table id="attempts"><tr><th>#</th><th>at</th><th>contact</th><th>number</th><th>result</th>
+<th>reason</th><th>wrap-up</th></tr>{attempts}</table>
 <h2>Decision history</h2>
 <table id="history">{rows}</table>
 <p class="muted">Rendered {rendered} UTC</p>
