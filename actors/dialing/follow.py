@@ -561,7 +561,6 @@ class Follower:
         attempts = ladder.with_result(evidence, now)
         if evidence.do_not_call:
             await self._add_to_dnc(ladder)
-        self._stats.call_result(evidence.result.value, evidence.reason)
         if isinstance(step, Next):
             moved = await self._move(
                 ladder.key,
@@ -577,7 +576,8 @@ class Follower:
                 nextContact=str(step.contact),
                 detail=f"attempt {ladder.n}: {evidence.result.value} {evidence.reason}".strip(),
             )
-            if moved:
+            if moved:  # counted once: only the path that moved the ladder counts its result
+                self._stats.call_result(evidence.result.value, evidence.reason)
                 await self._schedule(ladder.key, step.at)
             return
         final = evidence.result if evidence.result != CallResult.PENDING else CallResult.UNKNOWN
@@ -595,6 +595,7 @@ class Follower:
         )
         if not moved:
             return
+        self._stats.call_result(evidence.result.value, evidence.reason)
         self._ended(ladder, attempts, final, now)
         if step.task:
             self._raise_task(ladder, attempts, step.why, now)
@@ -741,7 +742,7 @@ class Follower:
                 "GET", resolved_key(self._records.keys, alert.customer_id, alert.sensor_id)
             )
         )
-        if resolved and float(resolved) >= alert.timestamp:
+        if resolved and _seconds(resolved) >= alert.timestamp:
             return "the sensor resolved"
         if (window := self._controls.covering(alert, now)) is not None:
             return f"maintenance: {window.detail()}"
@@ -821,6 +822,13 @@ class Follower:
         self._records.auto.send("ZREM", self.index, key)
         if ladder.alert is not None:
             self._by_sensor.get(str(ladder.alert.get("sensor_id", "")), set()).discard(key)
+
+
+def _seconds(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return float("-inf")
 
 
 def _priority(label: str) -> Priority:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from tripline.adapters.store import Keys, _id, history_entry, iso, text
+from tripline.adapters.store import Keys, _id, history_entry, iso
 from tripline.pipeline.reach import CallResult, Evidence
 
 # Moves a record's ladder: only when its current attempt is ARGV[1] and its attemptState one of
@@ -110,7 +110,7 @@ class Ladder:
     @classmethod
     def read(cls, key: str, values: list[Any]) -> Ladder:
         """Parse an HMGET of FIELDS; unreadable parts read as absent, never raise."""
-        v = [text(x) for x in values]
+        v = [_text(x) for x in values]
         if not any(v):
             return cls(key, exists=False)
         return cls(
@@ -211,6 +211,13 @@ def evidence_from_pushed(pushed: dict[str, Any]) -> Evidence | None:
         )
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def _text(value: Any) -> str:  # noqa: ANN401 - a Redis reply
+    # Not store.text: a field someone wrote by hand must not stop the follower (replace).
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
 
 
 def _int(value: str) -> int:

@@ -1,0 +1,100 @@
+"""The follower's plain parts: whom the ladder calls, as whom, and the config it reads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tripline.actors.dialing.follow import as_customer, contacts_of, ladder_rules, wrapup_codes
+from tripline.actors.dialing.gate import call_member
+from tripline.conf.schema import OutcomesConfig, ReachConfig
+from tripline.messages import Alert, Contact, Customer, DialIntent, Priority
+from tripline.pipeline.comply import Allowed, Blocked, ComplyRules, comply
+from tripline.pipeline.reach import CallResult, Evidence
+
+CUSTOMER = Customer(
+    customer_id="C1",
+    name="Acme Cold Store",
+    phone="+14155550100",
+    timezone="America/Los_Angeles",
+    do_not_disturb=False,
+    do_not_call=False,
+    contacts=(
+        Contact(name="Night guard", phone="+14155550102", order=2, timezone="Asia/Tokyo"),
+        Contact(name="Manager", phone="+14155550101", order=1, call_consent=False),
+    ),
+)
+
+
+def test_the_customer_is_the_first_contact_then_the_crm_order() -> None:
+    assert [c.name for c in contacts_of(CUSTOMER)] == ["Acme Cold Store", "Manager", "Night guard"]
+    own = contacts_of(CUSTOMER)[0]
+    assert (own.phone, own.timezone, own.order) == (CUSTOMER.phone, CUSTOMER.timezone, 0)
+
+
+def test_a_contact_is_judged_with_its_own_number_zone_and_consent() -> None:
+    manager, guard = contacts_of(CUSTOMER)[1:]
+    seen = as_customer(CUSTOMER, guard)
+    assert (seen.phone, seen.timezone, seen.name) == (guard.phone, "Asia/Tokyo", "Night guard")
+    assert seen.contacts == ()
+    assert not as_customer(CUSTOMER, manager).call_consent
+    # a contact without a zone of its own is in the customer's
+    assert as_customer(CUSTOMER, replace(guard, timezone="")).timezone == CUSTOMER.timezone
+
+
+@pytest.mark.parametrize(
+    ("customer", "blocked"),
+    [
+        (replace(CUSTOMER, call_consent=False), True),  # the account holder revoked: nobody
+        (replace(CUSTOMER, do_not_call=True), True),
+        (replace(CUSTOMER, do_not_disturb=True), True),
+        (CUSTOMER, False),
+    ],
+)
+def test_the_account_holders_flags_hold_for_every_contact(
+    customer: Customer, blocked: bool
+) -> None:
+    guard = contacts_of(customer)[2]
+    rules = ComplyRules(safety_override=frozenset({"co_alarm"}))  # any hour: only flags matter
+    verdict = comply(as_customer(customer, guard), now=0.0, rules=rules, alert_type="co_alarm")
+    assert isinstance(verdict, Blocked if blocked else Allowed)
+
+
+def test_every_attempt_counts_against_the_caps_as_a_call_of_its_own() -> None:
+    alert = Alert(
+        idempotency_key="K",
+        sensor_id="S",
+        customer_id="C1",
+        alert_type="t",
+        timestamp=0.0,
+        firing=True,
+        severity="",
+        current_value=1.0,
+        threshold=0.0,
+        unit="",
+        reference_id="R",
+        telemetry_hash="h",
+        accepted_at=0.0,
+    )
+    first = DialIntent(
+        intent_id="K", alert=alert, customer=CUSTOMER, priority=Priority.HIGH, enqueued_at=0.0
+    )
+    assert call_member(first) == "K"
+    assert call_member(replace(first, attempt=3)) == "K#3"
+
+
+def test_the_config_tables_become_the_ladders_rules() -> None:
+    rules = ladder_rules(
+        ReachConfig(
+            max_attempts={"critical": 5, "high": 2, "normal": 1, "low": 1},
+            retry_after_seconds={"critical": 60, "high": 120.5, "normal": 1, "low": 1},
+            attempts_per_contact={"critical": 3, "high": 1, "normal": 1, "low": 1},
+        )
+    )
+    assert rules.max_attempts[Priority.CRITICAL] == 5
+    assert rules.retry_after[Priority.HIGH] == 120.5
+    assert rules.attempts_per_contact[Priority.CRITICAL] == 3
+    codes = wrapup_codes(OutcomesConfig(wrapup_do_not_call=["STOP"]))
+    applied = codes.apply(Evidence(CallResult.REACHED, "", "STOP"))
+    assert applied.do_not_call
