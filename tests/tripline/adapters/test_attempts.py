@@ -92,7 +92,7 @@ def _move(client: redis.Redis, n: int | str, states: str, **fields: object) -> i
     keys, args = reach_args(
         Keys("tattempts"), "A1", n=n, states=states, event="e", now=1.0, **fields
     )
-    return int(client.eval(REACH_LUA, 2, *keys, *args))  # type: ignore[arg-type]
+    return int(client.eval(REACH_LUA, 2, *keys, *args))
 
 
 def test_reach_lua_moves_an_attempt_only_from_the_states_named(client: redis.Redis) -> None:
