@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from tripline.devtools.emulator.customers import synthetic_customer
+from tripline.devtools.emulator.customers import check_contacts, synthetic_customer
 from tripline.devtools.emulator.state import EMULATOR, _error, _json_body
 
 
@@ -56,10 +56,12 @@ async def crm_list(request: web.Request) -> web.Response:
 
 
 async def put_customer(request: web.Request) -> web.Response:
-    """PUT /_emulator/customers/{id}: add or replace a CRM customer."""
+    """PUT /_emulator/customers/{id}: add or replace a CRM customer (`contacts` is checked)."""
     body = await _json_body(request)
     if isinstance(body, web.Response) or not isinstance(body, dict):
         return _error(400, "customer must be a JSON object", "bad.request")
+    if "contacts" in body and (problem := check_contacts(body["contacts"])):
+        return _error(400, problem, "bad.request")
     cid = request.match_info["id"]
     request.app[EMULATOR].customers[cid] = {**body, "id": cid}
     return web.json_response(request.app[EMULATOR].customers[cid])

@@ -31,6 +31,12 @@ _SYNTHETIC = re.compile(r"^CUST-(\d{1,9})$")
 
 _COUNTRIES = ("NZ", "JP", "IN", "DE", "GB", "BR", "US", "US")
 _REGIONS = ("", "", "", "", "", "", "US-NY", "US-CA")
+# Demo sites with a contact ladder: the site's own line first, then its manager.
+_MANAGERS = {
+    3: ("Priya Raman", "+919812345670"),
+    4: ("Jonas Weber", "+4915123456789"),
+    7: ("Maria Alvarez", "+12125550143"),
+}
 
 
 def _customer(
@@ -56,6 +62,40 @@ def _customer(
     }
 
 
+def _contact(name: str, phone: str, role: str, order: int, zone: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "phone": phone,
+        "role": role,
+        "order": order,
+        "callConsent": True,
+        "timezone": zone,
+    }
+
+
+def check_contacts(contacts: Any) -> str:  # noqa: ANN401, PLR0911 - whatever the document held
+    """The problem with a customer's `contacts` list, or "".
+
+    Each is {name, phone, order, callConsent} with optional role and timezone strings.
+    """
+    if not isinstance(contacts, list):
+        return "contacts must be a list"
+    for n, contact in enumerate(contacts):
+        if not isinstance(contact, dict):
+            return f"contacts[{n}] must be an object"
+        for key in ("name", "phone"):
+            if not isinstance(contact.get(key), str):
+                return f"contacts[{n}].{key} must be a string"
+        for key in ("role", "timezone"):
+            if key in contact and not isinstance(contact[key], str):
+                return f"contacts[{n}].{key} must be a string"
+        if type(contact.get("order")) is not int:
+            return f"contacts[{n}].order must be an integer"
+        if type(contact.get("callConsent")) is not bool:
+            return f"contacts[{n}].callConsent must be true or false"
+    return ""
+
+
 def demo_customers() -> dict[str, dict[str, Any]]:
     """The shipped customers: eight callable ones around the globe, and four that are not."""
     out = {}
@@ -68,6 +108,12 @@ def demo_customers() -> dict[str, dict[str, Any]]:
             country=_COUNTRIES[n - 1],
             region=_REGIONS[n - 1],
         )
+        if n in _MANAGERS:
+            manager, mobile = _MANAGERS[n]
+            out[f"CUST-DEMO-{n}"]["contacts"] = [
+                _contact(f"Demo Site {n}", phone, "site", 1, zone),
+                _contact(manager, mobile, "site manager", 2, zone),
+            ]
     out["CUST-DNC"] = _customer(
         "CUST-DNC", "Do Not Call Ltd", "+12015550123", "America/New_York", region="US-NJ", dnc=True
     )

@@ -80,7 +80,17 @@ async def cxone_script_start(request: web.Request) -> web.Response:
         return _error(400, "skillId is required", "bad.request")
     if not isinstance(body.get("parameters", ""), str):
         return _error(400, "parameters must be a pipe-delimited string", "bad.request")
-    return web.json_response({"contactId": random.randint(10**9, 10**10)}, status=202)
+    contact = random.randint(10**9, 10**10)
+    # tripline's script takes the number first (p1), then the reference triple.
+    phone = body.get("parameters", "").split("|")[0]
+    request.app[EMULATOR].place(
+        "cxone",
+        str(contact),
+        call_id=str(contact),
+        phone=phone,
+        extra={"skillId": body["skillId"], "scriptId": request.match_info["scriptId"]},
+    )
+    return web.json_response({"contactId": contact}, status=202)
 
 
 async def cxone_skill_activity(request: web.Request) -> web.Response:

@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tripline.devtools.emulator.genesys_outcomes import remember_contact
+from tripline.devtools.emulator.outcomes import parse_iso
 from tripline.devtools.emulator.state import (
     EMULATOR,
     _error,
@@ -52,10 +54,24 @@ async def callbacks(request: web.Request) -> web.Response:
     problem = _check_callback(body)
     if problem:
         return _error(400, problem, "bad.request")
-    # The callback "exists" but its answer never comes, until the knob is turned off again.
-    while request.app[EMULATOR].settings.hang_after_receiving:  # noqa: ASYNC110 - a knob, no event
-        await asyncio.sleep(0.1)
+    emulator = request.app[EMULATOR]
     cid = str(uuid.uuid4())
+    routing = body.get("routingData") or {}
+    emulator.place(
+        "callback",
+        cid,
+        call_id=cid,
+        phone=body["callbackNumbers"][0],
+        scheduled=parse_iso(body.get("callbackScheduledTime")),
+        extra={
+            "queueId": body.get("queueId") or routing.get("queueId"),
+            "callbackNumbers": list(body["callbackNumbers"]),
+            "callbackScheduledTime": body.get("callbackScheduledTime"),
+        },
+    )
+    # The callback "exists" but its answer never comes, until the knob is turned off again.
+    while emulator.settings.hang_after_receiving:  # noqa: ASYNC110 - a knob, no event
+        await asyncio.sleep(0.1)
     return web.json_response(
         {
             "conversation": {"id": cid, "selfUri": f"/api/v2/conversations/{cid}"},
@@ -89,6 +105,8 @@ def _check_callback(body: Any) -> str:  # noqa: ANN401, PLR0911
     for key, value in data.items():
         if len(value) > ATTRIBUTE_MAX:
             return f"data.{key} exceeds {ATTRIBUTE_MAX} characters"
+    if "callbackScheduledTime" in body and parse_iso(body["callbackScheduledTime"]) is None:
+        return "callbackScheduledTime must be an ISO-8601 instant (yyyy-MM-ddTHH:mm:ss.SSSZ)"
     return ""
 
 
@@ -152,18 +170,19 @@ async def contacts(request: web.Request) -> web.Response:
     list_id = request.match_info["contactListId"]
     if not isinstance(body, list) or not body:
         return _error(400, "body must be a non-empty list of contacts", "bad.request")
-    out = []
-    for contact in body:
-        if not isinstance(contact, dict) or not isinstance(contact.get("data"), dict):
-            return _error(400, "every contact needs a data object", "bad.request")
-        out.append(
-            {
-                "id": contact.get("id") or uuid.uuid4().hex,
-                "contactListId": list_id,
-                "data": contact["data"],
-                "callable": contact.get("callable", True),
-            }
-        )
+    if not all(isinstance(c, dict) and isinstance(c.get("data"), dict) for c in body):
+        return _error(400, "every contact needs a data object", "bad.request")
+    out = [
+        {
+            "id": contact.get("id") or uuid.uuid4().hex,
+            "contactListId": list_id,
+            "data": contact["data"],
+            "callable": contact.get("callable", True),
+        }
+        for contact in body
+    ]
+    for contact in out:
+        remember_contact(request.app[EMULATOR], contact)
     return web.json_response(out)
 
 

@@ -7,13 +7,22 @@ import random
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from tripline.devtools.emulator.customers import demo_customers
+from tripline.devtools.emulator.outcomes import (
+    KINDS,
+    PlacedCall,
+    check_call_results,
+    check_delay,
+    default_code,
+    planned,
+)
 
 
 @dataclass
@@ -44,6 +53,14 @@ class Settings:
     """Answer every CRM request with 503."""
     synthetic_customers: int = 0
     """How many CUST-<n> customers the CRM's list endpoint also pages through."""
+    call_results: list[Any] = field(default_factory=list)
+    """What the next placed calls turn out to be, one item per call in order: a result
+    (answered, no_answer, busy, voicemail, failed) or {"result": ..., "wrapupCode": ...}.
+    Consumed as calls are placed; when empty a call is answered."""
+    call_result_delay_seconds: float = 2.0
+    """How long after a call is placed (or its callback is scheduled) its result shows."""
+    wrapup_code: str = "tripline-resolved"
+    """The agent's wrap-up code for an answered call whose item names none."""
 
 
 class Emulator:
@@ -56,6 +73,61 @@ class Emulator:
         self.settings = Settings()
         self.tokens: set[str] = set()
         self._window: deque[float] = deque()
+        self.clock: Callable[[], float] = time.time
+        """When calls are placed and their results show (tests may wind it on)."""
+        self.calls: dict[str, dict[str, PlacedCall]] = {kind: {} for kind in KINDS}
+        """Placed calls by kind, then id (campaign contacts: "<contactListId>/<id>")."""
+        self.dispositions: dict[str, int] = {}
+        """CXone disposition ids by name, made up as codes are used."""
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Background sends (Twilio status callbacks), kept so they are not collected."""
+
+    def place(
+        self,
+        kind: str,
+        key: str,
+        *,
+        call_id: str,
+        phone: str,
+        scheduled: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> PlacedCall:
+        """Place one call: take the next planned result and fix when it shows.
+
+        Args:
+            kind: One of outcomes.KINDS.
+            key: Its key in `calls[kind]`.
+            call_id: The vendor's id for it.
+            phone: The number dialled.
+            scheduled: A callbackScheduledTime: the result shows that long after it.
+            extra: Vendor details kept with it.
+
+        Returns:
+            The call, remembered.
+        """
+        s = self.settings
+        result, code = planned(s.call_results.pop(0) if s.call_results else "answered")
+        now = self.clock()
+        starts = max(now, scheduled) if scheduled is not None else now
+        call = PlacedCall(
+            id=call_id,
+            kind=kind,
+            created=now,
+            starts=starts,
+            visible_at=starts + s.call_result_delay_seconds,
+            result=result,
+            wrapup_code=code or default_code(kind, result, s.wrapup_code),
+            phone=phone,
+            extra=extra or {},
+        )
+        self.calls[kind][key] = call
+        return call
+
+    def disposition_id(self, name: str) -> int:
+        """CXone's id for a disposition name: made up on first use, stable after."""
+        if name not in self.dispositions:
+            self.dispositions[name] = 1000 + len(self.dispositions)
+        return self.dispositions[name]
 
     def rate_limited(self, now: float) -> float:
         """Seconds until a slot frees in the one-minute window, or 0 when this request fits."""
@@ -181,5 +253,34 @@ async def put_settings(request: web.Request) -> web.Response:
             isinstance(current[name], float) and isinstance(value, int)
         ):
             return _error(400, f"{name} must be {type(current[name]).__name__}", "bad.request")
+    problem = _check_values(body)
+    if problem:
+        return _error(400, problem, "bad.request")
     emulator.settings = Settings(**{**current, **body})
     return web.json_response(asdict(emulator.settings))
+
+
+def _check_values(body: dict[str, Any]) -> str:
+    """Settings whose type is right but whose value is not."""
+    if "call_results" in body:
+        problem = check_call_results(body["call_results"])
+        if problem:
+            return problem
+    if "call_result_delay_seconds" in body:
+        problem = check_delay(float(body["call_result_delay_seconds"]))
+        if problem:
+            return problem
+    if "wrapup_code" in body and not 0 < len(body["wrapup_code"]) <= 255:
+        return "wrapup_code must be 1 to 255 characters"
+    return ""
+
+
+async def get_calls(request: web.Request) -> web.Response:
+    """GET /_emulator/calls: every placed call with its planned result, by kind."""
+    emulator = request.app[EMULATOR]
+    now = emulator.clock()
+    body = {
+        kind: [call.to_json(now) for call in calls.values()]
+        for kind, calls in emulator.calls.items()
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
