@@ -444,3 +444,29 @@ def test_a_scheduled_callback_whose_number_joined_the_dnc_list_is_cancelled(
         {"state": "disconnected"}
     ]
     wait_for(emulator.workitems)  # a person hears of it
+
+
+def test_campaign_contacts_results_drive_the_ladder_one_contact_per_attempt(
+    reach: Callable[..., ServiceHandle], emulator: EmulatorHandle
+) -> None:
+    emulator.add_customer("CUST-9981")
+    results(emulator, "no_answer")
+    service = reach(
+        TRIPLINE__DIALER__BACKEND="genesys_campaign",
+        TRIPLINE__DIALER__CAMPAIGN_BATCH_SECONDS="0.05",
+    )
+    doc = alert()
+    service.publish(doc, sensor=doc["sensorId"])
+
+    record = ended(service, doc["idempotencyKey"])
+    assert record["result"] == "reached"
+    assert [a["resultReason"] for a in record["attempts"]] == ["no_answer", None]
+    ids = [a["callId"] for a in record["attempts"]]
+    assert ids[1] == ids[0] + "-2"  # a re-post of the first contact would never dial again
+    appended = [
+        c["id"]
+        for r in emulator.requests()
+        if r["path"].endswith("/contacts") and r["status"] == 200
+        for c in r["body"]
+    ]
+    assert [f"contact:{i}" for i in appended] == ids

@@ -359,7 +359,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tripline.devtools.emulator import CLIENT_SECRET  # noqa: PLC0415
+    from tripline.devtools.emulator import CLIENT_SECRET, Emulator  # noqa: PLC0415
     from tripline.devtools.emulator import build_app as emulator_app  # noqa: PLC0415
     from tripline.devtools.simulate import FleetSpec, simulate  # noqa: PLC0415
     from tripline.supervisor import Service  # noqa: PLC0415
@@ -369,7 +369,11 @@ def _demo(args: argparse.Namespace) -> int:
     config = _load(Path(str(resources.files("tripline.conf").joinpath("demo.toml"))))
     if config is None:
         return 1
-    threading.Thread(target=_serve_emulator, args=(emulator_app(),), daemon=True).start()
+    emulator = Emulator()
+    # Some calls go unanswered, so the demo shows the ladder: a second attempt, the next contact.
+    emulator.settings.call_results = ["no_answer", "answered", "busy", "answered", "no_answer"]
+    emulator.settings.call_result_delay_seconds = 1.0
+    threading.Thread(target=_serve_emulator, args=(emulator_app(emulator),), daemon=True).start()
     service = Service(config)
     service.start()
     stop = asyncio.Event()
@@ -386,6 +390,7 @@ def _demo(args: argparse.Namespace) -> int:
             topic_prefix=config.mqtt.topic.split("/+/", 1)[0],
         )
         _wait_settled(service, timeout=30)
+        _wait_reached(service, timeout=30)
         _print_summary(service)
         if not args.exit:
             print(
@@ -429,12 +434,31 @@ def _wait_settled(service: Any, timeout: float) -> None:  # noqa: ANN401
         time.sleep(0.5)
 
 
+def _wait_reached(service: Any, timeout: float) -> None:  # noqa: ANN401
+    """Wait until every called alert's ladder ended (its follow index is empty)."""
+    from tripline.adapters.attempts import follow_key  # noqa: PLC0415
+
+    key = follow_key(service.keys, service.config.mqtt.client_id)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and service.redis.zcard(key):
+        time.sleep(0.5)
+
+
 def _print_summary(service: Any) -> None:  # noqa: ANN401
     counters = service.stats.snapshot()
     print("\noutcome      reason                    count")
     for outcome in ("called", "suppressed", "deferred", "rejected"):
         for reason, n in sorted(counters.get(outcome, {}).items()):
             print(f"{outcome:<12} {reason:<25} {n:>5}")
+    reach = service.stats.reach()
+    results = reach["results"]
+    if results:
+        rate = reach["reachRate"]
+        print(
+            f"\ncall results: reached {results.get('reached', 0)}, not reached "
+            f"{results.get('not_reached', 0)}, unknown {results.get('unknown', 0)}"
+            + (f" (reach rate {rate:.0%})" if rate is not None else "")
+        )
     print(
         f"(accepted {service.stats.total('accepted')}; records at "
         "GET http://127.0.0.1:8080/v1/alerts/<idempotencyKey>)\n"

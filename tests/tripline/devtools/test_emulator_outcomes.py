@@ -392,6 +392,25 @@ def test_campaign_contacts_show_their_last_result(emulator: EmulatorHandle, cloc
     assert http("POST", f"{base}/bulk", {"ids": ids}, BEARER)[0] == 400
 
 
+def test_a_campaign_contact_made_uncallable_before_it_was_dialled_is_cancelled(
+    emulator: EmulatorHandle, clock: Clock
+) -> None:
+    base = f"{emulator.url}/api/v2/outbound/contactlists/L1/contacts"
+    contacts = [
+        {"id": f"tl-{n}", "callable": True, "data": {"phone": "+14155550100"}} for n in (0, 1)
+    ]
+    assert http("POST", base, contacts, BEARER)[0] == 200
+    status, answer = http("PUT", f"{base}/tl-0", {"id": "tl-0", "callable": False}, BEARER)
+    assert status == 200
+    assert answer["callable"] is False
+    assert http("PUT", f"{base}/nobody", {"callable": False}, BEARER)[0] == 404
+    assert http("PUT", f"{base}/tl-1", {"callable": "no"}, BEARER)[0] == 400
+    clock.now = T0 + DELAY
+    after = http("POST", f"{base}/bulk", ["tl-0", "tl-1"], BEARER)[1]
+    assert [bool(c["callRecords"]) for c in after] == [False, True]  # the cancelled one never rang
+    assert emulator.state.calls["contact"]["L1/tl-0"].canceled
+
+
 # --- Twilio -------------------------------------------------------------------------------
 
 

@@ -130,11 +130,16 @@ PHONE_COLUMN = "phone"
 
 
 def contact_for(intent: DialIntent) -> dict[str, Any]:
-    """The campaign contact: its id derives from the alert, so a re-post updates, never adds."""
+    """The campaign contact: its id derives from the alert, so a re-post updates, never adds.
+
+    Each re-attempt is a contact of its own (`-<n>`): re-posting the first one would only
+    update it, never dial it again.
+    """
     alert = intent.alert
     digest = hashlib.sha256(alert.idempotency_key.encode()).hexdigest()[:32]
+    attempt = f"-{intent.attempt}" if intent.attempt > 1 else ""
     return {
-        "id": f"tl-{digest}",
+        "id": f"tl-{digest}{attempt}",
         "callable": True,
         "data": {
             "phone": intent.customer.phone,

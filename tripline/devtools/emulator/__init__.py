@@ -52,6 +52,7 @@ from tripline.devtools.emulator.genesys_outcomes import (
     details_query,
     get_callback,
     patch_callback,
+    put_contact,
 )
 from tripline.devtools.emulator.state import (
     EMULATOR,
@@ -106,6 +107,9 @@ def build_app(emulator: Emulator | None = None) -> web.Application:
             web.post("/api/v2/taskmanagement/workitems", workitems),
             web.post("/api/v2/outbound/contactlists/{contactListId}/contacts", contacts),
             web.post("/api/v2/outbound/contactlists/{contactListId}/contacts/bulk", contacts_bulk),
+            web.put(
+                "/api/v2/outbound/contactlists/{contactListId}/contacts/{contactId}", put_contact
+            ),
             web.post("/api/v2/analytics/queues/observations/query", observations),
             web.post("/api/v2/analytics/conversations/details/query", details_query),
             web.get("/api/v1/customers", crm_list),

@@ -221,6 +221,31 @@ async def patch_callback(request: web.Request) -> web.Response:
     return _json(callback_conversation(call, now))
 
 
+async def put_contact(request: web.Request) -> web.Response:
+    """PUT /api/v2/outbound/contactlists/{contactListId}/contacts/{contactId}: update one.
+
+    `callable: false` before the campaign dialled it takes it out of the campaign (a cancel).
+    """
+    if (gate := await _gate(request)) is not None:
+        return gate
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    if not isinstance(body, dict) or not isinstance(body.get("callable", True), bool):
+        return _error(400, "body must be a DialerContact (callable a boolean)", "bad.request")
+    emulator = request.app[EMULATOR]
+    key = f"{request.match_info['contactListId']}/{request.match_info['contactId']}"
+    call = emulator.calls["contact"].get(key)
+    if call is None:
+        return _error(404, "contact not found", "not.found")
+    now = emulator.clock()
+    contact = {**call.extra["contact"], **{k: v for k, v in body.items() if k == "callable"}}
+    call.extra["contact"] = contact
+    if contact.get("callable") is False and not call.finished(now):
+        call.canceled_at = now
+    return _json(dialer_contact(call, now))
+
+
 def phone_column(data: dict[str, Any]) -> str:
     """The contact list's phone column: `phone` (what tripline sends), else the first number."""
     for name in ("phone", "Phone", "phoneNumber", "PhoneNumber"):
@@ -253,7 +278,7 @@ def dialer_contact(call: PlacedCall, now: float) -> dict[str, Any]:
     """The DialerContact: callRecords stay {} until the result shows."""
     contact, column = call.extra["contact"], call.extra["column"]
     records, callable_number = {}, True
-    if call.finished(now):
+    if call.finished(now) and not call.canceled:  # a cancelled contact was never dialled
         records[column] = {"lastAttempt": iso(call.at(0.15)), "lastResult": call.wrapup_code}
         callable_number = call.wrapup_code != "ININ-OUTBOUND-SIT-UNCALLABLE"
     return {
