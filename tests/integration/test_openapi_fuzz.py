@@ -27,6 +27,10 @@ TOKENS = {
     "TRIPLINE__HTTP__CONTEXT_TOKEN": "ctx-token",
     "TRIPLINE__HTTP__ADMIN_TOKEN": "adm-token",
     "TRIPLINE__HTTP__READ_TOKEN": "read-token",
+    # The Twilio status callback checks signatures only when it knows its URL and the token:
+    # fuzzed with both set, no generated request may pass (401) or break it (5xx).
+    "TRIPLINE__OUTCOMES__TWILIO_STATUS_URL": "https://tl.example/v1/providers/twilio/status",
+    "TRIPLINE__TWILIO__AUTH_TOKEN": "demo-twilio-token",
 }
 READ_PATHS = ("/status", "/v1/alerts/{key}", "/")
 
@@ -97,3 +101,6 @@ def test_every_operation_survives_fuzzing(
         assert statuses[("GET /status", 200)] > 0
     else:
         assert statuses[("GET /status", 401)] > 0  # the read token is set
+    # Never signed by Twilio: every status callback is refused, with or without a bearer token.
+    twilio = {code for (op, code) in statuses if op == "POST /v1/providers/twilio/status"}
+    assert twilio == {401}

@@ -102,18 +102,120 @@ _ACCEPTED = {
     },
 }
 
+_RESULTS = ["pending", "reached", "not_reached", "unknown"]
+_NULLABLE = {"type": ["string", "null"]}
+
+_ATTEMPT = {
+    "type": "object",
+    "description": 'One call of the re-attempt ladder (README "Reaching the customer")',
+    "required": ["n", "at", "contact", "phone", "backend", "callId"],
+    "properties": {
+        "n": {"type": "integer", "minimum": 1, "description": "1 is the first call"},
+        "at": {"type": "string", "description": "When it was placed (or ended unplaced)"},
+        "contact": {"type": "string", "description": "Whom it was for (the contact's name)"},
+        "phone": {"type": "string", "description": "The number, masked (+12*******57)"},
+        "backend": {"type": "string", "description": "genesys, genesys_campaign, cxone, twilio"},
+        "callId": {**_NULLABLE, "description": "null: the attempt was never placed"},
+        "result": {"type": "string", "enum": _RESULTS},
+        "resultReason": {
+            **_NULLABLE,
+            "description": "no_answer, busy, voicemail, failed, wrong_number, abandoned, "
+            "canceled, timeout, do_not_call, dial_uncertain, or the wrap-up code",
+        },
+        "wrapupCode": {**_NULLABLE, "description": "As the contact center reported it"},
+        "resultAt": {"type": "string", "description": "When tripline learned the result"},
+        "detail": {"type": "string", "description": "Why an unplaced attempt ended"},
+    },
+}
+
 _RECORD = {
     "type": "object",
     "required": ["idempotencyKey", "state", "history"],
     "properties": {
         "idempotencyKey": {"type": "string"},
+        "sensorId": {"type": "string"},
+        "customerId": {"type": "string"},
+        "alertType": {"type": "string"},
+        "status": {"type": "string"},
+        "priority": {"type": "string"},
+        "referenceId": {"type": "string"},
+        "telemetryHash": {"type": "string"},
+        "timestamp": {"type": "string"},
+        "acceptedAt": {"type": "string"},
         "state": {"type": "string"},
         "outcome": {"type": "string", "enum": ["called", "suppressed", "deferred", "rejected"]},
         "reason": {"type": "string"},
-        "callId": {"type": "string"},
+        "callId": {"type": "string", "description": "The first call's id at the backend"},
         "taskId": {"type": "string"},
         "groupedInto": {"type": "string"},
+        "detail": {"type": "string"},
+        "result": {
+            "type": "string",
+            "enum": _RESULTS,
+            "description": "A called alert's result: pending while a call is out or the next "
+            "attempt waits; reached, not_reached or unknown once its ladder ended",
+        },
+        "resultReason": {
+            "type": "string",
+            "description": "Why the last call did not reach anyone (see attempts[].resultReason)",
+        },
+        "attempts": {"type": "array", "items": _ATTEMPT},
+        "nextAttemptAt": {
+            "type": "string",
+            "description": "While the next attempt waits ([reach] retry_after_seconds)",
+        },
+        "scheduledFor": {
+            "type": "string",
+            "description": "A callback scheduled for the calling window's next opening "
+            "([comply] blocked_action = scheduled_callback)",
+        },
+        "ladderEnd": {
+            "type": "string",
+            "description": "Why the ladder ended: reached, 'not reached in 3 attempts', "
+            "'the sensor resolved', ...",
+        },
+        "facts": {"type": "object"},
         "history": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+_TWILIO_STATUS = {
+    "type": "object",
+    "description": "Twilio's call-progress parameters (only CallSid, CallStatus, AnsweredBy "
+    "and SequenceNumber are read; every parameter is signed)",
+    "properties": {
+        "CallSid": {"type": "string", "maxLength": 64},
+        "AccountSid": {"type": "string", "maxLength": 64},
+        "CallStatus": {
+            "type": "string",
+            "enum": [
+                "queued",
+                "initiated",
+                "ringing",
+                "in-progress",
+                "completed",
+                "busy",
+                "no-answer",
+                "canceled",
+                "failed",
+            ],
+        },
+        "AnsweredBy": {
+            "type": "string",
+            "enum": [
+                "human",
+                "machine_start",
+                "machine_end_beep",
+                "machine_end_silence",
+                "machine_end_other",
+                "fax",
+                "unknown",
+            ],
+        },
+        "SequenceNumber": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "CallDuration": {"type": "string", "maxLength": 16},
+        "From": {"type": "string", "maxLength": 32},
+        "To": {"type": "string", "maxLength": 32},
     },
 }
 
@@ -227,7 +329,8 @@ def document() -> dict[str, Any]:
             },
             "/v1/alerts/{key}": {
                 "get": {
-                    "summary": "An alert's record: outcome, reason, history",
+                    "summary": "An alert's record: outcome, reason, history; a called alert's "
+                    "result and attempts",
                     "security": _READ,
                     "parameters": [key],
                     "responses": {
@@ -362,6 +465,65 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/providers/twilio/status": {
+                "post": {
+                    "summary": "Twilio's status callback: a placed call's result",
+                    "description": "Set as StatusCallback on every Twilio call when [outcomes] "
+                    "twilio_status_url is; Twilio must reach it (a public HTTPS URL in front of "
+                    "tripline). Trusted only with X-Twilio-Signature: base64 HMAC-SHA1, keyed "
+                    "with the Twilio auth token, of twilio_status_url's origin and path with "
+                    "this request's query, followed by every form parameter's name and value "
+                    "in name order. A terminal CallStatus of the alert's current attempt is "
+                    "kept for the instance following that call, which settles the attempt "
+                    "within a second; progress events and calls that are not the current "
+                    "attempt change nothing. Without twilio_status_url (or the auth token) "
+                    "every request is a 401.",
+                    "parameters": [
+                        {
+                            "name": "X-Twilio-Signature",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "key",
+                            "in": "query",
+                            "required": True,
+                            "description": "The alert's idempotencyKey (set by tripline)",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "n",
+                            "in": "query",
+                            "required": True,
+                            "description": "The attempt (1 is the first call)",
+                            "schema": {"type": "integer", "minimum": 1},
+                        },
+                        {
+                            "name": "i",
+                            "in": "query",
+                            "required": True,
+                            "description": "The instance following the call ([mqtt] client_id)",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {"schema": _TWILIO_STATUS}
+                        },
+                    },
+                    "responses": {
+                        "204": {"description": "Taken, or not a result of a current call"},
+                        "401": _problem(
+                            "X-Twilio-Signature missing or not Twilio's for this URL and form; "
+                            "nothing changed"
+                        ),
+                        "413": _problem("Body over 16 KiB"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "Alive, and no actor beyond its restart budget",
@@ -376,7 +538,8 @@ def document() -> dict[str, Any]:
             },
             "/status": {
                 "get": {
-                    "summary": "Actors, counters, queues, budget, occupancy, incidents, events",
+                    "summary": "Actors, counters, call results and reach rate, queues, budget, "
+                    "occupancy, incidents, events",
                     "security": _READ,
                     "responses": {
                         "200": _json("The status document"),
