@@ -135,7 +135,10 @@ class DialQueue:
                 heapq.heappush(self._delays, (work.not_before, entry.seq, entry))
             key = work.intent_id
             self._waiting[key] = entry
-            if work.priority != Priority.CRITICAL and key not in self._anchored:
+            # A resolve cancels a waiting non-critical call, and any re-attempt: a critical
+            # alert's first call is never withdrawn, but its ladder ends with the resolve.
+            cancellable = work.priority != Priority.CRITICAL or work.attempt > 1
+            if cancellable and key not in self._anchored:
                 self._by_sensor.setdefault(work.alert.sensor_id, set()).add(key)
 
     def pop(self, priority: Priority) -> Entry:

@@ -33,6 +33,7 @@ from tripline.adapters.attempts import (
     REACH_LUA,
     Ladder,
     attempt_entry,
+    dnc_sources_key,
     evidence_from_pushed,
     follow_key,
     reach_args,
@@ -197,9 +198,21 @@ class Follower:
 
         A scheduled callback is looked at again shortly before it is due (its re-check).
         """
-        at = self._clock() + self._conf.poll_seconds
+        now = self._clock()
+        at = now + self._conf.poll_seconds
         if intent.scheduled_for:
             at = max(at, intent.scheduled_for - self._rules.recheck_before)
+            # The record, its history and the agent's context must outlive the wait: a Friday
+            # evening callback is worked on Monday morning.
+            keep = int(intent.scheduled_for - now) + self._ttl
+            keys, ref = self._records.keys, intent.alert.reference_id
+            for key in (
+                keys.record(intent.intent_id),
+                keys.history(intent.intent_id),
+                keys.context(ref),
+                keys.siblings(ref),
+            ):
+                self._records.auto.send("EXPIRE", key, keep).add_done_callback(_quiet)
         await self._schedule(intent.intent_id, at)
 
     async def to_dialing(self, intent: DialIntent) -> bool:
@@ -320,13 +333,22 @@ class Follower:
             evidence = Evidence(CallResult.NOT_REACHED, ResultReason.CANCELED)
             await self._settle(ladder, evidence, states="placed", stop=why, task=task)
         else:  # the call goes on; its result is still learned, but no attempt follows it
-            await self._move(
+            moved = await self._move(
                 ladder.key,
                 n=ladder.n,
                 states="placed",
                 event="ladder_stop_after",
                 stopAfter=why,
+                rechecked="1",  # a scheduled callback's re-check is done: not tried every tick
+                detail=f"{why}; the call could not be cancelled",
             )
+            if moved and task:  # the person must know now, not when the call's result comes
+                self._raise_task(
+                    ladder,
+                    ladder.attempts,
+                    f"{why}, and the call could not be cancelled at the contact center",
+                    self._clock(),
+                )
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -674,7 +696,7 @@ class Follower:
                 "alert": ladder.key,
             }
         )
-        await self._records.auto.execute("HSET", f"{self._records.keys.dnc()}:meta", phone, source)
+        await self._records.auto.execute("HSET", dnc_sources_key(self._records.keys), phone, source)
         log.warning("%s joined the do-not-call list (wrap-up of %s)", mask_phone(phone), ladder.key)
 
     # --- the next attempt ------------------------------------------------------------------
@@ -817,11 +839,19 @@ class Follower:
 
     async def _schedule(self, key: str, at: float) -> None:
         await ride_out(lambda: self._records.auto.execute("ZADD", self.index, repr(at), key))
+        # Every key has a TTL: an index no instance looks at any more goes after the records.
+        self._records.auto.send("EXPIRE", self.index, self._ttl).add_done_callback(_quiet)
 
     def _forget(self, key: str, ladder: Ladder) -> None:
-        self._records.auto.send("ZREM", self.index, key)
+        self._records.auto.send("ZREM", self.index, key).add_done_callback(_quiet)
         if ladder.alert is not None:
             self._by_sensor.get(str(ladder.alert.get("sensor_id", "")), set()).discard(key)
+
+
+def _quiet(future: asyncio.Future[Any]) -> None:
+    """A housekeeping command not waited for: a failure is retried by the next look."""
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.info("follow index housekeeping failed: %r", exc)
 
 
 def _seconds(value: str) -> float:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 import redis
@@ -284,10 +284,11 @@ def test_twilio_status_callbacks_are_verified_and_drive_the_ladder(
             "TRIPLINE__OUTCOMES__POLL_SECONDS": "60",
         }
     ).start(port=port)
-    doc = alert()
+    # A key with characters the URL escapes: the signature is over the URL as Twilio sent it.
+    doc = alert("evt:2026/12{a}%b+c")
     service.publish(doc, sensor=doc["sensorId"])
 
-    record = ended(service, doc["idempotencyKey"])
+    record = ended(service, quote(doc["idempotencyKey"], safe=""))
     assert record["result"] == "reached"
     assert [a["resultReason"] for a in record["attempts"]] == ["no_answer", None]
     calls = [r for r in emulator.requests() if r["path"].endswith("/Calls.json")]
@@ -298,7 +299,7 @@ def test_twilio_status_callbacks_are_verified_and_drive_the_ladder(
     # A forged callback: well-formed, wrongly signed. 401, and the record does not move.
     query = urlencode({"key": doc["idempotencyKey"], "n": "2", "i": f"tripline-{service.prefix}"})
     form = {"CallSid": record["attempts"][1]["callId"], "CallStatus": "busy"}
-    before = service.record(doc["idempotencyKey"])
+    before = service.record(quote(doc["idempotencyKey"], safe=""))
     for signature in ("", "AAAA", _sign(f"{status_url}?{query}", form, "not-the-token")):
         status, _ = http(
             "POST",
@@ -310,7 +311,7 @@ def test_twilio_status_callbacks_are_verified_and_drive_the_ladder(
             },
         )
         assert status == 401
-    assert service.record(doc["idempotencyKey"]) == before
+    assert service.record(quote(doc["idempotencyKey"], safe="")) == before
 
 
 def test_kill_9_between_attempts_loses_no_attempt_and_calls_none_twice(

@@ -127,6 +127,15 @@ def test_a_resolve_finds_only_the_sensors_non_critical_calls_and_not_anchored_on
     assert queue.calls_of("S-1") == []
 
 
+@pytest.mark.parametrize(("attempt", "found"), [(1, False), (2, True), (3, True)])
+def test_a_resolve_finds_a_critical_re_attempt_but_never_a_critical_first_call(
+    attempt: int, found: bool
+) -> None:
+    queue = DialQueue()
+    queue.add(replace(call("c", Priority.CRITICAL, sensor="S-1"), attempt=attempt), at=NOW)
+    assert [e.work.intent_id for e in queue.calls_of("S-1")] == (["c"] if found else [])  # type: ignore[union-attr]
+
+
 def test_waiting_calls_skip_a_priority_tasks_and_cancelled_entries() -> None:
     queue = DialQueue()
     queue.add(call("c", Priority.CRITICAL), at=NOW)

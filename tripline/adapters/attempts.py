@@ -73,6 +73,14 @@ def follow_key(keys: Keys, instance: str) -> str:
     return f"{keys.prefix}:{{f:{_id(instance)}}}:follow"
 
 
+def dnc_sources_key(keys: Keys) -> str:
+    """Where each number on the do-not-call list came from (number -> JSON), when known.
+
+    As the list itself, without a TTL: an opt-out's evidence lives as long as the opt-out.
+    """
+    return f"{keys.dnc()}:meta"
+
+
 def resolved_key(keys: Keys, customer_id: str, sensor_id: str) -> str:
     """When the sensor last resolved (epoch seconds): a ladder of an older alert ends."""
     return f"{keys.prefix}:{{c:{_id(customer_id)}}}:resolved:{_id(sensor_id)}"
@@ -175,7 +183,7 @@ def reach_args(
     **fields: Any,  # noqa: ANN401
 ) -> tuple[list[str], list[Any]]:
     """Keys and arguments of REACH_LUA: move attempt `n` out of `states`, setting `fields`."""
-    detail = {k: v for k, v in fields.items() if k in ("detail", "attemptCallId", "result")}
+    detail = {k: v for k, v in fields.items() if k in ("detail", "attemptCallId")}
     entry = history_entry(event, now, attempt=n, **detail)
     args: list[Any] = [str(n), states, entry, "updatedAt", iso(now)]
     for name, value in fields.items():

@@ -28,7 +28,9 @@ def add(client: redis.Redis, keys: Keys, raw: str) -> str:
 
 def remove(client: redis.Redis, keys: Keys, raw: str) -> bool:
     """Take a number off the list; False when it was not on it."""
-    return bool(client.srem(keys.dnc(), _e164(raw)))
+    number = _e164(raw)
+    client.hdel(f"{keys.dnc()}:meta", number)  # its source goes with it (adapters/attempts.py)
+    return bool(client.srem(keys.dnc(), number))
 
 
 def numbers(client: redis.Redis, keys: Keys) -> list[str]:

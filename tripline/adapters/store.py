@@ -393,6 +393,9 @@ def work_to_json(work: DialIntent | TaskIntent) -> bytes:
                 "priority": int(work.priority),
                 "enqueuedAt": work.enqueued_at,
                 "notBefore": work.not_before,
+                "attempt": work.attempt,
+                "contact": work.contact,
+                "scheduledFor": work.scheduled_for,
             }
         )
     return orjson.dumps(
@@ -427,6 +430,9 @@ def work_from_json(blob: bytes) -> DialIntent | TaskIntent:
             enqueued_at=doc["enqueuedAt"],
             facts=facts,
             not_before=doc.get("notBefore", 0.0),  # absent in work queued by older versions
+            attempt=doc.get("attempt", 1),
+            contact=doc.get("contact", ""),
+            scheduled_for=doc.get("scheduledFor", 0.0),
         )
     return TaskIntent(
         alert=alert,

@@ -33,14 +33,22 @@ async def twilio_status_callback(request: web.Request) -> web.Response:
     """POST /v1/providers/twilio/status: 204 when taken (or not for us), 401 when not signed."""
     service = request.app[SERVICE]
     config = service.config
-    raw = await request.content.read(_MAX_FORM + 1)
+    if (request.content_length or 0) > _MAX_FORM:
+        return _too_large()
+    raw = bytearray()
+    while len(raw) <= _MAX_FORM:  # the whole body, however it arrives, up to the limit
+        chunk = await request.content.read(_MAX_FORM + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > _MAX_FORM:
-        return problem_response(413, "too_large", [])
-    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        return _too_large()
+    pairs = parse_qsl(bytes(raw).decode("utf-8", "replace"), keep_blank_values=True)
     params: dict[str, list[str]] = {}
     for name, value in pairs:
         params.setdefault(name, []).append(value)
-    url = signed_url(config.outcomes.twilio_status_url, request.query_string)
+    # The query exactly as it arrived: Twilio signed the URL it requested, %-escapes and all.
+    url = signed_url(config.outcomes.twilio_status_url, request.rel_url.raw_query_string)
     signature = request.headers.get("X-Twilio-Signature", "")
     if not url or not twilio_signature.valid(url, params, signature, config.twilio.auth_token):
         log.warning("twilio status callback refused: bad or missing X-Twilio-Signature")
@@ -78,6 +86,14 @@ async def twilio_status_callback(request: web.Request) -> web.Response:
         # Twilio retries a failed callback; and the follower polls the call anyway.
         return problem_response(503, "unavailable", [], {"Retry-After": RETRY_AFTER})
     return web.Response(status=204)
+
+
+def _too_large() -> web.Response:
+    return problem_response(
+        413,
+        "too_large",
+        [{"field": "body", "reason": "too_large", "message": f"at most {_MAX_FORM} bytes"}],
+    )
 
 
 def signed_url(configured: str, query: str) -> str:

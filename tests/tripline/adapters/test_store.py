@@ -44,6 +44,7 @@ def test_queued_work_survives_its_persisted_form() -> None:
     call = replace(
         intent(checked[0], Priority.HIGH), facts=(("rule", "calling_window:US"),), not_before=5.0
     )
+    again = replace(call, attempt=3, contact="Site manager", scheduled_for=1.5e9)
     task = TaskIntent(
         alert=checked[0],
         reason=Reason.OUTSIDE_CALLING_WINDOW,
@@ -52,6 +53,7 @@ def test_queued_work_survives_its_persisted_form() -> None:
         facts=(("window", "08:00-20:00"),),
     )
     assert work_from_json(work_to_json(call)) == call
+    assert work_from_json(work_to_json(again)) == again  # a re-attempt stays one after a restart
     assert work_from_json(work_to_json(task)) == task
 
 

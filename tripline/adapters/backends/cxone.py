@@ -23,6 +23,7 @@ from tripline.pipeline.reach import Evidence
 _TOKEN_MARGIN = 60.0
 _DISPOSITIONS_KEPT = 600.0  # the disposition catalogue changes rarely: read it every 10 min
 _COMPLETED_PAGE = 1000
+_COMPLETED_PAGES = 10  # at most this many pages per poll; what is past them waits for the next
 
 
 class CxoneBackend(HttpSession):
@@ -80,27 +81,33 @@ class CxoneBackend(HttpSession):
         if self._extra is not None:
             await self._extra()
         since = iso(min(at for _, at in calls) - 60)
-        reply = await self._call(
-            "GET", "/contacts/completed", params={"updatedSince": since, "top": _COMPLETED_PAGE}
-        )
-        if isinstance(reply, Result):
-            raise ResultsUnavailableError(f"completed contacts: {reply.detail}")
-        rows = reply.body.get("completedContacts") if isinstance(reply.body, dict) else None
         found: dict[str, Evidence] = {}
-        for contact in rows if isinstance(rows, list) else []:
-            cid = str(contact.get("contactId")) if isinstance(contact, dict) else ""
-            if cid in wanted:
-                evidence = cxone_completed(contact, self._dispositions)
-                if evidence is not None:
-                    found[cid] = evidence
+        for page in range(_COMPLETED_PAGES):  # a busy tenant completes more than one page
+            if page and self._extra is not None:
+                await self._extra()
+            params = {"updatedSince": since, "top": _COMPLETED_PAGE, "skip": page * _COMPLETED_PAGE}
+            reply = await self._call("GET", "/contacts/completed", params=params)
+            if isinstance(reply, Result):
+                raise ResultsUnavailableError(f"completed contacts: {reply.detail}")
+            rows = reply.body.get("completedContacts") if isinstance(reply.body, dict) else None
+            rows = rows if isinstance(rows, list) else []
+            for contact in rows:
+                cid = str(contact.get("contactId")) if isinstance(contact, dict) else ""
+                if cid in wanted:
+                    evidence = cxone_completed(contact, self._dispositions)
+                    if evidence is not None:
+                        found[cid] = evidence
+            if len(rows) < _COMPLETED_PAGE or len(found) == len(wanted):
+                break
         return found
 
-    async def cancel(self, call_id: str) -> bool:
-        """POST …/contacts/{id}/end: ends a contact still running (queued or ringing)."""
-        if self._extra is not None:
-            await self._extra()
-        reply = await self._call("POST", f"/contacts/{quote(call_id, safe='')}/end")
-        return isinstance(reply, Reply)
+    async def cancel(self, call_id: str) -> bool:  # noqa: ARG002
+        """Never: POST …/contacts/{id}/end would end the contact in any state.
+
+        It would cut off an agent talking to the customer, and the contact's live state is
+        not read here; the ladder stops after the call instead (call-outcomes.md §3c).
+        """
+        return False
 
     async def _load_dispositions(self) -> None:
         """GET …/dispositions: names for the ids a completed contact carries (its wrap-up)."""

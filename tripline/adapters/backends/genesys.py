@@ -13,7 +13,7 @@ from tripline.adapters.backends import HttpSession, Reply, Result, oversized, re
 from tripline.adapters.backends.outcomes import genesys_conversation, genesys_query_body
 from tripline.adapters.store import iso
 from tripline.conf.schema import DialerConfig, GenesysConfig
-from tripline.messages import DialIntent, TaskIntent
+from tripline.messages import DialIntent, Outcome, TaskIntent
 from tripline.pipeline.dial import Answer, classify
 from tripline.pipeline.govern import Occupancy
 from tripline.pipeline.reach import Evidence
@@ -91,9 +91,10 @@ class GenesysBackend(HttpSession):
     async def create_task(self, task: TaskIntent) -> Result:
         """POST /api/v2/taskmanagement/workitems within WorkitemCreate's field rules."""
         alert = task.alert
-        name = f"{task.reason.value}: {alert.alert_type} on {alert.sensor_id}"[:_NAME_MAX]
+        title, opening = task_words(task)
+        name = f"{title}: {alert.alert_type} on {alert.sensor_id}"[:_NAME_MAX]
         description = (
-            f"No call placed ({task.reason.value}). {task.detail} "
+            f"{opening} {task.detail} "
             f"Alert {alert.idempotency_key}, reference {alert.reference_id}, "
             f"value {alert.current_value:g} {alert.unit} "
             f"(threshold {alert.threshold:g})."
@@ -165,9 +166,18 @@ class GenesysBackend(HttpSession):
         return found
 
     async def cancel(self, call_id: str) -> bool:
-        """PATCH /api/v2/conversations/callbacks/{id} {state: disconnected}: still waiting only."""
-        await self._budget_extra()
+        """Disconnect a callback still waiting for an agent; never one an agent has taken.
+
+        GET /api/v2/conversations/callbacks/{id} first (its live state): with an agent on it
+        (alerting, dialing, talking) it is left alone — a resolve must not cut off an agent
+        who is talking to the customer. Then PATCH … {state: disconnected}.
+        """
         path = f"/api/v2/conversations/callbacks/{quote(call_id, safe='')}"
+        await self._budget_extra()
+        live = await self._send("GET", path, None)
+        if not isinstance(live, Reply) or not waiting_for_an_agent(live.body):
+            return False
+        await self._budget_extra()
         reply = await self._send("PATCH", path, {"state": "disconnected"})
         return isinstance(reply, Reply)
 
@@ -266,6 +276,27 @@ class GenesysBackend(HttpSession):
         self._token = token
         self._token_expires = now + max(0.0, expires - _TOKEN_MARGIN)
         return token
+
+
+def task_words(task: TaskIntent) -> tuple[str, str]:
+    """A task's title and opening: no call placed, or a called customer not reached."""
+    if task.outcome == Outcome.CALLED:
+        return "not reached", "Called, but nobody was reached."
+    return task.reason.value, f"No call placed ({task.reason.value})."
+
+
+_ENDED = frozenset({"disconnected", "terminated"})
+
+
+def waiting_for_an_agent(conversation: Any) -> bool:  # noqa: ANN401
+    """Whether a callback conversation is live and no agent (or user) is on it yet."""
+    participants = conversation.get("participants") if isinstance(conversation, dict) else None
+    if not isinstance(participants, list):
+        return False
+    live = [
+        p for p in participants if isinstance(p, dict) and str(p.get("state", "")) not in _ENDED
+    ]
+    return bool(live) and not any(p.get("purpose") in ("agent", "user") for p in live)
 
 
 class ResultsUnavailableError(Exception):

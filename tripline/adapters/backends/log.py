@@ -31,7 +31,10 @@ class LogBackend:
         """Log the task that would be raised."""
         ref = f"log-task-{uuid.uuid4()}"
         log.info(
-            "dry-run task %s sensor=%s reason=%s", ref, task.alert.sensor_id, task.reason.value
+            "dry-run task %s sensor=%s reason=%s",
+            ref,
+            task.alert.sensor_id,
+            "not_reached" if task.outcome == "called" else task.reason.value,
         )
         return Result(Answer.DONE, ref=ref)
 

@@ -58,6 +58,10 @@ def _make(
         return CxoneBackend(conf=config.cxone, dialer=d, extra_request=take)
     if kind == "twilio":
         return TwilioBackend(
-            conf=config.twilio, dialer=d, outcomes=config.outcomes, instance=config.mqtt.client_id
+            conf=config.twilio,
+            dialer=d,
+            outcomes=config.outcomes,
+            instance=config.mqtt.client_id,
+            extra_request=take,
         )
     return LogBackend()

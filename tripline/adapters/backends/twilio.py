@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote, urlencode
 
 from tripline.adapters.backends import HttpSession, Reply, Result, request
@@ -11,6 +13,9 @@ from tripline.conf.schema import DialerConfig, OutcomesConfig, TwilioConfig
 from tripline.messages import DialIntent, TaskIntent
 from tripline.pipeline.dial import Answer, classify
 from tripline.pipeline.reach import Evidence
+
+RECONCILE_AFTER = 300.0
+"""Seconds after which a call without a pushed result is read from the Call resource."""
 
 
 class TwilioBackend(HttpSession):
@@ -23,9 +28,16 @@ class TwilioBackend(HttpSession):
         dialer: DialerConfig,
         outcomes: OutcomesConfig | None = None,
         instance: str = "",
+        clock: Callable[[], float] = time.time,
+        extra_request: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Create the session lazily, on the loop that uses it."""
+        """Create the session lazily, on the loop that uses it.
+
+        `extra_request` takes one request from the rate budget for each the dialer did not
+        budget (the results' reconciliation reads).
+        """
         self._conf, self._outcomes, self._instance = conf, outcomes or OutcomesConfig(), instance
+        self._clock, self._extra = clock, extra_request
         super().__init__(
             request_timeout=dialer.request_timeout_seconds,
             connect_timeout=dialer.connect_timeout_seconds,
@@ -72,9 +84,19 @@ class TwilioBackend(HttpSession):
         return f"{self._conf.base_url}/2010-04-01/Accounts/{account}/Calls{call}.json"
 
     async def results(self, calls: list[tuple[str, float]]) -> dict[str, Evidence]:
-        """GET …/Calls/{sid}.json per call: the reconciliation of missed status callbacks."""
+        """GET …/Calls/{sid}.json per call: the reconciliation of missed status callbacks.
+
+        With status callbacks configured, only calls older than RECONCILE_AFTER are read: the
+        callback normally came long before, and each read is a request of the rate budget.
+        """
         found: dict[str, Evidence] = {}
-        for sid, _ in calls:
+        pushed = bool(self._outcomes.twilio_status_url)
+        now = self._clock()
+        for sid, placed in calls:
+            if pushed and now - placed < RECONCILE_AFTER:
+                continue
+            if self._extra is not None:
+                await self._extra()
             reply = await request(self._http(), "GET", self._calls_url(sid), headers=self._auth)
             if isinstance(reply, Reply) and reply.status == 200 and isinstance(reply.body, dict):
                 fields = {k: str(v) for k, v in reply.body.items() if isinstance(v, str | int)}

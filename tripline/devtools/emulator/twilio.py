@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import yarl
 from aiohttp import web
 
 from tripline.devtools.emulator.outcomes import PlacedCall
@@ -180,7 +181,13 @@ async def _send(call: PlacedCall, call_status: str) -> None:
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(method, url, data=data, headers={"X-Twilio-Signature": signed}) as resp,
+            # Sent exactly as signed: yarl would otherwise re-quote the query (%3A -> :).
+            session.request(
+                method,
+                yarl.URL(url, encoded=True),
+                data=data,
+                headers={"X-Twilio-Signature": signed},
+            ) as resp,
         ):
             await resp.read()
             if resp.status >= 400:
