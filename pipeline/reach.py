@@ -7,7 +7,7 @@ whether and when the next attempt goes out and to which of the customer's contac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from tripline.messages import Priority
@@ -83,24 +83,16 @@ class WrapupCodes:
         return evidence
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LadderRules:
-    """[reach]: how many attempts each priority gets, how far apart, how many per contact."""
+    """[reach]: how many attempts each priority gets, how far apart, how many per contact.
 
-    max_attempts: dict[Priority, int] = field(
-        default_factory=lambda: {
-            Priority.CRITICAL: 4,
-            Priority.HIGH: 3,
-            Priority.NORMAL: 1,
-            Priority.LOW: 1,
-        }
-    )
-    retry_after: dict[Priority, float] = field(
-        default_factory=lambda: dict.fromkeys(Priority, 300.0)
-    )
-    attempts_per_contact: dict[Priority, int] = field(
-        default_factory=lambda: dict.fromkeys(Priority, 1)
-    )
+    Every priority has a value in each table (the config's defaults fill them: conf/).
+    """
+
+    max_attempts: dict[Priority, int]
+    retry_after: dict[Priority, float]
+    attempts_per_contact: dict[Priority, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +117,7 @@ def designated_contact(n: int, contacts: int, per_contact: int) -> int:
 
     Past the last contact the ladder starts again from the first.
     """
-    if contacts <= 0:
-        return 0
-    return ((n - 1) // max(1, per_contact)) % contacts
+    return ((n - 1) // max(1, per_contact)) % max(1, contacts)
 
 
 def after_result(
@@ -146,10 +136,10 @@ def after_result(
         return Stop("the call's result is unknown", task=True)
     if evidence.result == CallResult.PENDING:
         raise ValueError("a pending call has no result to act on")
-    most = rules.max_attempts.get(priority, 1)
+    most = rules.max_attempts[priority]
     if n >= most:
         return Stop(f"not reached in {n} attempt{'s' if n != 1 else ''}", task=True)
-    per = rules.attempts_per_contact.get(priority, 1)
+    per = rules.attempts_per_contact[priority]
     contact = designated_contact(n + 1, contacts, per)
     unusable = evidence.reason in (ResultReason.WRONG_NUMBER, ResultReason.DO_NOT_CALL)
     if unusable or evidence.do_not_call:
@@ -159,7 +149,7 @@ def after_result(
         if contact == tried:
             contact = (tried + 1) % contacts
         return Next(n + 1, contact, now)
-    return Next(n + 1, contact, now + rules.retry_after.get(priority, 300.0))
+    return Next(n + 1, contact, now + rules.retry_after[priority])
 
 
 def mask_phone(phone: str) -> str:

@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ACCEPTED = ROOT / "tests" / "pipeline" / "accepted_mutants.txt"
 TESTS = "tests/pipeline"
-GATED = ("comply", "calling_window", "caps", "flap", "dial", "dial_queue")
+GATED = ("comply", "calling_window", "caps", "flap", "dial", "dial_queue", "reach")
 """Safety policy: a new survivor here fails the run (and CI)."""
 PRELOAD = (
     "pytest",

@@ -77,13 +77,19 @@ _HANDOFF_GRACE = 120.0  # a re-attempt handed to the dialer and not seen since: 
 
 
 def ladder_rules(conf: ReachConfig) -> LadderRules:
-    """[reach] as the pure ladder's rules."""
+    """[reach] as the pure ladder's rules; a priority a table leaves out gets the default's."""
+    shipped = ReachConfig()
+
+    def table(mine: dict[str, Any], default: dict[str, Any]) -> dict[Priority, Any]:
+        return {p: mine.get(p.label, default[p.label]) for p in Priority}
+
     return LadderRules(
-        max_attempts={Priority.from_label(k): int(v) for k, v in conf.max_attempts.items()},
-        retry_after={Priority.from_label(k): float(v) for k, v in conf.retry_after_seconds.items()},
-        attempts_per_contact={
-            Priority.from_label(k): int(v) for k, v in conf.attempts_per_contact.items()
+        max_attempts=table(conf.max_attempts, shipped.max_attempts),
+        retry_after={
+            p: float(v)
+            for p, v in table(conf.retry_after_seconds, shipped.retry_after_seconds).items()
         },
+        attempts_per_contact=table(conf.attempts_per_contact, shipped.attempts_per_contact),
     )
 
 

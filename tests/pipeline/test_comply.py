@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tripline.conf.rules import load_rules
-from tripline.messages import Alert, Customer, Reason, TaskIntent
+from tripline.conf.schema import load
+from tripline.messages import Alert, Customer, Priority, Reason, TaskIntent
 from tripline.pipeline.calling_window import CallingRules
 from tripline.pipeline.comply import (
     Allowed,
@@ -20,6 +21,7 @@ from tripline.pipeline.comply import (
     comply,
     local_time,
     normalise_phone,
+    schedulable,
 )
 
 RULES = ComplyRules(calling=load_rules(), safety_override=frozenset({"co_alarm"}))
@@ -413,4 +415,38 @@ def test_the_defaults_are_empty() -> None:
     )
     assert blocked.task(alert) == TaskIntent(
         alert=alert, reason=Reason.HOLIDAY, due=5.0, detail="", facts=()
+    )
+
+
+_SCHEDULED = ComplyRules(scheduled_callbacks=frozenset({Priority.CRITICAL, Priority.HIGH}))
+
+
+@pytest.mark.parametrize(
+    ("reason", "priority", "rules", "scheduled"),
+    [
+        # only 'not now' may be waited out, and only by the priorities configured for it
+        (Reason.OUTSIDE_CALLING_WINDOW, Priority.CRITICAL, _SCHEDULED, True),
+        (Reason.HOLIDAY, Priority.HIGH, _SCHEDULED, True),
+        (Reason.OUTSIDE_CALLING_WINDOW, Priority.NORMAL, _SCHEDULED, False),
+        (Reason.DO_NOT_CALL, Priority.CRITICAL, _SCHEDULED, False),
+        (Reason.DO_NOT_DISTURB, Priority.CRITICAL, _SCHEDULED, False),
+        (Reason.NO_CONTACT, Priority.CRITICAL, _SCHEDULED, False),
+        # by default every blocked alert is a task, as before
+        (Reason.OUTSIDE_CALLING_WINDOW, Priority.CRITICAL, ComplyRules(), False),
+    ],
+)
+def test_which_blocked_alerts_become_scheduled_callbacks(
+    reason: Reason, priority: Priority, rules: ComplyRules, scheduled: bool
+) -> None:
+    assert schedulable(Blocked(reason, 0.0), priority, rules) is scheduled
+
+
+def test_the_rules_defaults_are_the_shipped_configs() -> None:
+    shipped = load()
+    rules = ComplyRules()
+    assert rules.recheck_before == shipped.comply.scheduled_recheck_seconds
+    assert rules.scheduled_callbacks == frozenset(
+        Priority.from_label(p)
+        for p, action in shipped.comply.blocked_action.items()
+        if action == "scheduled_callback"
     )

@@ -7,13 +7,14 @@ from types import ModuleType
 
 import pytest
 
-from tripline.pipeline import calling_window, caps, comply, dial, flap
+from tripline.pipeline import calling_window, caps, comply, dial, flap, reach
 from tripline.pipeline.calling_window import CallingRules, DayRule
 from tripline.pipeline.comply import ComplyRules
+from tripline.pipeline.reach import LadderRules
 
 # They cross actor boundaries and key caches (DayRule keys calling_window's day cache): a
 # value that changed after it was shared would change a decision made elsewhere.
-SAFETY_POLICY: tuple[ModuleType, ...] = (comply, calling_window, caps, flap, dial)
+SAFETY_POLICY: tuple[ModuleType, ...] = (comply, calling_window, caps, flap, dial, reach)
 VALUES = sorted(
     (
         value
@@ -37,6 +38,7 @@ def test_the_policy_values_are_found() -> None:
     names = {cls.__qualname__ for cls in VALUES}
     assert {"ComplyRules", "Allowed", "Blocked", "DayRule", "CallingRules", "DayStatus"} <= names
     assert {"Cap", "FlapRules", "FlapState"} <= names
+    assert {"Evidence", "WrapupCodes", "LadderRules", "Next", "Stop"} <= names
 
 
 def test_a_frozen_value_refuses_a_change() -> None:
@@ -51,6 +53,7 @@ def test_a_frozen_value_refuses_a_change() -> None:
         pytest.param(DayRule, ((9 * 60, 17 * 60),), id="DayRule"),
         pytest.param(CallingRules, ("v1",), id="CallingRules"),
         pytest.param(ComplyRules, (CallingRules(),), id="ComplyRules"),
+        pytest.param(LadderRules, ({}, {}, {}), id="LadderRules"),
     ],
 )
 def test_rules_are_keyword_only(cls: type, positional: tuple[object, ...]) -> None:

@@ -53,6 +53,8 @@ MISS = Evidence(CallResult.NOT_REACHED, ResultReason.NO_ANSWER)
         (2, 2, 1, 1),
         (3, 2, 1, 0),
         (1, 0, 1, 0),  # no contacts known: the customer's own phone
+        (3, 1, 1, 0),  # one contact: always it
+        (4, 0, 2, 0),
     ],
 )
 def test_designated_contact(n: int, contacts: int, per: int, expected: int) -> None:
@@ -119,7 +121,7 @@ def test_after_result(
 
 
 def test_a_pending_result_is_not_acted_on() -> None:
-    with pytest.raises(ValueError, match="pending"):
+    with pytest.raises(ValueError, match=r"^a pending call has no result to act on$"):
         after_result(
             Evidence(CallResult.PENDING),
             n=1,
@@ -203,6 +205,8 @@ def test_wrapup_codes(given_: Evidence, expected: Evidence) -> None:
         ("+442079460123", "+44********23"),
         ("0791234567", "07******67"),
         ("+123", "****"),
+        ("+1234", "*****"),  # five characters: nothing shown
+        ("+12345", "+12*45"),
         ("", ""),
     ],
 )
@@ -216,3 +220,29 @@ def test_a_masked_phone_keeps_its_length_and_hides_the_middle(phone: str) -> Non
     assert len(masked) == len(phone)
     assert masked[-2:] == phone[-2:]
     assert sum(c.isdigit() for c in masked) <= 4
+
+
+def test_the_vocabulary_is_the_records_and_metrics_words() -> None:
+    # What records, metrics and operators' queries spell: a rename breaks every one of them.
+    assert [r.value for r in CallResult] == ["pending", "reached", "not_reached", "unknown"]
+    assert [r.value for r in ResultReason] == [
+        "no_answer",
+        "busy",
+        "voicemail",
+        "failed",
+        "wrong_number",
+        "abandoned",
+        "canceled",
+        "timeout",
+        "do_not_call",
+    ]
+
+
+def test_evidence_says_nothing_it_was_not_told() -> None:
+    evidence = Evidence(CallResult.REACHED)
+    assert (evidence.reason, evidence.wrapup_code, evidence.do_not_call) == ("", "", False)
+
+
+def test_no_wrapup_codes_configured_keeps_the_legs_evidence() -> None:
+    coded = Evidence(CallResult.REACHED, "", "ANY")
+    assert WrapupCodes().apply(coded) == coded
