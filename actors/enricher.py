@@ -7,6 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,12 @@ def _intent(
     )
 
 
+def _batch_done(future: Future[None]) -> None:
+    """A batch that failed is said so: its alerts stay 'accepted' and the sweep re-routes them."""
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("enrichment batch failed; its alerts wait for the resume sweep: %r", exc)
+
+
 class Enricher(Supervised, pykka.ThreadingActor):
     """Looks customers up without ever blocking a shard: CRM calls run on an asyncio loop.
 
@@ -168,7 +175,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         match message:
             case EnrichBatch():
                 assert self._loop is not None  # noqa: S101 - on_start ran
-                self._loop.submit(self._enrich(message.alerts))
+                self._loop.submit(self._enrich(message.alerts)).add_done_callback(_batch_done)
             case StatusQuery():
                 return {
                     "crm": {"breaker": self._breaker.state.value, "cacheWarmedWith": self._synced}

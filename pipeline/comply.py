@@ -202,7 +202,8 @@ def timezone(name: str) -> pendulum.Timezone:
 def _valid_zone(name: str) -> bool:
     try:
         pendulum.timezone(name)
-    except (ValueError, pendulum.tz.exceptions.InvalidTimezone):
+    except (ValueError, OSError, pendulum.tz.exceptions.InvalidTimezone):
+        # OSError: a name that is a directory of the zone database ('America') or too long
         return False
     return True
 

@@ -87,7 +87,9 @@ class AppThread:
         self._loop.run_forever()
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        # aiohttp lingers up to 10 s reading the rest of a body a handler refused (a 413):
+        # shutting down waits for that handler.
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()

@@ -40,6 +40,7 @@ from tripline.adapters.attempts import (
     resolved_key,
 )
 from tripline.adapters.backends import Backends, Follows
+from tripline.adapters.backends.genesys import ResultsUnavailableError
 from tripline.adapters.store import alert_from_dict, iso, text
 from tripline.conf.schema import CrmConfig, OutcomesConfig, ReachConfig
 from tripline.messages import (
@@ -113,7 +114,13 @@ def contacts_of(customer: Customer) -> list[Contact]:
         call_consent=customer.call_consent,
         timezone=customer.timezone,
     )
-    return [own, *sorted(customer.contacts, key=lambda c: c.order)]
+    ladder, seen = [], set()
+    for contact in [own, *sorted(customer.contacts, key=lambda c: c.order)]:
+        number = normalise_phone(contact.phone) or contact.phone
+        if number not in seen:  # one line is one contact, however the CRM formats it
+            seen.add(number)
+            ladder.append(contact)
+    return ladder
 
 
 def as_customer(customer: Customer, contact: Contact) -> Customer:
@@ -161,6 +168,7 @@ class Follower:
         self._sha = {"reach": records.auto.script(REACH_LUA)}
         self._live: set[str] = set()  # re-attempts handed to the dialer by this process
         self._by_sensor: dict[str, set[str]] = {}  # open ladders of each sensor (this process)
+        self._held: dict[str, float] = {}  # by backend: no results request before (a 429)
         self._http: aiohttp.ClientSession | None = None
 
     # --- what the placer asks ----------------------------------------------------------------
@@ -219,6 +227,10 @@ class Follower:
                 keys.siblings(ref),
             ):
                 self._records.auto.send("EXPIRE", key, keep).add_done_callback(_quiet)
+        else:
+            record = self._records.keys.record(intent.intent_id)
+            if await self._records.auto.execute("HEXISTS", record, "pushed"):
+                at = now  # its result overtook the dial's answer: take it now
         await self._schedule(intent.intent_id, at)
 
     async def to_dialing(self, intent: DialIntent) -> bool:
@@ -269,12 +281,16 @@ class Follower:
             attemptEpoch=repr(now),
             attemptPhone=phone,
             attempts=attempts,
-            pushed="",
             result=CallResult.PENDING.value,
         )
         if moved:
             log.info("attempt %d of %s placed to %s", intent.attempt, key, mask_phone(phone))
-            await self._schedule(key, now + self._conf.poll_seconds)
+            record = self._records.keys.record(key)
+            stop, pushed = await self._records.auto.execute("HMGET", record, "stopAfter", "pushed")
+            # A result that overtook the dial's answer is taken now, not a poll later.
+            await self._schedule(key, now if pushed else now + self._conf.poll_seconds)
+            if stop:  # e.g. the sensor resolved while this call was being placed
+                await self._cancel_placed(await self._read(key), text(stop))
 
     async def not_placed(self, intent: DialIntent, evidence: Evidence, detail: str) -> None:
         """A re-attempt that ended before or at the backend: failed, uncertain, or blocked."""
@@ -325,7 +341,16 @@ class Follower:
                 await self._cancel_placed(ladder, "the sensor resolved")
             elif ladder.state == "waiting":
                 await self._end(ladder, "the sensor resolved", task=False, states="waiting")
-            # queued / dialing: the dialer's own resolve handling withdraws it.
+            elif ladder.state in ("queued", "dialing"):
+                # A queued one is withdrawn by the dialer; one already dialing may still create
+                # a call: it is cancelled as soon as it is placed (placed()).
+                await self._move(
+                    key,
+                    n=ladder.n,
+                    states="queued,dialing",
+                    event="ladder_stop_after",
+                    stopAfter="the sensor resolved",
+                )
 
     async def _cancel_placed(self, ladder: Ladder, why: str, *, task: bool = False) -> None:
         follows = self._follows(ladder.backend)
@@ -412,10 +437,10 @@ class Follower:
             self._forget(key, ladder)
         elif ladder.state == "":
             # Indexed before its first call: still on its way, or it never became a call.
-            if ladder.outcome:
+            if ladder.outcome and not ladder.record_state.startswith(("queued", "dialing")):
                 self._forget(key, ladder)
             else:
-                await self._schedule(key, now + self._conf.poll_seconds)
+                await self._schedule(key, now + self._soon(ladder))
         elif ladder.state == "placed":
             await self._placed(ladder, now, to_poll)
         elif ladder.state == "waiting":
@@ -437,11 +462,15 @@ class Follower:
         else:
             to_poll.setdefault(ladder.backend, []).append(ladder)
 
+    def _soon(self, ladder: Ladder) -> float:
+        """When to look again at a call being placed: soon when its result was pushed early."""
+        return min(_TICK, self._conf.poll_seconds) if ladder.pushed else self._conf.poll_seconds
+
     async def _handed_off(self, ladder: Ladder, now: float) -> None:
         """A re-attempt with the dialer: in this process, or left by a previous life."""
         key = ladder.key
         if key in self._live:
-            await self._schedule(key, now + _HANDOFF_GRACE)
+            await self._schedule(key, now + min(_HANDOFF_GRACE, self._soon(ladder) * 2))
             return
         if ladder.state == "queued":
             queued = await self._records.auto.execute(
@@ -497,13 +526,9 @@ class Follower:
         alert = alert_from_dict(ladder.alert)
         if over := await self._over(alert, ladder.scheduled_at):
             return over, False
-        try:
-            customer = await self._fresh_customer(alert.customer_id)
-        except crm.CrmUnavailableError as exc:
-            log.warning("re-check of %s: CRM unavailable (%s); the callback stays", ladder.key, exc)
-            return "", False
-        if customer is None:
-            return "the customer is no longer known to the CRM", True
+        customer = await self._customer_now(ladder.key, alert.customer_id)
+        if isinstance(customer, tuple):
+            return customer
         record = self._records.keys.record(ladder.key)
         phone = text(await self._records.auto.execute("HGET", record, "attemptPhone"))
         listed = await self._records.auto.execute("SISMEMBER", self._records.keys.dnc(), phone)
@@ -530,11 +555,17 @@ class Follower:
         for start in range(0, len(ladders), _BATCH):
             part = ladders[start : start + _BATCH]
             found: dict[str, Evidence] = {}
-            if follows is not None:
+            held = self._held.get(backend, 0.0)
+            if follows is not None and now >= held:
                 try:
                     found = await follows.results([(lad.call_id, lad.placed_at) for lad in part])
+                except ResultsUnavailableError as exc:
+                    if exc.retry_after is not None:  # a 429: no results request before it
+                        held = self._held[backend] = now + exc.retry_after
+                    log.warning("results from %s failed: %s", backend, exc)
                 except Exception as exc:  # a failed poll is asked again; the timeout still runs
                     log.warning("results from %s failed: %r", backend, exc)
+            later = max(now + self._conf.poll_seconds, held)
             for ladder in part:
                 evidence = found.get(ladder.call_id)
                 if evidence is not None:
@@ -542,7 +573,7 @@ class Follower:
                 elif now - ladder.works_from >= self._conf.result_timeout_seconds:
                     await self._timed_out(ladder, follows)
                 else:
-                    await self._schedule(ladder.key, now + self._conf.poll_seconds)
+                    await self._schedule(ladder.key, later)
 
     async def _timed_out(self, ladder: Ladder, follows: Follows | None) -> None:
         """No result in time: cancel what may still be waiting, then unknown and a task."""
@@ -717,8 +748,11 @@ class Follower:
         if over:
             await self._end(ladder, over, task=False, states="waiting")
             return
+        unreadable = "the customer's contacts cannot be read"
         try:
             customer = await self._fresh_customer(alert.customer_id)
+        except crm.UnusableRecordError as exc:  # the CRM answered: waiting will not mend it
+            customer, unreadable = None, f"{unreadable}: {exc}"
         except crm.CrmUnavailableError as exc:
             if now - ladder.next_at < self._conf.result_timeout_seconds:
                 log.warning("re-attempt of %s waits for the CRM: %s", ladder.key, exc)
@@ -726,9 +760,7 @@ class Follower:
                 return
             customer = None
         chosen = (
-            await self._choose(alert, customer, ladder, now)
-            if customer is not None
-            else "the customer's contacts cannot be read"
+            await self._choose(alert, customer, ladder, now) if customer is not None else unreadable
         )
         if isinstance(chosen, str) or customer is None:
             await self._end(ladder, str(chosen), task=True, states="waiting")
@@ -798,6 +830,19 @@ class Follower:
                 return contact, verdict, skipped
             skipped.append(f"{contact.name}: {_blocked(verdict)}")
         return "no contact may be called now (" + "; ".join(skipped) + ")"
+
+    async def _customer_now(self, key: str, customer_id: str) -> Customer | tuple[str, bool]:
+        """The customer for a re-check, or (why not, tell a person?) when there is none."""
+        try:
+            customer = await self._fresh_customer(customer_id)
+        except crm.UnusableRecordError as exc:
+            return f"the customer's CRM document is unusable: {exc}", True
+        except crm.CrmUnavailableError as exc:
+            log.warning("re-check of %s: CRM unavailable (%s); the callback stays", key, exc)
+            return "", False
+        if customer is None:
+            return "the customer is no longer known to the CRM", True
+        return customer
 
     async def _cached_customer(self, ladder: Ladder) -> Customer | None:
         if ladder.alert is None:

@@ -39,11 +39,20 @@ return 1
 """
 
 # A result pushed by the contact center (Twilio's status callback) for attempt ARGV[1] whose
-# call id is ARGV[2]: kept on the record for the follower; refused for any other call.
+# call id is ARGV[2], sequence ARGV[4]: kept on the record for the follower. Taken for the
+# current call, and while the attempt is still being dialed (the push can overtake the
+# answer to the request that placed the call: the follower compares call ids); refused for
+# any other call, and when it is older than the push already kept for the same call.
 PUSH_LUA = """
-local cur = redis.call('HMGET', KEYS[1], 'attempt', 'attemptCallId')
-if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'pushed', ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'attempt', 'attemptCallId', 'attemptState', 'state',
+                       'pushedCall', 'pushedSeq')
+local n = cur[1] or '1'
+if n ~= ARGV[1] then return 0 end
+local dialing = cur[3] == 'dialing' or (not cur[3] and cur[4] == 'dialing')
+if cur[2] ~= ARGV[2] and not dialing then return 0 end
+if cur[5] == ARGV[2] and tonumber(cur[6] or '-1') >= tonumber(ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[1], 'pushed', ARGV[3], 'pushedCall', ARGV[2], 'pushedSeq', ARGV[4])
 return 1
 """
 

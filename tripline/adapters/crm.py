@@ -62,7 +62,7 @@ async def fetch_customer(
     Raises:
         CrmUnavailableError: the CRM did not give a usable answer.
         UnusableRecordError: the id cannot be asked for (see customer_url), or the CRM answered
-            with another customer's document.
+            with another customer's document or one that cannot be read (a bad contacts list).
     """
     doc = await _get(http, customer_url(base_url, customer_id))
     if doc is None:
@@ -72,7 +72,9 @@ async def fetch_customer(
         raise UnusableRecordError(other, answered=True)
     parsed = parse_customer(customer_id, doc)
     if isinstance(parsed, str):
-        raise CrmUnavailableError(f"bad CRM document for {customer_id}: {parsed}")
+        # The CRM answered; this one document is unusable. Not an outage: it must not open
+        # the breaker and defer every other customer's alerts.
+        raise UnusableRecordError(f"the CRM's document is unusable: {parsed}", answered=True)
     return parsed
 
 

@@ -27,23 +27,17 @@ from tripline.pipeline.reach import Evidence
 log = logging.getLogger(__name__)
 
 _MAX_FORM = 16 * 1024  # a status callback is well under 2 KB
+_BODY_TIMEOUT_SECONDS = 10.0  # as the webhook's: a body that stops arriving holds nothing longer
 
 
 async def twilio_status_callback(request: web.Request) -> web.Response:
     """POST /v1/providers/twilio/status: 204 when taken (or not for us), 401 when not signed."""
     service = request.app[SERVICE]
     config = service.config
-    if (request.content_length or 0) > _MAX_FORM:
-        return _too_large()
-    raw = bytearray()
-    while len(raw) <= _MAX_FORM:  # the whole body, however it arrives, up to the limit
-        chunk = await request.content.read(_MAX_FORM + 1 - len(raw))
-        if not chunk:
-            break
-        raw += chunk
-    if len(raw) > _MAX_FORM:
-        return _too_large()
-    pairs = parse_qsl(bytes(raw).decode("utf-8", "replace"), keep_blank_values=True)
+    raw = await _form(request)
+    if isinstance(raw, web.Response):
+        return raw
+    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     params: dict[str, list[str]] = {}
     for name, value in pairs:
         params.setdefault(name, []).append(value)
@@ -67,7 +61,9 @@ async def twilio_status_callback(request: web.Request) -> web.Response:
     evidence = twilio_status(form)
     key, instance = request.query.get("key", ""), request.query.get("i", "")
     attempt, call_sid = request.query.get("n", ""), form.get("CallSid", "")
-    if evidence is None or not (key and instance and attempt.isdigit() and call_sid):
+    # Signed, but int() must still be able to read it (no '²', no 5,000 digits).
+    readable = attempt.isascii() and attempt.isdigit() and len(attempt) <= 9
+    if evidence is None or not (key and instance and readable and call_sid):
         return web.Response(status=204)  # a progress event, or not one of our calls
     try:
         await asyncio.to_thread(
@@ -88,12 +84,35 @@ async def twilio_status_callback(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _form(request: web.Request) -> bytes | web.Response:
+    """The whole body, however it arrives, within the size limit and the deadline."""
+    if (request.content_length or 0) > _MAX_FORM:
+        return _too_large()
+    raw = bytearray()
+    try:
+        async with asyncio.timeout(_BODY_TIMEOUT_SECONDS):  # a client that stops sending
+            while len(raw) <= _MAX_FORM:
+                chunk = await request.content.read(_MAX_FORM + 1 - len(raw))
+                if not chunk:
+                    break
+                raw += chunk
+    except TimeoutError:
+        return problem_response(
+            408,
+            "timeout",
+            [{"field": "body", "reason": "timeout", "message": "the body did not arrive in time"}],
+        )
+    return _too_large() if len(raw) > _MAX_FORM else bytes(raw)
+
+
 def _too_large() -> web.Response:
-    return problem_response(
+    response = problem_response(
         413,
         "too_large",
         [{"field": "body", "reason": "too_large", "message": f"at most {_MAX_FORM} bytes"}],
     )
+    response.force_close()  # the rest of the body is not read (nor lingered for): hang up
+    return response
 
 
 def signed_url(configured: str, query: str) -> str:
@@ -118,7 +137,7 @@ def _keep(
     client = service.redis  # type: ignore[attr-defined]
     keys = service.keys  # type: ignore[attr-defined]
     blob = pushed_blob(call_sid, evidence, sequence)
-    if client.eval(PUSH_LUA, 1, keys.record(key), str(attempt), call_sid, blob) == 1:
+    if client.eval(PUSH_LUA, 1, keys.record(key), str(attempt), call_sid, blob, sequence) == 1:
         client.zadd(follow_key(keys, instance), {key: 0})
     else:
         log.info("twilio status for %s attempt %d is not its current call", key, attempt)

@@ -112,10 +112,35 @@ def test_reach_lua_moves_an_attempt_only_from_the_states_named(client: redis.Red
 
 def test_push_lua_keeps_a_result_only_for_the_current_call(client: redis.Redis) -> None:
     record = Keys("tattempts").record("A1")
-    client.hset(record, mapping={"attempt": "2", "attemptCallId": "CA2"})
+    assert client.eval(PUSH_LUA, 1, record, "1", "CA1", b"x", 0) == 0  # no record: nothing made
+    assert not client.exists(record)
+    client.hset(record, mapping={"attempt": "2", "attemptCallId": "CA2", "attemptState": "placed"})
     blob = pushed_blob("CA1", Evidence(CallResult.REACHED), 0)
-    assert client.eval(PUSH_LUA, 1, record, "2", "CA1", blob) == 0  # an older call's result
-    assert client.eval(PUSH_LUA, 1, record, "1", "CA2", blob) == 0  # another attempt
+    assert client.eval(PUSH_LUA, 1, record, "2", "CA1", blob, 0) == 0  # an older call's result
+    assert client.eval(PUSH_LUA, 1, record, "1", "CA2", blob, 0) == 0  # another attempt
     assert client.hget(record, "pushed") is None
-    assert client.eval(PUSH_LUA, 1, record, "2", "CA2", blob) == 1
+    assert client.eval(PUSH_LUA, 1, record, "2", "CA2", blob, 3) == 1
     assert client.hget(record, "pushed") == blob
+    # A replay, or an earlier status arriving late, never replaces a later one.
+    assert client.eval(PUSH_LUA, 1, record, "2", "CA2", b"late", 3) == 0
+    assert client.eval(PUSH_LUA, 1, record, "2", "CA2", b"late", 2) == 0
+    assert client.eval(PUSH_LUA, 1, record, "2", "CA2", b"later", 4) == 1
+    assert client.hget(record, "pushed") == b"later"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"state": "dialing"},  # the first call, its answer not back yet
+        {"state": "called", "attempt": "2", "attemptState": "dialing"},  # a re-attempt
+    ],
+)
+def test_a_push_that_overtakes_the_dial_answer_is_kept(
+    client: redis.Redis, fields: dict[str, str]
+) -> None:
+    record = Keys("tattempts").record("A1")
+    for name, value in fields.items():
+        client.hset(record, name, value)
+    n = fields.get("attempt", "1")
+    assert client.eval(PUSH_LUA, 1, record, n, "CA9", b"early", 0) == 1
+    assert client.hget(record, "pushedCall") == b"CA9"

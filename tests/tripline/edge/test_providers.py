@@ -5,7 +5,7 @@ under a key prefix of the test's own; requests are written byte by byte on a raw
 nothing between the test and the server repairs them. Signatures are computed here the way
 twilio-python's RequestValidator does, over the URL exactly as Twilio requests it (the
 StatusCallback URL the Twilio backend handed over, percent-encoded), not with the module under
-test. A test marked xfail(strict) records a defect: it passes once the defect is fixed.
+test.
 """
 
 from __future__ import annotations
@@ -408,12 +408,6 @@ def test_an_attempt_that_is_not_the_current_one_is_ignored(edge: Edge, n: str) -
     _untouched(edge, "sensor-evt-1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers.py: `attempt.isdigit()` accepts what int() refuses (superscript digits, "
-    "more than 4300 digits): the ValueError escapes the handler as a bare 500 (test "
-    "attempt.isascii() and len(attempt) <= 9 first)",
-)
 @pytest.mark.parametrize("n", ["²", "9" * 5000], ids=["superscript-two", "5000-digits"])
 def test_an_attempt_number_int_cannot_read_is_not_a_500(edge: Edge, n: str) -> None:
     edge.placed("sensor-evt-1")
@@ -466,12 +460,6 @@ def test_a_later_sequence_replaces_an_earlier_one(edge: Edge) -> None:
     assert (pushed["result"], pushed["sequence"]) == ("reached", 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attempts.PUSH_LUA keeps the SequenceNumber in the blob but never compares it: an "
-    "earlier (delayed or replayed) terminal callback overwrites a later one before the "
-    "follower's next tick",
-)
 def test_an_out_of_order_earlier_sequence_does_not_replace_a_later_one(edge: Edge) -> None:
     edge.placed("sensor-evt-1")
     assert edge.callback("sensor-evt-1", form("completed", sequence=4)).status == 204
@@ -520,11 +508,6 @@ def test_a_genuine_callback_in_two_segments_is_taken(edge: Edge, pause: float) -
     assert edge.pushed("sensor-evt-1") is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers.py waits for the body with no deadline (post_alert has a 10 s one): a "
-    "client that sends headers and then nothing holds a handler and a socket forever",
-)
 def test_a_client_that_never_sends_its_body_is_answered_in_time(edge: Edge) -> None:
     started = time.monotonic()
     try:

@@ -141,6 +141,20 @@ async def request(
         return Result(classify(None, sent=True), detail=f"no answer after sending: {exc!r}"[:300])
 
 
+def shown(body: Any, limit: int = 200) -> str:  # noqa: ANN401 - a decoded JSON body
+    """A body as an error detail shows it, at most `limit` characters, whatever its shape.
+
+    str() of a deeply nested body recurses once per level (a hostile 429 nesting a thousand
+    levels raised RecursionError in the dialer, which took the 429 for an uncertain call).
+    """
+    if isinstance(body, str):
+        return body[:limit]
+    try:
+        return orjson.dumps(body).decode()[:limit]
+    except (TypeError, orjson.JSONEncodeError):  # nested past orjson's limit, or not JSON
+        return f"<{type(body).__name__} body, not shown>"
+
+
 def oversized(values: dict[str, str]) -> str:
     """Name the first attribute longer than ATTRIBUTE_MAX, or '' when all fit."""
     for name, value in values.items():

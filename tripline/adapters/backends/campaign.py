@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tripline.adapters.backends import Reply, Result, oversized
-from tripline.adapters.backends.genesys import GenesysBackend, ResultsUnavailableError
+from tripline.adapters.backends.genesys import GenesysBackend, unavailable
 from tripline.adapters.backends.outcomes import genesys_contact
 from tripline.messages import DialIntent, Priority, TaskIntent
 from tripline.pipeline.dial import Answer
@@ -99,7 +99,7 @@ class GenesysCampaignBackend:
         await self._take_budget()
         reply = await self._genesys.bulk_contacts(list(ids))
         if not isinstance(reply, Reply):
-            raise ResultsUnavailableError(f"campaign contacts: {reply.detail}")
+            raise unavailable("campaign contacts", reply)
         found: dict[str, Evidence] = {}
         for contact in reply.body if isinstance(reply.body, list) else []:
             cid = contact.get("id") if isinstance(contact, dict) else None

@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import orjson
 
-from tripline.adapters.backends import HttpSession, Reply, Result, oversized, request
-from tripline.adapters.backends.genesys import ResultsUnavailableError
+from tripline.adapters.backends import HttpSession, Reply, Result, oversized, request, shown
+from tripline.adapters.backends.genesys import unavailable
 from tripline.adapters.backends.outcomes import cxone_completed
 from tripline.adapters.store import iso
 from tripline.conf.schema import CxoneConfig, DialerConfig
@@ -88,7 +88,7 @@ class CxoneBackend(HttpSession):
             params = {"updatedSince": since, "top": _COMPLETED_PAGE, "skip": page * _COMPLETED_PAGE}
             reply = await self._call("GET", "/contacts/completed", params=params)
             if isinstance(reply, Result):
-                raise ResultsUnavailableError(f"completed contacts: {reply.detail}")
+                raise unavailable("completed contacts", reply)
             rows = reply.body.get("completedContacts") if isinstance(reply.body, dict) else None
             rows = rows if isinstance(rows, list) else []
             for contact in rows:
@@ -155,7 +155,7 @@ class CxoneBackend(HttpSession):
         return Result(
             answer,
             retry_after=reply.headers.get("Retry-After"),
-            detail=f"HTTP {reply.status}: {str(reply.body)[:200]}",
+            detail=f"HTTP {reply.status}: {shown(reply.body)}",
         )
 
     async def _authenticate(self) -> Result | None:

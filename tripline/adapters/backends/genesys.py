@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from tripline.adapters.backends import HttpSession, Reply, Result, oversized, request
+from tripline.adapters.backends import HttpSession, Reply, Result, oversized, request, shown
 from tripline.adapters.backends.outcomes import genesys_conversation, genesys_query_body
 from tripline.adapters.store import iso
 from tripline.conf.schema import DialerConfig, GenesysConfig
 from tripline.messages import DialIntent, Outcome, TaskIntent
-from tripline.pipeline.dial import Answer, classify
+from tripline.pipeline.dial import Answer, classify, retry_after
 from tripline.pipeline.govern import Occupancy
 from tripline.pipeline.reach import Evidence
 
@@ -154,7 +154,7 @@ class GenesysBackend(HttpSession):
         body = genesys_query_body(ids, min(at for _, at in calls), self._clock())
         reply = await self._send("POST", "/api/v2/analytics/conversations/details/query", body)
         if isinstance(reply, Result):
-            raise ResultsUnavailableError(f"conversation details: {reply.detail}")
+            raise unavailable("conversation details", reply)
         wanted, found = set(ids), {}
         rows = reply.body.get("conversations") if isinstance(reply.body, dict) else None
         for conversation in rows if isinstance(rows, list) else []:
@@ -302,6 +302,21 @@ def waiting_for_an_agent(conversation: Any) -> bool:  # noqa: ANN401
 class ResultsUnavailableError(Exception):
     """The contact center did not answer a results request (it is asked again later)."""
 
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        """Say what went wrong; `retry_after`: a 429's wait, seconds."""
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+def unavailable(what: str, result: Result) -> ResultsUnavailableError:
+    """The error for a results request that failed with `result` (a 429 keeps its wait)."""
+    wait = (
+        retry_after(result.retry_after, default=1.0)
+        if result.answer == Answer.RATE_LIMITED
+        else None
+    )
+    return ResultsUnavailableError(f"{what}: {result.detail}", wait)
+
 
 def _answer(reply: Reply) -> Result:
     answer = classify(reply.status, sent=True)
@@ -311,7 +326,7 @@ def _answer(reply: Reply) -> Result:
     return Result(
         answer,
         retry_after=reply.headers.get("Retry-After"),
-        detail=f"HTTP {reply.status}: {str(message)[:200]}",
+        detail=f"HTTP {reply.status}: {shown(message)}",
     )
 
 

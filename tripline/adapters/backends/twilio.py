@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote, urlencode
 
-from tripline.adapters.backends import HttpSession, Reply, Result, request
+from tripline.adapters.backends import HttpSession, Reply, Result, request, shown
 from tripline.adapters.backends.outcomes import twilio_status
 from tripline.conf.schema import DialerConfig, OutcomesConfig, TwilioConfig
 from tripline.messages import DialIntent, TaskIntent
@@ -75,7 +75,7 @@ class TwilioBackend(HttpSession):
         return Result(
             classify(reply.status, sent=True),
             retry_after=reply.headers.get("Retry-After"),
-            detail=f"HTTP {reply.status}: {str(reply.body)[:200]}",
+            detail=f"HTTP {reply.status}: {shown(reply.body)}",
         )
 
     def _calls_url(self, sid: str = "") -> str:
