@@ -27,6 +27,7 @@ from tripline.conf import schema
 from tripline.devtools.emulator import CLIENT_SECRET, Emulator
 from tripline.devtools.emulator import build_app as emulator_app
 from tripline.edge.http_api import build_app as service_app
+from tripline.messages import Alert
 from tripline.service.stats import Stats
 from tripline.supervisor import Service
 
@@ -341,6 +342,27 @@ def alert(
     }
     doc.update(extra)
     return doc
+
+
+def plain_alert(key: str = "K", **fields: Any) -> Alert:
+    """An accepted Alert for unit tests (every field set; `fields` override)."""
+    values: dict[str, Any] = {
+        "idempotency_key": key,
+        "sensor_id": "S",
+        "customer_id": "C1",
+        "alert_type": "t",
+        "timestamp": 0.0,
+        "firing": True,
+        "severity": "",
+        "current_value": 1.0,
+        "threshold": 0.0,
+        "unit": "",
+        "reference_id": "R",
+        "telemetry_hash": "h",
+        "accepted_at": 0.0,
+        **fields,
+    }
+    return Alert(**values)
 
 
 def tripline_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

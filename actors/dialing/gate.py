@@ -177,14 +177,9 @@ class LastChecks:
             ):
                 self._stats.decided(intent.alert, Outcome.SUPPRESSED, Reason.MAINTENANCE)
             return True
-        verdict, release = gate(
-            on_dnc_list=bool(answers[0]),
-            number_ok=bool(answers[1][0]) if self._caps.number else None,
-            customer_ok=bool(answers[-1][0]) if self._caps.customer else None,
-        )
+        verdict = await self._verdict(intent, answers)
         if verdict == Gate.DIAL:
             return False
-        await self.release_caps(intent, number="number" in release, customer="customer" in release)
         if verdict == Gate.DO_NOT_CALL:
             listed = Blocked(
                 Reason.DO_NOT_CALL,
@@ -206,16 +201,24 @@ class LastChecks:
 
     async def _settled_reattempt(self, intent: DialIntent, answers: list[Any]) -> bool:
         """A re-attempt's do-not-call re-check and caps: any refusal ends its ladder."""
+        verdict = await self._verdict(intent, answers)
+        if verdict == Gate.DIAL:
+            return False
+        await self._end_reattempt(intent, f"{verdict.value} at the moment of dialing", task=True)
+        return True
+
+    async def _verdict(self, intent: DialIntent, answers: list[Any]) -> Gate:
+        """The do-not-call re-check's and the caps' answers; a refused call's counts released."""
         verdict, release = gate(
             on_dnc_list=bool(answers[0]),
             number_ok=bool(answers[1][0]) if self._caps.number else None,
             customer_ok=bool(answers[-1][0]) if self._caps.customer else None,
         )
-        if verdict == Gate.DIAL:
-            return False
-        await self.release_caps(intent, number="number" in release, customer="customer" in release)
-        await self._end_reattempt(intent, f"{verdict.value} at the moment of dialing", task=True)
-        return True
+        if verdict != Gate.DIAL:
+            await self.release_caps(
+                intent, number="number" in release, customer="customer" in release
+            )
+        return verdict
 
     async def _end_reattempt(self, intent: DialIntent, why: str, *, task: bool) -> None:
         if self.follower is not None:

@@ -6,10 +6,11 @@ from dataclasses import replace
 
 import pytest
 
+from tests.conftest import plain_alert
 from tripline.actors.dialing.follow import as_customer, contacts_of, ladder_rules, wrapup_codes
 from tripline.actors.dialing.gate import call_member
 from tripline.conf.schema import OutcomesConfig, ReachConfig
-from tripline.messages import Alert, Contact, Customer, DialIntent, Priority
+from tripline.messages import Contact, Customer, DialIntent, Priority
 from tripline.pipeline.comply import Allowed, Blocked, ComplyRules, comply
 from tripline.pipeline.reach import CallResult, Evidence
 
@@ -62,21 +63,7 @@ def test_the_account_holders_flags_hold_for_every_contact(
 
 
 def test_every_attempt_counts_against_the_caps_as_a_call_of_its_own() -> None:
-    alert = Alert(
-        idempotency_key="K",
-        sensor_id="S",
-        customer_id="C1",
-        alert_type="t",
-        timestamp=0.0,
-        firing=True,
-        severity="",
-        current_value=1.0,
-        threshold=0.0,
-        unit="",
-        reference_id="R",
-        telemetry_hash="h",
-        accepted_at=0.0,
-    )
+    alert = plain_alert()
     first = DialIntent(
         intent_id="K", alert=alert, customer=CUSTOMER, priority=Priority.HIGH, enqueued_at=0.0
     )

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import plain_alert
 from tripline.adapters.backends.genesys import task_words, waiting_for_an_agent
-from tripline.messages import Alert, Outcome, Reason, TaskIntent
+from tripline.messages import Outcome, Reason, TaskIntent
 
 
 def _p(purpose: str, state: str) -> dict[str, Any]:
@@ -55,21 +56,7 @@ def test_a_callback_is_cancelled_only_while_it_waits_for_an_agent(
 
 
 def _task(outcome: Outcome, reason: Reason) -> TaskIntent:
-    alert = Alert(
-        idempotency_key="K",
-        sensor_id="S",
-        customer_id="C",
-        alert_type="t",
-        timestamp=0.0,
-        firing=True,
-        severity="",
-        current_value=1.0,
-        threshold=0.0,
-        unit="",
-        reference_id="R",
-        telemetry_hash="h",
-        accepted_at=0.0,
-    )
+    alert = plain_alert()
     return TaskIntent(alert=alert, reason=reason, due=0.0, outcome=outcome)
 
 
