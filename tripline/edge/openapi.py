@@ -472,12 +472,17 @@ def document() -> dict[str, Any]:
                     "twilio_status_url is; Twilio must reach it (a public HTTPS URL in front of "
                     "tripline). Trusted only with X-Twilio-Signature: base64 HMAC-SHA1, keyed "
                     "with the Twilio auth token, of twilio_status_url's origin and path with "
-                    "this request's query, followed by every form parameter's name and value "
-                    "in name order. A terminal CallStatus of the alert's current attempt is "
-                    "kept for the instance following that call, which settles the attempt "
-                    "within a second; progress events and calls that are not the current "
-                    "attempt change nothing. Without twilio_status_url (or the auth token) "
-                    "every request is a 401.",
+                    "this request's query exactly as it arrived (its %-escapes untouched), "
+                    "followed by every form parameter's name and value in name order. A "
+                    "terminal CallStatus of the alert's current attempt is kept for the "
+                    "instance following that call, which settles the attempt within a second; "
+                    "one that arrives while the attempt is still being dialed (before the "
+                    "dial's answer) is kept too, and taken as soon as the call is recorded. "
+                    "Progress events, calls that are not the current attempt's, an n that is "
+                    "not at most 9 ASCII digits, and a callback whose SequenceNumber is not "
+                    "above the one already kept for the same call (a replay, or out of order) "
+                    "change nothing. The body must arrive within 10 s. Without "
+                    "twilio_status_url (or the auth token) every request is a 401.",
                     "parameters": [
                         {
                             "name": "X-Twilio-Signature",
@@ -496,8 +501,9 @@ def document() -> dict[str, Any]:
                             "name": "n",
                             "in": "query",
                             "required": True,
-                            "description": "The attempt (1 is the first call)",
-                            "schema": {"type": "integer", "minimum": 1},
+                            "description": "The attempt (1 is the first call); one that is "
+                            "not at most 9 ASCII digits is ignored (204)",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 999999999},
                         },
                         {
                             "name": "i",
@@ -514,12 +520,16 @@ def document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "204": {"description": "Taken, or not a result of a current call"},
+                        "204": {
+                            "description": "Taken, or nothing to take (a progress event, "
+                            "another call, an older SequenceNumber, an unreadable n)"
+                        },
                         "401": _problem(
                             "X-Twilio-Signature missing or not Twilio's for this URL and form; "
                             "nothing changed"
                         ),
-                        "413": _problem("Body over 16 KiB"),
+                        "408": _problem("The body did not arrive within 10 s"),
+                        "413": _problem("Body over 16 KiB (the connection is closed)"),
                         "503": _UNAVAILABLE,
                     },
                 }
