@@ -75,6 +75,8 @@ _PAGE = 200  # ladders looked at per step
 _BATCH = 100  # calls per results request (Genesys' and CXone's practical maximum)
 _TICK = 1.0  # how often the index is looked at (pushed results are taken within it)
 _HANDOFF_GRACE = 120.0  # a re-attempt handed to the dialer and not seen since: look again
+_RESOLVE_KEPT = 7 * 86400  # how long a sensor's resolve is remembered for its ladders
+_INDEX_TTL_EVERY = 60.0  # how often the follow index's TTL is renewed past its farthest entry
 
 
 def ladder_rules(conf: ReachConfig) -> LadderRules:
@@ -169,6 +171,7 @@ class Follower:
         self._live: set[str] = set()  # re-attempts handed to the dialer by this process
         self._by_sensor: dict[str, set[str]] = {}  # open ladders of each sensor (this process)
         self._held: dict[str, float] = {}  # by backend: no results request before (a 429)
+        self._index_kept_at = float("-inf")
         self._http: aiohttp.ClientSession | None = None
 
     # --- what the placer asks ----------------------------------------------------------------
@@ -327,13 +330,15 @@ class Follower:
         """
         if customer_id:
             key = resolved_key(self._records.keys, customer_id, sensor_id)
-            await ride_out(
-                lambda: self._records.auto.execute("SET", key, repr(at), "EX", self._ttl)
-            )
+            # Kept past the record TTL: a scheduled callback days away is re-checked against it.
+            keep = max(self._ttl, _RESOLVE_KEPT)
+            await ride_out(lambda: self._records.auto.execute("SET", key, repr(at), "EX", keep))
         for key in list(self._by_sensor.get(sensor_id, ())):
             ladder = await self._read(key)
-            if not ladder.exists or ladder.state in ("", "ended"):
+            if not ladder.exists or ladder.state == "ended":
                 self._forget(key, ladder)
+                continue
+            if ladder.state == "":  # a first call on its way: its ladder ends before a second
                 continue
             if ladder.alert is None or float(ladder.alert.get("timestamp", 0)) > at:
                 continue
@@ -403,6 +408,7 @@ class Follower:
         """Act on every ladder due now; returns how many were looked at."""
         now = self._clock()
         auto = self._records.auto
+        await self._keep_index(now)
         keys = [
             text(k)
             for k in await auto.execute(
@@ -836,7 +842,7 @@ class Follower:
         try:
             customer = await self._fresh_customer(customer_id)
         except crm.UnusableRecordError as exc:
-            return f"the customer's CRM document is unusable: {exc}", True
+            return str(exc), True
         except crm.CrmUnavailableError as exc:
             log.warning("re-check of %s: CRM unavailable (%s); the callback stays", key, exc)
             return "", False
@@ -890,8 +896,20 @@ class Follower:
 
     async def _schedule(self, key: str, at: float) -> None:
         await ride_out(lambda: self._records.auto.execute("ZADD", self.index, repr(at), key))
-        # Every key has a TTL: an index no instance looks at any more goes after the records.
-        self._records.auto.send("EXPIRE", self.index, self._ttl).add_done_callback(_quiet)
+
+    async def _keep_index(self, now: float) -> None:
+        """Every key has a TTL: the index's outlives its farthest entry by the record TTL.
+
+        Renewed from the loop (not only when something is scheduled), so a quiet instance's
+        index of callbacks due days later does not expire under them.
+        """
+        if now - self._index_kept_at < _INDEX_TTL_EVERY:
+            return
+        self._index_kept_at = now
+        last = await self._records.auto.execute("ZRANGE", self.index, -1, -1, "WITHSCORES")
+        if last:
+            farthest = max(0.0, float(last[1]) - now)
+            await self._records.auto.execute("EXPIRE", self.index, int(farthest) + self._ttl)
 
     def _forget(self, key: str, ladder: Ladder) -> None:
         self._records.auto.send("ZREM", self.index, key).add_done_callback(_quiet)

@@ -471,3 +471,24 @@ def test_campaign_contacts_results_drive_the_ladder_one_contact_per_attempt(
         for c in r["body"]
     ]
     assert [f"contact:{i}" for i in appended] == ids
+
+
+def test_a_resolve_cancels_a_twilio_call_still_ringing(
+    reach: Callable[..., ServiceHandle], emulator: EmulatorHandle
+) -> None:
+    emulator.add_customer("CUST-9981")
+    results(emulator, "answered", delay=60)  # rings for a minute
+    service = reach(
+        TRIPLINE__DIALER__BACKEND="twilio",
+        TRIPLINE__TWILIO__BASE_URL=emulator.url,
+        TRIPLINE__TWILIO__AUTH_TOKEN="demo-twilio-token",
+    )
+    doc = alert()
+    service.publish(doc, sensor=doc["sensorId"])
+    wait_for(lambda: (service.record(doc["idempotencyKey"]) or {}).get("attempts"))
+    service.publish(alert(sensor=doc["sensorId"], status="resolved"), sensor=doc["sensorId"])
+
+    record = ended(service, doc["idempotencyKey"])
+    assert (record["result"], record["resultReason"]) == ("not_reached", "canceled")
+    (call,) = emulator.state.calls["twilio"].values()
+    assert call.canceled

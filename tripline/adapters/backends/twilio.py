@@ -114,7 +114,14 @@ class TwilioBackend(HttpSession):
             data={"Status": "canceled"},
             headers=self._auth,
         )
-        return isinstance(reply, Reply) and reply.status == 200
+        # Twilio answers with the call: only a call that was still queued or ringing is
+        # 'canceled'; one already answered goes on (and is not recorded as cancelled).
+        status = (
+            reply.body.get("status")
+            if isinstance(reply, Reply) and isinstance(reply.body, dict)
+            else None
+        )
+        return isinstance(reply, Reply) and reply.status == 200 and status == "canceled"
 
     async def create_task(self, task: TaskIntent) -> Result:
         """Twilio raises no tasks: configure [tasks] backend separately."""
