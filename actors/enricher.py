@@ -11,8 +11,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import orjson
 import pykka
 import redis
 
@@ -24,8 +22,10 @@ from tripline.adapters.crm import (
     UnusableRecordError,
     cache_customer,
     fetch_customer,
+    from_cache,
     sync_customers,
 )
+from tripline.adapters.crm import session as crm_session
 from tripline.adapters.redis_io import AutoPipeline, async_redis
 from tripline.adapters.store import Keys
 from tripline.conf.schema import CrmConfig
@@ -48,7 +48,6 @@ from tripline.pipeline.comply import (
     normalise_phone,
     schedulable,
 )
-from tripline.pipeline.enrich import parse_customer
 from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.enricher")
@@ -152,9 +151,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         self._redis = async_redis(self._redis_url)
         # The per-batch reads share round trips and skip redis-py's per-command bookkeeping.
         self._auto = AutoPipeline(self._redis)
-        timeout = aiohttp.ClientTimeout(total=self._conf.timeout_seconds)
-        headers = {"Authorization": f"Bearer {self._conf.token}"} if self._conf.token else {}
-        self._http = aiohttp.ClientSession(timeout=timeout, headers=headers)
+        self._http = crm_session(self._conf)
         self._sem = asyncio.Semaphore(_CRM_CONCURRENCY)
         if self._conf.sync_interval_seconds > 0:
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever())
@@ -263,8 +260,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         blobs = await self._auto.execute("MGET", *[self._keys.customer(cid) for cid in order])
         out: dict[str, Customer | None] = {}
         for cid, blob in zip(order, blobs, strict=True):
-            parsed = parse_customer(cid, orjson.loads(blob)) if blob is not None else None
-            out[cid] = parsed if isinstance(parsed, Customer) else None
+            out[cid] = from_cache(cid, blob)
         return out
 
     async def _lookup(self, customer_id: str) -> Customer | object | None:
@@ -298,11 +294,9 @@ class Enricher(Supervised, pykka.ThreadingActor):
         The cache is read again first: another batch may have fetched this customer since ours
         read the cache, and a second CRM request would cost more than this GET.
         """
-        cached = await self._redis.get(self._keys.customer(customer_id))
+        cached = from_cache(customer_id, await self._redis.get(self._keys.customer(customer_id)))
         if cached is not None:
-            parsed = parse_customer(customer_id, orjson.loads(cached))
-            if isinstance(parsed, Customer):
-                return parsed
+            return cached
         pending = self._lookups.get(customer_id)
         if pending is not None:
             return await asyncio.shield(pending)

@@ -39,8 +39,7 @@ from tripline.adapters.attempts import (
     reach_args,
     resolved_key,
 )
-from tripline.adapters.backends import Backends, Follows
-from tripline.adapters.backends.genesys import ResultsUnavailableError
+from tripline.adapters.backends import Backends, Follows, ResultsUnavailableError
 from tripline.adapters.store import alert_from_dict, iso, text
 from tripline.conf.schema import CrmConfig, OutcomesConfig, ReachConfig
 from tripline.messages import (
@@ -54,7 +53,6 @@ from tripline.messages import (
     TaskIntent,
 )
 from tripline.pipeline.comply import Allowed, Blocked, ComplyRules, comply, normalise_phone
-from tripline.pipeline.enrich import parse_customer
 from tripline.pipeline.reach import (
     CallResult,
     Evidence,
@@ -188,26 +186,33 @@ class Follower:
 
     def first_fields(self, intent: DialIntent, call_id: str, now: float) -> dict[str, str]:
         """The ladder's fields written with the first call's `called` outcome."""
+        fields = self._placed_fields(intent, call_id, now, [])
+        fields["attempts"] = orjson.dumps(fields["attempts"]).decode()
+        scheduled = {"scheduledEpoch": repr(intent.scheduled_for)} if intent.scheduled_for else {}
+        return {**scheduled, **fields, "attempt": "1"}
+
+    def _placed_fields(
+        self, intent: DialIntent, call_id: str, now: float, earlier: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Attempt `intent.attempt` is out as `call_id`: the ladder's fields, its entry added."""
         phone = normalise_phone(intent.customer.phone) or intent.customer.phone
+        backend = self._backends.name(intent.priority)
         entry = attempt_entry(
-            n=1,
+            n=intent.attempt,
             now=now,
-            contact=intent.customer.name,
+            contact=intent.contact or intent.customer.name,
             phone=mask_phone(phone),
-            backend=self._backends.name(intent.priority),
+            backend=backend,
             call_id=call_id,
         )
-        scheduled = {"scheduledEpoch": repr(intent.scheduled_for)} if intent.scheduled_for else {}
         return {
-            **scheduled,
             "result": CallResult.PENDING.value,
-            "attempt": "1",
             "attemptState": "placed",
             "attemptCallId": call_id,
-            "attemptBackend": self._backends.name(intent.priority),
+            "attemptBackend": backend,
             "attemptEpoch": repr(now),
             "attemptPhone": phone,
-            "attempts": orjson.dumps([entry]).decode(),
+            "attempts": [a for a in earlier if a.get("n") != intent.attempt] + [entry],
         }
 
     async def placed_first(self, intent: DialIntent) -> None:
@@ -262,32 +267,14 @@ class Follower:
         now = self._clock()
         key = intent.intent_id
         self._live.discard(key)
-        phone = normalise_phone(intent.customer.phone) or intent.customer.phone
         ladder = await self._read(key)
-        entry = attempt_entry(
-            n=intent.attempt,
-            now=now,
-            contact=intent.contact or intent.customer.name,
-            phone=mask_phone(phone),
-            backend=self._backends.name(intent.priority),
-            call_id=call_id,
-        )
-        attempts = [a for a in ladder.attempts if a.get("n") != intent.attempt] + [entry]
+        fields = self._placed_fields(intent, call_id, now, ladder.attempts)
         moved = await self._move(
-            key,
-            n=intent.attempt,
-            states="dialing",
-            event="attempt_placed",
-            attemptState="placed",
-            attemptCallId=call_id,
-            attemptBackend=self._backends.name(intent.priority),
-            attemptEpoch=repr(now),
-            attemptPhone=phone,
-            attempts=attempts,
-            result=CallResult.PENDING.value,
+            key, n=intent.attempt, states="dialing", event="attempt_placed", **fields
         )
         if moved:
-            log.info("attempt %d of %s placed to %s", intent.attempt, key, mask_phone(phone))
+            phone = mask_phone(fields["attemptPhone"])
+            log.info("attempt %d of %s placed to %s", intent.attempt, key, phone)
             record = self._records.keys.record(key)
             stop, pushed = await self._records.auto.execute("HMGET", record, "stopAfter", "pushed")
             # A result that overtook the dial's answer is taken now, not a poll later.
@@ -535,8 +522,7 @@ class Follower:
         customer = await self._customer_now(ladder.key, alert.customer_id)
         if isinstance(customer, tuple):
             return customer
-        record = self._records.keys.record(ladder.key)
-        phone = text(await self._records.auto.execute("HGET", record, "attemptPhone"))
+        phone = ladder.phone
         listed = await self._records.auto.execute("SISMEMBER", self._records.keys.dnc(), phone)
         verdict = comply(
             replace(customer, phone=phone or customer.phone),
@@ -603,23 +589,23 @@ class Follower:
         """Record attempt n's result and decide what follows it."""
         now = self._clock()
         evidence = self._wrapups.apply(evidence)
-        priority = _priority(ladder.priority)
-        customer = await self._cached_customer(ladder)
-        contacts = len(contacts_of(customer)) if customer is not None else 1
-        stop_after = await self._records.auto.execute(
-            "HGET", self._records.keys.record(ladder.key), "stopAfter"
-        )
         step: Next | Stop
-        if stop or stop_after:
-            step = Stop(stop or text(stop_after), task=task)
+        if stop or ladder.stop_after:
+            step = Stop(stop or ladder.stop_after, task=task)
             if evidence.result == CallResult.REACHED:
                 step = Stop("reached", task=False)
         else:
+            # How many contacts there are matters only when another attempt may follow.
+            customer = (
+                await self._cached_customer(ladder)
+                if evidence.result == CallResult.NOT_REACHED
+                else None
+            )
             step = after_result(
                 evidence,
                 n=ladder.n,
-                priority=priority,
-                contacts=contacts,
+                priority=_priority(ladder.priority),
+                contacts=len(contacts_of(customer)) if customer is not None else 1,
                 now=now,
                 rules=self._ladder,
             )
@@ -646,50 +632,52 @@ class Follower:
                 await self._schedule(ladder.key, step.at)
             return
         final = evidence.result if evidence.result != CallResult.PENDING else CallResult.UNKNOWN
-        moved = await self._move(
-            ladder.key,
-            n=ladder.n,
+        if await self._close(
+            ladder,
+            step.why,
+            final,
+            attempts,
+            task=step.task,
             states=states,
-            event="ladder_ended",
-            result=final.value,
             resultReason=evidence.reason,
-            attempts=attempts,
-            attemptState="ended",
-            ladderEnd=step.why,
-            detail=step.why,
-        )
-        if not moved:
-            return
-        self._stats.call_result(evidence.result.value, evidence.reason)
-        self._ended(ladder, attempts, final, now)
-        if step.task:
-            self._raise_task(ladder, attempts, step.why, now)
+        ):
+            self._stats.call_result(evidence.result.value, evidence.reason)
 
     async def _end(self, ladder: Ladder, why: str, *, task: bool, states: str) -> None:
         """End a ladder between attempts (nothing placed is pending)."""
-        now = self._clock()
         result = (
             CallResult(ladder.result) if ladder.result in set(CallResult) else CallResult.UNKNOWN
         )
         final = CallResult.NOT_REACHED if result == CallResult.PENDING else result
+        await self._close(ladder, why, final, ladder.attempts, task=task, states=states)
+
+    async def _close(
+        self,
+        ladder: Ladder,
+        why: str,
+        final: CallResult,
+        attempts: list[dict[str, Any]],
+        *,
+        task: bool,
+        states: str,
+        **fields: Any,  # noqa: ANN401
+    ) -> bool:
+        """End the ladder with `final` (one path only); a task for a person when `task`."""
         moved = await self._move(
             ladder.key,
             n=ladder.n,
             states=states,
             event="ladder_ended",
             result=final.value,
+            attempts=attempts,
             attemptState="ended",
             ladderEnd=why,
             detail=why,
+            **fields,
         )
-        if moved:
-            self._ended(ladder, ladder.attempts, final, now)
-            if task:
-                self._raise_task(ladder, ladder.attempts, why, now)
-
-    def _ended(
-        self, ladder: Ladder, attempts: list[dict[str, Any]], final: CallResult, now: float
-    ) -> None:
+        if not moved:
+            return False
+        now = self._clock()
         self._forget(ladder.key, ladder)
         placed = [a for a in attempts if a.get("callId")]
         self._stats.attempts_per_alert.observe(len(placed))
@@ -697,6 +685,9 @@ class Follower:
             accepted = float(ladder.alert.get("accepted_at", now))
             self._stats.time_to_reach.observe(max(0.0, now - accepted))
         log.info("ladder of %s ended: %s after %d calls", ladder.key, final.value, len(placed))
+        if task:
+            self._raise_task(ladder, attempts, why, now)
+        return True
 
     def _raise_task(
         self, ladder: Ladder, attempts: list[dict[str, Any]], why: str, now: float
@@ -726,8 +717,7 @@ class Follower:
 
     async def _add_to_dnc(self, ladder: Ladder) -> None:
         """A do-not-call wrap-up: the number joins the internal list, with that source."""
-        record = self._records.keys.record(ladder.key)
-        phone = text(await self._records.auto.execute("HGET", record, "attemptPhone"))
+        phone = ladder.phone
         if not phone:
             return
         await self._records.auto.execute("SADD", self._records.keys.dnc(), phone)
@@ -855,21 +845,12 @@ class Follower:
             return None
         cid = str(ladder.alert.get("customer_id", ""))
         blob = await self._records.auto.execute("GET", self._records.keys.customer(cid))
-        if blob is None:
-            return None
-        try:
-            parsed = parse_customer(cid, orjson.loads(blob))
-        except orjson.JSONDecodeError:
-            return None
-        return parsed if isinstance(parsed, Customer) else None
+        return crm.from_cache(cid, blob)
 
     async def _fresh_customer(self, customer_id: str) -> Customer | None:
         """The profile as the CRM has it now (consent and contacts may have changed)."""
         if self._http is None:
-            headers = {"Authorization": f"Bearer {self._crm.token}"} if self._crm.token else {}
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._crm.timeout_seconds), headers=headers
-            )
+            self._http = crm.session(self._crm)
         customer = await crm.fetch_customer(self._http, self._crm.base_url, customer_id)
         if customer is not None:
             await crm.cache_customer(

@@ -73,6 +73,8 @@ FIELDS = (
     "result",
     "scheduledEpoch",
     "rechecked",
+    "stopAfter",
+    "attemptPhone",
 )
 """What the follower reads of a record (HMGET, in this order)."""
 
@@ -117,6 +119,10 @@ class Ladder:
     scheduled_at: float = 0.0
     """A scheduled callback's time (0: placed to be worked now)."""
     rechecked: bool = False
+    stop_after: str = ""
+    """Why no attempt follows the current call (set when it could not be cancelled)."""
+    phone: str = ""
+    """The current call's number, E.164 (never shown: records show the masked one)."""
     exists: bool = True
 
     @property
@@ -148,6 +154,8 @@ class Ladder:
             result=v[13],
             scheduled_at=_float(v[14]),
             rechecked=v[15] == "1",
+            stop_after=v[16],
+            phone=v[17],
         )
 
     def with_result(self, evidence: Evidence, now: float) -> list[dict[str, Any]]:

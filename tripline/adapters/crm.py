@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 import yarl
 
 from tripline.adapters.store import Keys
+from tripline.conf.schema import CrmConfig
 from tripline.messages import Customer
 from tripline.pipeline.enrich import customer_to_doc, names_another, parse_customer
 
@@ -36,6 +37,25 @@ class UnusableRecordError(Exception):
         """Say what is wrong; `answered`: the CRM was asked and answered."""
         super().__init__(detail)
         self.answered = answered
+
+
+def session(conf: CrmConfig) -> aiohttp.ClientSession:
+    """The CRM's HTTP session: its timeout and bearer token (on the loop that uses it)."""
+    headers = {"Authorization": f"Bearer {conf.token}"} if conf.token else {}
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=conf.timeout_seconds), headers=headers
+    )
+
+
+def from_cache(customer_id: str, blob: bytes | str | None) -> Customer | None:
+    """A cached profile (cache_customer), None when absent or unreadable (ask the CRM)."""
+    if blob is None:
+        return None
+    try:
+        parsed = parse_customer(customer_id, orjson.loads(blob))
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, Customer) else None
 
 
 def customer_url(base_url: str, customer_id: str) -> yarl.URL:

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 
 from tripline.messages import DialIntent, Priority, TaskIntent
-from tripline.pipeline.dial import Answer, classify
+from tripline.pipeline.dial import Answer, classify, retry_after
 from tripline.pipeline.govern import Occupancy
 from tripline.pipeline.reach import Evidence
 
@@ -139,6 +139,25 @@ async def request(
         return Result(classify(None, sent=False), detail=f"connect failed: {exc!r}"[:300])
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Result(classify(None, sent=True), detail=f"no answer after sending: {exc!r}"[:300])
+
+
+class ResultsUnavailableError(Exception):
+    """The contact center did not answer a results request (it is asked again later)."""
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        """Say what went wrong; `retry_after`: a 429's wait, seconds."""
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+def unavailable(what: str, result: Result) -> ResultsUnavailableError:
+    """The error for a results request that failed with `result` (a 429 keeps its wait)."""
+    wait = (
+        retry_after(result.retry_after, default=1.0)
+        if result.answer == Answer.RATE_LIMITED
+        else None
+    )
+    return ResultsUnavailableError(f"{what}: {result.detail}", wait)
 
 
 def shown(body: Any, limit: int = 200) -> str:  # noqa: ANN401 - a decoded JSON body

@@ -10,8 +10,8 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tripline.adapters.backends import Reply, Result, oversized
-from tripline.adapters.backends.genesys import GenesysBackend, unavailable
+from tripline.adapters.backends import Reply, Result, oversized, unavailable
+from tripline.adapters.backends.genesys import GenesysBackend
 from tripline.adapters.backends.outcomes import genesys_contact
 from tripline.messages import DialIntent, Priority, TaskIntent
 from tripline.pipeline.dial import Answer

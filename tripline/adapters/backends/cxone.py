@@ -10,8 +10,15 @@ from urllib.parse import quote
 
 import orjson
 
-from tripline.adapters.backends import HttpSession, Reply, Result, oversized, request, shown
-from tripline.adapters.backends.genesys import unavailable
+from tripline.adapters.backends import (
+    HttpSession,
+    Reply,
+    Result,
+    oversized,
+    request,
+    shown,
+    unavailable,
+)
 from tripline.adapters.backends.outcomes import cxone_completed
 from tripline.adapters.store import iso
 from tripline.conf.schema import CxoneConfig, DialerConfig

@@ -9,12 +9,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from tripline.adapters.backends import HttpSession, Reply, Result, oversized, request, shown
+from tripline.adapters.backends import (
+    HttpSession,
+    Reply,
+    Result,
+    oversized,
+    request,
+    shown,
+    unavailable,
+)
 from tripline.adapters.backends.outcomes import genesys_conversation, genesys_query_body
 from tripline.adapters.store import iso
 from tripline.conf.schema import DialerConfig, GenesysConfig
 from tripline.messages import DialIntent, Outcome, TaskIntent
-from tripline.pipeline.dial import Answer, classify, retry_after
+from tripline.pipeline.dial import Answer, classify
 from tripline.pipeline.govern import Occupancy
 from tripline.pipeline.reach import Evidence
 
@@ -297,25 +305,6 @@ def waiting_for_an_agent(conversation: Any) -> bool:  # noqa: ANN401
         p for p in participants if isinstance(p, dict) and str(p.get("state", "")) not in _ENDED
     ]
     return bool(live) and not any(p.get("purpose") in ("agent", "user") for p in live)
-
-
-class ResultsUnavailableError(Exception):
-    """The contact center did not answer a results request (it is asked again later)."""
-
-    def __init__(self, detail: str, retry_after: float | None = None) -> None:
-        """Say what went wrong; `retry_after`: a 429's wait, seconds."""
-        super().__init__(detail)
-        self.retry_after = retry_after
-
-
-def unavailable(what: str, result: Result) -> ResultsUnavailableError:
-    """The error for a results request that failed with `result` (a 429 keeps its wait)."""
-    wait = (
-        retry_after(result.retry_after, default=1.0)
-        if result.answer == Answer.RATE_LIMITED
-        else None
-    )
-    return ResultsUnavailableError(f"{what}: {result.detail}", wait)
 
 
 def _answer(reply: Reply) -> Result:
