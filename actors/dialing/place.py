@@ -22,7 +22,7 @@ from tripline.adapters.backends import Backends, Result
 from tripline.adapters.store import iso
 from tripline.conf.schema import DialerConfig
 from tripline.messages import DialFinished, DialIntent, Outcome, Reason, State, TaskIntent
-from tripline.pipeline.dial import Answer, backoff, retry_after
+from tripline.pipeline.dial import Answer, backoff
 from tripline.pipeline.reach import CallResult, Evidence, ResultReason
 from tripline.service.stats import Stats
 
@@ -109,11 +109,7 @@ class Placer:
             await self._checks.release_caps(intent)
         if result.answer in (Answer.RATE_LIMITED, Answer.UNSENT):
             await follower.requeued(intent)
-            wait = (
-                retry_after(result.retry_after, default=1.0)
-                if (result.answer == Answer.RATE_LIMITED)
-                else None
-            )
+            wait = result.pause()
             reached = result.answer != Answer.UNSENT
             return finished_with(done, requeue=intent, retry_after=wait, backend_ok=reached)
         evidence = (
@@ -162,11 +158,7 @@ class Placer:
             await self._records.record(
                 key, state=State.QUEUED, allowed_from=State.DIALING, detail=result.detail
             )
-            wait = (
-                retry_after(result.retry_after, default=1.0)
-                if (result.answer == Answer.RATE_LIMITED)
-                else None
-            )
+            wait = result.pause()
             return finished_with(done, requeue=intent, retry_after=wait, backend_ok=reached)
         reason = Reason.DIAL_UNCERTAIN if result.answer == Answer.UNCERTAIN else Reason.DIAL_FAILED
         self._tell(

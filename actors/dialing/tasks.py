@@ -12,7 +12,7 @@ from tripline.adapters.backends import Backends
 from tripline.adapters.store import iso, text
 from tripline.conf.schema import DialerConfig
 from tripline.messages import DialFinished, TaskIntent
-from tripline.pipeline.dial import Answer, retry_after
+from tripline.pipeline.dial import Answer
 from tripline.pipeline.dial_queue import StoredTask
 
 log = logging.getLogger("tripline.dialer")
@@ -69,11 +69,7 @@ class Tasks:
         result = await send(lambda: self._backends.tasks.create_task(task), self._conf)
         if result.answer in (Answer.RATE_LIMITED, Answer.UNSENT):
             await records.redis.hdel(record, "taskClaimed")
-            wait = (
-                retry_after(result.retry_after, default=1.0)
-                if (result.answer == Answer.RATE_LIMITED)
-                else None
-            )
+            wait = result.pause()
             return finished_with(
                 done,
                 requeue=task,

@@ -31,6 +31,12 @@ class Result:
     detail: str = ""
     """What went wrong, for the record and the task."""
 
+    def pause(self) -> float | None:
+        """Seconds a 429 asks to wait (its Retry-After, 1 s without one); None otherwise."""
+        if self.answer != Answer.RATE_LIMITED:
+            return None
+        return retry_after(self.retry_after, default=1.0)
+
 
 class Backend(Protocol):
     """Places calls and raises tasks."""
@@ -152,12 +158,7 @@ class ResultsUnavailableError(Exception):
 
 def unavailable(what: str, result: Result) -> ResultsUnavailableError:
     """The error for a results request that failed with `result` (a 429 keeps its wait)."""
-    wait = (
-        retry_after(result.retry_after, default=1.0)
-        if result.answer == Answer.RATE_LIMITED
-        else None
-    )
-    return ResultsUnavailableError(f"{what}: {result.detail}", wait)
+    return ResultsUnavailableError(f"{what}: {result.detail}", result.pause())
 
 
 def shown(body: Any, limit: int = 200) -> str:  # noqa: ANN401 - a decoded JSON body
