@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 import redis
@@ -23,6 +24,9 @@ from tripline.adapters.backends.outcomes import twilio_sequence, twilio_status
 from tripline.edge import twilio_signature
 from tripline.edge.responses import RETRY_AFTER, SERVICE, problem_response
 from tripline.pipeline.reach import Evidence
+
+if TYPE_CHECKING:
+    from tripline.supervisor import Service
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +129,7 @@ def signed_url(configured: str, query: str) -> str:
 
 
 def _keep(
-    service: object,
+    service: Service,
     *,
     key: str,
     attempt: int,
@@ -134,8 +138,7 @@ def _keep(
     evidence: Evidence,
     sequence: int,
 ) -> None:
-    client = service.redis  # type: ignore[attr-defined]
-    keys = service.keys  # type: ignore[attr-defined]
+    client, keys = service.redis, service.keys
     blob = pushed_blob(call_sid, evidence, sequence)
     if client.eval(PUSH_LUA, 1, keys.record(key), str(attempt), call_sid, blob, sequence) == 1:
         client.zadd(follow_key(keys, instance), {key: 0})
