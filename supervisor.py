@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ import pykka
 import redis
 
 from tripline.actors import FAILURES
-from tripline.actors._retry import Backoff, retry
+from tripline.actors._retry import Backoff, retry, retry_async
 from tripline.actors.dialer import Dialer
 from tripline.actors.enricher import Enricher
 from tripline.actors.mqtt_subscriber import MqttSubscriber
@@ -184,15 +185,40 @@ class Service:
 
         `snapshots`: by sensor, the snapshots read when the alerts were recorded.
         """
+        for name, batch in self._shard_batches(alerts, snapshots or {}):
+            self._tell_with_patience(name, batch)
+
+    async def route_async(
+        self, alerts: list[Alert], snapshots: Mapping[str, Snapshot] | None = None
+    ) -> None:
+        """route() for an event loop (the webhook's): a shard's restart is waited out there."""
+        for name, batch in self._shard_batches(alerts, snapshots or {}):
+            await retry_async(
+                functools.partial(self._tell_async, name, batch),
+                _RESTART_PATIENCE,
+                on=(pykka.ActorDeadError,),
+            )
+
+    def _shard_batches(
+        self, alerts: list[Alert], snapshots: Mapping[str, Snapshot]
+    ) -> list[tuple[str, AlertBatch]]:
         by_shard: dict[int, list[Alert]] = defaultdict(list)
         for alert in alerts:
             by_shard[shard_of(alert.sensor_id, self.config.sensor.shards)].append(alert)
-        snapshots = snapshots or {}
-        for shard, batch in by_shard.items():
-            read = {a.sensor_id: s for a in batch if (s := snapshots.get(a.sensor_id))}
-            self._tell_with_patience(
-                f"shard-{shard}", AlertBatch(alerts=tuple(batch), snapshots=read)
+        return [
+            (
+                f"shard-{shard}",
+                AlertBatch(
+                    alerts=tuple(batch),
+                    snapshots={a.sensor_id: s for a in batch if (s := snapshots.get(a.sensor_id))},
+                ),
             )
+            for shard, batch in by_shard.items()
+        ]
+
+    async def _tell_async(self, name: str, message: object) -> None:
+        """Tell, as a step retry_async can take (a tell never waits)."""
+        self.ref(name).tell(message)
 
     def _tell_with_patience(self, name: str, message: object) -> None:
         """Tell `name`, waiting out a restart (the watchdog replaces the dead within ~0.2 s)."""

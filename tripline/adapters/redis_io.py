@@ -129,13 +129,18 @@ def _round_trip(pool: redis.ConnectionPool, commands: list[tuple[Any, ...]]) -> 
     return replies
 
 
-def async_redis(url: str, *, connections: int = 32) -> aioredis.Redis:
+def async_redis(
+    url: str, *, connections: int = 32, socket_timeout: float | None = None
+) -> aioredis.Redis:
     """An asyncio Redis client whose pool waits for a free connection instead of failing.
 
     A storm puts thousands of coroutines on one loop; a plain pool refuses the excess with
     MaxConnectionsError. A blocking pool queues them behind a bounded set of connections.
+    `socket_timeout`: how long a reply may take (an AutoPipeline's batch deadline); None waits.
     """
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=None)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=connections, timeout=None, socket_timeout=socket_timeout
+    )
     return aioredis.Redis(connection_pool=pool)
 
 

@@ -26,6 +26,7 @@ from tripline.edge.admin import (
     pause_dialing,
     resume_dialing,
 )
+from tripline.edge.intake import INTAKE, Intake
 from tripline.edge.providers import twilio_status_callback
 from tripline.edge.responses import (
     RETRY_AFTER,
@@ -35,10 +36,11 @@ from tripline.edge.responses import (
     problem_response,
     unauthorized,
 )
+from tripline.edge.siblings import FLEET
 from tripline.messages import Outcome, Reason
 from tripline.pipeline import signature
 from tripline.pipeline.validate import Problem, Rejected
-from tripline.service.accept import Accepted, Conflict, Duplicate, Verdict, snapshots
+from tripline.service.accept import Accepted, Conflict, Duplicate, Verdict
 
 if TYPE_CHECKING:
     from tripline.supervisor import Service
@@ -53,6 +55,12 @@ def build_app(service: Service) -> web.Application:
     """The aiohttp application serving every HTTP contract (docs/architecture.md)."""
     app = web.Application(client_max_size=service.config.http.max_body_bytes + 1024)
     app[SERVICE] = service
+    app[INTAKE] = intake = Intake(service)
+
+    async def close_intake(_app: web.Application) -> None:
+        await intake.aclose()
+
+    app.on_cleanup.append(close_intake)
     conf = service.config.http
     http_guard.install(
         app,
@@ -159,9 +167,7 @@ async def post_alert(request: web.Request) -> web.Response:
         service.stats.refused(Outcome.REJECTED, Reason.UNAUTHORIZED, detail=refusal["message"])
         return problem_response(401, "unauthorized", [refusal])
     try:
-        (verdict,) = await asyncio.to_thread(
-            service.acceptor.accept, [(body, False)], source="http"
-        )
+        verdict = await request.app[INTAKE].accept(body)
     except redis.RedisError:
         return problem_response(
             503,
@@ -171,10 +177,6 @@ async def post_alert(request: web.Request) -> web.Response:
         )
     if not isinstance(verdict, Accepted):
         return _refused(verdict)
-    try:
-        await asyncio.to_thread(service.route, [verdict.alert], snapshots([verdict]))
-    except Exception:  # recorded already: the record stays 'accepted' and is resumed later
-        service.stats.count("route_failed")
     key = verdict.alert.idempotency_key
     return json_response(
         {
@@ -441,7 +443,10 @@ async def status(request: web.Request) -> web.Response:
     """GET /status: actors, counters by outcome and reason, queue depth, rate budget."""
     if (refusal := _read_refusal(request)) is not None:
         return refusal
-    return json_response(await asyncio.to_thread(request.app[SERVICE].status))
+    doc = await asyncio.to_thread(request.app[SERVICE].status)
+    if (fleet := request.app.get(FLEET)) is not None:  # `tripline run --workers N`: all of them
+        doc = await fleet.status(request, doc)
+    return json_response(doc)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -449,4 +454,6 @@ async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     await asyncio.to_thread(service.refresh_gauges)
     body = generate_latest(service.stats.registry)
+    if (fleet := request.app.get(FLEET)) is not None:  # `tripline run --workers N`: all of them
+        body = await fleet.metrics(request, body)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

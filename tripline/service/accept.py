@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ import orjson
 import redis
 
 from tripline.adapters.deadletter import DeadLetters
-from tripline.adapters.redis_io import PipelinedScript, execute
+from tripline.adapters.redis_io import AutoPipeline, PipelinedScript, execute, item_error
 from tripline.adapters.store import ACCEPT_IDENTITY, ACCEPT_LUA, Keys, accept_args, text
 from tripline.messages import Alert, Outcome, Priority, Reason, Snapshot, State
 from tripline.pipeline.prioritise import PriorityRules, prioritise
@@ -273,50 +274,123 @@ class Acceptor:
         now = self._clock()
         read_after = time.monotonic()
         failed: list[tuple[tuple[int, Checked], Exception]] = []
-        sent: list[tuple[int, Checked, int, bool]] = []  # index, item, its ZADD's reply, read?
+        sent: list[tuple[int, Checked, int, int]] = []  # index, item, first reply, how many
         pipe = self._redis.pipeline(transaction=False)
         for index, item in todo:
-            alert = item.alert
             try:
-                context = orjson.dumps(item.doc)
-                keys, args = accept_args(self._keys, alert, self._ttl)
+                commands = self._commands(item, now)
             except Exception as exc:  # this alert's failure, not the batch's
                 failed.append(((index, item), exc))
                 continue
-            sent.append((index, item, len(pipe.command_stack), item.urgent))
-            # Indexed first: a crash between the two leaves an index entry the sweep discards,
-            # never a record that nothing would resume.
-            pipe.zadd(self._pending_key, {alert.idempotency_key: now}, nx=True)
-            # The context is written with NX under a reference derived from the key, so a
-            # duplicate can never overwrite what the first delivery stored.
-            pipe.set(self._keys.context(alert.reference_id), context, nx=True, ex=self._ttl)
-            self._accept.queue(pipe, keys, args)
-            if item.urgent:
-                # The shard reads a sensor it does not hold before it can decide: one round trip
-                # in a row with its own, on a critical alert's way (README "Performance").
-                pipe.get(self._keys.snapshot(alert.customer_id, alert.sensor_id))
+            sent.append((index, item, len(pipe.command_stack), len(commands)))
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         if not sent:
             return failed
         results = execute(pipe, self._accept, item_errors=True)
-        for index, item, first, read in sent:
-            indexed, context, claimed = results[first : first + 3]
-            if isinstance(indexed, Exception):
-                raise indexed  # the pending index is the instance's, not this alert's
-            if isinstance(claimed, Exception):
-                failed.append(((index, item), claimed))
-                continue
-            if isinstance(context, Exception):
-                log.warning("context of %s not stored: %s", item.alert.idempotency_key, context)
-            reply = results[first + 3] if read else None
-            # An unreadable snapshot is not handed on: its shard reads it itself.
-            unread = not read or isinstance(reply, Exception)
-            verdicts[index] = self._verdict(
-                item.alert,
-                claimed=claimed,
-                snapshot=None if unread else Snapshot(reply or b"", read_after),
+        for index, item, first, count in sent:
+            outcome = self._outcome(
+                item,
+                results[first : first + count],
+                read_after,
                 ours=item.alert.idempotency_key in retried,
             )
+            if isinstance(outcome, Exception):
+                failed.append(((index, item), outcome))
+            else:
+                verdicts[index] = outcome
         return failed
+
+    async def record_async(self, item: Checked | Rejected, pipeline: AutoPipeline) -> Verdict:
+        """Record one checked alert through an event loop's auto-pipeline; its verdict.
+
+        The webhook's accept: each request awaits its own commands, and the requests in flight
+        together share one round trip (the AutoPipeline coalesces them), with no thread hop.
+        Same verdicts, retries and quarantine as record(). Raises redis errors about Redis as a
+        whole: then nothing was recorded that the caller may acknowledge.
+        """
+        if isinstance(item, Rejected):
+            self._count([item])
+            return item
+        key = item.alert.idempotency_key
+        ours = False  # an attempt of ours failed midway: it may have recorded the alert
+        error: Exception | None = None
+        with self._stats.stage_seconds.labels("accept").time():
+            for attempt in range(1, self._attempts + 1):
+                now, read_after = self._clock(), time.monotonic()
+                try:
+                    commands = self._commands(item, now)
+                except Exception as exc:
+                    error = exc
+                    break
+                futures = [pipeline.send(*command) for command in commands]
+                replies = await asyncio.gather(*futures, return_exceptions=True)
+                try:
+                    for reply in replies:
+                        if isinstance(reply, BaseException) and not (
+                            isinstance(reply, redis.ResponseError) and item_error(reply)
+                        ):
+                            raise reply
+                    outcome = self._outcome(item, replies, read_after, ours=ours)
+                except redis.RedisError:
+                    self._remember_uncertain([key])
+                    raise
+                if not isinstance(outcome, Exception):
+                    self._count([outcome])
+                    return outcome
+                error, ours = outcome, True
+                if attempt == self._attempts:
+                    self._unindex([key])
+        assert error is not None  # noqa: S101 - the loop returns or records an error
+        verdict = self.quarantine(
+            item.payload, error, source=item.source, topic=item.topic, key=key, attempts=attempt
+        )
+        self._count([verdict])
+        return verdict
+
+    def _commands(self, item: Checked, now: float) -> list[tuple[Any, ...]]:
+        """One alert's commands, in the order _outcome reads their replies.
+
+        Raises on an alert whose document or arguments cannot be written (its own failure).
+        """
+        alert = item.alert
+        context = orjson.dumps(item.doc)
+        keys, args = accept_args(self._keys, alert, self._ttl)
+        commands: list[tuple[Any, ...]] = [
+            # Indexed first: a crash between the two leaves an index entry the sweep discards,
+            # never a record that nothing would resume.
+            ("ZADD", self._pending_key, "NX", now, alert.idempotency_key),
+            # The context is written with NX under a reference derived from the key, so a
+            # duplicate can never overwrite what the first delivery stored.
+            ("SET", self._keys.context(alert.reference_id), context, "EX", self._ttl, "NX"),
+            ("EVALSHA", self._accept.sha, len(keys), *keys, *args),
+        ]
+        if item.urgent:
+            # The shard reads a sensor it does not hold before it can decide: one round trip
+            # in a row with its own, on a critical alert's way (README "Performance").
+            commands.append(("GET", self._keys.snapshot(alert.customer_id, alert.sensor_id)))
+        return commands
+
+    def _outcome(
+        self, item: Checked, replies: Sequence[Any], read_after: float, *, ours: bool
+    ) -> Verdict | Exception:
+        """The verdict from one alert's replies (see _commands), or the error that failed it."""
+        indexed, context, claimed = replies[:3]
+        if isinstance(indexed, Exception):
+            raise indexed  # the pending index is the instance's, not this alert's
+        if isinstance(claimed, Exception):
+            return claimed
+        if isinstance(context, Exception):
+            log.warning("context of %s not stored: %s", item.alert.idempotency_key, context)
+        reply = replies[3] if len(replies) > 3 else None
+        # An unreadable snapshot is not handed on: its shard reads it itself.
+        unread = len(replies) <= 3 or isinstance(reply, Exception)
+        return self._verdict(
+            item.alert,
+            claimed=claimed,
+            snapshot=None if unread else Snapshot(reply or b"", read_after),
+            ours=ours,
+        )
 
     def _verdict(
         self,

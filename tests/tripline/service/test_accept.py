@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from dataclasses import replace
@@ -12,7 +13,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import alert
+from tests.conftest import REDIS_URL, alert, free_port
 from tripline.adapters import redis_io
 from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.store import Keys
@@ -278,3 +279,102 @@ def test_a_broken_pending_index_fails_the_batch_not_its_alerts(
     with pytest.raises(redis.ResponseError):
         acceptor(redis_client, keys, dead_letters(redis_client, keys)).accept(batch)
     assert redis_client.xlen(keys.dead_letters()) == 0  # nothing quarantined for it
+
+
+# --- record_async: the webhook's path, on an event loop's auto-pipeline ------------------
+
+
+def _record_async(accepting: Acceptor, items: list[Checked | Any], url: str = REDIS_URL) -> Any:
+    """Record `items` concurrently, as requests in flight do; (verdicts, round trips)."""
+
+    async def go() -> tuple[list[Any], int]:
+        pipeline = redis_io.AutoPipeline(redis_io.async_redis(url, connections=1))
+        try:
+            verdicts = await asyncio.gather(
+                *(accepting.record_async(item, pipeline) for item in items),
+                return_exceptions=True,
+            )
+            return list(verdicts), pipeline.round_trips
+        finally:
+            await pipeline.aclose()
+
+    return asyncio.run(go())
+
+
+def test_requests_in_flight_share_one_round_trip_with_the_same_verdicts_as_a_batch(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    accepting = acceptor(redis_client, keys)
+    first = alert(sensor="S-A", customer="C-1", alert_type="temp_critical")
+    reused = {**first, "sensorId": "S-OTHER"}  # the same key, another alert
+    redis_client.set(keys.snapshot("C-1", "S-A"), b'{"version": 2}')
+    (recorded,) = accepting.accept([(orjson.dumps(first), False)])
+    assert isinstance(recorded, Accepted)
+    docs = [alert(sensor=f"S-{n}") for n in range(20)]
+    critical = alert(sensor="S-A", customer="C-1", alert_type="temp_critical")
+    items = [
+        accepting.check(orjson.dumps(d), retained=False, source="http")
+        for d in [*docs, first, reused, critical, {"not": "an alert"}]
+    ]
+    verdicts, round_trips = _record_async(accepting, items)
+    assert round_trips == 1  # 23 alerts' commands, one trip to Redis
+    assert all(isinstance(v, Accepted) for v in verdicts[:20])
+    assert all(redis_client.exists(keys.record(d["idempotencyKey"])) for d in docs)
+    assert isinstance(verdicts[20], Duplicate)
+    assert isinstance(verdicts[21], Conflict)
+    assert verdicts[21].fields == ("sensorId",)
+    assert isinstance(verdicts[22], Accepted)
+    assert verdicts[22].snapshot is not None
+    assert verdicts[22].snapshot.blob == b'{"version": 2}'
+    assert not isinstance(verdicts[23], Accepted | Duplicate | Conflict)  # rejected, as given
+    assert verdicts[23] is items[23]
+    pending = keys.pending("default")
+    assert redis_client.zcard(pending) == 22  # the 20, the first one and the critical one
+
+
+def test_an_alert_whose_own_keys_fail_in_flight_is_quarantined_and_the_others_go_on(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    dead = dead_letters(redis_client, keys)
+    accepting = acceptor(redis_client, keys, dead)
+    poisoned, good, midway = alert(sensor="S-P"), alert(sensor="S-G"), alert(sensor="S-M")
+    redis_client.rpush(keys.record(poisoned["idempotencyKey"]), "not a record")
+    redis_client.set(keys.history(midway["idempotencyKey"]), "not a list")
+    items = [
+        accepting.check(orjson.dumps(d), retained=False, source="http")
+        for d in (poisoned, good, midway)
+    ]
+    (bad, ok, retried), _ = _record_async(accepting, items)
+    assert isinstance(ok, Accepted)
+    assert isinstance(bad, Quarantined)
+    assert bad.idempotency_key == poisoned["idempotencyKey"]
+    (entry,) = dead.recent()
+    assert entry["attempts"] == "3"
+    assert "WRONGTYPE" in entry["error"]
+    assert redis_client.zscore(keys.pending("default"), poisoned["idempotencyKey"]) is None
+    # Its first attempt wrote the record, then failed on the history: ours, so it goes on.
+    assert isinstance(retried, Accepted)
+
+
+def test_redis_failing_as_a_whole_raises_and_the_keys_are_remembered_as_uncertain(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    keys = Keys(prefix)
+    accepting = acceptor(redis_client, keys, dead_letters(redis_client, keys))
+    doc = alert()
+    item = accepting.check(orjson.dumps(doc), retained=False, source="http")
+    redis_client.set(keys.pending("default"), "not an index")
+    (error,), _ = _record_async(accepting, [item])
+    assert isinstance(error, redis.ResponseError)  # the instance's index, not this alert
+    assert redis_client.xlen(keys.dead_letters()) == 0
+    redis_client.delete(keys.pending("default"))
+    (away,), _ = _record_async(accepting, [item], url=f"redis://127.0.0.1:{free_port()}/0")
+    assert isinstance(away, redis.ConnectionError)
+    assert accepting.uncertain(doc["idempotencyKey"])
+    # The first attempt wrote its record before the index failed: the retry that finds it is
+    # the delivery that goes on, not a duplicate.
+    (verdict,), _ = _record_async(accepting, [item])
+    assert isinstance(verdict, Accepted)
+    assert not accepting.uncertain(doc["idempotencyKey"])
