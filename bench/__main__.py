@@ -1,7 +1,7 @@
-"""Benchmarks: throughput, latency, a 50,000-sensor storm and the edge footprint.
+"""Benchmarks: throughput, latency, a 50,000-sensor storm, the webhook door and the footprint.
 
     python -m bench            # the full run (several minutes)
-    python -m bench --quick    # under a minute
+    python -m bench --quick    # a few minutes
 
 Real Mosquitto, Redis and the emulator, each a process of its own (bench/faults.py's rig), and
 tripline as a separate process measured through /proc. Prints a table; the last line is one
@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import multiprocessing.queues
 import shutil
 import statistics
 import subprocess
@@ -23,7 +24,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ import paho.mqtt.client as mqtt
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench import webhook
 from bench.faults import Rig, Service, _http_json, _wait
 
 TERMINAL = ("called", "suppressed", "deferred")
@@ -51,6 +55,23 @@ FAST = {  # the contact center out of the way: this measures tripline itself
     "TRIPLINE__DIALER__GROUP_WINDOW_SECONDS": "0",
     "TRIPLINE__DIALER__PENDING_SECONDS": "{ critical = 0, high = 0, normal = 0, low = 0 }",
 }
+WEBHOOK = {  # FAST, but every alert a Genesys callback at the emulator (bench/webhook.py)
+    **FAST,
+    "TRIPLINE__DIALER__BACKEND": "genesys",  # every priority
+    # Calling windows would make a task of the alerts of customers where it is night now.
+    "TRIPLINE__COMPLY__SAFETY_OVERRIDE_ALERT_TYPES": '["temp_high"]',
+    "TRIPLINE__CRM__SYNC_INTERVAL_SECONDS": "3600",
+    "TRIPLINE__MQTT__TOPIC": "bench/webhook/none/+/alerts",  # nothing is published there
+}
+
+
+def _with(service: Service, env: dict[str, str]) -> Service:
+    """`service` with `env` over its environment.
+
+    Service(**env) does not type-check: a dict of str could name Service's own arguments.
+    """
+    service.env.update(env)
+    return service
 
 
 def _proc_status(pid: int) -> dict[str, int]:
@@ -268,14 +289,16 @@ def throughput(
     _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": CUSTOMERS})
     group = "bench" if instances > 1 else ""
     services = [
-        Service(
-            rig,
-            prefix,
-            f"tl-{run}-{n}",
-            group,
-            **FAST,
-            TRIPLINE__MQTT__TOPIC=topic,
-            TRIPLINE__CRM__SYNC_INTERVAL_SECONDS="3600" if n == 0 else "0",
+        _with(
+            Service(
+                rig,
+                prefix,
+                f"tl-{run}-{n}",
+                group,
+                TRIPLINE__MQTT__TOPIC=topic,
+                TRIPLINE__CRM__SYNC_INTERVAL_SECONDS="3600" if n == 0 else "0",
+            ),
+            FAST,
         )
         for n in range(instances)
     ]
@@ -339,15 +362,15 @@ def latency(
 def _latency(rig: Rig, seconds: float, background_per_s: int) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     prefix, root = f"l{run}", f"bench/{run}"
-    service = Service(
-        rig,
-        prefix,
-        f"tl-{run}",
-        **FAST,
-        TRIPLINE__DIALER__BACKENDS='{ critical = "genesys" }',
-        TRIPLINE__MQTT__TOPIC=f"{root}/sensors/+/alerts",
-        TRIPLINE__COMPLY__SAFETY_OVERRIDE_ALERT_TYPES='["co_alarm"]',
-        TRIPLINE__CRM__SYNC_INTERVAL_SECONDS="3600",
+    service = _with(
+        Service(rig, prefix, f"tl-{run}"),
+        {
+            **FAST,
+            "TRIPLINE__DIALER__BACKENDS": '{ critical = "genesys" }',
+            "TRIPLINE__MQTT__TOPIC": f"{root}/sensors/+/alerts",
+            "TRIPLINE__COMPLY__SAFETY_OVERRIDE_ALERT_TYPES": '["co_alarm"]',
+            "TRIPLINE__CRM__SYNC_INTERVAL_SECONDS": "3600",
+        },
     )
     _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": CUSTOMERS})
     service.start()
@@ -417,8 +440,110 @@ def _background(port: int, root: str, run: str, per_s: int, stop: Any) -> None: 
     client.loop_stop()
 
 
+def _critical_probe(
+    *,
+    port: int,
+    root: str,
+    run: str,
+    offset: float,
+    count: int,
+    ready: EventType,
+    go: EventType,
+    out: multiprocessing.queues.Queue[dict[str, dict[str, float]]],
+) -> None:
+    """Critical alerts every 100 ms, `offset` s after `go`, and a bare subscriber of them.
+
+    A process of its own, so the storm's publishing does not hold its timing back. The
+    subscriber is session-less (clean start) and subscribed to these topics only: its queue at
+    the broker is empty, so what it measures is the broker taking and routing a message while
+    the storm runs, not the wait behind tripline's backlog in tripline's own session.
+    """
+    import socket  # noqa: PLC0415
+
+    def nodelay(client: mqtt.Client, *_: object) -> None:
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    sensors = [f"C-{run}-{n}" for n in range(count)]
+    topics = [f"{root}/sensors/{s}/alerts" for s in sensors]
+    received: dict[str, float] = {}
+    subscribed = threading.Event()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        received.setdefault(msg.topic.split("/")[-2], time.time())
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"cs-{run}", protocol=mqtt.MQTTv5)
+    sub.on_connect = nodelay
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.connect("127.0.0.1", port, clean_start=True)
+    sub.loop_start()
+    sub.subscribe([(t, 1) for t in topics])
+    subscribed.wait(10)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"cp-{run}", protocol=mqtt.MQTTv5)
+    pub.on_connect = nodelay
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    ready.set()
+    go.wait(120)
+    start = time.monotonic() + offset
+    sent: dict[str, float] = {}
+    for n, (sensor, topic) in enumerate(zip(sensors, topics, strict=True)):
+        if (delay := start + n * 0.1 - time.monotonic()) > 0:
+            time.sleep(delay)
+        body = _alert(f"crit-{run}-{n}", sensor, f"CUST-{n}", alert_type="co_alarm")
+        sent[sensor] = time.time()
+        pub.publish(topic, body, qos=1)
+    deadline = time.monotonic() + 10
+    while len(received) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out.put({"sent": sent, "received": dict(received)})
+    for client in (pub, sub):
+        client.disconnect()
+        client.loop_stop()
+
+
+@dataclass
+class _Probe:
+    """A running _critical_probe: it publishes `count` critical alerts once `go` is set."""
+
+    count: int
+    go: EventType
+    out: multiprocessing.queues.Queue[dict[str, dict[str, float]]]
+    process: multiprocessing.Process
+
+
+def _start_probe(rig: Rig, root: str, run: str, offset: float, count: int) -> _Probe:
+    """Start _critical_probe, connected and subscribed."""
+    ready, go = multiprocessing.Event(), multiprocessing.Event()
+    out: multiprocessing.queues.Queue[dict[str, dict[str, float]]] = multiprocessing.Queue()
+    process = multiprocessing.Process(
+        target=_critical_probe,
+        kwargs={
+            "port": rig.mqtt_port,
+            "root": root,
+            "run": run,
+            "offset": offset,
+            "count": count,
+            "ready": ready,
+            "go": go,
+            "out": out,
+        },
+        daemon=True,
+    )
+    process.start()
+    if not ready.wait(30):
+        raise TimeoutError("critical probe")
+    return _Probe(count, go, out, process)
+
+
 def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
-    """`sensors` distinct sensors alerting within `within` seconds, Genesys at its default rate."""
+    """`sensors` distinct sensors alerting within `within` seconds, Genesys at its default rate.
+
+    In its middle half a separate publisher adds a critical alert (co_alarm, a safety override
+    as in the latency runs) every 100 ms: how long those wait for their callback in a storm.
+    """
     run = uuid.uuid4().hex[:6]
     prefix, root = f"s{run}", f"bench/{run}"
     service = Service(
@@ -429,8 +554,10 @@ def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
         TRIPLINE__DIALER__RATE_PER_MINUTE="240",
         TRIPLINE__DIALER__BURST="10",
         TRIPLINE__DIALER__MAX_CONCURRENCY="4",
+        TRIPLINE__COMPLY__SAFETY_OVERRIDE_ALERT_TYPES='["co_alarm"]',
     )
     service.start()
+    probe = _start_probe(rig, root, run, within * 0.25, int(within * 0.5 / 0.1))
     assert service.proc is not None
     pid = service.proc.pid
     peak = {"threads": 0, "rss_kb": 0}
@@ -448,6 +575,7 @@ def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
     _http_json("DELETE", f"{rig.emu}/_emulator/requests")
     client = _publisher(rig.mqtt_port, f"storm-{run}")
     started = time.perf_counter()
+    probe.go.set()
     infos = []
     for n in range(sensors):
         if (delay := started + n * within / sensors - time.perf_counter()) > 0:
@@ -466,7 +594,7 @@ def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
     decided_in = None
     while time.perf_counter() - started < 300:
         counts = _counts(service)
-        if counts["terminal"] + counts["queued"] >= sensors:
+        if counts["terminal"] + counts["queued"] >= sensors + probe.count:
             decided_in = time.perf_counter() - started
             break
         time.sleep(0.1)
@@ -477,15 +605,13 @@ def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
         r for r in requests if r["path"] == "/api/v2/conversations/callbacks" and r["status"] == 200
     ]
     refs = [r["body"]["data"]["referenceId"] for r in calls]
+    calls = [r for r in calls if r["body"]["data"]["sensorId"].startswith("ST-")]  # not the probe's
     window = time.perf_counter() - started
     cc = [r for r in requests if r["path"].startswith(("/oauth/token", "/api/v2/"))]
     client.disconnect()
     client.loop_stop()
-    records = redis.Redis(port=rig.redis_port)
-    pipe = records.pipeline(transaction=False)
-    for n in range(sensors):
-        pipe.exists(f"{prefix}:{{a:st-{run}-{n}}}:rec")
-    accepted = sum(pipe.execute())
+    accepted = _recorded(rig, [f"{prefix}:{{a:st-{run}-{n}}}:rec" for n in range(sensors)])
+    critical = _storm_criticals(rig, prefix, run, probe, wait=20 if within < 5 else 60)
     # Its queue waits for the 240/min budget: a graceful stop would spend its whole 10 s drain
     # on it. What it holds is in Redis already, and nothing after this phase reads it.
     service.kill()
@@ -500,7 +626,75 @@ def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
         "budget_allows": int(10 + 240 * window / 60),
         "duplicates": len(refs) - len(set(refs)),
         "lost": sensors - accepted,
+        **critical,
     }
+
+
+def _recorded(rig: Rig, keys: list[str]) -> int:
+    """How many of these records exist."""
+    records = redis.Redis(port=rig.redis_port)
+    pipe = records.pipeline(transaction=False)
+    for key in keys:
+        pipe.exists(key)
+    found: int = sum(pipe.execute())
+    records.close()
+    return found
+
+
+def _storm_criticals(rig: Rig, prefix: str, run: str, probe: _Probe, wait: float) -> dict[str, Any]:
+    """The storm's critical alerts: publish -> callback, and where that time went.
+
+    `critical_broker_*`: publish -> a fresh session-less subscriber of the same topics has it
+    (the broker under the storm, with no queue of its own to wait in). `critical_accepted_*`:
+    publish -> tripline's record says accepted, i.e. the broker's FIFO of tripline's session
+    (the storm's alerts ahead of it) plus tripline's subscriber and accept; the difference to the
+    former is what the backlog ahead of a critical alert costs it. The rest from the records'
+    own history (accepted -> queued -> dialing -> called).
+    """
+    got = probe.out.get(timeout=60)
+    probe.process.join(10)
+    sent, received = got["sent"], got["received"]
+
+    def callbacks() -> dict[str, float]:
+        return {
+            r["body"]["data"]["sensorId"]: r["at"]
+            for r in _http_json("GET", f"{rig.emu}/_emulator/requests")
+            if r["path"] == "/api/v2/conversations/callbacks"
+            and r["status"] == 200
+            and r["body"]["data"]["sensorId"].startswith(f"C-{run}-")
+        }
+
+    deadline = time.monotonic() + wait  # the budget (240/min) sets their pace
+    while len(arrived := callbacks()) < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    delays = sorted((arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived)
+    broker = [(received[s] - t) * 1000 for s, t in sent.items() if s in received]
+    records = redis.Redis(port=rig.redis_port)
+    pipe = records.pipeline(transaction=False)
+    keys = [f"crit-{run}-{n}" for n in range(len(sent))]
+    for key in keys:
+        pipe.lindex(f"{prefix}:{{a:{key}}}:hist", 0)
+    accepted = [
+        (datetime.fromisoformat(orjson.loads(h)["at"]).timestamp() - sent[f"C-{run}-{n}"]) * 1000
+        for n, h in enumerate(pipe.execute())
+        if h is not None
+    ]
+    records.close()
+    out: dict[str, Any] = {
+        "critical_count": len(sent),
+        "critical_planned": probe.count,
+        "critical_arrived": len(delays),
+    }
+    if delays:
+        out["critical_p50_ms"] = round(statistics.median(delays), 1)
+        out["critical_p99_ms"] = round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 1)
+        out["critical_max_ms"] = round(delays[-1], 1)
+    for name, values in (("broker", broker), ("accepted", accepted)):
+        if values:
+            q = webhook.quantiles(values)
+            out[f"critical_{name}_p50_ms"], out[f"critical_{name}_p99_ms"] = q["p50"], q["p99"]
+    out["critical_stages_ms"] = webhook.stages(rig.redis_port, prefix, keys)
+    return out
 
 
 def footprint(rig: Rig) -> dict[str, Any]:
@@ -521,7 +715,7 @@ def footprint(rig: Rig) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tripline benchmarks")
-    parser.add_argument("--quick", action="store_true", help="a run of under a minute")
+    parser.add_argument("--quick", action="store_true", help="a shorter run (a few minutes)")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="tripline-bench-"))
     rig = Rig(root)
@@ -547,7 +741,25 @@ def main(argv: list[str] | None = None) -> int:
             "latency_sustainable": lambda: latency(
                 rig, 5 if args.quick else 30, background_per_s=keeps_up
             ),
+            # 80 % of the sustained rate: what a critical alert waits when the service is busy
+            # but still keeps up (in a quick run the "sustained" rate is a 5,000-alert drain's).
+            "latency_loaded": lambda: {
+                **latency(
+                    rig,
+                    5 if args.quick else 30,
+                    background_per_s=max(50, int(single["tripline_per_s"] * 0.8)),
+                ),
+                "of_sustained": 0.8,
+            },
             "storm": lambda: storm(rig, 10_000 if args.quick else 50_000, 2 if args.quick else 10),
+            "webhook": lambda: webhook.compare(
+                rig,
+                2_000 if args.quick else 10_000,
+                tripline_env=WEBHOOK,
+                warm=_warm,
+                alert=_alert,
+                customers=CUSTOMERS,
+            ),
         }
         results = {"footprint": idle, "throughput": single}
         for name, phase in phases.items():
@@ -558,9 +770,20 @@ def main(argv: list[str] | None = None) -> int:
         rig.close()
         shutil.rmtree(root, ignore_errors=True)
     for name, figures in results.items():
-        print(f"{name:<11} " + "  ".join(f"{k}={v}" for k, v in figures.items()))
+        for label, line in _lines(name, figures):
+            print(f"{label:<11} " + "  ".join(f"{k}={v}" for k, v in line.items()))
     print(json.dumps({"quick": args.quick, "machine": machine, **results}))
     return 0
+
+
+def _lines(name: str, figures: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A phase's figures as table lines: one per nested peer (the webhook phase's)."""
+    flat = {k: v for k, v in figures.items() if not isinstance(v, dict)}
+    lines = [(name, flat)] if flat else []
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            lines.extend(_lines(f"{name}.{key}", value))
+    return lines
 
 
 def _cpus() -> int:
