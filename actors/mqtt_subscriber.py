@@ -35,6 +35,7 @@ from tripline.service.accept import (
     Verdict,
     snapshots,
 )
+from tripline.service.workers import implicit_group
 
 log = logging.getLogger("tripline.mqtt")
 
@@ -157,6 +158,10 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             # to it besides its share.
             client.unsubscribe(topic)
             topic = f"$share/{self._conf.shared_group}/{topic}"
+        else:
+            # Back to one process after `tripline run --workers N`: the session may still hold
+            # the workers' implicit group, which would deliver every alert a second time.
+            client.unsubscribe(f"$share/{implicit_group(self._conf.client_id)}/{topic}")
         # Subscribing here means every reconnect resubscribes.
         client.subscribe(topic, qos=self._conf.qos)
         log.info("connected to %s:%d, subscribed to %s", self._conf.host, self._conf.port, topic)

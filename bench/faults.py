@@ -175,7 +175,15 @@ def pings(client: redis.Redis) -> bool:
 class Service:
     """One tripline process; kill() is kill -9, start() brings the same instance back."""
 
-    def __init__(self, rig: Rig, prefix: str, instance: str, group: str = "", **extra: str) -> None:
+    def __init__(
+        self,
+        rig: Rig,
+        prefix: str,
+        instance: str,
+        group: str = "",
+        args: str = "",
+        **extra: str,
+    ) -> None:
         self.port = _free_port()
         self.log = rig.root / f"{instance}.log"
         self.env = {
@@ -200,8 +208,11 @@ class Service:
             "TRIPLINE__STATUS__SWEEP_INTERVAL_SECONDS": "1",
             "TRIPLINE__STATUS__SWEEP_ACCEPTED_GRACE_SECONDS": "5",
             "TRIPLINE__STATUS__RESTART_BUDGET": "50",
+            # One process, as every figure here was measured (`args` may ask for --workers N).
+            "TRIPLINE__SERVICE__WORKERS": "1",
             **extra,
         }
+        self.args = args.split()  # after `run`, e.g. "--workers 2"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
@@ -210,8 +221,9 @@ class Service:
         # Logging as shipped (INFO: one JSON line per decision, ~8 % of the throughput here),
         # kept for a post-mortem.
         with self.log.open("ab") as log:
+            command = [sys.executable, "-m", "tripline.edge.cli", "--log-level", "INFO", "run"]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tripline.edge.cli", "--log-level", "INFO", "run"],
+                [*command, *self.args],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

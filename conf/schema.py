@@ -380,6 +380,19 @@ class StatusConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceConfig:
+    """The processes of one `tripline run`."""
+
+    workers: int = _f(
+        0,
+        min=0,
+        max=256,
+        doc="Worker processes, each a whole service sharing the MQTT group and the HTTP port "
+        "(0: one per usable core; `tripline run --workers N` overrides it).",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration; each actor receives only its own section."""
 
@@ -400,6 +413,7 @@ class Config:
     status: StatusConfig
     outcomes: OutcomesConfig
     reach: ReachConfig
+    service: ServiceConfig
 
 
 class ConfigError(Exception):

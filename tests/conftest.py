@@ -192,6 +192,9 @@ def service_env(prefix: str, emulator: EmulatorHandle) -> dict[str, str]:
         # the pending delay turn these on themselves.
         "TRIPLINE__DIALER__GROUP_WINDOW_SECONDS": "0",
         "TRIPLINE__DIALER__PENDING_SECONDS": "{ critical = 0, high = 0, normal = 0, low = 0 }",
+        # A `tripline run` of a test is one process, whose pid is the service's (the default
+        # is a worker per core); tests/integration/test_workers.py asks for --workers 2.
+        "TRIPLINE__SERVICE__WORKERS": "1",
     }
 
 

@@ -233,7 +233,7 @@ def test_two_processes_share_one_budget(prefix: str, emulator: EmulatorHandle) -
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tripline.edge.cli", "run"],
+                [sys.executable, "-m", "tripline.edge.cli", "run", "--workers", "1"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -370,7 +370,7 @@ class _tripline_run:  # noqa: N801 - used as a context manager, reads as a verb
 
     def __enter__(self) -> subprocess.Popen[bytes]:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tripline.edge.cli", "run"],
+            [sys.executable, "-m", "tripline.edge.cli", "run", "--workers", "1"],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

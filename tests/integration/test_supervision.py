@@ -47,7 +47,7 @@ def test_tripline_run_serves_and_stops_on_sigterm(prefix: str, emulator: Emulato
     port = free_port()
     env = {**os.environ, **service_env(prefix, emulator), "TRIPLINE__HTTP__PORT": str(port)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tripline.edge.cli", "run"],
+        [sys.executable, "-m", "tripline.edge.cli", "run", "--workers", "1"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

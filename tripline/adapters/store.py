@@ -254,6 +254,10 @@ class Keys:
         """An instance's unfinished alerts (sorted set key → accepted at): what resume sweeps."""
         return f"{self.prefix}:{{p:{_id(instance)}}}:pending"
 
+    def workers(self, instance: str) -> str:
+        """How many worker processes `tripline run` last started as `instance` (a string)."""
+        return f"{self.prefix}:{{w:{_id(instance)}}}:workers"
+
     def maintenance(self) -> str:
         """What operators set for every instance, a hash.
 

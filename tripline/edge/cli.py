@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # imported where used: `tripline --help` and `simulate` start
     import redis
 
     from tripline.adapters.store import Keys
+    from tripline.edge.siblings import Fleet
 
 log = logging.getLogger("tripline")
 
@@ -46,6 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the service")
     run.add_argument("--config", type=Path, help="TOML file overriding conf/default.toml")
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes, each a whole service (default: [service] workers; 0 or unset "
+        "there: one per usable core; 1: one process, no parent)",
+    )
+    # How the parent starts worker I (tripline/service/workers.py); not for operators.
+    run.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--runtime-dir", type=Path, help=argparse.SUPPRESS)
+    run.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     emulate = sub.add_parser("emulate", help="a local Genesys Cloud + CRM")
     emulate.add_argument("--host", default="127.0.0.1")
     emulate.add_argument("--port", type=int, default=8090)
@@ -271,15 +283,26 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve_http(service: Any, stop: asyncio.Event) -> None:  # noqa: ANN401
-    """Serve the service's HTTP API until `stop` is set."""
-    from tripline.edge.http_api import build_app  # noqa: PLC0415 - keeps check-config light
+async def serve_http(service: Any, stop: asyncio.Event, fleet: Fleet | None = None) -> None:  # noqa: ANN401
+    """Serve the service's HTTP API until `stop` is set.
 
-    runner = web.AppRunner(build_app(service), access_log=None)
+    `fleet`: this process is one of `tripline run --workers N`; it shares the port with its
+    siblings (SO_REUSEPORT) and serves the same application on its private socket, where
+    the sibling that takes a /status or /metrics request asks it (tripline/edge/siblings.py).
+    """
+    from tripline.edge.http_api import build_app  # noqa: PLC0415 - keeps check-config light
+    from tripline.edge.siblings import FLEET  # noqa: PLC0415
+
+    app = build_app(service)
+    if fleet is not None:
+        app[FLEET] = fleet
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     conf = service.config.http
-    site = web.TCPSite(runner, conf.host, conf.port)
+    site = web.TCPSite(runner, conf.host, conf.port, reuse_port=fleet is not None)
     await site.start()
+    if fleet is not None:
+        await web.UnixSite(runner, fleet.socket_path(fleet.index)).start()
     log.info("HTTP on http://%s:%d", conf.host, conf.port)
     try:
         await stop.wait()
@@ -291,6 +314,27 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
+    from tripline.service import workers  # noqa: PLC0415
+
+    count = workers.worker_count(config.service.workers, args.workers)
+    fleet = None
+    if args.worker is None:
+        workers.note_count(config, count)
+    if args.worker is None and count > 1:
+        return workers.run_parent(config, count, _worker_command(args, count))
+    if args.worker is not None:  # one of the parent's workers
+        from tripline.edge.siblings import Fleet  # noqa: PLC0415
+
+        if args.parent_pid is not None:
+            workers.die_with_parent(args.parent_pid)
+        fleet = Fleet(
+            index=args.worker,
+            count=count,
+            directory=args.runtime_dir or Path(),
+            base_client_id=config.mqtt.client_id,
+            read_token=config.http.read_token,
+        )
+        config = workers.worker_config(config, args.worker, count)
     from tripline.supervisor import Service  # noqa: PLC0415
 
     if os.environ.get("TRIPLINE_TRACEMALLOC"):
@@ -305,13 +349,43 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     runtime.tune_after_start()
     try:
-        asyncio.run(_serve_until_signal(service))
+        asyncio.run(_serve_until_signal(service, fleet))
     finally:
+        if fleet is not None:  # the parent passes its signal on too (and systemd may): drain
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
         service.stop()
     return 0
 
 
-async def _serve_until_signal(service: Any) -> None:  # noqa: ANN401
+def _worker_command(args: argparse.Namespace, count: int) -> Callable[[int, Path, int], list[str]]:
+    """How the parent starts worker I: this interpreter, this module, the same options."""
+
+    def command(index: int, directory: Path, parent: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "tripline.edge.cli",
+            "--log-level",
+            args.log_level,
+            "--log-format",
+            args.log_format,
+            "run",
+            *(["--config", str(args.config)] if args.config else []),
+            "--workers",
+            str(count),
+            "--worker",
+            str(index),
+            "--runtime-dir",
+            str(directory),
+            "--parent-pid",
+            str(parent),
+        ]
+
+    return command
+
+
+async def _serve_until_signal(service: Any, fleet: Fleet | None = None) -> None:  # noqa: ANN401
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -320,7 +394,7 @@ async def _serve_until_signal(service: Any) -> None:  # noqa: ANN401
     signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
     if tracemalloc.is_tracing():  # TRIPLINE_TRACEMALLOC=1: SIGUSR2 logs where memory went
         signal.signal(signal.SIGUSR2, _log_memory)
-    await serve_http(service, stop)
+    await serve_http(service, stop, fleet)
 
 
 def _log_memory(_signum: int, _frame: object) -> None:

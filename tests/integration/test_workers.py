@@ -1,0 +1,203 @@
+"""`tripline run --workers 2`: two processes, one subscription group, one port, one answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import (
+    BROKER,
+    EmulatorHandle,
+    alert,
+    free_port,
+    http,
+    publish,
+    service_env,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = ("called", "suppressed", "deferred")
+
+
+class Workers:
+    """One `tripline run --workers 2` of a test, on its own prefix, topic and client ids."""
+
+    def __init__(self, prefix: str, emulator: EmulatorHandle, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client_id = f"tripline-{prefix}"
+        self.topic_root = f"tt/{prefix}"
+        env = {
+            **os.environ,
+            **service_env(prefix, emulator),
+            "TRIPLINE__HTTP__PORT": str(self.port),
+        }
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tripline.edge.cli", "run", "--workers", "2"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        self.log = log
+        wait_for(self.all_up, timeout=30, interval=0.2)
+
+    def status(self) -> dict[str, Any] | None:
+        if self.proc.poll() is not None:
+            pytest.fail(f"tripline exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+        try:
+            code, body = http("GET", f"{self.url}/status")
+        except OSError:
+            return None
+        return body if code == 200 else None
+
+    def all_up(self) -> bool:
+        status = self.status()
+        if status is None or status["partial"]:
+            return False
+        ready = [http("GET", f"{self.url}/readyz")[0] == 200 for _ in range(4)]
+        return all(ready) and all(w["up"] for w in status["workers"])
+
+    def pids(self) -> list[int]:
+        status = wait_for(lambda: (s := self.status()) is not None and not s["partial"] and s)
+        return [w["pid"] for w in status["workers"]]
+
+    def publish(self, doc: dict[str, Any]) -> None:
+        publish(f"{self.topic_root}/sensors/{doc['sensorId']}/alerts", doc)
+
+    def outcome(self, key: str) -> str | None:
+        code, body = http("GET", f"{self.url}/v1/alerts/{key}")
+        return body.get("outcome") if code == 200 else None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for index in range(2):  # the sessions of both workers, and what is queued in them
+            _discard_session(self.client_id if index == 0 else f"{self.client_id}-w{index}")
+
+
+def _discard_session(client_id: str) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.connect(*BROKER, clean_start=True)  # no session expiry: gone when we disconnect
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped yet has exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def workers(prefix: str, emulator: EmulatorHandle, tmp_path: Path) -> Iterator[Workers]:
+    handle = Workers(prefix, emulator, tmp_path / "tripline.log")
+    pids = handle.pids()
+    try:
+        yield handle
+    finally:
+        handle.close()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alerts(emulator: EmulatorHandle, count: int) -> list[dict[str, Any]]:
+    """`count` alerts of distinct sensors and customers: each one call."""
+    run = uuid.uuid4().hex[:6]
+    docs = []
+    for n in range(count):
+        emulator.add_customer(f"CUST-{run}-{n}")
+        docs.append(alert(sensor=f"W-{run}-{n}", customer=f"CUST-{run}-{n}"))
+    return docs
+
+
+def _settled(workers: Workers, emulator: EmulatorHandle, docs: list[dict[str, Any]]) -> None:
+    """Every alert one terminal outcome, called; one callback per sensor, none twice."""
+    keys = [d["idempotencyKey"] for d in docs]
+    wait_for(lambda: all(workers.outcome(k) in TERMINAL for k in keys), timeout=30, interval=0.2)
+    assert {workers.outcome(k) for k in keys} == {"called"}
+    per_sensor = Counter(c["body"]["data"]["sensorId"] for c in emulator.callbacks())
+    assert all(per_sensor[d["sensorId"]] == 1 for d in docs), per_sensor
+    assert max(per_sensor.values()) == 1
+
+
+def test_two_workers_share_the_alerts_and_answer_for_each_other(
+    workers: Workers, emulator: EmulatorHandle
+) -> None:
+    mqtt_docs, http_docs = _alerts(emulator, 20), _alerts(emulator, 10)
+    for doc in mqtt_docs:
+        workers.publish(doc)
+    for doc in http_docs:
+        assert http("POST", f"{workers.url}/v1/alerts", doc)[0] == 202
+    _settled(workers, emulator, mqtt_docs + http_docs)
+
+    status = workers.status()
+    assert status is not None
+    assert status["instance"] == workers.client_id
+    assert [w["clientId"] for w in status["workers"]] == [
+        workers.client_id,
+        f"{workers.client_id}-w1",
+    ]
+    assert sum(status["counters"]["called"].values()) == 30  # summed over both
+    assert set(status["actors"]) >= {"w0/dialer", "w1/dialer", "w0/mqtt", "w1/mqtt"}
+
+    code, text = http("GET", f"{workers.url}/metrics")
+    assert code == 200
+    assert text.count("# TYPE tripline_alerts_total counter") == 1
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    accepted = Counter[str]()
+    for sample in families["tripline_alerts"].samples:
+        if sample.labels["outcome"] == "accepted" and sample.name.endswith("_total"):
+            accepted[sample.labels["worker"]] += int(sample.value)
+    assert sum(accepted.values()) == 30
+    assert accepted["0"] > 0  # the group spread the MQTT alerts
+    assert accepted["1"] > 0
+    assert {s.labels["worker"] for s in families["tripline_worker_up"].samples} == {"0", "1"}
+
+
+def test_a_killed_worker_is_replaced_and_alerts_keep_flowing(
+    workers: Workers, emulator: EmulatorHandle
+) -> None:
+    first = workers.pids()
+    os.kill(first[1], signal.SIGKILL)
+    docs = _alerts(emulator, 10)
+    for doc in docs:  # while worker 1 is away: its share waits in its session
+        workers.publish(doc)
+    wait_for(lambda: workers.pids()[1] not in (None, first[1]), timeout=30, interval=0.2)
+    assert workers.pids()[0] == first[0]
+    _settled(workers, emulator, docs)
+    assert "worker 1 (pid" in workers.log.read_text()
+
+
+def test_the_workers_stop_when_the_parent_is_killed(workers: Workers) -> None:
+    pids = workers.pids()
+    workers.proc.kill()
+    workers.proc.wait()
+    wait_for(lambda: not any(_alive(p) for p in pids), timeout=30, interval=0.2)
+
+
+def test_sigterm_stops_every_worker_cleanly(workers: Workers) -> None:
+    pids = workers.pids()
+    workers.proc.send_signal(signal.SIGTERM)
+    assert workers.proc.wait(timeout=40) == 0
+    assert not any(_alive(p) for p in pids)
