@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from typing import Any
+
+import orjson
+import redis
 
 from bench.faults import Rig, Service, _http_json
 
 _LIMIT_SECONDS = 900.0
+TERMINAL_STATES = ("called", "suppressed", "deferred")
 
 
 def workers_phase(
@@ -88,6 +93,7 @@ def workers_phase(
             break
         time.sleep(0.05)
     elapsed = time.perf_counter() - (first or started)
+    span = decided_span(rig, prefix, [f"{run}-{n}" for n in range(count)])
     service.stop()
     for index in range(workers):  # what is still queued in the workers' sessions
         _discard_session(rig.mqtt_port, base if index == 0 else f"{base}-w{index}")
@@ -99,5 +105,38 @@ def workers_phase(
         "tripline_per_s": round(rate),
         "ratio_to_one": round(rate / one_per_s, 2) if one_per_s else None,
         "seconds": round(elapsed, 1),
+        # From the records: first accepted to last decided, free of /status polling's lag.
+        "span_per_s": round(terminal / span) if span else None,
         "partial_reads": partial,  # /status reads missing a worker (its counts not summed)
     }
+
+
+def decided_span(rig: Rig, prefix: str, keys: list[str]) -> float | None:
+    """Seconds from the first alert accepted to the last decided, read from their records.
+
+    /status answers late when the workers are saturated (each asks its actors), which shifts
+    both ends of a polled measurement; the records' histories carry the service's own times.
+    """
+    from tripline.adapters.store import Keys  # noqa: PLC0415
+
+    names = Keys(prefix)
+    client = redis.Redis(port=rig.redis_port)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.lrange(names.history(key), 0, -1)
+        histories = pipe.execute()
+    finally:
+        client.close()
+    accepted, decided = [], []
+    for history in histories:
+        entries = [orjson.loads(h) for h in history]
+        accepted += [_seconds(e["at"]) for e in entries if e.get("state") == "accepted"]
+        decided += [_seconds(e["at"]) for e in entries if e.get("state") in TERMINAL_STATES]
+    if not accepted or not decided:
+        return None
+    return max(decided) - min(accepted)
+
+
+def _seconds(at: str) -> float:
+    return datetime.fromisoformat(at).timestamp()

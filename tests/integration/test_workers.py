@@ -73,7 +73,9 @@ class Workers:
         return all(ready) and all(w["up"] for w in status["workers"])
 
     def pids(self) -> list[int]:
-        status = wait_for(lambda: (s := self.status()) is not None and not s["partial"] and s)
+        status = wait_for(
+            lambda: (s := self.status()) is not None and not s["partial"] and s, timeout=30
+        )
         return [w["pid"] for w in status["workers"]]
 
     def publish(self, doc: dict[str, Any]) -> None:
@@ -198,6 +200,8 @@ def test_the_workers_stop_when_the_parent_is_killed(workers: Workers) -> None:
 
 def test_sigterm_stops_every_worker_cleanly(workers: Workers) -> None:
     pids = workers.pids()
+    for pid in pids:  # as systemd signals every process of the unit; the parent passes it on too
+        os.kill(pid, signal.SIGTERM)
     workers.proc.send_signal(signal.SIGTERM)
     assert workers.proc.wait(timeout=40) == 0
     assert not any(_alive(p) for p in pids)

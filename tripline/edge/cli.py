@@ -351,7 +351,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve_until_signal(service, fleet))
     finally:
-        if fleet is not None:  # the parent passes its signal on too (and systemd may): drain
+        if fleet is not None:  # a worker drains whatever else it is told (see stop_once)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_IGN)
         service.stop()
@@ -388,8 +388,20 @@ def _worker_command(args: argparse.Namespace, count: int) -> Callable[[int, Path
 async def _serve_until_signal(service: Any, fleet: Fleet | None = None) -> None:  # noqa: ANN401
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if fleet is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    else:
+        # A worker may be told twice (the parent passes its signal on, systemd signals the
+        # whole unit): the first stops it, a repeat must not end the drain. Set here, not with
+        # add_signal_handler, which asyncio.run undoes before service.stop() drains.
+        def stop_once(_signum: int, _frame: object) -> None:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
+            loop.call_soon_threadsafe(stop.set)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop_once)
     # SIGUSR1 dumps every thread's stack: the deadlock hunt pykka documents.
     signal.signal(signal.SIGUSR1, pykka.debug.log_thread_tracebacks)
     if tracemalloc.is_tracing():  # TRIPLINE_TRACEMALLOC=1: SIGUSR2 logs where memory went
