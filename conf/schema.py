@@ -84,6 +84,13 @@ class HttpConfig:
     webhook_max_skew_seconds: int = _f(
         300, min=1, max=3600, doc="Replay window: a signed webhook's timestamp must be this fresh."
     )
+    route_linger_ms: float = _f(
+        20.0,
+        min=0,
+        max=1000,
+        doc="Under load, accepted webhook alerts are handed on together at most this often "
+        "(0: each at once); a critical alert never waits.",
+    )
     context_token: str = _f("", secret=True, doc="Bearer token for GET /v1/context.")
     admin_token: str = _f("", secret=True, doc="Bearer token for /v1/admin (unset: closed).")
     read_token: str = _f(

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from tripline.adapters.redis_io import AutoPipeline, async_redis
+from tripline.adapters.store import ACCEPT_LUA
 from tripline.messages import Priority
 from tripline.service.accept import Accepted, Verdict, snapshots
 
@@ -38,6 +40,10 @@ class Intake:
         self._service = service
         self._pipeline: AutoPipeline | None = None
         self._routing: list[Accepted] = []
+        self._linger = service.config.http.route_linger_ms / 1000
+        self._last_route = -math.inf
+        self._now = False  # a hand-off is scheduled for this loop iteration
+        self._timer: asyncio.TimerHandle | None = None
         self._routes: set[asyncio.Task[None]] = set()
 
     async def accept(self, body: bytes) -> Verdict:
@@ -54,6 +60,8 @@ class Intake:
 
     async def aclose(self) -> None:
         """Wait for the routing in flight, then close the Redis connection."""
+        if self._timer is not None:
+            self._timer.cancel()
         if self._routing:
             self._flush_routes()
         if self._routes:
@@ -68,18 +76,43 @@ class Intake:
             # One connection of its own (the AutoPipeline's), with the sync client's timeout.
             client = async_redis(conf.url, connections=1, socket_timeout=5.0)
             self._pipeline = AutoPipeline(client)
+            # Known by its source too: after a Redis restart (NOSCRIPT) it is loaded again.
+            self._pipeline.script(ACCEPT_LUA)
         return self._pipeline
 
     def _route(self, verdict: Accepted) -> None:
-        """Route with the others recorded in this loop iteration (one call, after them all)."""
+        """Hand the alert on with the others accepted meanwhile: at once when idle or critical.
+
+        Under load they wait up to `[http] route_linger_ms` after the last hand-off, as the
+        MQTT door's batches do: every stage behind this one pays a fixed cost per batch (a
+        Redis round trip, thread hand-offs), which alerts handed on one by one each paid in
+        full (~3 ms of CPU per alert at one client against ~0.9 ms at sixteen, measured).
+        """
         self._routing.append(verdict)
-        if len(self._routing) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_routes)
+        loop = asyncio.get_running_loop()
+        if verdict.alert.priority == Priority.CRITICAL:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not self._now:
+                self._now = True
+                loop.call_soon(self._flush_routes)
+            return
+        if self._now or self._timer is not None:
+            return  # a hand-off is scheduled: this alert goes with it
+        wait = self._last_route + self._linger - loop.time()
+        if wait <= 0:
+            self._now = True
+            loop.call_soon(self._flush_routes)  # after this iteration's other requests
+        else:
+            self._timer = loop.call_later(wait, self._flush_routes)
 
     def _flush_routes(self) -> None:
+        self._now, self._timer = False, None
         batch, self._routing = self._routing, []
         if not batch:
             return
+        self._last_route = asyncio.get_running_loop().time()
         batch.sort(key=lambda v: v.alert.priority != Priority.CRITICAL)  # stable: order kept
         task = asyncio.get_running_loop().create_task(
             self._service.route_async([v.alert for v in batch], snapshots(batch))

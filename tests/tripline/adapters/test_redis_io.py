@@ -178,3 +178,49 @@ def test_item_error_tells_a_commands_own_error_from_redis_failing_as_a_whole(
     reply: object, about_the_command: bool
 ) -> None:
     assert item_error(reply) is about_the_command
+
+
+def test_replies_larger_than_a_socket_read_arrive_whole_on_both_paths(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """Replies are read straight from hiredis: one spanning many reads, errors in place."""
+    big = bytes(range(256)) * 4096  # 1 MiB: many socket reads
+    key, text = f"{prefix}:big", f"{prefix}:text"
+    commands: list[tuple[Any, ...]] = [
+        ("SET", key, big),
+        ("GET", key),
+        ("SET", text, "x"),
+        ("LPUSH", text, "y"),  # WRONGTYPE, in its place
+        ("GET", f"{prefix}:none"),
+        ("EVAL", "return {1, 'a', {2}}", 0),
+        ("STRLEN", key),
+    ]
+    pipe = redis_client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+    expected = [b"OK", big, b"OK", redis.ResponseError, None, [1, b"a", [2]], len(big)]
+
+    def same(replies: list[Any]) -> None:
+        assert len(replies) == len(expected)
+        for reply, want in zip(replies, expected, strict=True):
+            if want is redis.ResponseError:
+                assert isinstance(reply, redis.ResponseError)
+                assert "WRONGTYPE" in str(reply)
+            else:
+                assert reply == want
+
+    same(execute(pipe, item_errors=True))
+
+    async def auto() -> list[Any]:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        pipeline = AutoPipeline(client)
+        try:
+            return list(
+                await asyncio.gather(*(pipeline.send(*c) for c in commands), return_exceptions=True)
+            )
+        finally:
+            await pipeline.aclose()
+            await client.aclose()
+
+    same(run(auto()))
+    assert redis_client.get(key) == big  # the connection stayed in step: a next command works

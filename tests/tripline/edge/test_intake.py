@@ -35,15 +35,19 @@ class FakeService:
             stats=self.stats,
             clock=time.time,
         )
-        self.config = SimpleNamespace(redis=SimpleNamespace(url=REDIS_URL))
+        self.config = SimpleNamespace(
+            redis=SimpleNamespace(url=REDIS_URL), http=SimpleNamespace(route_linger_ms=20.0)
+        )
         self.routed: list[list[Alert]] = []
         self.snapshots: list[dict[str, Snapshot]] = []
+        self.times: list[float] = []  # the loop's clock at each hand-off
         self.fail = fail
 
     async def route_async(
         self, alerts: list[Alert], snapshots: Mapping[str, Snapshot] | None = None
     ) -> None:
         self.routed.append(alerts)
+        self.times.append(asyncio.get_running_loop().time())
         self.snapshots.append(dict(snapshots or {}))
         if self.fail:
             raise RuntimeError("no shard")
@@ -92,3 +96,37 @@ def test_a_routing_failure_is_counted_and_the_alerts_stay_accepted(
     assert service.stats.total("route_failed") == 1
     pending = Keys(prefix).pending("default")
     assert redis_client.zscore(pending, doc["idempotencyKey"]) is not None
+
+
+def test_under_load_alerts_wait_for_the_linger_and_a_critical_one_takes_them_at_once(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    service = FakeService(redis_client, prefix)
+    service.config.http.route_linger_ms = 200.0
+
+    async def go() -> float:
+        intake = Intake(cast("Any", service))
+        started = asyncio.get_running_loop().time()
+        try:
+            await intake.accept(orjson.dumps(alert(sensor="S-IDLE")))
+            await asyncio.sleep(0.01)  # handed on at once: nothing was handed on before
+            await intake.accept(orjson.dumps(alert(sensor="S-LATER-1")))
+            await intake.accept(orjson.dumps(alert(sensor="S-LATER-2")))
+            await asyncio.sleep(0.25)  # both wait out the linger, then go together
+            await intake.accept(orjson.dumps(alert(sensor="S-WAITS")))
+            await intake.accept(orjson.dumps(alert(sensor="S-CO", alert_type="co_alarm")))
+            await asyncio.sleep(0.01)  # the critical one goes at once, and takes the other
+        finally:
+            await intake.aclose()
+        return started
+
+    started = asyncio.run(go())
+    assert [[a.sensor_id for a in alerts] for alerts in service.routed] == [
+        ["S-IDLE"],
+        ["S-LATER-1", "S-LATER-2"],
+        ["S-CO", "S-WAITS"],
+    ]
+    idle, later, critical = (t - started for t in service.times)
+    assert idle < 0.1
+    assert later >= 0.2  # the linger after the first hand-off
+    assert critical - later < 0.2  # the critical alert did not wait out a linger
