@@ -13,6 +13,7 @@ import pykka
 import redis
 
 from tripline.actors import Supervised
+from tripline.actors._inbox import urgent_first_inbox
 from tripline.actors._loop import LoopThread
 from tripline.actors.dialing.jobs import DialJobs
 from tripline.adapters.backends import BackendsFactory
@@ -62,6 +63,9 @@ class Dialer(Supervised, pykka.ThreadingActor):
     The loop (actors/dialing/) never touches actor state: it records outcomes in Redis
     and tells DialFinished and OccupancyObserved back.
     """
+
+    # The critical lane: a critical alert's batch goes ahead of those waiting (actors/_inbox.py).
+    _create_actor_inbox = staticmethod(urgent_first_inbox)
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ import pykka
 import redis
 
 from tripline.actors import Supervised
+from tripline.actors._inbox import urgent_first_inbox
 from tripline.actors._loop import LoopThread, ride_out
 from tripline.actors._retry import Backoff
 from tripline.adapters.crm import (
@@ -117,6 +118,9 @@ class Enricher(Supervised, pykka.ThreadingActor):
     The breaker state lives on the loop (only coroutines touch it); the actor thread only
     submits work.
     """
+
+    # The critical lane: a critical alert's batch goes ahead of those waiting (actors/_inbox.py).
+    _create_actor_inbox = staticmethod(urgent_first_inbox)
 
     def __init__(
         self,

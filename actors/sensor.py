@@ -19,6 +19,7 @@ import pykka
 import redis
 
 from tripline.actors import Supervised
+from tripline.actors._inbox import urgent_first_inbox
 from tripline.actors._retry import Backoff, StepRunner, Steps, run_blocking, tell_later
 from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.redis_io import PipelinedScript, execute
@@ -50,6 +51,7 @@ from tripline.messages import (
 )
 from tripline.pipeline.flap import FlapChange, FlapRules, FlapState, observe
 from tripline.pipeline.fleet import FleetRules, IncidentChange, incident_change
+from tripline.pipeline.prioritise import critical_first
 from tripline.pipeline.suppress import Proceed, SensorState, Suppressed, suppress
 from tripline.service.controls import OperatorControls
 from tripline.service.events import Events
@@ -111,6 +113,9 @@ class SensorEntity:
 
 class SensorShard(Supervised, pykka.ThreadingActor):
     """Hosts the sensor entities whose crc32(sensorId) falls in this shard; runs their stages."""
+
+    # The critical lane: a critical alert's batch goes ahead of those waiting (actors/_inbox.py).
+    _create_actor_inbox = staticmethod(urgent_first_inbox)
 
     def __init__(
         self,
@@ -307,11 +312,20 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         proceed = yield from self._round_trip(alerts, claims, decided, now)
         if self._incident:
             proceed = self._incident_tasks(proceed, now)
-        if proceed:
-            self._enricher().tell(EnrichBatch(alerts=tuple(proceed)))
+        self._enrich(proceed)
         # The cap applies after the batch, so no entity leaves while its alert is in hand.
         if len(self._entities) > self._max:
             yield from self._passivate(len(self._entities) - self._max)
+
+    def _enrich(self, alerts: list[Alert]) -> None:
+        """Hand alerts to the enricher; critical ones in a batch of their own, ahead.
+
+        The enricher's inbox lets that batch pass the ones waiting there (the critical lane,
+        actors/_inbox.py).
+        """
+        for part in critical_first(alerts, _critical, _sensor_of):
+            if part:
+                self._enricher().tell(EnrichBatch(alerts=tuple(part)))
 
     def _incident_tasks(self, alerts: list[Alert], now: float) -> list[Alert]:
         """During a fleet incident only critical alerts go on to be called.
@@ -688,3 +702,11 @@ class _SaveMore:
 
 class _Resume:
     """Try again the Redis step that met an outage (told by a timer)."""
+
+
+def _critical(alert: Alert) -> bool:
+    return alert.priority == Priority.CRITICAL
+
+
+def _sensor_of(alert: Alert) -> str:
+    return alert.sensor_id

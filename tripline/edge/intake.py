@@ -24,6 +24,7 @@ from aiohttp import web
 from tripline.adapters.redis_io import AutoPipeline, async_redis
 from tripline.adapters.store import ACCEPT_LUA
 from tripline.messages import Priority
+from tripline.pipeline.prioritise import critical_first
 from tripline.service.accept import Accepted, Verdict, snapshots
 
 if TYPE_CHECKING:
@@ -112,13 +113,17 @@ class Intake:
         batch, self._routing = self._routing, []
         if not batch:
             return
-        self._last_route = asyncio.get_running_loop().time()
-        batch.sort(key=lambda v: v.alert.priority != Priority.CRITICAL)  # stable: order kept
-        task = asyncio.get_running_loop().create_task(
-            self._service.route_async([v.alert for v in batch], snapshots(batch))
-        )
-        self._routes.add(task)
-        task.add_done_callback(self._routed)
+        loop = asyncio.get_running_loop()
+        self._last_route = loop.time()
+        # Critical alerts handed on first, in batches of their own: each stage's inbox lets
+        # those pass what waits there (the critical lane, actors/_inbox.py).
+        for part in critical_first(batch, _critical, _sensor):
+            if part:
+                task = loop.create_task(
+                    self._service.route_async([v.alert for v in part], snapshots(part))
+                )
+                self._routes.add(task)
+                task.add_done_callback(self._routed)
 
     def _routed(self, task: asyncio.Task[None]) -> None:
         self._routes.discard(task)
@@ -128,6 +133,15 @@ class Intake:
             # Recorded already: the records stay 'accepted' and the resume sweep routes them.
             log.warning("routing webhook alerts failed (the sweep resumes them): %r", exc)
             self._service.stats.count("route_failed")
+
+
+
+def _critical(verdict: Accepted) -> bool:
+    return verdict.alert.priority == Priority.CRITICAL
+
+
+def _sensor(verdict: Accepted) -> str:
+    return verdict.alert.sensor_id
 
 
 INTAKE: web.AppKey[Intake] = web.AppKey("intake", Intake)
