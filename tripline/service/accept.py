@@ -200,7 +200,7 @@ class Acceptor:
 
         Raises redis errors: then nothing was recorded that the caller may acknowledge.
         """
-        with self._stats.stage_seconds.labels("accept").time():
+        with self._stats.stage("accept").time():
             try:
                 return self._record(checked)
             except redis.RedisError:
@@ -315,7 +315,7 @@ class Acceptor:
         key = item.alert.idempotency_key
         ours = False  # an attempt of ours failed midway: it may have recorded the alert
         error: Exception | None = None
-        with self._stats.stage_seconds.labels("accept").time():
+        with self._stats.stage("accept").time():
             for attempt in range(1, self._attempts + 1):
                 now, read_after = self._clock(), time.monotonic()
                 try:
