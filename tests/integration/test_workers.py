@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -205,3 +206,62 @@ def test_sigterm_stops_every_worker_cleanly(workers: Workers) -> None:
     workers.proc.send_signal(signal.SIGTERM)
     assert workers.proc.wait(timeout=40) == 0
     assert not any(_alive(p) for p in pids)
+
+
+def test_one_to_two_workers_and_back_never_delivers_an_alert_twice(
+    prefix: str, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    """Worker 0's session keeps the single process's subscription, and the other way round."""
+    port = free_port()
+    env = {**os.environ, **service_env(prefix, emulator), "TRIPLINE__HTTP__PORT": str(port)}
+    url, client = f"http://127.0.0.1:{port}", f"tripline-{prefix}"
+    topic_root = f"tt/{prefix}"
+
+    def run(count: int, docs: list[dict[str, Any]]) -> dict[str, Any]:
+        with (tmp_path / f"run-{count}.log").open("a") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tripline.edge.cli", "run", "--workers", str(count)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        try:
+
+            def ready() -> dict[str, Any] | None:
+                try:
+                    code, body = http("GET", f"{url}/status")
+                except OSError:
+                    return None
+                whole = code == 200 and not body.get("partial")
+                up = whole and http("GET", f"{url}/readyz")[0] == 200
+                return body if up and len(body.get("workers", [None])) == count else None
+
+            wait_for(ready, timeout=30, interval=0.2)
+            for doc in docs:
+                publish(f"{topic_root}/sensors/{doc['sensorId']}/alerts", doc)
+
+            def called() -> bool:
+                for doc in docs:
+                    code, body = http("GET", f"{url}/v1/alerts/{doc['idempotencyKey']}")
+                    if code != 200 or body.get("outcome") != "called":
+                        return False
+                return True
+
+            wait_for(called, timeout=30, interval=0.2)
+            time.sleep(1.0)  # a second copy, if the broker sent one, is counted by now
+            counters: dict[str, Any] = http("GET", f"{url}/status")[1]["counters"]
+            return counters
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=40) == 0
+
+    try:
+        run(1, [])  # the single process's session: the plain filter
+        for count in (2, 1):
+            # Several: the group hands them round, so some reach worker 0 through it.
+            counters = run(count, _alerts(emulator, 6))
+            assert counters.get("suppressed", {}).get("duplicate", 0) == 0, (count, counters)
+            assert sum(counters["accepted"].values()) == 6, (count, counters)
+    finally:
+        for client_id in (client, f"{client}-w1"):
+            _discard_session(client_id)
