@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -63,6 +63,9 @@ _IN_FLIGHT_LIMIT = 180.0
 _CONTROLS_EVERY = 1.0  # seconds: how soon a window or pause set elsewhere (instance, CLI) applies
 _SWEEP_SHARE = 0.2  # of the wall time, for the periodic sweep: spread out, not one burst
 # How long a message for an actor that died waits for its replacement: ~5 s, 50 ms apart.
+_CRITICAL_MQTT = "mqtt-critical"
+_SUBSCRIBERS = ("mqtt", _CRITICAL_MQTT)
+"""The subscriber actors: stopped first, so nothing new arrives while the rest drains."""
 _RESTART_PATIENCE = Backoff(first=0.05, cap=0.05, attempts=101)
 
 
@@ -298,6 +301,21 @@ class Service:
             "mqtt",
             lambda: MqttSubscriber.start(conf=c.mqtt, acceptor=self.acceptor, route=self.route),
         )
+        if c.mqtt.critical_topic:
+            # A session of its own: what waits in the main session (a storm's backlog, in the
+            # broker's FIFO order) does not hold a critical alert back (README "Performance").
+            critical = replace(
+                c.mqtt,
+                topic=c.mqtt.critical_topic,
+                client_id=f"{c.mqtt.client_id}-critical",
+                critical_topic="",
+            )
+            self._add(
+                _CRITICAL_MQTT,
+                lambda: MqttSubscriber.start(
+                    conf=critical, acceptor=self.acceptor, route=self.route
+                ),
+            )
         self._watchdog = threading.Thread(
             target=self._watch, name="supervisor-watchdog", daemon=True
         )
@@ -395,7 +413,9 @@ class Service:
         """Stop the subscriber first, drain in-flight work, then stop the rest in reverse."""
         self._stopping.set()
         with self._lock:
-            self._stop_slot("mqtt")
+            for name in _SUBSCRIBERS:
+                if name in self._slots:
+                    self._stop_slot(name)
             self._drain(drain_timeout)
             for name in reversed(list(self._slots)):
                 self._stop_slot(name)
@@ -410,7 +430,7 @@ class Service:
         while time.monotonic() < deadline:
             try:
                 for name, slot in self._slots.items():
-                    if name != "mqtt" and slot.ref is not None:
+                    if name not in _SUBSCRIBERS and slot.ref is not None:
                         slot.ref.ask(Ping(), timeout=_ASK_TIMEOUT)  # inbox before it is empty
                 pending = self.ref("dialer").ask(Drain(), timeout=_ASK_TIMEOUT)
             except (pykka.ActorDeadError, pykka.Timeout):
@@ -514,9 +534,13 @@ class Service:
         )
 
     def broker_connected(self) -> bool:
-        """Whether the subscriber holds a broker connection."""
+        """Whether the subscribers (the critical one too, if configured) hold a connection."""
         try:
-            return bool(self.ref("mqtt").ask(ConnectionQuery(), timeout=2.0))
+            return all(
+                self.ref(name).ask(ConnectionQuery(), timeout=2.0)
+                for name in _SUBSCRIBERS
+                if name in self._slots
+            )
         except (pykka.ActorDeadError, pykka.Timeout):
             return False
 

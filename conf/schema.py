@@ -39,6 +39,12 @@ class MqttConfig:
     client_id: str = _f("tripline-1", doc="Unique per instance: keys the persistent session.")
     topic: str = _f("sensors/+/alerts", doc="Topic filter for alerts.")
     shared_group: str = _f("", doc="MQTT 5 shared-subscription group; empty for none.")
+    critical_topic: str = _f(
+        "",
+        doc="A topic filter for critical alerts, read through a session of its own (client id "
+        "+ '-critical'): a backlog in the main session's queue does not hold them back; empty: "
+        "none. It must not overlap `topic`.",
+    )
     qos: int = _f(1, choices=(1, 2), doc="Subscription QoS.")
     session_expiry_seconds: int = _f(86400, min=0, doc="Persistent session lifetime.")
     keepalive_seconds: int = _f(30, min=5, max=3600, doc="MQTT keepalive.")
@@ -708,6 +714,42 @@ def _check_http(values: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _check_mqtt(values: dict[str, Any]) -> list[str]:
+    critical, topic = values.get("critical_topic", ""), values.get("topic", "sensors/+/alerts")
+    if not critical:
+        return []
+    if not _topic_filter(critical):
+        return [f"critical_topic: {critical!r} is not an MQTT topic filter"]
+    if _filters_overlap(critical, topic):
+        # An alert published on both would be read twice (a duplicate, but the backlog's wait
+        # too): the lane must be a topic of its own.
+        return [f"critical_topic: {critical!r} overlaps topic {topic!r}: no topic may match both"]
+    return []
+
+
+def _topic_filter(text: str) -> bool:
+    levels = text.split("/")
+    return (
+        not text.startswith("$")
+        and all(("+" not in lv and "#" not in lv) or lv in ("+", "#") for lv in levels)
+        and "#" not in levels[:-1]
+    )
+
+
+def _filters_overlap(a: str, b: str) -> bool:
+    """Whether some topic matches both filters."""
+    left, right = a.split("/"), b.split("/")
+    for x, y in zip(left, right, strict=False):
+        if "#" in (x, y):
+            return True
+        if x != y and "+" not in (x, y):
+            return False
+    if len(left) == len(right):
+        return True
+    longer = left if len(left) > len(right) else right
+    return longer[min(len(left), len(right))] == "#"  # "a/#" matches "a" too
+
+
 def _check_redis(values: dict[str, Any]) -> list[str]:
     prefix = values.get("key_prefix", "tl")
     if not prefix or any(c in prefix for c in "{}: "):
@@ -716,6 +758,7 @@ def _check_redis(values: dict[str, Any]) -> list[str]:
 
 
 _CROSS_CHECKS = {
+    "mqtt": (_check_mqtt,),
     "dialer": (_check_dialer,),
     "redis": (_check_redis,),
     "http": (_check_http,),

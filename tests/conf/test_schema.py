@@ -163,3 +163,33 @@ def test_the_read_token_is_a_secret_and_the_lists_come_from_a_file(tmp_path: Pat
     assert caught.value.problems == [
         f"{path}: http.read_token is a secret: set TRIPLINE__HTTP__READ_TOKEN instead"
     ]
+
+
+@pytest.mark.parametrize(
+    ("critical", "topic", "problem"),
+    [
+        ("", "sensors/+/alerts", None),
+        ("critical/+/alerts", "sensors/+/alerts", None),
+        ("sensors/+/alerts/critical", "sensors/+/alerts", None),  # one level more: disjoint
+        ("sensors/+/critical", "sensors/+/alerts", None),
+        ("sensors/#", "sensors/+/alerts", "overlaps topic"),
+        ("#", "sensors/+/alerts", "overlaps topic"),
+        ("sensors/S-1/alerts", "sensors/+/alerts", "overlaps topic"),
+        ("a/#", "a", "overlaps topic"),  # a/# matches a itself
+        ("+/+/+", "sensors/+/alerts", "overlaps topic"),
+        ("sensors/#/alerts", "x/y", "not an MQTT topic filter"),
+        ("sensors/a+/alerts", "x/y", "not an MQTT topic filter"),
+        ("$share/g/critical/+", "x/y", "not an MQTT topic filter"),
+    ],
+)
+def test_the_critical_topic_is_a_filter_of_its_own(
+    critical: str, topic: str, problem: str | None
+) -> None:
+    env = {"TRIPLINE__MQTT__CRITICAL_TOPIC": critical, "TRIPLINE__MQTT__TOPIC": topic}
+    if problem is None:
+        assert schema.load(env=env).mqtt.critical_topic == critical
+        return
+    with pytest.raises(schema.ConfigError) as caught:
+        schema.load(env=env)
+    assert problem in str(caught.value)
+    assert "critical_topic" in str(caught.value)
