@@ -37,6 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench import webhook
 from bench.faults import Rig, Service, _http_json, _wait
+from bench.workers import workers_phase
 
 TERMINAL = ("called", "suppressed", "deferred")
 FAST = {  # the contact center out of the way: this measures tripline itself
@@ -745,6 +746,10 @@ def main(argv: list[str] | None = None) -> int:
             # The same backlog shared by two processes: the interpreter lock binds one process
             # to one core, and this machine has two (docs/deployment.md, "several instances").
             "throughput_2": lambda: throughput(rig, 10_000 if args.quick else 60_000, instances=2),
+            # One service, `--workers 2`: the same two cores as two instances, one command.
+            "workers_2": lambda: workers_phase(
+                rig, 10_000 if args.quick else 60_000, single["tripline_per_s"]
+            ),
             "latency": lambda: latency(rig, 5 if args.quick else 30),
             "latency_fsync_always": lambda: latency(rig, 5 if args.quick else 30, fsync="always"),
             "latency_sustainable": lambda: latency(
