@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tripline.messages import Alert, Reason
+from tripline.messages import Alert, Priority, Reason
+from tripline.pipeline.prioritise import PriorityRules, prioritise
 from tripline.pipeline.validate import (
     Limits,
     Problem,
@@ -261,6 +262,53 @@ def _stamp(offset_seconds: float) -> str:
 )
 def test_timestamp_bounds(stamp: str, expected: list[tuple[str, str]]) -> None:
     assert _verdict(guide(timestamp=stamp)) == expected
+
+
+def test_a_repeated_time_is_judged_against_each_alerts_own_now() -> None:
+    # The last parsed time is kept (alerts raised together share it): the bounds are not.
+    body = orjson.dumps(guide(timestamp=_stamp(0)))
+    assert not isinstance(validate(body, now=NOW, limits=LIMITS), Rejected)
+    assert problems_at(body, NOW + 86401) == [("timestamp", "invalid_field")]
+    assert problems_at(body, NOW - 301) == [("timestamp", "invalid_field")]
+    assert not isinstance(validate(body, now=NOW, limits=LIMITS), Rejected)
+    for _ in range(2):  # a bad time repeated is refused each time, for its own reason
+        naive = validate(
+            orjson.dumps(guide(timestamp="2024-05-13T14:32:00")), now=NOW, limits=LIMITS
+        )
+        assert isinstance(naive, Rejected)
+        assert "UTC offset" in naive.problems[0].message
+
+
+def problems_at(body: bytes, now: float) -> list[tuple[str, str]]:
+    result = validate(body, now=now, limits=LIMITS)
+    assert isinstance(result, Rejected)
+    return [(p.field, p.reason.value) for p in result.problems]
+
+
+@pytest.mark.parametrize(
+    ("changes", "priority"),
+    [
+        pytest.param({}, Priority.CRITICAL, id="by-type"),
+        pytest.param({"alertType": "door_open"}, Priority.NORMAL, id="unknown-type-default"),
+        pytest.param(
+            {"alertType": "door_open", "severity": "HIGH"}, Priority.HIGH, id="severity-raises"
+        ),
+        pytest.param({"severity": "low"}, Priority.CRITICAL, id="severity-never-lowers"),
+    ],
+)
+def test_given_rules_the_alert_carries_its_priority(
+    changes: dict[str, Any], priority: Priority
+) -> None:
+    rules = PriorityRules.from_config(
+        "normal", {"temp_critical": "critical"}, {"high": "high", "low": "low"}
+    )
+    result = validate(orjson.dumps(guide(**changes)), now=NOW, limits=LIMITS, rules=rules)
+    assert not isinstance(result, Rejected)
+    assert result[0].priority == priority
+    assert result[0].priority == prioritise(result[0].alert_type, result[0].severity, rules)
+    plain = validate(orjson.dumps(guide(**changes)), now=NOW, limits=LIMITS)
+    assert not isinstance(plain, Rejected)
+    assert plain[0].priority == Priority.NORMAL  # no rules: the default, as before
 
 
 def test_an_old_alert_says_why() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,7 +16,7 @@ from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.redis_io import AutoPipeline, PipelinedScript, execute, item_error
 from tripline.adapters.store import ACCEPT_IDENTITY, ACCEPT_LUA, Keys, accept_args, text
 from tripline.messages import Alert, Outcome, Priority, Reason, Snapshot, State
-from tripline.pipeline.prioritise import PriorityRules, prioritise
+from tripline.pipeline.prioritise import PriorityRules
 from tripline.pipeline.validate import Limits, Problem, Rejected, validate
 from tripline.service.stats import Stats
 
@@ -166,12 +166,11 @@ class Acceptor:
                 now=self._clock() if now is None else now,
                 limits=self._limits,
                 retained=retained,
+                rules=self._rules,
             )
             if isinstance(checked, Rejected):
                 return checked
-            alert, doc = checked
-            priority = prioritise(alert.alert_type, alert.severity, self._rules)
-            return Checked(replace(alert, priority=priority), doc, body, source, topic)
+            return Checked(checked[0], checked[1], body, source, topic)
         except Exception as exc:
             log.exception("checking a %s payload failed", source)
             return self.quarantine(body, exc, source=source, topic=topic, key="", attempts=1)
