@@ -773,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
                 warm=_warm,
                 alert=_alert,
                 customers=CUSTOMERS,
+                workers=_cpus(),
             ),
         }
         results = {"footprint": idle, "throughput": single}

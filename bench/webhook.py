@@ -355,8 +355,13 @@ def compare(
     warm: Callable[[Service], None],
     alert: Callable[[str, str, str], bytes],
     customers: int,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Both peers, 1 then 16 clients each, tripline first in each pair; the ratios per pair."""
+    """Both peers, 1 then 16 clients each, tripline first in each pair; the ratios per pair.
+
+    tripline runs `--workers <workers>`: main() passes the machine's cores, as `tripline run`
+    does by default (Alertmanager, one Go process, uses them all too).
+    """
     skipped = ensure_alertmanager()
     if skipped:
         print(f"webhook: the Alertmanager comparison was SKIPPED ({skipped}); tripline only")
@@ -366,12 +371,12 @@ def compare(
         f"{rig.emu}/_emulator/settings",
         {"synthetic_customers": customers, "rate_limit_per_minute": 0},
     )
-    service = Service(rig, f"w{run}", f"tl-{run}")
+    service = Service(rig, f"w{run}", f"tl-{run}", args=f"--workers {workers}")
     service.env.update(tripline_env)
     service.start()
     root = Path(tempfile.mkdtemp(prefix="tripline-bench-am-"))
     am: Alertmanager | None = None
-    results: dict[str, Any] = {"alerts": count}
+    results: dict[str, Any] = {"alerts": count, "tripline_workers": workers}
     try:
         warm(service)
         if not skipped:
