@@ -347,6 +347,10 @@ def _alertmanager(am: Alertmanager, count: int, clients: int, customers: int) ->
 # -- the phase ----------------------------------------------------------------------------------
 
 
+FSYNC = "everysec"
+"""Redis' appendfsync during the comparison (docs/deployment.md's setting for a gateway)."""
+
+
 def compare(
     rig: Rig,
     count: int,
@@ -376,7 +380,15 @@ def compare(
     service.start()
     root = Path(tempfile.mkdtemp(prefix="tripline-bench-am-"))
     am: Alertmanager | None = None
-    results: dict[str, Any] = {"alerts": count, "tripline_workers": workers}
+    results: dict[str, Any] = {
+        "alerts": count,
+        "tripline_workers": workers,
+        "appendfsync": FSYNC,
+    }
+    records = redis.Redis(port=rig.redis_port)
+    # As docs/deployment.md sets it up (and the latency runs measure): a gateway's Redis
+    # flushes its append-only file every second. Alertmanager writes nothing per alert.
+    records.config_set("appendfsync", FSYNC)
     try:
         warm(service)
         if not skipped:
@@ -399,6 +411,8 @@ def compare(
                 pair["skipped"] = skipped
             results[f"clients_{clients}"] = pair
     finally:
+        records.config_set("appendfsync", rig.fsync)
+        records.close()
         if am is not None:
             am.close()
         service.stop()
