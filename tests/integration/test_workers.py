@@ -88,8 +88,12 @@ class Workers:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()  # the parent removes its runtime directory
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         for index in range(2):  # the sessions of both workers, and what is queued in them
             _discard_session(self.client_id if index == 0 else f"{self.client_id}-w{index}")
 
@@ -194,9 +198,16 @@ def test_a_killed_worker_is_replaced_and_alerts_keep_flowing(
 
 def test_the_workers_stop_when_the_parent_is_killed(workers: Workers) -> None:
     pids = workers.pids()
+    directory = _runtime_dir(pids[0])
     workers.proc.kill()
     workers.proc.wait()
     wait_for(lambda: not any(_alive(p) for p in pids), timeout=30, interval=0.2)
+    assert not directory.exists()  # the workers removed what the parent could not
+
+
+def _runtime_dir(pid: int) -> Path:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return Path(argv[argv.index(b"--runtime-dir") + 1].decode())
 
 
 def test_sigterm_stops_every_worker_cleanly(workers: Workers) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -320,21 +321,13 @@ def _run(args: argparse.Namespace) -> int:
     fleet = None
     if args.worker is None:
         workers.note_count(config, count)
-    if args.worker is None and count > 1:
-        return workers.run_parent(config, count, _worker_command(args, count))
-    if args.worker is not None:  # one of the parent's workers
-        from tripline.edge.siblings import Fleet  # noqa: PLC0415
-
-        if args.parent_pid is not None:
-            workers.die_with_parent(args.parent_pid)
-        fleet = Fleet(
-            index=args.worker,
-            count=count,
-            directory=args.runtime_dir or Path(),
-            base_client_id=config.mqtt.client_id,
-            read_token=config.http.read_token,
-        )
-        config = workers.worker_config(config, args.worker, count)
+        if count > 1:
+            return workers.run_parent(config, count, _worker_command(args, count))
+    else:  # one of the parent's workers
+        if args.runtime_dir is None or args.parent_pid is None:
+            print("run --worker: started by `tripline run --workers N` only", file=sys.stderr)
+            return 2
+        config, fleet = _as_worker(args, config, count)
     from tripline.supervisor import Service  # noqa: PLC0415
 
     if os.environ.get("TRIPLINE_TRACEMALLOC"):
@@ -355,7 +348,28 @@ def _run(args: argparse.Namespace) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_IGN)
         service.stop()
+        if fleet is not None and os.getppid() != args.parent_pid:
+            # The parent died (kill -9) without removing the directory it made for us all.
+            shutil.rmtree(fleet.directory, ignore_errors=True)
     return 0
+
+
+def _as_worker(
+    args: argparse.Namespace, config: schema.Config, count: int
+) -> tuple[schema.Config, Fleet]:
+    """Worker `args.worker`'s configuration and place among its siblings; dies with the parent."""
+    from tripline.edge.siblings import Fleet  # noqa: PLC0415
+    from tripline.service import workers  # noqa: PLC0415
+
+    workers.die_with_parent(args.parent_pid)
+    fleet = Fleet(
+        index=args.worker,
+        count=count,
+        directory=args.runtime_dir,
+        base_client_id=config.mqtt.client_id,
+        read_token=config.http.read_token,
+    )
+    return workers.worker_config(config, args.worker, count), fleet
 
 
 def _worker_command(args: argparse.Namespace, count: int) -> Callable[[int, Path, int], list[str]]:
