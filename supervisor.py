@@ -313,7 +313,10 @@ class Service:
             self._add(
                 _CRITICAL_MQTT,
                 lambda: MqttSubscriber.start(
-                    conf=critical, acceptor=self.acceptor, route=self.route
+                    conf=critical,
+                    acceptor=self.acceptor,
+                    route=self.route,
+                    group_of=c.mqtt.client_id,
                 ),
             )
         self._watchdog = threading.Thread(

@@ -56,10 +56,16 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         conf: MqttConfig,
         acceptor: Acceptor,
         route: Callable[[list[Alert], dict[str, Snapshot]], None],
+        group_of: str = "",
     ) -> None:
-        """Keep collaborators; `route` fans accepted alerts out to the shards."""
+        """Keep collaborators; `route` fans accepted alerts out to the shards.
+
+        `group_of`: the client id the workers' implicit group is named after (the critical
+        subscriber's own id has a suffix); empty: `conf.client_id`.
+        """
         super().__init__()
         self._conf, self._acceptor, self._route = conf, acceptor, route
+        self._group_of = group_of or conf.client_id
         self._buffer: list[tuple[AlertReceived, Checked | Rejected]] = []
         self._failures = 0
         self._last_flush = 0.0
@@ -161,7 +167,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         else:
             # Back to one process after `tripline run --workers N`: the session may still hold
             # the workers' implicit group, which would deliver every alert a second time.
-            client.unsubscribe(f"$share/{implicit_group(self._conf.client_id)}/{topic}")
+            client.unsubscribe(f"$share/{implicit_group(self._group_of)}/{topic}")
         # Subscribing here means every reconnect resubscribes.
         client.subscribe(topic, qos=self._conf.qos)
         log.info("connected to %s:%d, subscribed to %s", self._conf.host, self._conf.port, topic)

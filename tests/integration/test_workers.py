@@ -224,9 +224,15 @@ def test_one_to_two_workers_and_back_never_delivers_an_alert_twice(
 ) -> None:
     """Worker 0's session keeps the single process's subscription, and the other way round."""
     port = free_port()
-    env = {**os.environ, **service_env(prefix, emulator), "TRIPLINE__HTTP__PORT": str(port)}
-    url, client = f"http://127.0.0.1:{port}", f"tripline-{prefix}"
     topic_root = f"tt/{prefix}"
+    env = {
+        **os.environ,
+        **service_env(prefix, emulator),
+        "TRIPLINE__HTTP__PORT": str(port),
+        # The critical lane's sessions go the same way (client id + "-critical").
+        "TRIPLINE__MQTT__CRITICAL_TOPIC": f"{topic_root}/critical/+/alerts",
+    }
+    url, client = f"http://127.0.0.1:{port}", f"tripline-{prefix}"
 
     def run(count: int, docs: list[dict[str, Any]]) -> dict[str, Any]:
         with (tmp_path / f"run-{count}.log").open("a") as err:
@@ -248,8 +254,9 @@ def test_one_to_two_workers_and_back_never_delivers_an_alert_twice(
                 return body if up and len(body.get("workers", [None])) == count else None
 
             wait_for(ready, timeout=30, interval=0.2)
-            for doc in docs:
-                publish(f"{topic_root}/sensors/{doc['sensorId']}/alerts", doc)
+            for n, doc in enumerate(docs):
+                lane = "critical" if n % 2 else "sensors"
+                publish(f"{topic_root}/{lane}/{doc['sensorId']}/alerts", doc)
 
             def called() -> bool:
                 for doc in docs:
@@ -276,3 +283,4 @@ def test_one_to_two_workers_and_back_never_delivers_an_alert_twice(
     finally:
         for client_id in (client, f"{client}-w1"):
             _discard_session(client_id)
+            _discard_session(f"{client_id}-critical")
