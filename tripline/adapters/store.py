@@ -9,6 +9,7 @@ context carries `{r:<referenceId>}`. Every key has a TTL.
 from __future__ import annotations
 
 import functools
+import operator
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -314,25 +315,44 @@ def history_entry(state: str, now: float, reason: Reason = Reason.NONE, **extra:
 
 def accept_args(keys: Keys, alert: Alert, ttl: int) -> tuple[list[str], list[Any]]:
     """Keys and arguments of ACCEPT_LUA for one alert."""
-    fields = {
-        "idempotencyKey": alert.idempotency_key,
-        "sensorId": alert.sensor_id,
-        "customerId": alert.customer_id,
-        "alertType": alert.alert_type,
-        "status": "firing" if alert.firing else "resolved",
-        "severity": alert.severity,
-        "priority": alert.priority.label,
-        "referenceId": alert.reference_id,
-        "telemetryHash": alert.telemetry_hash,
-        "timestamp": iso(alert.timestamp),
-        "acceptedAt": iso(alert.accepted_at),
-        "state": State.ACCEPTED.value,
-        "alert": orjson.dumps(alert_to_dict(alert)),
-    }
-    args: list[Any] = [ttl, history_entry(State.ACCEPTED, alert.accepted_at)]
-    for name, value in fields.items():
-        args += [name, value]
+    # Built as one list, on every accepted alert: the enums' properties (.label, .value) are
+    # Python calls, read once at import (_PRIORITY_LABELS, _ACCEPTED).
+    accepted_at = iso(alert.accepted_at)
+    args: list[Any] = [
+        ttl,
+        orjson.dumps({"at": accepted_at, "state": _ACCEPTED}),  # history_entry(ACCEPTED, at)
+        "idempotencyKey",
+        alert.idempotency_key,
+        "sensorId",
+        alert.sensor_id,
+        "customerId",
+        alert.customer_id,
+        "alertType",
+        alert.alert_type,
+        "status",
+        "firing" if alert.firing else "resolved",
+        "severity",
+        alert.severity,
+        "priority",
+        _PRIORITY_LABELS[alert.priority],
+        "referenceId",
+        alert.reference_id,
+        "telemetryHash",
+        alert.telemetry_hash,
+        "timestamp",
+        iso(alert.timestamp),
+        "acceptedAt",
+        accepted_at,
+        "state",
+        _ACCEPTED,
+        "alert",
+        orjson.dumps(alert_to_dict(alert)),
+    ]
     return [keys.record(alert.idempotency_key), keys.history(alert.idempotency_key)], args
+
+
+_ACCEPTED = State.ACCEPTED.value
+_PRIORITY_LABELS = tuple(p.label for p in sorted(Priority))  # by value: 0, 1, 2, 3
 
 
 def transition_args(
@@ -376,7 +396,11 @@ def annotate_args(
 
 def alert_to_dict(alert: Alert) -> dict[str, Any]:
     """The alert as stored in its record, enough to rebuild it after a restart."""
-    return {f: getattr(alert, f) for f in alert.__slots__}
+    return dict(zip(_ALERT_FIELDS, _alert_values(alert), strict=True))
+
+
+_ALERT_FIELDS: tuple[str, ...] = Alert.__slots__
+_alert_values = operator.attrgetter(*_ALERT_FIELDS)  # every field in one C call
 
 
 def alert_from_dict(data: dict[str, Any]) -> Alert:
