@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 from tripline.messages import Alert, Priority, Reason
 from tripline.pipeline.prioritise import PriorityRules, prioritise
 from tripline.pipeline.validate import (
+    _PRINTABLE_ASCII,
+    UNSAFE_CHARACTERS,
     Limits,
     Problem,
     Rejected,
@@ -309,6 +312,18 @@ def test_given_rules_the_alert_carries_its_priority(
     plain = validate(orjson.dumps(guide(**changes)), now=NOW, limits=LIMITS)
     assert not isinstance(plain, Rejected)
     assert plain[0].priority == Priority.NORMAL  # no rules: the default, as before
+
+
+def test_the_id_and_type_patterns_match_nothing_blank_or_unsafe() -> None:
+    # FieldChecker.string returns what they match without its other checks. They are classes
+    # of characters repeated, so checking every character checks every string.
+    for pattern in _PRINTABLE_ASCII:
+        assert pattern.pattern.startswith("^[")
+        assert pattern.pattern.endswith("]+$")
+        for char in map(chr, range(sys.maxunicode + 1)):
+            if pattern.fullmatch(char):
+                assert char.strip() == char, repr(char)
+                assert not UNSAFE_CHARACTERS.search(char), repr(char)
 
 
 def test_an_old_alert_says_why() -> None:
