@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tripline.conf.rules import load_rules
 from tripline.messages import Customer, Reason
+from tripline.pipeline import calling_window
 from tripline.pipeline.calling_window import (
     CallingRules,
     DayRule,
@@ -345,3 +346,27 @@ def test_the_builtin_rules_allow_08_to_20_every_day_and_holidays() -> None:
         version="builtin", default=DayRule(), countries={}, regions={}
     )
     assert CallingRules().rule_for("US", "US-LA") == DayRule()
+
+
+def test_warming_loads_the_holiday_tables_of_the_jurisdictions_that_close_on_holidays() -> None:
+    closed, open_ = DayRule(closed_on_holidays=True), DayRule()
+    rules = CallingRules(
+        countries={"de": closed, "FR": open_},
+        regions={"US-LA": closed, "us-ca": closed, "US-TX": open_},
+    )
+    calling_window._holidays.cache_clear()
+    loaded = calling_window.warm_holidays(rules, [2026, 2027])
+    assert loaded == [
+        ("DE", "", 2026),
+        ("US", "US-CA", 2026),
+        ("US", "US-LA", 2026),
+        ("DE", "", 2027),
+        ("US", "US-CA", 2027),
+        ("US", "US-LA", 2027),
+    ]
+    assert calling_window._holidays.cache_info().currsize == 6
+    # What the alerts look up afterwards is there already: no miss.
+    misses = calling_window._holidays.cache_info().misses
+    assert calling_window.holiday_name(date(2026, 12, 25), "us", "us-la") == "Christmas Day"
+    assert calling_window._holidays.cache_info().misses == misses
+    assert calling_window.warm_holidays(CallingRules(), [2026]) == []
