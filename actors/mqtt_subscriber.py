@@ -127,16 +127,17 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 
     # paho thread: check and tell, nothing more.
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        payload, retain = bytes(msg.payload), bool(msg.retain)
+        # msg.topic is a property that decodes the topic's bytes on every read: read once.
+        payload, retain, topic = bytes(msg.payload), bool(msg.retain), msg.topic
         # Checked here (the payload's one decode): a critical alert is known as such before it
         # reaches the inbox, and wakes a lingering subscriber at once. check() never raises
         # (an exception here would end paho's network thread): a payload it fails on comes
         # back rejected, and dead-lettered.
-        checked = self._acceptor.check(payload, retain, topic=msg.topic)
+        checked = self._acceptor.check(payload, retain, topic=topic)
         self.actor_ref.tell(
             AlertReceived(
                 payload=payload,
-                topic=msg.topic,
+                topic=topic,
                 mid=msg.mid,
                 qos=msg.qos,
                 retain=retain,

@@ -67,8 +67,15 @@ def critical_first(
     """
     ahead: list[T] = []
     behind: list[T] = []
-    held: set[str] = set()
+    # The sensors held behind are gathered from the first urgent item on: a batch without one
+    # (the usual) costs one urgent() per item, no sensor() (the subscriber's every flush).
+    held: set[str | None] | None = None
     for item in items:
+        if held is None:
+            if not urgent(item):
+                behind.append(item)
+                continue
+            held = {sensor(b) for b in behind} - {None}
         key = sensor(item)
         if urgent(item) and key not in held:
             ahead.append(item)
