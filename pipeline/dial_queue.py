@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tripline.messages import DialIntent, Priority, Reason, TaskIntent
+from tripline.messages import DialIntent, Outcome, Priority, Reason, TaskIntent
 from tripline.pipeline.govern import Admission, GovernRules, Occupancy, admit, is_stale, rank
 
 Work = DialIntent | TaskIntent
@@ -31,6 +31,9 @@ class StoredTask:
     """The alert's idempotency key."""
     priority: Priority
     """Its queue."""
+    outcome: Outcome
+    """The outcome its record must have for it to be raised (its claim goes with the body's
+    read: one round trip, actors/dialing/tasks.py)."""
 
 
 Queued = Work | StoredTask
@@ -116,7 +119,7 @@ class DialQueue:
         """Queue `work` (at the front: it goes again next, as a call back from a failed try)."""
         # A task is held by reference (its body is persisted): thousands can wait for budget.
         held: Queued = (
-            StoredTask(work.alert.idempotency_key, work.priority)
+            StoredTask(work.alert.idempotency_key, work.priority, work.outcome)
             if isinstance(work, TaskIntent)
             else work
         )

@@ -53,6 +53,7 @@ class Placer:
     async def place(self, intent: DialIntent, slot: bool) -> None:
         """Send one call and record what the backend answered; never resend after ambiguity."""
         done = DialFinished(intent_id=intent.intent_id, priority=intent.priority, slot=slot)
+        forgotten = False  # its queue entry went with the record of the call
         try:
             backend = self._backends.by_priority[intent.priority]
             if intent.scheduled_for and not getattr(backend, "schedules", False):
@@ -76,6 +77,7 @@ class Placer:
                 result = Result(Answer.UNCERTAIN, detail=f"error while dialing: {exc!r}"[:300])
             self._stats.stage_seconds.labels("dial").observe(time.perf_counter() - started)
             done = await self._after_dial(intent, result, done)
+            forgotten = intent.attempt <= 1 and result.answer == Answer.DONE
         except Exception as exc:
             log.exception("dialer: %s failed", intent.intent_id)
             if intent.attempt > 1 and self._follower is not None:
@@ -92,7 +94,7 @@ class Placer:
                 )
             )
         finally:
-            if done.requeue is None:
+            if done.requeue is None and not forgotten:
                 await self._records.forget(intent)
             self._tell(done)
 
@@ -145,6 +147,9 @@ class Placer:
                 detail=result.detail,
                 facts=facts,
                 scheduledFor=iso(intent.scheduled_for) if intent.scheduled_for else "",
+                # Past 'dialing' its queue entry serves nothing (restored, its record refuses
+                # it): it goes in the same round trip, whatever the record answers.
+                forget=intent,
                 **ladder,
             ):
                 self._stats.decided(intent.alert, Outcome.CALLED, callId=result.ref or "")

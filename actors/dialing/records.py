@@ -7,6 +7,7 @@ facts, forgets finished work, and takes decided alerts out of the pending index.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from tripline.adapters.store import (
     ANNOTATE_LUA,
     CANCEL_LUA,
     CAP_LUA,
+    CLAIM_TASK_LUA,
     FROM_PENDING,
     GROUP_LUA,
     TERMINAL,
@@ -39,6 +41,9 @@ from tripline.pipeline.dial_queue import Work
 from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
+
+_UNINDEX_LINGER = 0.05
+"""Decided alerts wait at most this long (s) to leave the pending index with another step."""
 
 
 class Records:
@@ -62,6 +67,8 @@ class Records:
         self._conf, self._redis_url, self._ttl = conf, redis_url, record_ttl
         self._stats, self._clock, self._tell = stats, clock, tell
         self._marks: dict[str, asyncio.Task[Any]] = {}
+        self._unindex: list[str] = []  # decided, not yet taken out of the pending index
+        self._unindex_timer: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
         """Connect to Redis (on the loop)."""
@@ -77,11 +84,18 @@ class Records:
                 ("annotate", ANNOTATE_LUA),
                 ("cap", CAP_LUA),
                 ("cancel", CANCEL_LUA),
+                ("claim", CLAIM_TASK_LUA),
             )
         }
 
     async def close(self) -> None:
-        """Close Redis."""
+        """Close Redis (the decided alerts still owed to the pending index leave it first)."""
+        if self._unindex_timer is not None:
+            self._unindex_timer.cancel()
+            self._unindex_timer = None
+        if self._unindex:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._unindex_now(), 1.0)
         await self.auto.aclose()
         await self.redis.aclose(close_connection_pool=True)
 
@@ -100,14 +114,39 @@ class Records:
                 )
         return restored
 
-    async def stored_task(self, key: str) -> TaskIntent | None:
-        """A queued task's body (tasks wait by reference); None when it was done already."""
-        blob = await ride_out(lambda: self.auto.execute("HGET", self.queue_key, f"task:{key}"))
+    async def claim_task(
+        self, key: str, outcome: str, *, stored: bool
+    ) -> tuple[TaskIntent | None, int]:
+        """Claim an alert's one task (CLAIM_TASK_LUA) and, when `stored`, read its body.
+
+        One round trip (with the pending index's owed removals): the body comes from the
+        persisted queue (tasks wait by reference; None when done already), the claim from the
+        record's slot. The claim answers 1 (claimed now), 0 (claimed before) or -1 (the
+        record's outcome is not `outcome`). A claim whose body turned out gone or different
+        is the caller's to give back (release_task).
+        """
+        record = self.keys.record(key)
+
+        async def step() -> list[Any]:
+            self._unindex_soon()
+            steps = [
+                self.auto.send_script(self.sha["claim"], [record], [outcome, iso(self._clock())])
+            ]
+            if stored:
+                steps.append(self.auto.send("HGET", self.queue_key, f"task:{key}"))
+            return await asyncio.gather(*steps)
+
+        replies = await ride_out(step)
+        claimed, blob = int(replies[0]), replies[1] if stored else None
         if blob is None:
-            return None
+            return None, claimed
         work = work_from_json(blob if isinstance(blob, bytes) else str(blob).encode())
         assert isinstance(work, TaskIntent)  # noqa: S101 - stored under task:
-        return work
+        return work, claimed
+
+    async def release_task(self, key: str) -> None:
+        """Give back a task's claim: it was not raised (the backend did not take it)."""
+        await ride_out(lambda: self.auto.execute("HDEL", self.keys.record(key), "taskClaimed"))
 
     # --- queued work ---------------------------------------------------------------------
 
@@ -129,6 +168,7 @@ class Records:
 
         async def run() -> list[Any]:
             # Futures, not coroutines: gather would make a task of each of these hundreds.
+            self._unindex_soon()
             steps = [self.auto.send("HSET", self.queue_key, *itertools.chain(*blobs.items()))]
             steps += [self.auto.send_script(self.sha["transition"], k, a) for k, a in commands]
             steps += [
@@ -205,6 +245,12 @@ class Records:
             # Left behind, it is restored after a restart and refused by its record then.
             log.warning("queue entry of %s not removed", work.alert.idempotency_key)
 
+    def _forget_with(self, work: Work | None) -> asyncio.Future[Any] | None:
+        """Send the removal of `work`'s queue entry with the step being sent (None: nothing)."""
+        if work is None:
+            return None
+        return self.auto.send("HDEL", self.queue_key, queue_id(work))
+
     # --- records ---------------------------------------------------------------------------
 
     async def record(
@@ -214,9 +260,15 @@ class Records:
         state: str,
         allowed_from: str = "",
         reason: Reason = Reason.NONE,
+        forget: Work | None = None,
         **fields: str,
     ) -> bool:
-        """Move a record along (TRANSITION_LUA); True when it moved."""
+        """Move a record along (TRANSITION_LUA); True when it moved.
+
+        `forget`: work whose queue entry goes in the same round trip, whatever the answer —
+        only when nothing needs that entry once this step is sent (a call past 'dialing':
+        restored, its record refuses it).
+        """
         keys, args = transition_args(
             self.keys,
             key,
@@ -226,32 +278,78 @@ class Records:
             allowed_from=allowed_from,
             **{k: v for k, v in fields.items() if v},
         )
+
+        async def step() -> Any:  # noqa: ANN401
+            self._unindex_soon()
+            applied = self.auto.send_script(self.sha["transition"], keys, args)
+            removed = self._forget_with(forget)
+            if removed is not None:
+                removed.add_done_callback(_forgotten)
+            return await applied
+
         # An outcome that happened must be recorded: wait out a Redis outage for it.
-        applied = await ride_out(lambda: self.auto.evalsha(self.sha["transition"], keys, args))
+        applied = await ride_out(step)
         if applied == 1 and state in TERMINAL:
             self.unindex_later([key])
         return bool(applied == 1)
 
-    async def note(self, key: str, event: str, **fields: str) -> None:
-        """Add facts to a record without moving it (ANNOTATE_LUA), with a history entry."""
+    async def note(
+        self, key: str, event: str, *, forget: Work | None = None, **fields: str
+    ) -> None:
+        """Add facts to a record without moving it (ANNOTATE_LUA), with a history entry.
+
+        `forget`: work whose queue entry goes in the same round trip, after the note.
+        """
         keys, args = annotate_args(self.keys, key, now=self._clock(), event=event, **fields)
-        await ride_out(lambda: self.auto.evalsha(self.sha["annotate"], keys, args))
+
+        async def step() -> Any:  # noqa: ANN401
+            self._unindex_soon()
+            noted = self.auto.send_script(self.sha["annotate"], keys, args)
+            removed = self._forget_with(forget)
+            if removed is not None:
+                removed.add_done_callback(_forgotten)
+            return await noted
+
+        await ride_out(step)
 
     def unindex_later(self, keys: list[str]) -> None:
         """Take decided alerts out of the pending index, once their outcome is recorded.
 
         Left there, the resume sweep would read each record once more only to remove it, in
-        pages that hold up critical alerts. Not waited for: it rides with the auto-pipeline's
-        next batch (a round trip of its own per call would hold the dialer's slowest stage).
-        If it fails, the sweep still removes them.
+        pages that hold up critical alerts. Not waited for, and not sent on its own: the keys
+        ride with the next step the records send (the next alert's, or this alert's own next
+        step), or after _UNINDEX_LINGER, as one ZREM — a round trip of their own would be one
+        more on the alert's way (a task's claim waited behind it). If it fails, or the process
+        dies first, the sweep still removes them.
         """
         if keys:
-            self.auto.send("ZREM", self._pending_key, *keys).add_done_callback(_unindexed)
+            self._unindex.extend(keys)
+            if self._unindex_timer is None:
+                loop = asyncio.get_running_loop()
+                self._unindex_timer = loop.call_later(_UNINDEX_LINGER, self._unindex_soon)
+
+    def _unindex_soon(self) -> None:
+        """Send the owed removals from the pending index, with whatever is being sent now."""
+        if self._unindex_timer is not None:
+            self._unindex_timer.cancel()
+            self._unindex_timer = None
+        if self._unindex:
+            self._unindex_now().add_done_callback(_unindexed)
+
+    def _unindex_now(self) -> asyncio.Future[Any]:
+        keys, self._unindex = self._unindex, []
+        return self.auto.send("ZREM", self._pending_key, *keys)
 
 
 def _unindexed(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
         log.info("decided alerts left in the pending index for the sweep: %r", exc)
+
+
+def _forgotten(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        # Left behind, it is restored after a restart and refused by its record then.
+        log.warning("a queue entry was not removed: %r", exc)
 
 
 def _mark_args(keys: Keys, work: Work, now: float) -> tuple[list[str], list[Any]]:

@@ -710,3 +710,54 @@ def test_critical_calls_make_a_round_of_their_own_started_first(
         [urgent.idempotency_key],
         [first.idempotency_key, last.idempotency_key],
     ]
+
+
+def test_a_call_is_recorded_and_leaves_the_queue_in_one_round_trip(
+    dial_one: DialOne, rig: Rig, batches: list[list[str]]
+) -> None:
+    """After the dial: one round trip, not two, before its slot is free (README "Performance")."""
+    dialer, a = dial_one(FakeBackend(Result(Answer.DONE, ref="conv-1")), instance="default")
+    rig.wait(a, "outcome", "called")
+    wait_for(lambda: settled(dialer))
+    called = next(n for n, batch in enumerate(batches) if "HDEL" in batch)
+    assert batches[called] == ["EVALSHA", "HDEL"]  # the move to called, the queue entry
+    assert rig.client.hlen(rig.keys.dial_queue("default")) == 0
+    # Taken out of the pending index with a later step, or on its own soon after.
+    wait_for(lambda: rig.client.zscore(rig.keys.pending("default"), a.idempotency_key) is None)
+
+
+def test_a_task_takes_three_round_trips_from_its_record(rig: Rig, batches: list[list[str]]) -> None:
+    """Recorded deferred; claimed with its body read; its id noted as its entry leaves."""
+    backend = FakeBackend()
+    dialer = rig.start(backend, instance="default")
+    (a,) = rig.accept(alert(sensor="T3", alert_type="door_open"))
+    wait_for(lambda: batches)  # the follower's first look
+    batches.clear()
+    dialer.tell(tasks([a], Reason.FLEET_INCIDENT))
+    rig.wait(a, "taskId")
+    wait_for(lambda: settled(dialer))
+    mine = [batch for batch in batches if batch not in (["ZRANGE"], ["ZRANGEBYSCORE"])]
+    assert mine[:3] == [
+        ["HSET", "EVALSHA"],  # persisted, recorded deferred
+        ["ZREM", "EVALSHA", "HGET"],  # out of the pending index; claimed; its body
+        ["EVALSHA", "HDEL"],  # its id noted; out of the queue
+    ]
+    assert rig.client.hlen(rig.keys.dial_queue("default")) == 0
+    assert rig.client.zcard(rig.keys.pending("default")) == 0
+    dialer.tell(tasks([a], Reason.FLEET_INCIDENT))  # replayed: claimed already
+    wait_for(lambda: settled(dialer))
+    assert len(backend.tasks) == 1
+
+
+def test_no_task_for_an_alert_decided_otherwise_and_no_claim_left(
+    dial_one: DialOne, rig: Rig
+) -> None:
+    """A late uncertainty after the call: the record says called, no task, nothing claimed."""
+    backend = FakeBackend(Result(Answer.DONE, ref="conv-1"))
+    dialer, a = dial_one(backend)
+    rig.wait(a, "outcome", "called")
+    dialer.tell(TaskIntent(alert=a, reason=Reason.DIAL_UNCERTAIN, due=time.time(), detail="x"))
+    wait_for(lambda: settled(dialer))
+    wait_for(lambda: rig.client.hlen(rig.keys.dial_queue(f"test-{rig.keys.prefix}")) == 0)
+    assert backend.tasks == []
+    assert "taskClaimed" not in rig.record(a)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tripline.messages import Alert, Customer, DialIntent, Priority, Reason, TaskIntent
+from tripline.messages import Alert, Customer, DialIntent, Outcome, Priority, Reason, TaskIntent
 from tripline.pipeline.dial_queue import Conditions, Deferral, DialQueue, RecentResolves, StoredTask
 from tripline.pipeline.govern import GovernRules, Occupancy
 
@@ -88,7 +88,10 @@ def test_work_leaves_its_priority_in_arrival_order_and_a_front_entry_first() -> 
 def test_a_task_is_held_by_reference_and_counted_but_not_as_a_call() -> None:
     queue = DialQueue()
     queue.add(task("t", Priority.LOW), at=NOW)
-    assert queue.pop(Priority.LOW).work == StoredTask("t", Priority.LOW)
+    assert queue.pop(Priority.LOW).work == StoredTask("t", Priority.LOW, Outcome.DEFERRED)
+    suppressed = replace(task("s", Priority.LOW), outcome=Outcome.SUPPRESSED)
+    queue.add(suppressed, at=NOW)  # its claim needs the outcome it is raised for
+    assert queue.pop(Priority.LOW).work == StoredTask("s", Priority.LOW, Outcome.SUPPRESSED)
     queue.add(task("t2", Priority.LOW), at=NOW)
     assert (queue.live[Priority.LOW], queue.calls_waiting, len(queue)) == (1, 0, 1)
 
@@ -365,7 +368,7 @@ def test_recent_resolves_keep_as_many_as_allowed() -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        StoredTask("k", Priority.LOW),
+        StoredTask("k", Priority.LOW, Outcome.DEFERRED),
         Deferral(call("a", Priority.LOW), Reason.STALE, "x"),
         conditions(),
     ],

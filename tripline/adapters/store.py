@@ -79,6 +79,15 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 """
 
+# Claims an alert's one task (the taskClaimed field): only while its outcome is ARGV[1] (a late
+# task for an alert decided otherwise, e.g. an uncertainty after a call, is not raised), and
+# only once however often the deferral is replayed. Returns 1 claimed, 0 claimed before, -1 the
+# outcome is not ARGV[1] (or no record). ARGV[2]: when.
+CLAIM_TASK_LUA = """
+if redis.call('HGET', KEYS[1], 'outcome') ~= ARGV[1] then return -1 end
+return redis.call('HSETNX', KEYS[1], 'taskClaimed', ARGV[2])
+"""
+
 # Counts a call against one cap key (a sorted set of call ids by time) if every window has room.
 # Re-entrant for the same call id, so a replay does not count twice.
 CAP_LUA = """
