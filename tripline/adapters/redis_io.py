@@ -147,7 +147,10 @@ def _read_sync(parser: Any, count: int) -> list[Any]:  # noqa: ANN401 - redis-py
     while len(replies) < count:
         reply = reader.gets()
         if reply is False or reply is _NOT_ENOUGH_DATA:
-            parser.read_from_socket()
+            try:
+                parser.read_from_socket()
+            except OSError as exc:  # a reset: redis-py's read_response says ConnectionError
+                raise redis.ConnectionError(f"Error while reading from Redis: {exc!r}") from exc
             continue
         if isinstance(reply, redis.ConnectionError):
             raise reply  # LOADING and the like: as read_response raises them
@@ -311,7 +314,10 @@ async def _read_replies(conn: aioredis.connection.AbstractConnection, count: int
     while len(replies) < count:
         reply = reader.gets()
         if reply is False or reply is _NOT_ENOUGH_DATA:
-            await parser.read_from_socket()  # type: ignore[union-attr]
+            try:
+                await parser.read_from_socket()  # type: ignore[union-attr]
+            except OSError as exc:  # a reset: redis-py's read_response says ConnectionError
+                raise redis.ConnectionError(f"Error while reading from Redis: {exc!r}") from exc
             continue
         if isinstance(reply, redis.ConnectionError):
             raise reply  # LOADING and the like: as read_response raises them

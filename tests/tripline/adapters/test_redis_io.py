@@ -224,3 +224,40 @@ def test_replies_larger_than_a_socket_read_arrive_whole_on_both_paths(
 
     same(run(auto()))
     assert redis_client.get(key) == big  # the connection stayed in step: a next command works
+
+
+def test_a_connection_reset_mid_reply_is_a_redis_connection_error_on_both_paths(
+    redis_client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As redis-py's read_response says it: callers ride out Redis errors, not a bare OSError
+    (a reset webhook request was a 500 and its key not remembered as uncertain)."""
+    from redis._parsers import hiredis as parsers  # noqa: PLC0415
+
+    redis_client.set(f"{prefix}:k", "v")
+
+    def reset(*_args: Any, **_kwargs: Any) -> Any:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    async def reset_async(*_args: Any, **_kwargs: Any) -> Any:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.execute_command("GET", f"{prefix}:k")  # type: ignore[no-untyped-call]
+    assert execute(pipe) == [b"v"]  # connected: the handshake is behind us
+    monkeypatch.setattr(parsers._HiredisParser, "read_from_socket", reset)
+    with pytest.raises(redis.ConnectionError):
+        execute(pipe)
+
+    async def auto() -> Any:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        pipeline = AutoPipeline(client)
+        try:
+            assert await pipeline.send("GET", f"{prefix}:k") == b"v"
+            monkeypatch.setattr(parsers._AsyncHiredisParser, "read_from_socket", reset_async)
+            return await pipeline.send("GET", f"{prefix}:k")
+        finally:
+            await pipeline.aclose()
+            await client.aclose()
+
+    with pytest.raises(redis.ConnectionError):
+        run(auto())
