@@ -888,8 +888,9 @@ class Follower:
             return
         self._index_kept_at = now
         last = await self._records.auto.execute("ZRANGE", self.index, -1, -1, "WITHSCORES")
-        if last:
-            farthest = max(0.0, float(last[1]) - now)
+        score = last_score(last)
+        if score is not None:
+            farthest = max(0.0, score - now)
             await self._records.auto.execute("EXPIRE", self.index, int(farthest) + self._ttl)
 
     def _forget(self, key: str, ladder: Ladder) -> None:
@@ -920,3 +921,14 @@ def _priority(label: str) -> Priority:
 
 def _blocked(verdict: Blocked) -> str:
     return f"{verdict.reason.value}" + (f" ({verdict.detail})" if verdict.detail else "")
+
+
+def last_score(reply: Any) -> float | None:  # noqa: ANN401 - a raw Redis reply
+    """The score in a raw `ZRANGE … WITHSCORES` reply of one entry; None when empty.
+
+    RESP3 (redis-py 8's default protocol) answers [[member, score]], RESP2 [member, score].
+    """
+    if not reply:
+        return None
+    entry = reply[0] if isinstance(reply[0], list) else reply
+    return float(entry[1])

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from typing import Any
 
 import pytest
+import redis
+import redis.asyncio as aioredis
 
-from tests.conftest import plain_alert
-from tripline.actors.dialing.follow import as_customer, contacts_of, ladder_rules, wrapup_codes
+from tests.conftest import REDIS_URL, plain_alert
+from tripline.actors.dialing.follow import (
+    as_customer,
+    contacts_of,
+    ladder_rules,
+    last_score,
+    wrapup_codes,
+)
 from tripline.actors.dialing.gate import call_member
+from tripline.adapters.redis_io import AutoPipeline
 from tripline.conf.schema import OutcomesConfig, ReachConfig
 from tripline.messages import Contact, Customer, DialIntent, Priority
 from tripline.pipeline.comply import Allowed, Blocked, ComplyRules, comply
@@ -85,3 +96,25 @@ def test_the_config_tables_become_the_ladders_rules() -> None:
     codes = wrapup_codes(OutcomesConfig(wrapup_do_not_call=["STOP"]))
     applied = codes.apply(Evidence(CallResult.REACHED, "", "STOP"))
     assert applied.do_not_call
+
+
+def test_the_follow_indexs_farthest_score_is_read_in_either_protocols_shape(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    """The index's TTL upkeep failed every minute on RESP3's [[member, score]] (IndexError)."""
+    assert last_score([]) is None
+    assert last_score([b"k", b"12.5"]) == 12.5  # RESP2
+    assert last_score([[b"k", 12.5]]) == 12.5  # RESP3
+    key = f"{prefix}:follow"
+    redis_client.zadd(key, {"a": 5.0, "b": 99.5})
+
+    async def read() -> Any:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        auto = AutoPipeline(client)
+        try:
+            return await auto.execute("ZRANGE", key, -1, -1, "WITHSCORES")
+        finally:
+            await auto.aclose()
+            await client.aclose()
+
+    assert last_score(asyncio.run(read())) == 99.5  # the shape this connection answers in
