@@ -226,8 +226,8 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         """
         try:
             yield from self._on_alerts(alerts, snapshots)
-        except (redis.ConnectionError, redis.TimeoutError):
-            raise
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.NoScriptError):
+            raise  # Redis' failure (a lost script too), not the alerts': the restart and sweep
         except Exception as exc:
             if len(alerts) == 1:
                 self._quarantine(alerts[0], exc)

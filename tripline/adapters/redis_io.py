@@ -31,6 +31,10 @@ import redis
 import redis.asyncio as aioredis
 from redis._parsers import hiredis as _redis_hiredis
 
+_RELOADS = 3
+"""How often a script Redis lost (NOSCRIPT: a restart, a SCRIPT FLUSH) is loaded and run again
+before its NoScriptError stands: a failover or repeated flushes may lose it in between."""
+
 # What redis-py's hiredis parser has its reader answer while a reply is incomplete (older
 # versions: False, hiredis' own default).
 _NOT_ENOUGH_DATA = getattr(_redis_hiredis, "NOT_ENOUGH_DATA", False)
@@ -103,9 +107,11 @@ def execute(
         return []
     pool = pipe.connection_pool
     replies = _round_trip(pool, commands)
-    lost = [n for n, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
-    if lost:  # those scripts did not run: load them and run just those again
-        for script in scripts:
+    for _ in range(_RELOADS):  # a flush may come again between a reload and the run
+        lost = [n for n, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+        if not lost:
+            break
+        for script in scripts:  # those scripts did not run: load them, run just those again
             script.reload()
         again = _round_trip(pool, [commands[n] for n in lost])
         for n, reply in zip(lost, again, strict=True):
@@ -262,17 +268,26 @@ class AutoPipeline:
         for (command, future), reply in zip(batch, replies, strict=True):
             answer = reply
             if isinstance(reply, redis.exceptions.NoScriptError) and command[0] == "EVALSHA":
-                try:
-                    await self._client.script_load(self._sources[command[1]])
-                    answer = await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
-                except Exception as exc:
-                    answer = exc
+                answer = await self._reload_and_run(command)
             if future.done():
                 continue
             if isinstance(answer, Exception):
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
+
+    async def _reload_and_run(self, command: tuple[Any, ...]) -> Any:  # noqa: ANN401
+        """A script call Redis lost the script of: loaded again and run; its reply or error."""
+        answer: Any = None
+        for _ in range(_RELOADS):  # a flush may come again between the load and the run
+            try:
+                await self._client.script_load(self._sources[command[1]])
+                answer = await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                answer = exc
+            if not isinstance(answer, redis.exceptions.NoScriptError):
+                break
+        return answer
 
     async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if self._conn is None:

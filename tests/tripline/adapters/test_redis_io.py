@@ -14,7 +14,13 @@ import redis
 import redis.asyncio as aioredis
 
 from tests.conftest import REDIS_URL
-from tripline.adapters.redis_io import AutoPipeline, PipelinedScript, execute, item_error
+from tripline.adapters.redis_io import (
+    AutoPipeline,
+    PipelinedScript,
+    execute,
+    item_error,
+    script_sha,
+)
 
 ECHO_LUA = "return {KEYS[1], ARGV[1]}"
 
@@ -261,3 +267,48 @@ def test_a_connection_reset_mid_reply_is_a_redis_connection_error_on_both_paths(
 
     with pytest.raises(redis.ConnectionError):
         run(auto())
+
+
+def test_a_script_lost_again_while_it_is_loaded_is_loaded_and_run_again(
+    redis_client: redis.Redis,
+) -> None:
+    """A failover or repeated SCRIPT FLUSH between the load and the run: NOSCRIPT twice in a
+    row still runs the script (once, it quarantined an alert as its own failure)."""
+    marker = uuid.uuid4().hex
+    source = f"return '{marker}'"  # never loaded by anyone else: its SHA is unknown to Redis
+
+    class LostOnce(PipelinedScript):
+        def __init__(self) -> None:  # not loaded at start: as after a restart
+            self._client, self._source, self.sha = redis_client, source, script_sha(source)
+            self.reloads = 0
+
+        def reload(self) -> None:
+            self.reloads += 1
+            if self.reloads > 1:  # the first load is "lost" again before the run
+                super().reload()
+
+    script = LostOnce()
+    pipe = redis_client.pipeline(transaction=False)
+    script.queue(pipe, [], [])
+    assert execute(pipe, script) == [marker.encode()]
+    assert script.reloads == 2
+
+    async def auto() -> Any:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        pipeline = AutoPipeline(client)
+        sha = pipeline.script(f"return '{marker}-async'")
+        loads = [0]
+        real = client.script_load
+
+        async def lost_once(text: str) -> Any:
+            loads[0] += 1
+            return None if loads[0] == 1 else await real(text)
+
+        client.script_load = lost_once  # type: ignore[method-assign,assignment]
+        try:
+            return await pipeline.evalsha(sha, [], []), loads[0]
+        finally:
+            await pipeline.aclose()
+            await client.aclose()
+
+    assert run(auto()) == (f"{marker}-async".encode(), 2)
