@@ -5,6 +5,11 @@ behind a storm's batches waited for every one of them. In this inbox a message a
 critical alert overtakes the waiting messages — except those about any of its sensors, so a
 sensor's alerts (and its resolve) are still handled in the order they came. Everything else
 keeps its order: among the urgent messages, and among the others.
+
+There is no aging: while critical work keeps arriving, the rest waits — on purpose, and
+bounded by how many critical alerts a fleet raises (the storm's non-critical alerts become
+tasks without a CRM lookup). Messages about no sensor (a Ping, pykka's stop) are overtaken
+too: the supervisor stops the subscribers first, so at shutdown the urgent flow has ended.
 """
 
 from __future__ import annotations
