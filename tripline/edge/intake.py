@@ -19,6 +19,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from tripline.adapters.redis_io import AutoPipeline, async_redis
@@ -40,6 +41,7 @@ class Intake:
         """Nothing connects until the first alert (on the loop that serves it)."""
         self._service = service
         self._pipeline: AutoPipeline | None = None
+        self._client: aioredis.Redis | None = None
         self._routing: list[Accepted] = []
         self._linger = service.config.http.route_linger_ms / 1000
         self._last_route = -math.inf
@@ -70,12 +72,15 @@ class Intake:
         if self._pipeline is not None:
             await self._pipeline.aclose()
             self._pipeline = None
+        if self._client is not None:  # its pool: a script reloaded after NOSCRIPT used it
+            await self._client.aclose(close_connection_pool=True)
+            self._client = None
 
     def _auto_pipeline(self) -> AutoPipeline:
         if self._pipeline is None:
             conf = self._service.config.redis
             # One connection of its own (the AutoPipeline's), with the sync client's timeout.
-            client = async_redis(conf.url, connections=1, socket_timeout=5.0)
+            self._client = client = async_redis(conf.url, connections=1, socket_timeout=5.0)
             self._pipeline = AutoPipeline(client)
             # Known by its source too: after a Redis restart (NOSCRIPT) it is loaded again.
             self._pipeline.script(ACCEPT_LUA)
@@ -133,7 +138,6 @@ class Intake:
             # Recorded already: the records stay 'accepted' and the resume sweep routes them.
             log.warning("routing webhook alerts failed (the sweep resumes them): %r", exc)
             self._service.stats.count("route_failed")
-
 
 
 def _critical(verdict: Accepted) -> bool:

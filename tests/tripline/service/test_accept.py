@@ -288,7 +288,8 @@ def _record_async(accepting: Acceptor, items: list[Checked | Any], url: str = RE
     """Record `items` concurrently, as requests in flight do; (verdicts, round trips)."""
 
     async def go() -> tuple[list[Any], int]:
-        pipeline = redis_io.AutoPipeline(redis_io.async_redis(url, connections=1))
+        client = redis_io.async_redis(url, connections=1)
+        pipeline = redis_io.AutoPipeline(client)
         try:
             verdicts = await asyncio.gather(
                 *(accepting.record_async(item, pipeline) for item in items),
@@ -297,6 +298,7 @@ def _record_async(accepting: Acceptor, items: list[Checked | Any], url: str = RE
             return list(verdicts), pipeline.round_trips
         finally:
             await pipeline.aclose()
+            await client.aclose(close_connection_pool=True)
 
     return asyncio.run(go())
 
