@@ -93,7 +93,11 @@ class Dialer(Supervised, pykka.ThreadingActor):
         # Maintenance windows and the operators' pause, shared by every instance.
         self._controls = maintenance or OperatorControls()
         self._budget = RateBudget(
-            key=keys.rate(), rate_per_minute=conf.rate_per_minute, burst=conf.burst, client=client
+            key=keys.rate(),
+            rate_per_minute=conf.rate_per_minute,
+            burst=conf.burst,
+            client=client,
+            critical_reserve=conf.critical_reserve,
         )
         self._prepaid = PrepaidBudget(self._budget, ttl=_PREPAID_TTL, most=_PREPAY)
         self._jobs = DialJobs(
@@ -345,7 +349,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         started: list[tuple[Queued, bool]] = []
         while (choice := self._choose(now)) is not None:
             priority, batched = choice
-            if not batched and not self._may_send(now):
+            if not batched and not self._may_send(now, critical=priority == Priority.CRITICAL):
                 break
             item = self._queue.pop(priority)
             if isinstance(item.work, DialIntent):
@@ -364,7 +368,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if self._queue:
             self._wake_at(now + _IDLE_TICK)
 
-    def _may_send(self, now: float) -> bool:
+    def _may_send(self, now: float, *, critical: bool = False) -> bool:
         """One request may leave now: no 429 pause, the breaker allows it, budget is there."""
         if now < self._paused_until:
             self._wake_at(self._paused_until)
@@ -376,7 +380,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             self._wake_at(self._breaker.opened_at + self._conf.breaker_cool_off_seconds)
             return False
         free = sum(self._caps[critical] - self._in_flight[critical] for critical in (True, False))
-        wait = self._prepaid.wait(now, queued=len(self._queue), free=free)
+        wait = self._prepaid.wait(now, queued=len(self._queue), free=free, critical=critical)
         if wait > 0:
             self._wake_at(now + wait)
             return False

@@ -210,6 +210,12 @@ class DialerConfig:
     campaign_batch_seconds: float = _f(2.0, min=0.01, doc="Longest a contact waits for a batch.")
     rate_per_minute: int = _f(240, min=1, max=1_000_000, doc="Contact-center requests per minute.")
     burst: int = _f(10, min=1, doc="Requests allowed back to back.")
+    critical_reserve: int = _f(
+        2,
+        min=0,
+        doc="Requests of the burst only critical calls may take (at most burst - 1): in a "
+        "storm the rest of the work leaves them that much room (the rate stays rate_per_minute).",
+    )
     max_concurrency: int = _f(4, min=1, max=256, doc="Calls in flight.")
     critical_concurrency: int = _f(
         2, min=1, max=256, doc="Critical calls in flight: their own cap, beside max_concurrency."
@@ -671,9 +677,10 @@ def _check_priorities(values: dict[str, Any]) -> list[str]:
 
 
 def _check_dialer(values: dict[str, Any]) -> list[str]:
+    problems = []
     if values.get("backoff_base_seconds", 0.5) > values.get("backoff_max_seconds", 30.0):
-        return ["backoff_base_seconds: must not exceed backoff_max_seconds"]
-    return []
+        problems.append("backoff_base_seconds: must not exceed backoff_max_seconds")
+    return problems
 
 
 # An origin as a browser sends it: scheme, host, optional port; no path, no trailing slash.

@@ -604,9 +604,9 @@ def test_a_budget_that_said_wait_is_not_asked_again_before_then(
     asked: list[int] = []
     take = RateBudget.try_take
 
-    def counted(self: RateBudget, up_to: int = 1) -> tuple[int, float]:
+    def counted(self: RateBudget, up_to: int = 1, *, critical: bool = False) -> tuple[int, float]:
         asked.append(up_to)
-        return take(self, up_to)
+        return take(self, up_to, critical=critical)
 
     monkeypatch.setattr(RateBudget, "try_take", counted)
     backend = FakeBackend()

@@ -43,7 +43,8 @@ class ScriptedBudget:
         self.asked: list[int] = []
         self.taken = 0
 
-    def try_take(self, up_to: int = 1) -> tuple[int, float]:
+    def try_take(self, up_to: int = 1, *, critical: bool = False) -> tuple[int, float]:
+        assert not critical  # these scripts are of other work
         self.asked.append(up_to)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -95,3 +96,59 @@ def test_the_recent_pace_sizes_what_is_taken_under_load() -> None:
     assert budget.asked[0] >= 1
     prepaid.wait(10.2, queued=1, free=1)
     assert max(budget.asked) > 1  # the pace, not just what can start, is prepaid
+
+
+def test_a_budget_used_up_by_other_work_still_has_its_reserve_for_critical_calls(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    budget = RateBudget(
+        key=Keys(prefix).rate(),
+        rate_per_minute=60,
+        burst=5,
+        client=redis_client,
+        critical_reserve=2,
+    )
+    assert budget.try_take(32)[0] == 3  # the others' burst: 5 less the reserve
+    got, wait = budget.try_take(1)
+    assert got == 0
+    assert 0 < wait <= 1.0
+    assert budget.try_take(1, critical=True) == (1, 0.0)  # at once, from the reserve
+    assert budget.try_take(1, critical=True) == (1, 0.0)
+    got, wait = budget.try_take(1, critical=True)  # the reserve is spent too: the rate holds
+    assert got == 0
+    assert 0 < wait <= 1.0
+
+
+def test_prepaid_critical_requests_take_the_reserve_and_only_themselves(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    budget = RateBudget(
+        key=Keys(prefix).rate(),
+        rate_per_minute=60,
+        burst=5,
+        client=redis_client,
+        critical_reserve=2,
+    )
+    prepaid = PrepaidBudget(budget, ttl=0.1, most=32)
+    now = time.monotonic()
+    for _ in range(3):
+        assert prepaid.wait(now, queued=100, free=100) == 0.0
+    assert prepaid.wait(now, queued=100, free=100) > 0  # the others wait for the rate
+    assert prepaid.wait(now, queued=100, free=100, critical=True) == 0.0  # a critical one not
+    assert budget.taken == 4  # the critical request took one, not a prepaid batch
+    assert prepaid.wait(now, queued=100, free=100) > 0  # and left the last for the next one
+    assert prepaid.wait(now, queued=100, free=100, critical=True) == 0.0
+
+
+@pytest.mark.parametrize(("burst", "reserve", "others"), [(5, 9, 1), (1, 2, 1), (5, 0, 5)])
+def test_the_reserve_leaves_the_other_work_one_request_of_the_burst_at_least(
+    redis_client: redis.Redis, prefix: str, burst: int, reserve: int, others: int
+) -> None:
+    budget = RateBudget(
+        key=Keys(prefix).rate(),
+        rate_per_minute=60,
+        burst=burst,
+        client=redis_client,
+        critical_reserve=reserve,
+    )
+    assert budget.try_take(32)[0] == others
