@@ -265,6 +265,17 @@ def _warm(service: Service) -> None:
     _wait(warmed, 60, "cache warm")
 
 
+def backlog(topic_root: str, run: str, count: int) -> list[tuple[str, bytes]]:
+    """`count` alerts of distinct sensors over CUSTOMERS customers: (topic, payload) each."""
+    return [
+        (
+            f"{topic_root}/sensors/S-{run}-{n}/alerts",
+            _alert(f"{run}-{n}", f"S-{run}-{n}", f"CUST-{n % CUSTOMERS}"),
+        )
+        for n in range(count)
+    ]
+
+
 def throughput(
     rig: Rig, count: int, instances: int = 1, window: float | None = None
 ) -> dict[str, Any]:
@@ -278,13 +289,7 @@ def throughput(
     run = uuid.uuid4().hex[:6]
     prefix, topic_root = f"b{run}", f"bench/{run}"
     topic = f"{topic_root}/sensors/+/alerts"
-    messages = [
-        (
-            f"{topic_root}/sensors/S-{run}-{n}/alerts",
-            _alert(f"{run}-{n}", f"S-{run}-{n}", f"CUST-{n % CUSTOMERS}"),
-        )
-        for n in range(count)
-    ]
+    messages = backlog(topic_root, run, count)
     bare = bare_drain(rig, messages, topic)
     ceiling = accept_only(rig, messages, topic) if instances == 1 else 0
     _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": CUSTOMERS})

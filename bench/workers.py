@@ -42,22 +42,16 @@ def workers_phase(
         CUSTOMERS,
         FAST,
         TERMINAL,
-        _alert,
         _discard_session,
         _publish_backlog,
         _warm,
+        backlog,
     )
 
     run = uuid.uuid4().hex[:6]
     prefix, topic_root = f"b{run}", f"bench/{run}"
     topic = f"{topic_root}/sensors/+/alerts"
-    messages = [
-        (
-            f"{topic_root}/sensors/S-{run}-{n}/alerts",
-            _alert(f"{run}-{n}", f"S-{run}-{n}", f"CUST-{n % CUSTOMERS}"),
-        )
-        for n in range(count)
-    ]
+    messages = backlog(topic_root, run, count)
     _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": CUSTOMERS})
     base = f"tl-{run}"
     service = Service(

@@ -150,18 +150,28 @@ def _read_sync(parser: Any, count: int) -> list[Any]:  # noqa: ANN401 - redis-py
     """`count` replies read with the parser's own hiredis reader and socket (see _round_trip)."""
     reader: hiredis.Reader = parser._reader  # noqa: SLF001
     replies: list[Any] = []
+    while not _parsed(reader, replies, count):
+        try:
+            parser.read_from_socket()
+        except OSError as exc:  # a reset: redis-py's read_response says ConnectionError
+            raise _reset(exc) from exc
+    return replies
+
+
+def _parsed(reader: hiredis.Reader, replies: list[Any], count: int) -> bool:
+    """Take what the reader holds into `replies`, up to `count`; whether that many are in."""
     while len(replies) < count:
         reply = reader.gets()
         if reply is False or reply is _NOT_ENOUGH_DATA:
-            try:
-                parser.read_from_socket()
-            except OSError as exc:  # a reset: redis-py's read_response says ConnectionError
-                raise redis.ConnectionError(f"Error while reading from Redis: {exc!r}") from exc
-            continue
+            return False
         if isinstance(reply, redis.ConnectionError):
             raise reply  # LOADING and the like: as read_response raises them
         replies.append(reply)
-    return replies
+    return True
+
+
+def _reset(exc: OSError) -> redis.ConnectionError:
+    return redis.ConnectionError(f"Error while reading from Redis: {exc!r}")
 
 
 def async_redis(
@@ -326,15 +336,9 @@ async def _read_replies(conn: aioredis.connection.AbstractConnection, count: int
             except redis.ResponseError as exc:
                 replies.append(exc)
         return replies
-    while len(replies) < count:
-        reply = reader.gets()
-        if reply is False or reply is _NOT_ENOUGH_DATA:
-            try:
-                await parser.read_from_socket()  # type: ignore[union-attr]
-            except OSError as exc:  # a reset: redis-py's read_response says ConnectionError
-                raise redis.ConnectionError(f"Error while reading from Redis: {exc!r}") from exc
-            continue
-        if isinstance(reply, redis.ConnectionError):
-            raise reply  # LOADING and the like: as read_response raises them
-        replies.append(reply)
+    while not _parsed(reader, replies, count):
+        try:
+            await parser.read_from_socket()  # type: ignore[union-attr]
+        except OSError as exc:  # a reset: redis-py's read_response says ConnectionError
+            raise _reset(exc) from exc
     return replies

@@ -98,16 +98,17 @@ def test_the_recent_pace_sizes_what_is_taken_under_load() -> None:
     assert max(budget.asked) > 1  # the pace, not just what can start, is prepaid
 
 
+def reserved(client: redis.Redis, prefix: str) -> RateBudget:
+    """1/s, bursts of 5, two of them for critical calls only."""
+    return RateBudget(
+        key=Keys(prefix).rate(), rate_per_minute=60, burst=5, client=client, critical_reserve=2
+    )
+
+
 def test_a_budget_used_up_by_other_work_still_has_its_reserve_for_critical_calls(
     redis_client: redis.Redis, prefix: str
 ) -> None:
-    budget = RateBudget(
-        key=Keys(prefix).rate(),
-        rate_per_minute=60,
-        burst=5,
-        client=redis_client,
-        critical_reserve=2,
-    )
+    budget = reserved(redis_client, prefix)
     assert budget.try_take(32)[0] == 3  # the others' burst: 5 less the reserve
     got, wait = budget.try_take(1)
     assert got == 0
@@ -122,13 +123,7 @@ def test_a_budget_used_up_by_other_work_still_has_its_reserve_for_critical_calls
 def test_prepaid_critical_requests_take_the_reserve_and_only_themselves(
     redis_client: redis.Redis, prefix: str
 ) -> None:
-    budget = RateBudget(
-        key=Keys(prefix).rate(),
-        rate_per_minute=60,
-        burst=5,
-        client=redis_client,
-        critical_reserve=2,
-    )
+    budget = reserved(redis_client, prefix)
     prepaid = PrepaidBudget(budget, ttl=0.1, most=32)
     now = time.monotonic()
     for _ in range(3):
