@@ -110,8 +110,19 @@ def main() -> int:
         help=f"the check CI runs: only {', '.join(GATED)}, and accepted survivors not run again",
     )
     parser.add_argument("--verbose", action="store_true", help="one line per mutant")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run the modules in this many processes at once (one core each)",
+    )
     args = parser.parse_args()
-    names = list(GATED) if args.gated else args.modules or _all_modules()
+    if args.gated:  # named modules with --gated: those of the gated ones (a job's share)
+        names = [n for n in GATED if not args.modules or n in args.modules]
+    else:
+        names = args.modules or _all_modules()
+    if args.jobs > 1 and len(names) > 1:
+        return _in_jobs(names, args.jobs, gated=args.gated, verbose=args.verbose)
     unknown = [n for n in names if not (ROOT / "pipeline" / f"{n}.py").is_file()]
     if unknown:
         parser.error(f"no such module in pipeline/: {', '.join(unknown)}")
@@ -130,6 +141,35 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("FAILED: a new survivor in a gated module" if failed else "ok")
+    return 1 if failed else 0
+
+
+def _in_jobs(names: list[str], jobs: int, *, gated: bool, verbose: bool) -> int:
+    """The modules shared out over `jobs` processes (largest first); each one's report in turn.
+
+    Each job is this script on its share, in a tree copy of its own; 1 if any job found a new
+    survivor (or failed).
+    """
+    sizes = {n: (ROOT / "pipeline" / f"{n}.py").stat().st_size for n in names}
+    shares: list[list[str]] = [[] for _ in range(min(jobs, len(names)))]
+    for name in sorted(names, key=sizes.__getitem__, reverse=True):
+        min(shares, key=lambda share: sum(sizes[n] for n in share)).append(name)
+    flags = [*(["--gated"] if gated else []), *(["--verbose"] if verbose else [])]
+    running = [
+        subprocess.Popen(
+            [sys.executable, __file__, *flags, *share],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for share in shares
+    ]
+    failed = False
+    for proc in running:
+        out, _ = proc.communicate()
+        print(out, end="")
+        failed |= proc.returncode != 0
+    print("FAILED: a job found a new survivor" if failed else "ok (all jobs)")
     return 1 if failed else 0
 
 
