@@ -63,10 +63,10 @@ _RELAUNCH_EVERY = 2.0  # seconds between attempts to start an actor whose start 
 _IN_FLIGHT_LIMIT = 180.0
 _CONTROLS_EVERY = 1.0  # seconds: how soon a window or pause set elsewhere (instance, CLI) applies
 _SWEEP_SHARE = 0.2  # of the wall time, for the periodic sweep: spread out, not one burst
-# How long a message for an actor that died waits for its replacement: ~5 s, 50 ms apart.
 _CRITICAL_MQTT = "mqtt-critical"
 _SUBSCRIBERS = ("mqtt", _CRITICAL_MQTT)
 """The subscriber actors: stopped first, so nothing new arrives while the rest drains."""
+# How long a message for an actor that died waits for its replacement: ~5 s, 50 ms apart.
 _RESTART_PATIENCE = Backoff(first=0.05, cap=0.05, attempts=101)
 
 

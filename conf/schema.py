@@ -677,10 +677,9 @@ def _check_priorities(values: dict[str, Any]) -> list[str]:
 
 
 def _check_dialer(values: dict[str, Any]) -> list[str]:
-    problems = []
     if values.get("backoff_base_seconds", 0.5) > values.get("backoff_max_seconds", 30.0):
-        problems.append("backoff_base_seconds: must not exceed backoff_max_seconds")
-    return problems
+        return ["backoff_base_seconds: must not exceed backoff_max_seconds"]
+    return []
 
 
 # An origin as a browser sends it: scheme, host, optional port; no path, no trailing slash.

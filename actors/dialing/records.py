@@ -278,17 +278,8 @@ class Records:
             allowed_from=allowed_from,
             **{k: v for k, v in fields.items() if v},
         )
-
-        async def step() -> Any:  # noqa: ANN401
-            self._unindex_soon()
-            applied = self.auto.send_script(self.sha["transition"], keys, args)
-            removed = self._forget_with(forget)
-            if removed is not None:
-                removed.add_done_callback(_forgotten)
-            return await applied
-
         # An outcome that happened must be recorded: wait out a Redis outage for it.
-        applied = await ride_out(step)
+        applied = await ride_out(lambda: self._script_forgetting("transition", keys, args, forget))
         if applied == 1 and state in TERMINAL:
             self.unindex_later([key])
         return bool(applied == 1)
@@ -301,16 +292,18 @@ class Records:
         `forget`: work whose queue entry goes in the same round trip, after the note.
         """
         keys, args = annotate_args(self.keys, key, now=self._clock(), event=event, **fields)
+        await ride_out(lambda: self._script_forgetting("annotate", keys, args, forget))
 
-        async def step() -> Any:  # noqa: ANN401
-            self._unindex_soon()
-            noted = self.auto.send_script(self.sha["annotate"], keys, args)
-            removed = self._forget_with(forget)
-            if removed is not None:
-                removed.add_done_callback(_forgotten)
-            return await noted
-
-        await ride_out(step)
+    async def _script_forgetting(
+        self, script: str, keys: list[str], args: list[Any], forget: Work | None
+    ) -> Any:  # noqa: ANN401
+        """Run one of the record's scripts, `forget`'s queue entry going in the same round trip."""
+        self._unindex_soon()
+        reply = self.auto.send_script(self.sha[script], keys, args)
+        removed = self._forget_with(forget)
+        if removed is not None:
+            removed.add_done_callback(_forgotten)
+        return await reply
 
     def unindex_later(self, keys: list[str]) -> None:
         """Take decided alerts out of the pending index, once their outcome is recorded.

@@ -329,7 +329,7 @@ def accept_args(keys: Keys, alert: Alert, ttl: int) -> tuple[list[str], list[Any
     accepted_at = iso(alert.accepted_at)
     args: list[Any] = [
         ttl,
-        orjson.dumps({"at": accepted_at, "state": _ACCEPTED}),  # history_entry(ACCEPTED, at)
+        history_entry(_ACCEPTED, alert.accepted_at),
         "idempotencyKey",
         alert.idempotency_key,
         "sensorId",

@@ -96,7 +96,7 @@ class Intake:
         """
         self._routing.append(verdict)
         loop = asyncio.get_running_loop()
-        if verdict.alert.priority == Priority.CRITICAL:
+        if _critical(verdict):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

@@ -234,14 +234,7 @@ class Acceptor:
             if attempt == self._attempts:
                 self._unindex([item.alert.idempotency_key for (_, item), _ in failed])
                 for (index, item), error in failed:
-                    verdicts[index] = self.quarantine(
-                        item.payload,
-                        error,
-                        source=item.source,
-                        topic=item.topic,
-                        key=item.alert.idempotency_key,
-                        attempts=attempt,
-                    )
+                    verdicts[index] = self._give_up(item, error, attempt)
             todo = [entry for entry, _ in failed]
             retried.update(item.alert.idempotency_key for _, item in todo)
         out = [v for v in verdicts if v is not None]
@@ -344,11 +337,20 @@ class Acceptor:
                 if attempt == self._attempts:
                     self._unindex([key])
         assert error is not None  # noqa: S101 - the loop returns or records an error
-        verdict = self.quarantine(
-            item.payload, error, source=item.source, topic=item.topic, key=key, attempts=attempt
-        )
+        verdict = self._give_up(item, error, attempt)
         self._count([verdict])
         return verdict
+
+    def _give_up(self, item: Checked, error: Exception, attempts: int) -> Quarantined:
+        """Quarantine an alert whose own commands failed `attempts` times."""
+        return self.quarantine(
+            item.payload,
+            error,
+            source=item.source,
+            topic=item.topic,
+            key=item.alert.idempotency_key,
+            attempts=attempts,
+        )
 
     def _commands(self, item: Checked, now: float) -> list[tuple[Any, ...]]:
         """One alert's commands, in the order _outcome reads their replies.
