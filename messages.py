@@ -404,6 +404,22 @@ class Withdrawn:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AdoptQueue:
+    """Take over a lapsed instance's queued work (asked by the takeover): answers how much."""
+
+    queue_key: str
+    """The dead instance's persisted dial queue."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndSession:
+    """End a taken-over broker session once quiet (asked by the takeover): True when ended."""
+
+    quiet: float
+    """Seconds without a message that mean the session holds nothing more."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OccupancyObserved:
     """The dialer's loop polled the contact center's queue occupancy."""
 

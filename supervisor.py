@@ -29,11 +29,13 @@ from tripline.adapters.store import Keys
 from tripline.conf.rules import load_rules
 from tripline.conf.schema import Config
 from tripline.messages import (
+    AdoptQueue,
     Alert,
     AlertBatch,
     ConnectionQuery,
     ControlsChanged,
     Drain,
+    EndSession,
     EntityCountQuery,
     Ping,
     Priority,
@@ -51,8 +53,10 @@ from tripline.pipeline.validate import Limits
 from tripline.service.accept import Acceptor
 from tripline.service.controls import OperatorControls, set_paused
 from tripline.service.events import Events
+from tripline.service.lease import Lease
 from tripline.service.resume import SweepRules, sweep
 from tripline.service.stats import Stats
+from tripline.service.takeover import adopt
 
 log = logging.getLogger("tripline.supervisor")
 
@@ -68,6 +72,7 @@ _SUBSCRIBERS = ("mqtt", _CRITICAL_MQTT)
 """The subscriber actors: stopped first, so nothing new arrives while the rest drains."""
 # How long a message for an actor that died waits for its replacement: ~5 s, 50 ms apart.
 _RESTART_PATIENCE = Backoff(first=0.05, cap=0.05, attempts=101)
+_SESSION_QUIET = 1.0  # seconds without a message: a taken-over broker session holds no more
 
 
 class ComponentStatus(StrEnum):
@@ -102,9 +107,17 @@ class Service:
         *,
         clock: Callable[[], float] = time.time,
         backends: BackendsFactory | None = None,
+        on_fenced: Callable[[], None] | None = None,
     ) -> None:
-        """Build collaborators; nothing starts until start()."""
+        """Build collaborators; nothing starts until start().
+
+        `on_fenced`: called once if another instance adopted this one's work (its lease lapsed,
+        see tripline/service/lease.py): `tripline run` stops the process. By default the
+        subscribers stop (nothing new is taken in) and the service reports itself unhealthy.
+        """
         self.config, self.clock = config, clock
+        self._on_fenced = on_fenced
+        self.fenced = False
         self.stats = Stats()
         self.events = Events(config.mqtt.client_id, clock)
         self.events.publish_with(self._publish_event)
@@ -156,6 +169,16 @@ class Service:
             number=_caps(config.comply.number_caps), customer=_caps(config.comply.customer_caps)
         )
         self.maintenance = OperatorControls()
+        m = config.mqtt
+        self.lease = Lease(
+            self.redis,
+            self.keys,
+            instance=m.client_id,
+            ttl=config.status.takeover_after_seconds,
+            sessions=[(m.client_id, m.topic)]
+            + ([(f"{m.client_id}-critical", m.critical_topic)] if m.critical_topic else []),
+        )
+        self._adopting: threading.Thread | None = None
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.RLock()
         # Which 'accepted' alerts the actors still hold, for the sweep. An actor's death loses
@@ -234,6 +257,7 @@ class Service:
         """Start in dependency order: Redis, dialer, enricher, shards, subscriber last."""
         self.started_at = self._since = self.clock()
         self.redis.ping()  # fail fast with a clear error if Redis is not there
+        self._take_lease()
         self.maintenance.refresh(self.redis, self.keys)
         # The holiday tables the rules close on, loaded beside the start-up instead of on the
         # way of the first alerts that need them (~80 ms for the first: a critical one's too).
@@ -333,6 +357,107 @@ class Service:
             target=self._watch, name="supervisor-watchdog", daemon=True
         )
         self._watchdog.start()
+
+    # --- the lease, and adopting the work of instances whose lease lapsed ---------------------
+
+    def _take_lease(self) -> None:
+        """Take this instance's lease; first wait for a survivor adopting our work to finish.
+
+        Were we to start meanwhile, we would drain our own broker session against it and
+        sweep the index it is moving.
+        """
+        while claimer := self.lease.acquire(self.clock()):
+            log.warning(
+                "%s is adopting this instance's work (its lease had lapsed); waiting for it",
+                claimer,
+            )
+            if self._stopping.wait(1.0):
+                return
+
+    def _keep_lease(self) -> None:
+        """Renew the lease; adopt one lapsed instance if no adoption is under way."""
+        now = self.clock()
+        if not self.lease.renew(now):
+            self._fenced()
+            return
+        if self._adopting is not None and self._adopting.is_alive():
+            return
+        dead = self.lease.claim(now)
+        if dead is None:
+            return
+        self._adopting = threading.Thread(
+            target=self._adopt, args=(dead,), name=f"takeover-{dead}"[:15], daemon=True
+        )
+        self._adopting.start()
+
+    def _fenced(self) -> None:
+        if self.fenced:
+            return
+        self.fenced = True
+        log.critical(
+            "this instance's lease was taken: another instance presumed it dead and adopted "
+            "its work; stopping (a new start takes a new lease)"
+        )
+        if self._on_fenced is not None:
+            self._on_fenced()
+            return
+        with self._lock:
+            for name in _SUBSCRIBERS:
+                self._stop_slot(name)
+
+    def _adopt(self, dead: str) -> None:
+        """Adopt `dead`'s work (tripline/service/takeover.py), then release the claim."""
+        log.warning("instance %s's lease lapsed; adopting its work", dead)
+        try:
+            counts = adopt(
+                dead,
+                client=self.redis,
+                keys=self.keys,
+                me=self.config.mqtt.client_id,
+                sessions=self.lease.sessions_of(dead, self.config.mqtt.topic),
+                drain_session=lambda client_id, topic: self._drain_session(dead, client_id, topic),
+                adopt_queue=lambda key: int(
+                    self.ref("dialer").ask(AdoptQueue(queue_key=key), block=True, timeout=60.0)
+                ),
+                sweep_dead=lambda instance: sweep(
+                    self.redis,
+                    self.keys,
+                    instance=instance,
+                    now=self.clock(),
+                    rules=SweepRules(accepted_grace=0.0, dialing_grace=0.0),
+                    route=self._reroute,
+                    defer=lambda task: self._tell_with_patience("dialer", task),
+                    settled=self._settled,
+                    quarantine=lambda key, error, blob: self.dead_letters.add(
+                        "resume", error=error, payload=blob, key=key
+                    ),
+                ),
+            )
+        except Exception:  # the claim stays ours: the next renewal tries again
+            log.exception("adopting %s failed; trying again", dead)
+            return
+        if counts is None:
+            return
+        self.lease.release(dead)
+        self.stats.takeovers.inc()
+        self.events.emit("takeover", adoptedFrom=dead, adopted=dict(counts))
+        log.warning("adopted the work of %s: %s", dead, dict(counts))
+
+    def _drain_session(self, dead: str, client_id: str, topic: str) -> bool:
+        """Connect as one of `dead`'s broker sessions, take in what it holds, end it."""
+        conf = replace(self.config.mqtt, client_id=client_id, topic=topic, critical_topic="")
+        ref = MqttSubscriber.start(
+            conf=conf, acceptor=self.acceptor, route=self.route, group_of=dead, takeover=True
+        )
+        try:
+            deadline = time.monotonic() + max(60.0, 2 * self.config.status.takeover_after_seconds)
+            while time.monotonic() < deadline and not self._stopping.is_set():
+                if ref.ask(EndSession(quiet=_SESSION_QUIET), timeout=_ASK_TIMEOUT):
+                    return True
+                time.sleep(0.2)
+            return False
+        finally:
+            ref.stop(timeout=_ASK_TIMEOUT)
 
     def resume(self, rules: SweepRules, *, share: float = 1.0) -> Counter[str]:
         """Drive this instance's unfinished alerts on (see tripline/service/resume.py).
@@ -466,31 +591,47 @@ class Service:
     # --- supervision ---------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        """Replace dead actors, tick the shards' snapshots, sweep unfinished work."""
-        tick_every = self.config.sensor.snapshot_interval_seconds
+        """Replace dead actors; keep the lease, the controls, snapshots and the sweep going."""
         status = self.config.status
-        next_tick = time.monotonic() + tick_every
-        next_sweep = time.monotonic() + status.sweep_interval_seconds
-        next_controls = time.monotonic() + _CONTROLS_EVERY
+        # (every, job, under the lock): the sweep and the lease's adoption claims run outside
+        # it, as they may take a while (the lease's renewal itself is one round trip).
+        jobs = [
+            (status.takeover_after_seconds / 3, self._lease_tick, False),
+            (_CONTROLS_EVERY, self._controls_tick, True),
+            (self.config.sensor.snapshot_interval_seconds, self._snapshot_tick, True),
+            (status.sweep_interval_seconds, self._periodic_sweep, False),
+        ]
+        due = [time.monotonic() + every for every, _, _ in jobs]
         while not self._stopping.wait(0.2):
             with self._lock:
                 if self._stopping.is_set():
                     return
                 self._supervise()
-                if time.monotonic() >= next_controls:
-                    next_controls = time.monotonic() + _CONTROLS_EVERY
-                    try:  # changed by another instance or the CLI
-                        self.refresh_controls()
-                    except redis.RedisError as exc:
-                        log.warning("maintenance windows and pause not refreshed: %r", exc)
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + tick_every
-                    for name, slot in self._slots.items():
-                        if name.startswith("shard-") and slot.ref is not None:
-                            slot.ref.tell(SnapshotTick())
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + status.sweep_interval_seconds
-                self._periodic_sweep()
+            for i, (every, job, locked) in enumerate(jobs):
+                if time.monotonic() < due[i]:
+                    continue
+                due[i] = time.monotonic() + every
+                with self._lock if locked else contextlib.nullcontext():
+                    if self._stopping.is_set():
+                        return
+                    job()
+
+    def _lease_tick(self) -> None:
+        try:
+            self._keep_lease()
+        except redis.RedisError as exc:
+            log.warning("lease not renewed: %r", exc)
+
+    def _controls_tick(self) -> None:
+        try:  # changed by another instance or the CLI
+            self.refresh_controls()
+        except redis.RedisError as exc:
+            log.warning("maintenance windows and pause not refreshed: %r", exc)
+
+    def _snapshot_tick(self) -> None:
+        for name, slot in self._slots.items():
+            if name.startswith("shard-") and slot.ref is not None:
+                slot.ref.tell(SnapshotTick())
 
     def _supervise(self) -> None:
         for slot in self._slots.values():
@@ -587,11 +728,26 @@ class Service:
             **dialer,
             "events": self.events.recent(20),
             "maintenance": [w.to_doc(now) for w in self.maintenance.open_at(now)],
+            "leases": self._leases(now),
             "deadLetters": {
                 "stream": self.dead_letters.key,
                 "quarantined": self.dead_letters.counts(),
             },
             "recentDecisions": self.stats.recent(30),
+        }
+
+    def _leases(self, now: float) -> dict[str, Any]:
+        """The lease registry: every instance, live or lapsed, and who is adopting whom."""
+        try:
+            views = self.lease.view(now)
+        except redis.RedisError:
+            return {"takeoverAfterSeconds": self.lease.ttl, "instances": None}
+        g = self.stats.gauges["leases"]
+        g.labels("live").set(sum(v.live for v in views))
+        g.labels("lapsed").set(sum(not v.live for v in views))
+        return {
+            "takeoverAfterSeconds": self.lease.ttl,
+            "instances": [v.to_doc(now) for v in views],
         }
 
     def pause_dialing(self, *, paused: bool, by: str = "operator") -> None:

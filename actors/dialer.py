@@ -21,6 +21,7 @@ from tripline.adapters.budget import PrepaidBudget, RateBudget
 from tripline.adapters.store import Keys, iso
 from tripline.conf.schema import CrmConfig, DialerConfig, OutcomesConfig, ReachConfig
 from tripline.messages import (
+    AdoptQueue,
     ControlsChanged,
     DialFinished,
     DialIntent,
@@ -152,13 +153,17 @@ class Dialer(Supervised, pykka.ThreadingActor):
         """Start the loop and the backends; take back work queued before a restart."""
         self._loop = LoopThread(f"dialer-loop-{id(self):x}")
         restored = self._loop.call(self._open())
-        now = self._clock()
-        for work in restored:
-            self._queue.add(work, at=work.enqueued_at if isinstance(work, DialIntent) else now)
+        self._requeue(restored)
         if restored:
             log.warning("dialer: %d queued items restored from Redis", len(restored))
         self._pump()
         self._dispatch()
+
+    def _requeue(self, works: list[Work]) -> None:
+        """Queue persisted work again (restored, or adopted), calls at their first queueing."""
+        now = self._clock()
+        for work in works:
+            self._queue.add(work, at=work.enqueued_at if isinstance(work, DialIntent) else now)
 
     async def _open(self) -> list[Work]:
         await self._jobs.connect()
@@ -198,10 +203,8 @@ class Dialer(Supervised, pykka.ThreadingActor):
             case Drain():
                 waiting = sum(self._queue.live.values())
                 return waiting + sum(self._in_flight.values()) + len(self._cancelling)
-            case StatusQuery():
-                return self._status()
-            case Ping():
-                return True
+            case StatusQuery() | Ping() | AdoptQueue():
+                return self._answer(message)
             case DialIntent() | TaskIntent() | WorkBatch():
                 works = message.works if isinstance(message, WorkBatch) else (message,)
                 later = self._take_work(works)  # records them together, then pumps
@@ -214,6 +217,21 @@ class Dialer(Supervised, pykka.ThreadingActor):
         if not later:
             self._pump()
         return None
+
+    def _answer(self, message: StatusQuery | Ping | AdoptQueue) -> Any:  # noqa: ANN401
+        if isinstance(message, StatusQuery):
+            return self._status()
+        if isinstance(message, AdoptQueue):
+            assert self._loop is not None  # noqa: S101 - on_start ran
+            adopted = self._loop.call(self._jobs.records.adopt(message.queue_key))
+            self._requeue(adopted)
+            if adopted:
+                log.warning(
+                    "dialer: adopted %d queued items of %s", len(adopted), message.queue_key
+                )
+                self._pump()
+            return len(adopted)
+        return True
 
     def _on_fact(self, message: object) -> bool:
         """Take in what other actors and the loop observed; False for an unknown message."""

@@ -23,7 +23,15 @@ from paho.mqtt.reasoncodes import ReasonCode
 from tripline.actors import Supervised
 from tripline.actors._retry import Backoff, tell_later
 from tripline.conf.schema import MqttConfig
-from tripline.messages import Alert, AlertReceived, ConnectionQuery, Ping, PublishEvent, Snapshot
+from tripline.messages import (
+    Alert,
+    AlertReceived,
+    ConnectionQuery,
+    EndSession,
+    Ping,
+    PublishEvent,
+    Snapshot,
+)
 from tripline.pipeline.prioritise import critical_first
 from tripline.pipeline.validate import Rejected
 from tripline.service.accept import (
@@ -57,15 +65,21 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         acceptor: Acceptor,
         route: Callable[[list[Alert], dict[str, Snapshot]], None],
         group_of: str = "",
+        takeover: bool = False,
     ) -> None:
         """Keep collaborators; `route` fans accepted alerts out to the shards.
 
         `group_of`: the client id the workers' implicit group is named after (the critical
         subscriber's own id has a suffix); empty: `conf.client_id`.
+        `takeover`: connect as a lapsed instance's session (conf.client_id is its id) to
+        take in what the broker holds for it, subscribing to nothing (see EndSession).
         """
         super().__init__()
         self._conf, self._acceptor, self._route = conf, acceptor, route
         self._group_of = group_of or conf.client_id
+        self._takeover = takeover
+        self._last_message = time.monotonic()  # paho's thread writes it: one float, atomic
+        self._ended = False
         self._buffer: list[tuple[AlertReceived, Checked | Rejected]] = []
         self._failures = 0
         self._last_flush = 0.0
@@ -122,13 +136,15 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                     "stopping with %d unacknowledged alerts (broker keeps them)", len(self._buffer)
                 )
         if self._client is not None:
-            self._client.disconnect()
+            if not self._ended:
+                self._client.disconnect()
             self._client.loop_stop()
 
     # paho thread: check and tell, nothing more.
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         # msg.topic is a property that decodes the topic's bytes on every read: read once.
         payload, retain, topic = bytes(msg.payload), bool(msg.retain), msg.topic
+        self._last_message = time.monotonic()
         # Checked here (the payload's one decode): a critical alert is known as such before it
         # reaches the inbox, and wakes a lingering subscriber at once. check() never raises
         # (an exception here would end paho's network thread): a payload it fails on comes
@@ -159,6 +175,15 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             log.error("broker refused the connection: %s", reason)
             return
         topic = self._conf.topic
+        if self._takeover:
+            self._last_message = time.monotonic()
+            # A lapsed instance's session: the broker stops routing its share of new alerts
+            # here once it has no subscription, and still delivers what it had queued and in
+            # flight for it (measured on Mosquitto 2.0.11: docs/architecture.md, "Leases").
+            client.unsubscribe(_subscriptions(topic, self._conf.shared_group, self._group_of))
+            log.warning("taking over broker session %s", self._conf.client_id)
+            self.connected.set()
+            return
         if self._conf.shared_group:
             # An instance scaled out keeps its client id (its session, its pending index); the
             # session may still hold the plain subscription, which would deliver every alert
@@ -212,9 +237,32 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                 return True
             case ConnectionQuery():
                 return self.connected.is_set()
+            case EndSession():
+                return self._end_session(message.quiet)
             case _:
                 return super().on_receive(message)
         return None
+
+    def _end_session(self, quiet: float) -> bool:
+        """Ends a taken-over session once it has been quiet for `quiet` seconds.
+
+        False while it is not: not connected, a message within `quiet`, or alerts not yet
+        recorded (unacknowledged). Ended with a session expiry of 0, so the broker forgets it
+        and stops counting it in the shared group's rotation.
+        """
+        if not self._takeover or self._client is None:
+            return False
+        if self._buffer and self._failures == 0:
+            self._flush_or_retry()
+        idle = time.monotonic() - self._last_message
+        if not self.connected.is_set() or self._buffer or idle < quiet:
+            return False
+        props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0
+        self._client.disconnect(properties=props)
+        self._ended = True
+        log.warning("broker session %s ended", self._conf.client_id)
+        return True
 
     def _on_buffered(self, *, urgent: bool) -> None:
         if self._failures:
@@ -342,6 +390,14 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                 self._client.publish(self._conf.rejected_topic, orjson.dumps(report), qos=1)
             if received.qos > 0:
                 self._client.ack(received.mid, received.qos)
+
+
+def _subscriptions(topic: str, shared_group: str, group_of: str) -> list[str]:
+    """Every form of the subscription an instance's session may hold."""
+    forms = [topic, f"$share/{implicit_group(group_of)}/{topic}"]
+    if shared_group:
+        forms.append(f"$share/{shared_group}/{topic}")
+    return forms
 
 
 def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:

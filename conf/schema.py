@@ -396,6 +396,13 @@ class StatusConfig:
     dead_letter_max_entries: int = _f(
         10000, min=100, max=10_000_000, doc="Entries the dead-letter stream keeps (newest)."
     )
+    takeover_after_seconds: float = _f(
+        30.0,
+        min=3.0,
+        max=86400.0,
+        doc="An instance whose lease was not renewed for this long is presumed dead: one "
+        "survivor adopts its broker sessions, queued calls and unfinished alerts.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -101,18 +101,24 @@ class Records:
 
     async def restore(self) -> list[Work]:
         """The work persisted before a restart (an unreadable entry is left for a person)."""
-        stored = await self.redis.hgetall(self.queue_key)
-        restored: list[Work] = []
-        for entry, blob in stored.items():
-            try:
-                restored.append(work_from_json(blob if isinstance(blob, bytes) else blob.encode()))
-            except Exception:  # one unreadable entry must not keep every call from starting
-                log.exception(
-                    "dialer: queued entry %r is unreadable; left in %s for a person",
-                    entry,
-                    self.queue_key,
-                )
-        return restored
+        return [
+            work for _, work in _readable(await self.redis.hgetall(self.queue_key), self.queue_key)
+        ]
+
+    async def adopt(self, queue_key: str) -> list[Work]:
+        """Take over another instance's queued work (its lease lapsed): ours, then not theirs.
+
+        Copied into our queue before it leaves theirs: a crash in between leaves it in both,
+        and each copy's record refuses the second (a record leaves 'queued' once). An entry
+        that cannot be read stays where it was, for a person.
+        """
+        entries = _readable(await self.redis.hgetall(queue_key), queue_key)
+        if not entries:
+            return []
+        blobs: dict[Any, Any] = {queue_id(work): work_to_json(work) for _, work in entries}
+        await self.redis.hset(self.queue_key, mapping=blobs)
+        await self.redis.hdel(queue_key, *(field for field, _ in entries))
+        return [work for _, work in entries]
 
     async def claim_task(
         self, key: str, outcome: str, *, stored: bool
@@ -332,6 +338,21 @@ class Records:
     def _unindex_now(self) -> asyncio.Future[Any]:
         keys, self._unindex = self._unindex, []
         return self.auto.send("ZREM", self._pending_key, *keys)
+
+
+def _readable(stored: dict[Any, Any], where: str) -> list[tuple[Any, Work]]:
+    """The persisted queue's entries that can be read, with their fields."""
+    works: list[tuple[Any, Work]] = []
+    for entry, blob in stored.items():
+        try:
+            works.append(
+                (entry, work_from_json(blob if isinstance(blob, bytes) else blob.encode()))
+            )
+        except Exception:  # one unreadable entry must not keep every call from starting
+            log.exception(
+                "dialer: queued entry %r is unreadable; left in %s for a person", entry, where
+            )
+    return works
 
 
 def _unindexed(future: asyncio.Future[Any]) -> None:

@@ -333,7 +333,9 @@ def _run(args: argparse.Namespace) -> int:
     if os.environ.get("TRIPLINE_TRACEMALLOC"):
         tracemalloc.start()
 
-    service = Service(config)
+    # Fenced (another instance adopted our work, our lease having lapsed): stop as on SIGTERM,
+    # and exit non-zero so a service manager starts us again, with a new lease.
+    service = Service(config, on_fenced=lambda: os.kill(os.getpid(), signal.SIGTERM))
     try:
         service.start()
     except Exception:
@@ -351,7 +353,10 @@ def _run(args: argparse.Namespace) -> int:
         if fleet is not None and os.getppid() != args.parent_pid:
             # The parent died (kill -9) without removing the directory it made for us all.
             shutil.rmtree(fleet.directory, ignore_errors=True)
-    return 0
+    return _FENCED if service.fenced else 0
+
+
+_FENCED = 3  # exit status of an instance whose lease another instance took
 
 
 def _as_worker(

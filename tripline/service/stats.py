@@ -65,6 +65,11 @@ class Stats:
             buckets=_DECISION_BUCKETS,
             registry=self.registry,
         )
+        self.takeovers = PromCounter(
+            "tripline_takeovers",
+            "Lapsed instances this instance adopted (their sessions, queues and alerts)",
+            registry=self.registry,
+        )
         self._results = PromCounter(
             "tripline_call_results",
             "Placed calls by what became of them (reason: no_answer, busy, ..., or a wrap-up code)",
@@ -98,6 +103,7 @@ class Stats:
                 ("fleet_incident", "1 while a fleet incident is open", []),
                 ("sensor_entities", "Sensor entities held in memory", []),
                 ("maintenance_windows_open", "Maintenance windows open now", []),
+                ("leases", "Instances in the lease registry, by state (live, lapsed)", ["state"]),
             )
         }
         self._recent: deque[dict[str, Any]] = deque(maxlen=200)
