@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from tests.conftest import (
     wait_for,
 )
 from tripline.adapters.store import Keys
+from tripline.service.lease import registry_keys
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +85,7 @@ class Instance:
     def record(self, key: str) -> dict[str, Any]:
         code, body = http("GET", f"{self.url}/v1/alerts/{key}")
         assert code == 200, body
-        return body
+        return dict(body)
 
     def outcome(self, key: str) -> str | None:
         code, body = http("GET", f"{self.url}/v1/alerts/{key}")
@@ -124,11 +127,12 @@ def pair(prefix: str, emulator: EmulatorHandle, tmp_path: Path) -> Iterator[list
             instance.close()
 
 
-def _alerts(emulator: EmulatorHandle, count: int) -> list[dict[str, Any]]:
+def _alerts(emulator: EmulatorHandle, count: int, first: int = 0) -> list[dict[str, Any]]:
     run = uuid.uuid4().hex[:6]
     docs = []
     for n in range(count):
-        emulator.add_customer(f"CUST-{run}-{n}")
+        # A number each (the emulator's default derives one from the id: two could share it).
+        emulator.add_customer(f"CUST-{run}-{n}", phone=f"+1201555{first + n:04d}")
         docs.append(alert(sensor=f"T-{run}-{n}", customer=f"CUST-{run}-{n}"))
     return docs
 
@@ -161,7 +165,7 @@ def test_a_dead_instances_queued_calls_and_session_are_adopted_and_called_once(
         if redis_client.hget(keys.record(d["idempotencyKey"]), "state") == b"dialing"
     }
     # Published while the dead member is gone: Mosquitto queues its turns in its session.
-    during = _alerts(emulator, 16)
+    during = _alerts(emulator, 16, first=16)
     _publish(prefix, during)
     _settings(emulator, failure_status=0)
     docs = before + during
@@ -198,3 +202,48 @@ def test_a_dead_instances_queued_calls_and_session_are_adopted_and_called_once(
     probe.disconnect()
     probe.loop_stop()
     assert present == [False]  # the survivor ended the dead member's session
+
+
+def test_alerts_published_across_a_members_death_all_end_once(
+    pair: list[Instance], emulator: EmulatorHandle, prefix: str
+) -> None:
+    """Mosquitto's share for the dead member, published while it is gone, is not lost."""
+    dead, survivor = pair
+    docs = _alerts(emulator, 60)
+    stop = threading.Event()
+
+    def publish_steadily() -> None:
+        for doc in docs:  # ~6 s in all, the kill in the middle
+            _publish(prefix, [doc])
+            if stop.wait(0.1):
+                return
+
+    publisher = threading.Thread(target=publish_steadily)
+    publisher.start()
+    time.sleep(2.0)
+    dead.kill()
+    publisher.join(30)
+    wait_for(
+        lambda: all(survivor.outcome(d["idempotencyKey"]) in TERMINAL for d in docs),
+        timeout=90,
+        interval=0.5,
+    )
+    outcomes = Counter(survivor.outcome(d["idempotencyKey"]) for d in docs)
+    uncertain = [
+        d for d in docs if survivor.record(d["idempotencyKey"]).get("reason") == "dial_uncertain"
+    ]
+    assert outcomes["called"] == len(docs) - len(uncertain)
+    numbers = Counter(c["body"]["callbackNumbers"][0] for c in emulator.callbacks())
+    assert len(numbers) == outcomes["called"]
+    assert max(numbers.values()) == 1
+
+
+def test_an_instance_whose_lease_was_taken_stops(
+    pair: list[Instance], prefix: str, redis_client: redis.Redis
+) -> None:
+    """Presumed dead (a long pause, a partition) and adopted: it must not go on as well."""
+    fenced, other = pair
+    token_key = registry_keys(Keys(prefix))[1]
+    redis_client.hset(token_key, fenced.client_id, "taken-by-a-survivor")
+    assert fenced.proc.wait(TAKEOVER_AFTER + 30) == 3
+    assert other.status() is not None

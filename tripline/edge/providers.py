@@ -24,6 +24,7 @@ from tripline.adapters.backends.outcomes import twilio_sequence, twilio_status
 from tripline.edge import twilio_signature
 from tripline.edge.responses import RETRY_AFTER, SERVICE, problem_response
 from tripline.pipeline.reach import Evidence
+from tripline.service.lease import registry_keys
 
 if TYPE_CHECKING:
     from tripline.supervisor import Service
@@ -141,6 +142,12 @@ def _keep(
     client, keys = service.redis, service.keys
     blob = pushed_blob(call_sid, evidence, sequence)
     if client.eval(PUSH_LUA, 1, keys.record(key), str(attempt), call_sid, blob, sequence) == 1:
+        # The instance that placed the call follows it, unless its lease lapsed: its follow
+        # index then was (or is being) adopted, and an entry added there would wait for no
+        # one. This instance looks at it instead (either may: the record decides once).
+        expires = client.zscore(registry_keys(keys)[0], instance)
+        if expires is None or expires <= service.clock():
+            instance = service.config.mqtt.client_id
         client.zadd(follow_key(keys, instance), {key: 0})
     else:
         log.info("twilio status for %s attempt %d is not its current call", key, attempt)

@@ -138,9 +138,9 @@ def worker_config(config: Config, index: int, count: int) -> Config:
 def note_count(config: Config, count: int) -> int | None:
     """Record how many workers start now; warn when fewer than last time. The last count.
 
-    A worker left out keeps its broker session: a shared subscription goes on handing that
-    session its share of the alerts while it is offline (Mosquitto does), and its unfinished
-    alerts stay in its pending index, until a run with as many workers takes them up again.
+    A worker left out keeps its broker session, which a shared subscription goes on filling
+    while it is offline (Mosquitto does), and its unfinished alerts stay in its pending index,
+    until its lease lapses and a live worker adopts them (tripline/service/takeover.py).
     """
     import redis  # noqa: PLC0415 - `tripline --help` stays light
 
@@ -159,13 +159,12 @@ def note_count(config: Config, count: int) -> int | None:
     last = int(previous) if isinstance(previous, bytes) and previous.isdigit() else None
     if last is not None and last > count:
         log.warning(
-            "%d workers now, %d before: the broker sessions of %s (the alerts queued for them) "
-            "and their unfinished alerts wait until a run with %d workers takes them up "
-            "(docs/deployment.md, 'Workers per core')",
+            "%d workers now, %d before: the broker sessions and unfinished alerts of %s are "
+            "adopted by a live worker once their leases lapse ([status] "
+            "takeover_after_seconds; docs/deployment.md, 'Workers per core')",
             count,
             last,
             ", ".join(client_id(base, i) for i in range(count, last)),
-            last,
         )
     return last
 

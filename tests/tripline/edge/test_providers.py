@@ -31,6 +31,7 @@ from tripline.adapters.attempts import follow_key
 from tripline.adapters.store import Keys
 from tripline.conf import schema
 from tripline.edge.http_api import build_app
+from tripline.service.lease import registry_keys
 
 if TYPE_CHECKING:
     from tripline.supervisor import Service
@@ -94,9 +95,16 @@ class Edge:
             }
         )
         backing = redis.Redis.from_url(redis_url, socket_timeout=1) if redis_url else client
-        service = SimpleNamespace(config=config, redis=backing, keys=self.keys)
+        service = SimpleNamespace(config=config, redis=backing, keys=self.keys, clock=time.time)
+        # The instances the tests name hold live leases (the one that placed a call follows it).
+        self.live(INSTANCE, "tripline-gw2")
         self.app = AppThread(build_app(cast("Service", service)))
         self.port = self.app.port
+
+    def live(self, *instances: str, until: float | None = None) -> None:
+        """Leases for `instances`, expiring at `until` (an hour from now by default)."""
+        expires = time.time() + 3600 if until is None else until
+        self.redis.zadd(registry_keys(self.keys)[0], dict.fromkeys(instances, expires))
 
     def placed(self, key: str, *, n: int = 1, sid: str = SID) -> None:
         """A record whose attempt `n` is the call `sid`, placed and awaiting its result."""
@@ -434,6 +442,22 @@ def test_a_callback_naming_another_instance_is_indexed_for_that_instance_only(
     assert edge.callback("sensor-evt-1", form("busy"), instance="tripline-gw2").status == 204
     assert edge.indexed("sensor-evt-1", "tripline-gw2") == 0
     assert edge.indexed("sensor-evt-1") is None
+
+
+def test_a_callback_naming_an_instance_whose_lease_lapsed_is_indexed_for_this_one(
+    edge: Edge,
+) -> None:
+    """Its follow index was adopted: an entry added there would wait for no one."""
+    edge.live("tripline-gone", until=time.time() - 1)
+    edge.placed("sensor-evt-1")
+    edge.placed("sensor-evt-2")
+    assert edge.callback("sensor-evt-1", form("busy"), instance="tripline-gone").status == 204
+    assert edge.callback("sensor-evt-2", form("busy"), instance="tripline-never").status == 204
+    here = schema.load(env={}).mqtt.client_id
+    for key in ("sensor-evt-1", "sensor-evt-2"):
+        assert edge.indexed(key, "tripline-gone") is None
+        assert edge.indexed(key, "tripline-never") is None
+        assert edge.indexed(key, here) == 0
 
 
 def test_the_same_terminal_status_twice_is_harmless(edge: Edge) -> None:
