@@ -366,7 +366,7 @@ class Service:
         Were we to start meanwhile, we would drain our own broker session against it and
         sweep the index it is moving.
         """
-        while claimer := self.lease.acquire(self.clock()):
+        while claimer := self.lease.acquire():
             log.warning(
                 "%s is adopting this instance's work (its lease had lapsed); waiting for it",
                 claimer,
@@ -376,13 +376,12 @@ class Service:
 
     def _keep_lease(self) -> None:
         """Renew the lease; adopt one lapsed instance if no adoption is under way."""
-        now = self.clock()
-        if not self.lease.renew(now):
+        if not self.lease.renew():
             self._fenced()
             return
         if self._adopting is not None and self._adopting.is_alive():
             return
-        dead = self.lease.claim(now)
+        dead = self.lease.claim()
         if dead is None:
             return
         self._adopting = threading.Thread(
@@ -739,7 +738,7 @@ class Service:
     def _leases(self, now: float) -> dict[str, Any]:
         """The lease registry: every instance, live or lapsed, and who is adopting whom."""
         try:
-            views = self.lease.view(now)
+            views = self.lease.view()
         except redis.RedisError:
             return {"takeoverAfterSeconds": self.lease.ttl, "instances": None}
         g = self.stats.gauges["leases"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,10 +36,22 @@ import redis
 
 from tripline.adapters.store import Keys, iso, text
 
+# Every script reads the time from the Redis server (ARGV[1] empty): the instances' own clocks
+# may disagree by more than a lease, the server's is one. Tests pass a time of their own.
+_CLOCK = """
+local function now_of(arg)
+  if arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+"""
+
 # Taken (and renewed) by an instance: its expiry, token, `since` and description. Answers ''
 # when taken; the claimer's id while a live survivor is adopting this instance's work.
-ACQUIRE_LUA = """
-local now, ttl, me = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+ACQUIRE_LUA = (
+    _CLOCK
+    + """
+local now, ttl, me = now_of(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local claimer = redis.call('HGET', KEYS[3], me)
 if claimer and claimer ~= me then
   local until_ = tonumber(redis.call('ZSCORE', KEYS[1], claimer) or '0')
@@ -48,33 +61,39 @@ redis.call('HDEL', KEYS[3], me)
 redis.call('ZADD', KEYS[1], now + ttl, me)
 redis.call('HSET', KEYS[2], me, ARGV[4])
 redis.call('HSET', KEYS[4], me, ARGV[5])
-redis.call('HSET', KEYS[5], me, ARGV[1])
+redis.call('HSET', KEYS[5], me, now)
 for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[6]) end
 return ''
 """
+)
 
 # Renews the lease if the token is still ours (1), else 0: fenced. A lease renewed after it had
 # lapsed starts a new `since`: its holder must hold it a whole period before it may claim.
-RENEW_LUA = """
-local now, ttl, me = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+RENEW_LUA = (
+    _CLOCK
+    + """
+local now, ttl, me = now_of(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 if redis.call('HGET', KEYS[2], me) ~= ARGV[4] then return 0 end
 local until_ = tonumber(redis.call('ZSCORE', KEYS[1], me) or '0')
-if until_ <= now then redis.call('HSET', KEYS[5], me, ARGV[1]) end
+if until_ <= now then redis.call('HSET', KEYS[5], me, now) end
 redis.call('ZADD', KEYS[1], now + ttl, me)
 for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 return 1
 """
+)
 
 # Claims one lapsed lease for ARGV[2] (holding token ARGV[3]): its id, or false. Only a live
 # holder that has held its lease a whole period (ARGV[4] seconds) may claim; a lease claimed by
 # a live other is left to it, one claimed by a claimer that died is claimed again.
-CLAIM_LUA = """
-local now, me, period = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
+CLAIM_LUA = (
+    _CLOCK
+    + """
+local now, me, period = now_of(ARGV[1]), ARGV[2], tonumber(ARGV[4])
 if redis.call('HGET', KEYS[2], me) ~= ARGV[3] then return false end
 local mine = tonumber(redis.call('ZSCORE', KEYS[1], me) or '0')
-local since = tonumber(redis.call('HGET', KEYS[5], me) or ARGV[1])
+local since = tonumber(redis.call('HGET', KEYS[5], me) or now)
 if mine <= now or now - since < period then return false end
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 50)
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, 50)
 for _, dead in ipairs(lapsed) do
   if dead ~= me then
     local claimer = redis.call('HGET', KEYS[3], dead)
@@ -91,6 +110,7 @@ for _, dead in ipairs(lapsed) do
 end
 return false
 """
+)
 
 # The adoption is over: the dead instance leaves the registry (1), if ARGV[2] still holds it.
 RELEASE_LUA = """
@@ -194,11 +214,11 @@ class Lease:
             )
         }
 
-    def acquire(self, now: float) -> str:
+    def acquire(self, now: float | None = None) -> str:
         """Take the lease: '' when taken, else the live survivor adopting our work (wait)."""
-        info = orjson.dumps(describe(self._sessions, now)).decode()
+        info = orjson.dumps(describe(self._sessions, time.time() if now is None else now)).decode()
         args: list[str | float] = [
-            repr(now),
+            _at(now),
             repr(self.ttl),
             self.instance,
             self.token,
@@ -207,14 +227,14 @@ class Lease:
         ]
         return text(self._scripts["acquire"](keys=self._keys, args=args))
 
-    def renew(self, now: float) -> bool:
+    def renew(self, now: float | None = None) -> bool:
         """Renew; False once another instance has claimed us (fenced: stop)."""
-        args: list[str | float] = [repr(now), repr(self.ttl), self.instance, self.token, _KEEP]
+        args: list[str | float] = [_at(now), repr(self.ttl), self.instance, self.token, _KEEP]
         return bool(self._scripts["renew"](keys=self._keys, args=args))
 
-    def claim(self, now: float) -> str | None:
+    def claim(self, now: float | None = None) -> str | None:
         """Claim one lapsed lease (see CLAIM_LUA): the dead instance's id, or None."""
-        args = [repr(now), self.instance, self.token, repr(self.ttl)]
+        args = [_at(now), self.instance, self.token, repr(self.ttl)]
         dead = self._scripts["claim"](keys=self._keys, args=args)
         return text(dead) or None
 
@@ -230,19 +250,27 @@ class Lease:
         blob = self._client.hget(self._keys[3], dead)
         return sessions_from(blob, dead, default_topic)
 
-    def view(self, now: float) -> list[LeaseView]:
-        """Every registered instance (for /status)."""
+    def view(self, now: float | None = None) -> list[LeaseView]:
+        """Every registered instance (for /status), at `now` (the Redis server's clock)."""
         return read_registry(self._client, self._keys, now)
 
 
-def read_registry(client: redis.Redis, keys: list[str], now: float) -> list[LeaseView]:
-    """The registry as /status shows it."""
+def _at(now: float | None) -> str:
+    """A script's time argument: empty for the Redis server's clock."""
+    return "" if now is None else repr(now)
+
+
+def read_registry(
+    client: redis.Redis, keys: list[str], now: float | None = None
+) -> list[LeaseView]:
+    """The registry as /status shows it, at `now` (the Redis server's clock by default)."""
     pipe = client.pipeline(transaction=False)
     pipe.zrange(keys[0], 0, -1, withscores=True)
     pipe.hgetall(keys[2])
     pipe.hgetall(keys[3])
-    expiries, claims, infos = pipe.execute()
-    return registry_view(expiries, claims, infos, now)
+    pipe.time()
+    expiries, claims, infos, (seconds, micros) = pipe.execute()
+    return registry_view(expiries, claims, infos, seconds + micros / 1e6 if now is None else now)
 
 
 def registry_view(
