@@ -144,34 +144,39 @@ def _blank(key: str, value: str) -> str:
     return ""
 
 
+_GENESYS_REFUSED = "the OAuth token was not accepted (a login host of another region?)"
+
+
+def _genesys_object(check: str, collection: str, key: str, value: str) -> Read:
+    """GET one configured object by id: it exists, and the client may read it (probe only)."""
+    what, permission, read = _OBJECTS[collection]
+    return Read(
+        check=check,
+        method="GET",
+        path=f"/api/v2/{collection}/{_id(value)}",
+        refused=_blank(f"[genesys] {key}", value),
+        hints=Hints(
+            unauthorized=_GENESYS_REFUSED,
+            forbidden=f"missing permission {permission} (for this probe only)",
+            not_found=f"[genesys] {key} {value!r} is no {what}",
+        ),
+        read=read,
+    )
+
+
+_OBJECTS: dict[str, tuple[str, str, Reader]] = {
+    "routing/queues": ("queue", "routing:queue:view", read_queue),
+    "outbound/contactlists": ("contact list", "outbound:contactList:view", read_contact_list),
+    "taskmanagement/worktypes": ("worktype", "workitems:worktype:view", read_worktype),
+}
+
+
 def _genesys_reads(config: Config, kinds: set[str], now: float) -> list[Read]:
-    g, reads = config.genesys, []
-    refused = "the OAuth token was not accepted (a login host of another region?)"
-    if "genesys" in kinds or observer(config) == "genesys":
-        reads.append(
-            Read(
-                check="genesys queue",
-                method="GET",
-                path=f"/api/v2/routing/queues/{_id(g.queue_id)}",
-                refused=_blank("[genesys] queue_id", g.queue_id),
-                hints=Hints(
-                    unauthorized=refused,
-                    forbidden="missing permission routing:queue:view (for this probe only)",
-                    not_found=f"[genesys] queue_id {g.queue_id!r} is no queue of this org",
-                ),
-                read=read_queue,
-            )
-        )
-    if observer(config) == "genesys":
-        body = {
-            "filter": {
-                "type": "or",
-                "predicates": [
-                    {"dimension": "queueId", "operator": "matches", "value": g.queue_id}
-                ],
-            },
-            "metrics": ["oOnQueueUsers", "oWaiting", "oInteracting"],
-        }
+    g, reads, occupancy = config.genesys, [], observer(config) == "genesys"
+    if "genesys" in kinds or occupancy:
+        reads.append(_genesys_object("genesys queue", "routing/queues", "queue_id", g.queue_id))
+    if occupancy:
+        predicate = {"dimension": "queueId", "operator": "matches", "value": g.queue_id}
         reads.append(
             Read(
                 check="genesys occupancy",
@@ -179,11 +184,14 @@ def _genesys_reads(config: Config, kinds: set[str], now: float) -> list[Read]:
                 path="/api/v2/analytics/queues/observations/query",
                 refused=_blank("[genesys] queue_id", g.queue_id),
                 hints=Hints(
-                    unauthorized=refused,
+                    unauthorized=_GENESYS_REFUSED,
                     forbidden="missing permission analytics:queueObservation:view",
                 ),
                 read=lambda body: read_observations(body, now),
-                json=body,
+                json={
+                    "filter": {"type": "or", "predicates": [predicate]},
+                    "metrics": ["oOnQueueUsers", "oWaiting", "oInteracting"],
+                },
             )
         )
     if "genesys" in kinds:
@@ -193,7 +201,7 @@ def _genesys_reads(config: Config, kinds: set[str], now: float) -> list[Read]:
                 method="POST",
                 path="/api/v2/analytics/conversations/details/query",
                 hints=Hints(
-                    unauthorized=refused,
+                    unauthorized=_GENESYS_REFUSED,
                     forbidden="missing permission analytics:conversationDetail:view",
                 ),
                 read=read_details,
@@ -202,32 +210,20 @@ def _genesys_reads(config: Config, kinds: set[str], now: float) -> list[Read]:
         )
     if "genesys_campaign" in kinds:
         reads.append(
-            Read(
-                check="genesys campaign",
-                method="GET",
-                path=f"/api/v2/outbound/contactlists/{_id(g.contact_list_id)}",
-                refused=_blank("[genesys] contact_list_id", g.contact_list_id),
-                hints=Hints(
-                    unauthorized=refused,
-                    forbidden="missing permission outbound:contactList:view (for this probe only)",
-                    not_found=f"[genesys] contact_list_id {g.contact_list_id!r} is no contact list",
-                ),
-                read=read_contact_list,
+            _genesys_object(
+                "genesys campaign",
+                "outbound/contactlists",
+                "contact_list_id",
+                g.contact_list_id,
             )
         )
     if config.tasks.backend == "genesys":
         reads.append(
-            Read(
-                check="genesys tasks",
-                method="GET",
-                path=f"/api/v2/taskmanagement/worktypes/{_id(g.workitem_type_id)}",
-                refused=_blank("[genesys] workitem_type_id", g.workitem_type_id),
-                hints=Hints(
-                    unauthorized=refused,
-                    forbidden="missing permission workitems:worktype:view (for this probe only)",
-                    not_found=f"[genesys] workitem_type_id {g.workitem_type_id!r} is no worktype",
-                ),
-                read=read_worktype,
+            _genesys_object(
+                "genesys tasks",
+                "taskmanagement/worktypes",
+                "workitem_type_id",
+                g.workitem_type_id,
             )
         )
     return reads

@@ -226,7 +226,11 @@ def summary(findings: list[Finding]) -> tuple[list[str], int]:
     """The report's lines and the command's exit code (1 when any check failed)."""
     width = max((len(f.check) for f in findings), default=0)
     status_width = max((len(f.status.value) for f in findings), default=0)
-    lines = [f"{f.check:<{width}}  {f.status.value:<{status_width}}  {f.detail}" for f in findings]
+    lines = [
+        # A configured id or a --customer may hold escape codes too: every detail is flattened.
+        f"{f.check:<{width}}  {f.status.value:<{status_width}}  {printable(f.detail, 1000)}"
+        for f in findings
+    ]
     failed = [f.check for f in findings if f.status == Status.FAILED]
     run = [f for f in findings if f.status in (Status.OK, Status.FAILED)]
     if failed:

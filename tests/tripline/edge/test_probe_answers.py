@@ -251,3 +251,13 @@ def test_summary(statuses: list[Status], code: int, last: str) -> None:
     assert lines[-1] == last
     assert len(lines) == len(findings) + 1
     assert all(line.startswith(f"c{i}") for i, line in enumerate(lines[:-1]))
+
+
+def test_the_report_flattens_what_config_values_bring() -> None:
+    detail = "[genesys] queue_id '\x1b[2J' is no queue\nall checks passed"
+    lines, code = summary([Finding(check="genesys queue", status=Status.FAILED, detail=detail)])
+    assert code == 1
+    assert (
+        lines[0] == "genesys queue  FAILED  [genesys] queue_id ' [2J' is no queue all checks passed"
+    )
+    assert all(line.isprintable() for line in lines)
