@@ -105,7 +105,7 @@ def test_refused_credentials_and_closed_ports_are_named_failures(
         emulator,
         TRIPLINE__GENESYS__CLIENT_SECRET="not-the-secret",
         TRIPLINE__CRM__BASE_URL=closed,
-        TRIPLINE__CXONE__CLIENT_SECRET="",
+        TRIPLINE__CXONE__ACCESS_KEY_SECRET="not-the-key",
     )
     result = tripline_cli("check-config", "--probe", str(every_backend), env=env)
     assert result.returncode == 1
@@ -116,17 +116,45 @@ def test_refused_credentials_and_closed_ports_are_named_failures(
     assert "HTTP 401 'invalid client credentials; bad.credentials'" in lines["genesys token"]
     assert "TRIPLINE__GENESYS__CLIENT_SECRET refused" in lines["genesys token"]
     assert lines["genesys queue"].split()[2:] == ["skipped", "no", "token"]
-    assert "TRIPLINE__CXONE__CLIENT_SECRET not set" in lines["cxone credentials"]
+    assert "HTTP 401 'invalid access key or client; invalid_grant'" in lines["cxone token"]
+    assert (
+        "the access key (access_key_id, TRIPLINE__CXONE__ACCESS_KEY_SECRET)" in lines["cxone token"]
+    )
+    assert lines["cxone skill"].split()[2:] == ["skipped", "no", "token"]
     assert lines["twilio account"].split()[2] == "ok"
     assert f"cannot connect to 127.0.0.1:{closed.rsplit(':', 1)[1]}" in lines["crm"]
     assert "Connection refused" in lines["crm"]
     assert result.stdout.splitlines()[-1] == (
-        "3 of 4 checks failed: genesys token, cxone credentials, crm"
+        "3 of 4 checks failed: genesys token, cxone token, crm"
     )
-    # Nothing asked with credentials known to be missing or refused.
+    # Nothing asked with refused credentials.
     asked = {r["path"] for r in emulator.requests()}
-    assert "/auth/token" not in asked
-    assert not any(p.startswith("/api/v2/routing") for p in asked)
+    assert not any(p.startswith(("/api/v2/routing", "/incontactapi")) for p in asked)
+
+
+def test_unset_secrets_are_named_and_nothing_is_asked(
+    emulator: EmulatorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "cxone.toml"
+    path.write_text('[dialer]\nbackend = "cxone"\n[tasks]\nbackend = "log"\n')
+    env = env_for(
+        emulator, TRIPLINE__CXONE__ACCESS_KEY_SECRET="", TRIPLINE__CXONE__CLIENT_SECRET=""
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["check-config", "--probe", str(path)]) == 1
+    lines = lines_of(capsys.readouterr().out)
+    assert lines["cxone credentials"].split()[2:4] == ["FAILED", "[used"]
+    assert (
+        "TRIPLINE__CXONE__ACCESS_KEY_SECRET, TRIPLINE__CXONE__CLIENT_SECRET not set"
+        in lines["cxone credentials"]
+    )
+    for check in ("cxone skill", "cxone occupancy", "cxone results"):
+        assert lines[check].split()[2:] == ["skipped", "no", "credentials"]
+    assert [r["path"] for r in emulator.requests()] == ["/api/v1/customers"]  # the CRM only
 
 
 def test_a_missing_object_blames_its_configured_id(
