@@ -66,6 +66,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     _simulate_args(sim)
     check = sub.add_parser("check-config", help="validate a config file; print every problem")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also sign in to each contact center the config uses and the CRM, make one "
+        "read-only request per role, and report what works (exit 1 if anything fails)",
+    )
+    check.add_argument(
+        "--customer",
+        metavar="ID",
+        help="with --probe: read this CRM customer (default: the first page of the customer list)",
+    )
+    check.add_argument(
+        "--timeout",
+        type=_probe_timeout,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --probe: how long each request may take (default 5)",
+    )
     dnc_cmd = sub.add_parser("dnc", help="the internal do-not-call list")
     dnc_cmd.add_argument("action", choices=("add", "remove", "list"))
     dnc_cmd.add_argument("number", nargs="?", help="phone number, +<country><number>")
@@ -280,8 +298,30 @@ def _check_config(args: argparse.Namespace) -> int:
     config = _load(args.file)
     if config is None:
         return 1
-    print(orjson.dumps(schema.masked(config), option=orjson.OPT_INDENT_2).decode())
-    return 0
+    if not args.probe:
+        print(orjson.dumps(schema.masked(config), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    from tripline.edge import probe_answers, probe_http  # noqa: PLC0415 - only for --probe
+
+    findings = asyncio.run(
+        probe_http.run(
+            config, customer=args.customer, request_seconds=args.timeout, now=time.time()
+        )
+    )
+    lines, code = probe_answers.summary(findings)
+    print("\n".join(lines))
+    return code
+
+
+def _probe_timeout(text: str) -> float:
+    """--timeout: seconds, more than 0 and at most 60."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 60 seconds")
+    return value
 
 
 async def serve_http(service: Any, stop: asyncio.Event, fleet: Fleet | None = None) -> None:  # noqa: ANN401

@@ -13,7 +13,7 @@ import pytest
 import yarl
 
 from tests.conftest import EmulatorHandle, http
-from tripline.devtools.emulator import CLIENT_ID, CLIENT_SECRET
+from tripline.devtools.emulator import CLIENT_ID, CLIENT_SECRET, TWILIO_TOKEN
 
 
 @pytest.fixture
@@ -169,3 +169,65 @@ def test_crm_ids_are_one_decoded_path_segment(emulator: EmulatorHandle, cid: str
         f"/api/v1/customers/{cid}",
         f"/api/v1/customers/{segment}",
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        pytest.param(
+            "/api/v2/routing/queues/4d6d1e3c-7c5f-4a39-9b43-000000000001",
+            "name",
+            "Proactive alerts",
+            id="queue",
+        ),
+        pytest.param(
+            "/api/v2/taskmanagement/worktypes/6f8f3a5e-9e71-4c5b-9d65-000000000003",
+            "defaultWorkbin",
+            {"id": "7a9a4b6f-af82-4d6c-ae76-000000000004"},
+            id="worktype",
+        ),
+        pytest.param(
+            "/api/v2/outbound/contactlists/8b0b5c7a-b093-4e7d-bf87-000000000005",
+            "phoneColumns",
+            [{"columnName": "phone", "type": "cell"}],
+            id="contact-list",
+        ),
+    ],
+)
+def test_genesys_objects_by_id(
+    emulator: EmulatorHandle, token: dict[str, str], path: str, field: str, value: Any
+) -> None:
+    assert http("GET", f"{emulator.url}{path}")[0] == 401
+    status, body = http("GET", f"{emulator.url}{path}", headers=token)
+    assert status == 200
+    assert body[field] == value
+    assert body["id"] == path.rsplit("/", 1)[1]
+    status, body = http("GET", f"{emulator.url}{path[:-1]}9", headers=token)
+    assert status == 404
+    assert body["code"] == "not.found"
+
+
+def test_cxone_skill_by_id(emulator: EmulatorHandle, token: dict[str, str]) -> None:
+    # The emulator's tokens are one pool: a Genesys token opens CXone's paths too.
+    base = f"{emulator.url}/incontactapi/services/v26.0/skills"
+    status, body = http("GET", f"{base}/2002", headers=token)
+    assert status == 200
+    assert (body["skillId"], body["isActive"], body["mediaTypeName"]) == (2002, True, "Phone Call")
+    assert http("GET", f"{base}/2003", headers=token)[0] == 404
+    assert http("GET", f"{base}/2002")[0] == 401
+    assert http("GET", f"{base}/2002/activity", headers=token)[0] == 200
+
+
+def test_twilio_account_resource(emulator: EmulatorHandle) -> None:
+    sid = "AC" + "1" * 32
+    url = f"{emulator.url}/2010-04-01/Accounts/{sid}.json"
+    basic = base64.b64encode(f"{sid}:{TWILIO_TOKEN}".encode()).decode()
+    status, body = http("GET", url, headers={"Authorization": f"Basic {basic}"})
+    assert status == 200
+    assert (body["sid"], body["owner_account_sid"], body["status"]) == (sid, sid, "active")
+    assert body["type"] in ("Trial", "Full")
+    assert body["uri"] == f"/2010-04-01/Accounts/{sid}.json"
+    assert body["date_created"].endswith("+0000")  # RFC 2822, as Twilio's resources
+    wrong = base64.b64encode(f"{sid}:nope".encode()).decode()
+    status, body = http("GET", url, headers={"Authorization": f"Basic {wrong}"})
+    assert status == 401

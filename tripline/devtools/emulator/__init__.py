@@ -28,6 +28,7 @@ from tripline.devtools.emulator.cxone import (
     cxone_configuration,
     cxone_openid,
     cxone_script_start,
+    cxone_skill,
     cxone_skill_activity,
     cxone_token,
 )
@@ -43,6 +44,9 @@ from tripline.devtools.emulator.genesys import (
     TOKEN_SECONDS,
     callbacks,
     contacts,
+    get_contact_list,
+    get_queue,
+    get_worktype,
     observations,
     token,
     workitems,
@@ -66,6 +70,7 @@ from tripline.devtools.emulator.state import (
 )
 from tripline.devtools.emulator.twilio import (
     TWILIO_TOKEN,
+    twilio_account,
     twilio_call,
     twilio_calls,
     twilio_update_call,
@@ -111,6 +116,9 @@ def build_app(emulator: Emulator | None = None) -> web.Application:
                 "/api/v2/outbound/contactlists/{contactListId}/contacts/{contactId}", put_contact
             ),
             web.post("/api/v2/analytics/queues/observations/query", observations),
+            web.get("/api/v2/routing/queues/{queueId}", get_queue),
+            web.get("/api/v2/taskmanagement/worktypes/{worktypeId}", get_worktype),
+            web.get("/api/v2/outbound/contactlists/{contactListId}", get_contact_list),
             web.post("/api/v2/analytics/conversations/details/query", details_query),
             web.get("/api/v1/customers", crm_list),
             web.get("/api/v1/customers/{id:[^/]+}", crm_customer),
@@ -125,12 +133,14 @@ def build_app(emulator: Emulator | None = None) -> web.Application:
             web.post(
                 "/incontactapi/services/{version}/scripts/{scriptId}/start", cxone_script_start
             ),
+            web.get(f"{v}/skills/{{skillId}}", cxone_skill),
             web.get(
                 "/incontactapi/services/{version}/skills/{skillId}/activity", cxone_skill_activity
             ),
             web.get(f"{v}/contacts/completed", completed_contacts),
             web.post(f"{v}/contacts/{{contactId}}/end", end_contact),
             web.get(f"{v}/dispositions", dispositions),
+            web.get("/2010-04-01/Accounts/{sid}.json", twilio_account),
             web.post("/2010-04-01/Accounts/{sid}/Calls.json", twilio_calls),
             web.get(twilio_call_path, twilio_call),
             web.post(twilio_call_path, twilio_update_call),

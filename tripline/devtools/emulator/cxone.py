@@ -1,4 +1,4 @@
-"""NICE CXone: API discovery, access-key OAuth, Studio script starts, skill activity."""
+"""NICE CXone: API discovery, access-key OAuth, Studio script starts, skills and their activity."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uuid
 import orjson
 from aiohttp import web
 
+from tripline.devtools.emulator.genesys import configured
 from tripline.devtools.emulator.state import (
     EMULATOR,
     _error,
@@ -112,3 +113,12 @@ async def cxone_skill_activity(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+async def cxone_skill(request: web.Request) -> web.Response:
+    """GET /incontactapi/services/{v}/skills/{skillId}: the skill's details, flat.
+
+    The shape of NICE's Admin API specification as a client generated from it declares it
+    (GitHub calljacob/nice-cxone-api, AdminSkillsService.getSkillsId), cut to what names it.
+    """
+    return await configured(request, "skills", "skillId", "skill")

@@ -1,4 +1,4 @@
-"""Genesys Cloud: client-credentials OAuth, callbacks, workitems, contacts, observations."""
+"""Genesys Cloud: client-credentials OAuth, callbacks, workitems, contacts, observations, ids."""
 
 from __future__ import annotations
 
@@ -235,3 +235,28 @@ async def observations(request: web.Request) -> web.Response:  # noqa: PLR0911
             }
         )
     return web.json_response({"systemToOrganizationMappings": {}, "results": results})
+
+
+async def configured(request: web.Request, kind: str, key: str, what: str) -> web.Response:
+    """One configured object by the id in the path (emulator/objects.py), or a 404."""
+    if (gate := await _gate(request)) is not None:
+        return gate
+    found = request.app[EMULATOR].objects[kind].get(request.match_info[key])
+    if found is None:
+        return _error(404, f"{what} not found", "not.found")
+    return web.json_response(found)
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    """GET /api/v2/routing/queues/{queueId} (routing:queue:view)."""
+    return await configured(request, "queues", "queueId", "queue")
+
+
+async def get_worktype(request: web.Request) -> web.Response:
+    """GET /api/v2/taskmanagement/worktypes/{worktypeId} (workitems:worktype:view)."""
+    return await configured(request, "worktypes", "worktypeId", "worktype")
+
+
+async def get_contact_list(request: web.Request) -> web.Response:
+    """GET /api/v2/outbound/contactlists/{contactListId} (outbound:contactList:view)."""
+    return await configured(request, "contactlists", "contactListId", "contact list")

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from tripline.devtools.emulator.customers import demo_customers
+from tripline.devtools.emulator.objects import demo_objects
 from tripline.devtools.emulator.outcomes import (
     KINDS,
     PlacedCall,
@@ -81,6 +82,8 @@ class Emulator:
         """CXone disposition ids by name, made up as codes are used."""
         self.tasks: set[asyncio.Task[None]] = set()
         """Background sends (Twilio status callbacks), kept so they are not collected."""
+        self.objects = demo_objects()
+        """Configured objects by kind ('queues', 'worktypes', 'contactlists', 'skills'), then id."""
 
     def place(
         self,

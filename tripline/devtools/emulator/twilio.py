@@ -261,3 +261,29 @@ async def twilio_update_call(request: web.Request) -> web.Response:
         call.extra["reported"] = True
         _spawn(emulator, _send(call, "canceled"))
     return web.json_response(resource(call, now))
+
+
+async def twilio_account(request: web.Request) -> web.Response:
+    """GET /2010-04-01/Accounts/{sid}.json: the Account resource (twilio.com/docs/iam/api/account).
+
+    Twilio answers with the account's auth_token among its properties; so does the emulator (its
+    demo token), so a test can prove that the probe never shows it.
+    """
+    if (refused := _refused(request)) is not None:
+        return refused
+    sid = request.match_info["sid"]
+    created = _rfc2822(1_700_000_000)
+    return web.json_response(
+        {
+            "sid": sid,
+            "owner_account_sid": sid,
+            "friendly_name": "tripline demo",
+            "status": "active",
+            "type": "Full",
+            "auth_token": TWILIO_TOKEN,
+            "date_created": created,
+            "date_updated": created,
+            "uri": f"/2010-04-01/Accounts/{sid}.json",
+            "subresource_uris": {"calls": f"/2010-04-01/Accounts/{sid}/Calls.json"},
+        }
+    )
