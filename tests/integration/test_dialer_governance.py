@@ -208,6 +208,36 @@ def test_cxone_and_twilio_backends(
     assert http("GET", f"{service.url}/status")[1]["occupancy"]["ok"] is True  # CXone activity
 
 
+def test_a_pipe_in_the_sensor_id_shifts_no_cxone_parameter(
+    make_service: Callable[..., ServiceHandle], emulator: EmulatorHandle
+) -> None:
+    emulator.add_customer("C-P", phone="+14155550101")
+    service = make_service(
+        TRIPLINE__DIALER__BACKEND="cxone",
+        TRIPLINE__CXONE__DISCOVERY_URL=emulator.url,
+        TRIPLINE__CXONE__ACCESS_KEY_SECRET=CXONE_KEY_SECRET,
+        TRIPLINE__CXONE__CLIENT_SECRET=CXONE_APP_SECRET,
+    ).start()
+    sensor = "S|x%7C|y"  # a valid id: printable ASCII; an escape look-alike too
+    doc = alert(customer="C-P", sensor=sensor, alert_type="temp_critical")
+    service.publish(doc, sensor="S-pipe")
+    wait_for(lambda: all_decided(service, [doc]), timeout=15)
+    assert outcomes(service, [doc]) == ["called"]
+    reference = service.record(doc["idempotencyKey"])["referenceId"]  # type: ignore[index]
+    (start,) = [r for r in emulator.requests() if r["path"].endswith("/start")]
+    # CXone splits at every `|`: four parameters, the sensorId's pipes escaped inside p2.
+    assert start["body"]["parameters"].split("|") == [
+        "+14155550101",
+        "S%7Cx%257C%7Cy",
+        "temp_critical",
+        reference,
+    ]
+    # What the Studio script reads once it has unescaped each pN (README "NICE CXone").
+    (call,) = emulator.state.calls["cxone"].values()
+    assert call.extra["parameters"] == ["+14155550101", sensor, "temp_critical", reference]
+    assert call.phone == "+14155550101"
+
+
 def test_two_processes_share_one_budget(prefix: str, emulator: EmulatorHandle) -> None:
     topic = f"tt/{prefix}"
     for n in range(12):

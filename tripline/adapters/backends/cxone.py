@@ -17,6 +17,7 @@ from tripline.adapters.backends import (
     oversized,
     request,
     shown,
+    studio,
     unavailable,
 )
 from tripline.adapters.backends.outcomes import cxone_completed
@@ -66,8 +67,9 @@ class CxoneBackend(HttpSession):
         problem = oversized(values)
         if problem:
             return Result(Answer.FAILED, detail=problem)
-        # Studio receives them as p1..p4: the number, then the reference triple.
-        body = {"skillId": self._conf.skill_id, "parameters": "|".join(values.values())}
+        # Studio receives them as p1..p4: the number, then the reference triple; each escaped,
+        # since CXone splits at every `|` and a sensorId may hold one (studio.py).
+        body = {"skillId": self._conf.skill_id, "parameters": studio.join(values.values())}
         script = quote(self._conf.script_id, safe="")
         reply = await self._call("POST", f"/scripts/{script}/start", json=body)
         if isinstance(reply, Result):

@@ -10,6 +10,7 @@ import uuid
 import orjson
 from aiohttp import web
 
+from tripline.adapters.backends import studio
 from tripline.devtools.emulator.genesys import configured
 from tripline.devtools.emulator.state import (
     EMULATOR,
@@ -82,14 +83,19 @@ async def cxone_script_start(request: web.Request) -> web.Response:
     if not isinstance(body.get("parameters", ""), str):
         return _error(400, "parameters must be a pipe-delimited string", "bad.request")
     contact = random.randint(10**9, 10**10)
-    # tripline's script takes the number first (p1), then the reference triple.
-    phone = body.get("parameters", "").split("|")[0]
+    # CXone splits the parameters at every `|` into p1..pN; tripline's script unescapes each
+    # (README "NICE CXone") and takes the number first (p1), then the reference triple.
+    script_variables = studio.split(body.get("parameters", ""))
     request.app[EMULATOR].place(
         "cxone",
         str(contact),
         call_id=str(contact),
-        phone=phone,
-        extra={"skillId": body["skillId"], "scriptId": request.match_info["scriptId"]},
+        phone=script_variables[0],
+        extra={
+            "skillId": body["skillId"],
+            "scriptId": request.match_info["scriptId"],
+            "parameters": script_variables,
+        },
     )
     return web.json_response({"contactId": contact}, status=202)
 
