@@ -232,7 +232,7 @@ def test_a_pipe_in_the_sensor_id_shifts_no_cxone_parameter(
         "temp_critical",
         reference,
     ]
-    # What the Studio script reads once it has unescaped each pN (README "NICE CXone").
+    # What the Studio script reads once it has unescaped each pN (docs/cxone.md, section 2).
     (call,) = emulator.state.calls["cxone"].values()
     assert call.extra["parameters"] == ["+14155550101", sensor, "temp_critical", reference]
     assert call.phone == "+14155550101"

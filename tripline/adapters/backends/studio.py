@@ -4,8 +4,9 @@ CXone splits a script start's `parameters` at every `|` into the script's p1..pN
 the script runs: a `|` inside a value (a sensorId may hold one: ids are any printable ASCII)
 would shift every later field. So no value may carry a `|`: each is percent-escaped — `%` as
 `%25`, then `|` as `%7C` — and the Studio script undoes it on each pN with two literal
-replacements, `%7C` to `|` first, then `%25` to `%` (README "NICE CXone"). A value without `%`
-or `|` is sent as it is, so a script that does not unescape still reads every ordinary id.
+replacements, `%7C` to `|` first, then `%25` to `%` (docs/cxone.md, "2. The Studio script").
+A value without `%` or `|` is sent as it is, so a script that does not unescape still reads
+every ordinary id.
 
 Escaping rather than refusing: an id with a `|` is a valid id everywhere else in tripline
 (records, keys, Genesys, Twilio), so refusing it would leave that sensor with no call at all on

@@ -84,7 +84,8 @@ async def cxone_script_start(request: web.Request) -> web.Response:
         return _error(400, "parameters must be a pipe-delimited string", "bad.request")
     contact = random.randint(10**9, 10**10)
     # CXone splits the parameters at every `|` into p1..pN; tripline's script unescapes each
-    # (README "NICE CXone") and takes the number first (p1), then the reference triple.
+    # (docs/cxone.md, "2. The Studio script") and takes the number first (p1), then the
+    # reference triple.
     script_variables = studio.split(body.get("parameters", ""))
     request.app[EMULATOR].place(
         "cxone",
