@@ -1,11 +1,12 @@
 """The Docker image's install, without Docker: what the Dockerfile copies, installed as it installs
 it, runs the service away from the source tree.
 
-The development machines have no Docker daemon, so the image itself is not built here. This
-builds what its build stage builds — the files its COPY lines name, `pip install --prefix`, no
-editable install — and runs its ENTRYPOINT from that prefix, in a directory that is not the
-repository: a module, a TOML file or a page left out of the package (or out of the COPY lines)
-fails here instead of in the first container a user starts.
+The image itself is built and run by tests/deploy/test_image.py, which needs a Docker daemon
+and minutes on a machine's first run. This is the quick check of the same promise, anywhere: it
+builds what the build stage builds — the files its COPY lines name, a non-editable pip install
+(into a prefix here, into a venv in the image) — and runs its ENTRYPOINT from there, in a
+directory that is not the repository: a module, a TOML file or a page left out of the package
+(or out of the COPY lines) fails here instead of in the first container a user starts.
 """
 
 from __future__ import annotations

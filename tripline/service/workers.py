@@ -330,7 +330,17 @@ def run_parent(
     except OSError as exc:
         log.error("HTTP on %s:%d: %s", config.http.host, config.http.port, exc)  # noqa: TRY400
         return 1
-    directory = runtime_dir()
+    try:
+        directory = runtime_dir()
+    except OSError as exc:  # a container run --read-only without a tmpfs: nowhere to write
+        held.close()
+        log.error(  # noqa: TRY400 - the reason is the message; a traceback adds nothing
+            "no directory for the workers' sockets (%s): set RUNTIME_DIRECTORY or "
+            "XDG_RUNTIME_DIR to a directory this user may write, or give the temporary "
+            "directory one (docker run --read-only: add --tmpfs /tmp)",
+            exc,
+        )
+        return 1
     env = {**os.environ, "TRIPLINE__HTTP__PORT": str(port)}
     log.info(
         "%d workers (client ids %s … %s, group %r), HTTP port %d",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tripline.conf import schema
 from tripline.service import workers
 
@@ -114,6 +115,32 @@ def test_the_reserved_port_is_shared_with_reuseport_listeners() -> None:
         plain.close()
     finally:
         held.close()
+
+
+def test_nowhere_to_write_the_sockets_is_one_clear_error_and_frees_the_port(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What tempfile says on a read-only root without a writable /tmp (`docker run --read-only`).
+    def unwritable() -> Path:
+        raise FileNotFoundError("No usable temporary directory found in ['/tmp', '/var/tmp']")
+
+    monkeypatch.setattr(workers, "runtime_dir", unwritable)
+    port = free_port()
+    config = schema.load(env={"TRIPLINE__HTTP__PORT": str(port)})
+    started: list[int] = []
+
+    def command(index: int, _directory: Path, _parent: int) -> list[str]:
+        started.append(index)
+        return [sys.executable, "-c", "pass"]
+
+    assert workers.run_parent(config, 2, command) == 1
+    assert started == []  # no worker was started
+    with socket.socket() as again:  # the reserved port was let go
+        again.bind(("127.0.0.1", port))
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "No usable temporary directory" in record.getMessage()
+    assert "--tmpfs /tmp" in record.getMessage()
+    assert record.exc_info is None
 
 
 def test_the_parent_replaces_a_dead_worker_and_passes_sigterm_on(tmp_path: Path) -> None:
