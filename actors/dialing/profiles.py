@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -95,12 +95,16 @@ class Profiles:
             )
             if profile.customer is None:
                 return None
-        return dial_time_flags(
+        blocked = dial_time_flags(
             None if profile.customer is None else _through(profile.customer, intent),
             now=now,
             rules=rules,
             why_none=profile.why_none or "the number is no longer one of the customer's in the CRM",
         )
+        if blocked is None:
+            return None
+        # The record says why a call its decision allowed became a task.
+        return replace(blocked, facts={**blocked.facts, "checked": "at_dialing"})
 
     async def _read(self, customer_id: str, known: Customer | None) -> Profile:
         """The CRM's profile now; when it cannot be asked, the newest known (`known`)."""
@@ -113,6 +117,9 @@ class Profiles:
                 "profile of %s not read again at dialing (%s): older flags", customer_id, exc
             )
             return Profile(known, unverified=f"the CRM could not be asked ({exc})")
+        except Exception as exc:  # a round's calls must be settled whatever the read met
+            log.exception("profile of %s: reading it again failed", customer_id)
+            return Profile(known, unverified=f"reading the CRM failed ({exc!r})"[:200])
         if customer is None:
             return Profile(None, why_none="the customer is no longer known to the CRM")
         return Profile(customer)
@@ -145,7 +152,8 @@ class Profiles:
         if customer is not None:  # the next call to this customer need not ask again
             key = self._records.keys.customer(customer_id)
             doc = crm.cache_doc(customer, self._clock())
-            await self._records.auto.execute("SET", key, doc, "EX", conf.cache_ttl_seconds)
+            cached = self._records.auto.send("SET", key, doc, "EX", conf.cache_ttl_seconds)
+            cached.add_done_callback(_cached)  # not waited for: a cache, not a decision
         return customer
 
     def _count(self, *, ok: bool) -> None:
@@ -157,6 +165,11 @@ class Profiles:
         """Close the CRM session."""
         if self._http is not None:
             await self._http.close()
+
+
+def _cached(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.info("a profile read at dialing was not cached: %r", exc)
 
 
 def _through(customer: Customer, intent: DialIntent) -> Customer | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,10 +15,11 @@ from tests.actors.helpers import FakeBackend, customer, intent
 from tests.actors.test_dialer import Rig, settled
 from tests.conftest import EmulatorHandle, alert, http, plain_alert, wait_for
 from tripline.actors.dialing.gate import LastChecks
+from tripline.actors.dialing.profiles import Profile, Profiles
 from tripline.actors.dialing.records import Records
 from tripline.adapters.crm import cache_doc, cached_profile
 from tripline.conf.schema import CrmConfig
-from tripline.messages import Customer, DialIntent, Priority, Reason
+from tripline.messages import Contact, Customer, DialIntent, Priority, Reason
 from tripline.pipeline.caps import CapRules
 from tripline.pipeline.comply import ComplyRules
 from tripline.service.controls import OperatorControls
@@ -110,6 +112,8 @@ def test_a_dnd_set_in_the_crm_after_the_decision_is_honoured_at_dialing(
     dialer.tell(intent(a, Priority.HIGH))
     rec = rig.wait(a, "taskId")
     assert (rec["outcome"], rec["reason"]) == ("deferred", "do_not_disturb")
+    facts = orjson.loads(rec["facts"])
+    assert (facts["rule"], facts["checked"]) == ("do_not_disturb", "at_dialing")
     wait_for(lambda: settled(dialer))
     assert backend.dials == []
     assert crm_reads(emulator) == 1
@@ -196,3 +200,51 @@ def test_with_the_crm_down_the_call_goes_on_the_newest_flags_known_and_says_so(
     assert (rec["outcome"], rec["reason"]) == ("deferred", "do_not_call")
     wait_for(lambda: settled(dialer))
     assert [d.intent_id for d in backend.dials] == [a.idempotency_key]
+
+
+LADDER = Customer(
+    customer_id="C",
+    name="Acme",
+    phone="+1 415-555-0100",  # the CRM's formatting: the call goes to its E.164 form
+    timezone="UTC",
+    do_not_disturb=False,
+    do_not_call=False,
+    contacts=(
+        Contact(name="Manager", phone="+14155550101", order=1, call_consent=False),
+        Contact(name="Guard", phone="+14155550102", order=2),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("phone", "attempt", "profile", "reason"),
+    [
+        pytest.param("+14155550100", 1, LADDER, None, id="the-customers-own-number"),
+        pytest.param("+14155550102", 3, LADDER, None, id="a-contact-still-listed"),
+        pytest.param("+14155550101", 2, LADDER, Reason.DO_NOT_CALL, id="contact-consent-gone"),
+        pytest.param("+14155550199", 2, LADDER, Reason.NO_CONTACT, id="contact-removed"),
+        pytest.param(
+            "+14155550102",
+            2,
+            replace(LADDER, do_not_disturb=True),
+            Reason.DO_NOT_DISTURB,
+            id="account-dnd-holds-for-every-contact",
+        ),
+    ],
+)
+def test_the_fresh_profile_is_judged_through_the_contact_about_to_ring(
+    phone: str, attempt: int, profile: Customer, reason: Reason | None
+) -> None:
+    profiles = Profiles(conf=CrmConfig(), records=cast("Records", object()), clock=time.time)
+    call = DialIntent(
+        intent_id="K",
+        alert=plain_alert("K"),
+        customer=replace(customer(), phone=phone),
+        priority=Priority.CRITICAL,
+        enqueued_at=0.0,
+        attempt=attempt,
+    )
+    verdict = asyncio.run(
+        profiles.flags(call, {"C": Profile(profile)}, now=time.time(), rules=ComplyRules())
+    )
+    assert (verdict.reason if verdict else None) == reason
