@@ -57,8 +57,15 @@ def test_an_alert_is_stale_past_its_prioritys_age_by_its_sensors_clock(
 def test_the_detail_says_how_old_the_alert_is_in_words() -> None:
     verdict = stale_alert(NOW - 3 * 3600 - 300, Priority.LOW, now=NOW, limits=LIMITS)
     assert verdict is not None
-    assert verdict.detail.startswith("the alert is 3h05m old by its sensor's clock")
-    assert "past 30m" in verdict.detail
+    assert verdict.detail == (
+        "the alert is 3h05m old by its sensor's clock; low alerts ring nobody past 30m "
+        "([dialer] max_alert_age_seconds)"
+    )
+
+
+@pytest.mark.parametrize(("ago", "age"), [(0.0, 0.0), (0.5, 0.5), (-30.0, 0.0), (90.0, 90.0)])
+def test_an_alerts_age_is_how_long_ago_its_sensor_raised_it(ago: float, age: float) -> None:
+    assert alert_age(NOW - ago, now=NOW) == age
 
 
 @given(
@@ -161,7 +168,18 @@ def test_the_flags_read_at_dialing_decide_the_call(
 
 @pytest.mark.parametrize(
     ("seconds", "words"),
-    [(0, "0s"), (59.9, "59s"), (60, "1m"), (750, "12m30s"), (7500, "2h05m"), (273600, "3d04h")],
+    [
+        (0, "0s"),
+        (59.9, "59s"),
+        (60, "1m"),
+        (750, "12m30s"),
+        (3599, "59m59s"),
+        (3600, "1h00m"),
+        (7500, "2h05m"),
+        (86399, "23h59m"),
+        (86400, "1d00h"),
+        (273600, "3d04h"),
+    ],
 )
 def test_durations_read_as_people_read_them(seconds: float, words: str) -> None:
     assert span(seconds) == words
