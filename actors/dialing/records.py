@@ -48,7 +48,7 @@ from tripline.messages import (
     Withdrawn,
 )
 from tripline.pipeline.dial_queue import Work
-from tripline.pipeline.lifetime import keep_seconds
+from tripline.pipeline.lifetime import keep_seconds, must_keep
 from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
@@ -259,7 +259,12 @@ class Records:
         self._tell(Withdrawn(keys=tuple(call.intent_id for call, _, _ in joined)))
 
     def keep_commands(self, alert: Alert, *, until: float, now: float) -> list[tuple[Any, ...]]:
-        """The commands that keep an alert's keys `record_ttl` past `until` (never shorter)."""
+        """The commands that keep an alert's keys `record_ttl` past `until` (never shorter).
+
+        None when acceptance gave them that long already (an obligation due soon after it).
+        """
+        if not must_keep(accepted_at=alert.accepted_at, until=until, ttl=self._ttl):
+            return []
         return keep_commands(self.keys, alert, keep_seconds(now=now, until=until, ttl=self._ttl))
 
     def keep(self, alert: Alert, *, until: float) -> None:

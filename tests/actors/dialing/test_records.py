@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from tests.actors.helpers import FakeBackend
 from tests.actors.test_dialer import Rig, settled
 from tests.conftest import alert, wait_for
 from tripline.messages import Alert, Reason, TaskIntent
+from tripline.pipeline.lifetime import ACCEPT_SLACK
 
 TTL = 3600
 DAY = 86400
@@ -49,16 +51,21 @@ def test_a_deferral_due_days_later_keeps_its_record_context_and_readings_past_it
 
 
 def test_a_task_due_now_lives_the_record_ttl_from_now_and_never_less_than_kept(
-    rig: Rig,
+    rig: Rig, batches: list[list[str]]
 ) -> None:
     backend = FakeBackend()
     dialer = rig.start(backend, record_ttl=TTL)
-    a, b = rig.accept(alert(), alert())
-    rig.client.expire(rig.keys.record(a.idempotency_key), 60)  # as if accepted long ago
-    rig.client.expire(rig.keys.record(b.idempotency_key), 10 * DAY)  # kept longer already
-    for x in (a, b):
+    fresh, old, kept = rig.accept(alert(), alert(), alert())
+    old = replace(old, accepted_at=time.time() - 2 * TTL)  # re-routed long after acceptance
+    rig.client.expire(rig.keys.record(old.idempotency_key), 60)  # its TTL nearly run out
+    rig.client.expire(rig.keys.record(kept.idempotency_key), 10 * DAY)  # kept longer already
+    kept = replace(kept, accepted_at=old.accepted_at)
+    for x in (fresh, old, kept):
         dialer.tell(TaskIntent(alert=x, reason=Reason.FLEET_INCIDENT, due=time.time(), detail="x"))
         rig.wait(x, "taskId")
     wait_for(lambda: settled(dialer))
-    assert TTL - 60 <= rig.client.ttl(rig.keys.record(a.idempotency_key)) <= TTL
-    assert rig.client.ttl(rig.keys.record(b.idempotency_key)) > 10 * DAY - 60  # never shortened
+    assert TTL - 60 <= rig.client.ttl(rig.keys.record(old.idempotency_key)) <= TTL
+    assert rig.client.ttl(rig.keys.record(kept.idempotency_key)) > 10 * DAY - 60  # not shortened
+    # Due within minutes of acceptance: acceptance gave it the record TTL and a slack past it.
+    assert TTL <= rig.client.ttl(rig.keys.record(fresh.idempotency_key)) <= TTL + ACCEPT_SLACK
+    assert sum(batch.count("EXPIRE") for batch in batches) == 2 * 5  # old's and kept's only
