@@ -15,7 +15,7 @@ import redis
 from tripline.actors import Supervised
 from tripline.actors._inbox import urgent_first_inbox
 from tripline.actors._loop import LoopThread
-from tripline.actors.dialing.jobs import DialJobs
+from tripline.actors.dialing.jobs import DialJobs, max_alert_age
 from tripline.adapters.backends import BackendsFactory
 from tripline.adapters.budget import PrepaidBudget, RateBudget
 from tripline.adapters.store import Keys, iso
@@ -118,7 +118,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             instance=instance,
             reach=reach or ReachConfig(),
             outcomes=outcomes or OutcomesConfig(),
-            crm=crm or CrmConfig(),
+            crm=crm,
         )
         self._governance = GovernRules(
             threshold=conf.occupancy_threshold,
@@ -126,6 +126,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
             max_observation_age=max(30.0, conf.occupancy_poll_seconds * 3),
             aging_seconds=conf.aging_seconds,
             max_age={Priority.from_label(k): float(v) for k, v in conf.max_age_seconds.items()},
+            max_alert_age=max_alert_age(conf),
         )
         self._queue = DialQueue()
         self._pending = {Priority.from_label(k): float(v) for k, v in conf.pending_seconds.items()}

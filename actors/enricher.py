@@ -351,7 +351,13 @@ class Enricher(Supervised, pykka.ThreadingActor):
             self._breaker, ok=True, now=self._clock(), threshold=self._conf.breaker_threshold
         )
         if customer is not None:
-            await cache_customer(self._redis, self._keys, customer, self._conf.cache_ttl_seconds)
+            await cache_customer(
+                self._redis,
+                self._keys,
+                customer,
+                self._conf.cache_ttl_seconds,
+                fetched_at=self._clock(),
+            )
         return customer
 
     async def _sync_forever(self) -> None:
@@ -364,6 +370,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
                     self._keys,
                     base_url=self._conf.base_url,
                     ttl=self._conf.cache_ttl_seconds,
+                    clock=self._clock,
                 )
                 log.info("CRM cache warmed with %d customers", self._synced)
             except Exception as exc:  # a failed prefetch only means colder cache; try later

@@ -72,7 +72,10 @@ class RedisConfig:
     url: str = _f("redis://127.0.0.1:6379/0", doc="Redis URL.")
     key_prefix: str = _f("tl", doc="Prefix of every key (isolates deployments and tests).")
     record_ttl_seconds: int = _f(
-        86400, min=3600, doc="How long records and context live; a record is the key's claim."
+        86400,
+        min=3600,
+        doc="How long records and context live past their last obligation (a task's due time, "
+        "the re-attempts' end); a record is the key's claim.",
     )
 
 
@@ -171,6 +174,12 @@ class CrmConfig:
     breaker_threshold: int = _f(5, min=1, doc="Failures in a row that open the CRM breaker.")
     breaker_cool_off_seconds: float = _f(30.0, min=0.1, doc="Open breaker: wait before a probe.")
     sync_interval_seconds: float = _f(3600.0, min=0, doc="Cache prefetch period; 0 turns it off.")
+    max_profile_age_seconds: float = _f(
+        300.0,
+        min=0.0,
+        doc="The do-not-call, do-not-disturb and consent flags a call is placed on are at most "
+        "this old: an older profile is read from the CRM at the moment of dialing (0: always).",
+    )
     token: str = _f("", secret=True, doc="Bearer token for the CRM.")
 
 
@@ -203,6 +212,13 @@ class DialerConfig:
     aging_seconds: float = _f(300.0, min=1.0, doc="Waiting this long lifts work one level.")
     max_age_seconds: dict[str, int] = _f(
         {}, keys=PRIORITY_NAMES, doc="Work older than this becomes a task (deferred/stale)."
+    )
+    max_alert_age_seconds: dict[str, int] = _f(
+        {},
+        keys=PRIORITY_NAMES,
+        min=60,
+        doc="An alert older than this by its sensor's timestamp rings nobody: it becomes a task "
+        "(deferred/stale); a priority left out: no limit.",
     )
     breaker_threshold: int = _f(5, min=1, doc="Failed sends in a row that open the breaker.")
     breaker_cool_off_seconds: float = _f(30.0, min=0.1, doc="Open breaker: wait before a probe.")

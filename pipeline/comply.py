@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +68,7 @@ class Blocked:
         )
 
 
-def comply(  # noqa: PLR0911 - one return per rule reads best
+def comply(
     customer: Customer | None,
     *,
     now: float,
@@ -105,6 +106,37 @@ def comply(  # noqa: PLR0911 - one return per rule reads best
     phone = normalise_phone(customer.phone)
     if phone is None:
         return Blocked(Reason.INVALID_PHONE, due(), "the phone is not a valid number", facts)
+    blocked = _flags(customer, on_dnc_list, facts, due)
+    if blocked is not None:
+        return blocked
+    blocked = check_window(customer, now=now, rules=rules, alert_type=alert_type)
+    if blocked is not None:
+        return blocked
+    window_facts = _window_facts(customer, local, rules, alert_type)
+    return Allowed(phone, {**facts, **window_facts})
+
+
+def check_flags(
+    customer: Customer, *, now: float, rules: ComplyRules, on_dnc_list: bool = False
+) -> Blocked | None:
+    """The customer's flags alone — do-not-call, consent, do-not-disturb — as comply reads them.
+
+    Run again at the moment of dialing on a profile no older than [crm] max_profile_age_seconds
+    (actors/dialing/gate.py): a flag the CRM gained since the decision is honoured.
+
+    Returns:
+        None when the flags allow a call, else Blocked with a task due the next business day.
+    """
+    local = local_time(now, zone_of(customer))
+    facts = _facts(customer, local, rules)
+    return _flags(
+        customer, on_dnc_list, facts, _DueLater(local, rules, customer.country, customer.region)
+    )
+
+
+def _flags(
+    customer: Customer, on_dnc_list: bool, facts: dict[str, Any], due: Callable[[], float]
+) -> Blocked | None:
     for flagged, rule, detail in (
         (customer.do_not_call, "crm_do_not_call", "the CRM flags the customer do-not-call"),
         (on_dnc_list, "internal_dnc_list", "the number is on the internal do-not-call list"),
@@ -119,11 +151,7 @@ def comply(  # noqa: PLR0911 - one return per rule reads best
             "the customer asked not to be disturbed",
             {**facts, "rule": "do_not_disturb"},
         )
-    blocked = check_window(customer, now=now, rules=rules, alert_type=alert_type)
-    if blocked is not None:
-        return blocked
-    window_facts = _window_facts(customer, local, rules, alert_type)
-    return Allowed(phone, {**facts, **window_facts})
+    return None
 
 
 WINDOW_REASONS = frozenset({Reason.OUTSIDE_CALLING_WINDOW, Reason.HOLIDAY})

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from tripline.messages import DialIntent, Outcome, Priority, Reason, TaskIntent
+from tripline.pipeline.freshness import stale_alert
 from tripline.pipeline.govern import Admission, GovernRules, Occupancy, admit, is_stale, rank
 
 Work = DialIntent | TaskIntent
@@ -201,20 +202,28 @@ class DialQueue:
     # --- what goes next ----------------------------------------------------------------------
 
     def expire_stale(self, now: float, rules: GovernRules) -> list[Deferral]:
-        """Calls at their queue's head that waited past their priority's age: out, as tasks."""
+        """Calls at their queue's head past their age: out, as tasks (deferred/stale).
+
+        Past their priority's age waiting here, or past it by their sensor's clock (a backlog
+        replayed after an outage). Here, before the rate budget is asked: a stale backlog must
+        not spend it on calls the last checks would refuse anyway.
+        """
         stale: list[Deferral] = []
         for priority, queue in self._queues.items():
             while queue and queue[0].cancelled:
                 queue.popleft()
-            while (
-                queue
-                and isinstance(work := queue[0].work, DialIntent)
-                and is_stale(priority, now - max(queue[0].enqueued_at, work.not_before), rules)
-            ):
-                entry = self.pop(priority)
-                assert isinstance(entry.work, DialIntent)  # noqa: S101 - checked above
-                waited = f"waited {now - entry.enqueued_at:.0f}s for the dialer"
-                stale.append(Deferral(entry.work, Reason.STALE, waited))
+            while queue and isinstance(work := queue[0].work, DialIntent):
+                waited = now - max(queue[0].enqueued_at, work.not_before)
+                if is_stale(priority, waited, rules):
+                    detail = f"waited {now - queue[0].enqueued_at:.0f}s for the dialer"
+                elif old := stale_alert(
+                    work.alert.timestamp, priority, now=now, limits=rules.max_alert_age
+                ):
+                    detail = old.detail
+                else:
+                    break
+                self.pop(priority)
+                stale.append(Deferral(work, Reason.STALE, detail))
         return stale
 
     def choose(self, now: float, conditions: Conditions) -> Choice:

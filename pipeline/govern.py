@@ -45,6 +45,9 @@ class GovernRules:
     """Waiting this long lifts work one priority level when choosing what goes next."""
     max_age: dict[Priority, float] = field(default_factory=dict)
     """Work older than this becomes a task (deferred/stale); absent: never."""
+    max_alert_age: dict[Priority, float] = field(default_factory=dict)
+    """An alert older than this by its sensor's clock rings nobody (deferred/stale); absent:
+    never. Met at the head of its queue it leaves without taking rate budget."""
 
 
 def admit(

@@ -222,19 +222,11 @@ class Follower:
         """
         now = self._clock()
         at = now + self._conf.poll_seconds
+        # The record, its history and the agent's context outlive the ladder that starts here
+        # (each later step keeps them again): a Friday evening callback is worked on Monday.
+        self._records.keep(intent.alert, until=max(now, intent.scheduled_for))
         if intent.scheduled_for:
             at = max(at, intent.scheduled_for - self._rules.recheck_before)
-            # The record, its history and the agent's context must outlive the wait: a Friday
-            # evening callback is worked on Monday morning.
-            keep = int(intent.scheduled_for - now) + self._ttl
-            keys, ref = self._records.keys, intent.alert.reference_id
-            for key in (
-                keys.record(intent.intent_id),
-                keys.history(intent.intent_id),
-                keys.context(ref),
-                keys.siblings(ref),
-            ):
-                self._records.auto.send("EXPIRE", key, keep).add_done_callback(_quiet)
         else:
             record = self._records.keys.record(intent.intent_id)
             if await self._records.auto.execute("HEXISTS", record, "pushed"):
@@ -273,6 +265,7 @@ class Follower:
             key, n=intent.attempt, states="dialing", event="attempt_placed", **fields
         )
         if moved:
+            self._records.keep(intent.alert, until=now)
             phone = mask_phone(fields["attemptPhone"])
             log.info("attempt %d of %s placed to %s", intent.attempt, key, phone)
             record = self._records.keys.record(key)
@@ -629,6 +622,7 @@ class Follower:
             )
             if moved:  # counted once: only the path that moved the ladder counts its result
                 self._stats.call_result(evidence.result.value, evidence.reason)
+                self._keep(ladder, until=step.at)  # the next attempt may be days away
                 await self._schedule(ladder.key, step.at)
             return
         final = evidence.result if evidence.result != CallResult.PENDING else CallResult.UNKNOWN
@@ -678,6 +672,7 @@ class Follower:
         if not moved:
             return False
         now = self._clock()
+        self._keep(ladder, until=now)  # the record TTL runs from the ladder's end
         self._forget(ladder.key, ladder)
         placed = [a for a in attempts if a.get("callId")]
         self._stats.attempts_per_alert.observe(len(placed))
@@ -854,7 +849,11 @@ class Follower:
         customer = await crm.fetch_customer(self._http, self._crm.base_url, customer_id)
         if customer is not None:
             await crm.cache_customer(
-                self._records.redis, self._records.keys, customer, self._crm.cache_ttl_seconds
+                self._records.redis,
+                self._records.keys,
+                customer,
+                self._crm.cache_ttl_seconds,
+                fetched_at=self._clock(),
             )
         return customer
 
@@ -892,6 +891,15 @@ class Follower:
         if score is not None:
             farthest = max(0.0, score - now)
             await self._records.auto.execute("EXPIRE", self.index, int(farthest) + self._ttl)
+
+    def _keep(self, ladder: Ladder, *, until: float) -> None:
+        """Keep the ladder's record, history and context `record_ttl` past `until`."""
+        if ladder.alert is not None:
+            try:
+                alert = alert_from_dict(ladder.alert)
+            except (TypeError, ValueError):  # unreadable: its record keeps the TTL it has
+                return
+            self._records.keep(alert, until=until)
 
     def _forget(self, key: str, ladder: Ladder) -> None:
         self._records.auto.send("ZREM", self.index, key).add_done_callback(_quiet)

@@ -1,27 +1,32 @@
-"""The last checks before a call leaves: calling window, maintenance, do-not-call, caps.
+"""The last checks before a call leaves: age, calling window, maintenance, flags, caps.
 
 Compliance is checked again at the moment of dialing (work can wait in the queue past a
-window); the do-not-call re-check and the caps are one Lua call each, sent together; then the
-record moves to 'dialing', which only one path can ever do.
+window); an alert too old by its sensor's clock rings nobody (pipeline/freshness.py); the
+do-not-call re-check and the caps are one Lua call each, sent together with the cached profile;
+the customer's flags are judged on a profile no older than [crm] max_profile_age_seconds (read
+from the CRM again when older, actors/dialing/profiles.py); then the record moves to
+'dialing', which only one path can ever do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from tripline.actors._loop import ride_out
+from tripline.actors.dialing.profiles import Profiles
 from tripline.actors.dialing.records import Records, group_keys
 from tripline.adapters.store import FROM_PENDING, transition_args
-from tripline.messages import DialFinished, DialIntent, Outcome, Reason, State
+from tripline.messages import DialFinished, DialIntent, Outcome, Priority, Reason, State
 from tripline.pipeline.caps import CapRules, cap_args
 from tripline.pipeline.comply import Blocked, ComplyRules, check_window
 from tripline.pipeline.dial import Gate, gate
+from tripline.pipeline.freshness import stale_alert
 from tripline.pipeline.maintenance import Window
 from tripline.service.controls import OperatorControls
 from tripline.service.stats import Stats
@@ -56,6 +61,8 @@ class Checks:
     """Sending failed: the calls after `sent` were not checked."""
     ended: list[tuple[Call, str, bool]] = field(default_factory=list)
     """Re-attempts that end here (why, and whether a person gets a task)."""
+    cached: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    """By customer: the cached profile, in flight with the checks (when profiles are read)."""
 
 
 class LastChecks:
@@ -71,10 +78,19 @@ class LastChecks:
         stats: Stats,
         clock: Callable[[], float],
         tell: Callable[[object], None],
+        max_alert_age: Mapping[Priority, float] | None = None,
+        profiles: Profiles | None = None,
     ) -> None:
-        """Keep collaborators."""
+        """Keep collaborators.
+
+        `max_alert_age`: per priority, the oldest alert (by its sensor's clock) still called
+        about. `profiles`: where the flags are read at the moment of dialing (None: the
+        decision's flags stand — a dialer built without a CRM).
+        """
         self._records, self._rules, self._caps, self._controls = records, rules, caps, controls
         self._stats, self._clock, self._tell = stats, clock, tell
+        self._max_alert_age = max_alert_age or {}
+        self._profiles = profiles
         self.follower: Follower | None = None
         """Re-attempts (of called alerts) are moved by their ladder, not their record's outcome."""
 
@@ -87,6 +103,15 @@ class LastChecks:
         checks = Checks(now=self._clock())
         for call in calls:
             intent, _ = call
+            stale = stale_alert(
+                intent.alert.timestamp, intent.priority, now=checks.now, limits=self._max_alert_age
+            )
+            if stale is not None:  # news about the past: a person looks at it, nobody rings
+                if intent.attempt > 1:
+                    checks.ended.append((call, f"stale: {stale.detail}", True))
+                else:
+                    checks.blocked.append((call, stale))
+                continue
             blocked = (
                 None
                 if intent.scheduled_for
@@ -111,6 +136,9 @@ class LastChecks:
                 continue
             try:
                 checks.sent.append((call, self._commands(intent, checks.now)))
+                customer_id = intent.customer.customer_id
+                if self._profiles is not None and customer_id not in checks.cached:
+                    checks.cached[customer_id] = self._profiles.send(customer_id)
                 # A maintenance window opened while the call waited (its pending delay, a
                 # backlog): withdraw it, unless other alerts were grouped into it.
                 if (window := self._controls.covering(intent.alert, checks.now)) is not None:
@@ -145,11 +173,17 @@ class LastChecks:
             for (call, (window, future)) in checks.withdrawals.items()
             if await future == 1
         }
+        profiles = await self._profiles.resolve(checks.cached) if self._profiles else {}
         passed: list[Call] = []
         at = 0
         for call, futures in checks.sent:
             answers, at = replies[at : at + len(futures)], at + len(futures)
-            if await self._settled(call, answers, withdrawn.get(id(call)), checks.now):
+            flags = (
+                await self._profiles.flags(call[0], profiles, now=checks.now, rules=self._rules)
+                if self._profiles
+                else None
+            )
+            if await self._settled(call, answers, withdrawn.get(id(call)), checks.now, flags):
                 del unsettled[id(call)]  # recorded (a Redis failure above requeues it)
                 await self.finish(*call)
             else:
@@ -160,12 +194,17 @@ class LastChecks:
         return ready
 
     async def _settled(
-        self, call: Call, answers: list[Any], window: Window | None, now: float
+        self,
+        call: Call,
+        answers: list[Any],
+        window: Window | None,
+        now: float,
+        flags: Blocked | None = None,
     ) -> bool:
         """Whether the checks' answers end this call here (recorded); False: it may dial."""
         intent, _ = call
         if intent.attempt > 1:
-            return await self._settled_reattempt(intent, answers)
+            return await self._settled_reattempt(intent, answers, flags)
         if window is not None:
             await self.release_caps(intent)  # whichever counted it
             if await self._records.record(
@@ -176,6 +215,10 @@ class LastChecks:
                 detail=window.detail(),
             ):
                 self._stats.decided(intent.alert, Outcome.SUPPRESSED, Reason.MAINTENANCE)
+            return True
+        if flags is not None:  # the CRM changed since the decision: honoured
+            await self.release_caps(intent)
+            self._tell(flags.task(intent.alert))
             return True
         verdict = await self._verdict(intent, answers)
         if verdict == Gate.DIAL:
@@ -199,8 +242,15 @@ class LastChecks:
                 self._stats.decided(intent.alert, Outcome.SUPPRESSED, reason)
         return True
 
-    async def _settled_reattempt(self, intent: DialIntent, answers: list[Any]) -> bool:
-        """A re-attempt's do-not-call re-check and caps: any refusal ends its ladder."""
+    async def _settled_reattempt(
+        self, intent: DialIntent, answers: list[Any], flags: Blocked | None
+    ) -> bool:
+        """A re-attempt's flags, do-not-call re-check and caps: any refusal ends its ladder."""
+        if flags is not None:
+            await self.release_caps(intent)
+            why = f"{flags.reason.value} at the moment of dialing: {flags.detail}"
+            await self._end_reattempt(intent, why, task=True)
+            return True
         verdict = await self._verdict(intent, answers)
         if verdict == Gate.DIAL:
             return False

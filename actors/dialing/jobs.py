@@ -18,6 +18,7 @@ from tripline.actors._loop import ride_out
 from tripline.actors.dialing.follow import Follower
 from tripline.actors.dialing.gate import Call, Checks, LastChecks
 from tripline.actors.dialing.place import Placer, finished_with
+from tripline.actors.dialing.profiles import Profiles
 from tripline.actors.dialing.records import Records
 from tripline.actors.dialing.tasks import Tasks
 from tripline.adapters.backends import Backends, BackendsFactory
@@ -94,6 +95,10 @@ class DialJobs:
             clock=clock,
             tell=tell,
         )
+        # The flags are read again at dialing only from a CRM the dialer was given.
+        self._profiles = (
+            None if crm is None else Profiles(conf=crm, records=self.records, clock=clock)
+        )
         self.checks = LastChecks(
             records=self.records,
             rules=rules,
@@ -102,6 +107,8 @@ class DialJobs:
             stats=stats,
             clock=clock,
             tell=tell,
+            max_alert_age=max_alert_age(conf),
+            profiles=self._profiles,
         )
         self.backends: Backends | None = None
         self._running: set[asyncio.Task[None]] = set()  # strong refs: tasks must not vanish
@@ -167,6 +174,8 @@ class DialJobs:
         if self.follower is not None:
             self._follow_task.cancel()
             await self.follower.close()
+        if self._profiles is not None:
+            await self._profiles.close()
         if self.backends is not None:
             for backend in self.backends.owned:
                 await backend.close()
@@ -319,3 +328,8 @@ class DialJobs:
                 occupancy = Occupancy(1.0, 0, self._clock(), ok=False, detail=repr(exc))
             self._tell(OccupancyObserved(occupancy=occupancy))
             await asyncio.sleep(self._conf.occupancy_poll_seconds)
+
+
+def max_alert_age(conf: DialerConfig) -> dict[Priority, float]:
+    """[dialer] max_alert_age_seconds by priority (a priority left out has no limit)."""
+    return {Priority.from_label(k): float(v) for k, v in conf.max_alert_age_seconds.items()}

@@ -30,14 +30,25 @@ from tripline.adapters.store import (
     Keys,
     annotate_args,
     iso,
+    keep_commands,
     text,
     transition_args,
     work_from_json,
     work_to_json,
 )
 from tripline.conf.schema import DialerConfig
-from tripline.messages import DialIntent, Outcome, Priority, Reason, State, TaskIntent, Withdrawn
+from tripline.messages import (
+    Alert,
+    DialIntent,
+    Outcome,
+    Priority,
+    Reason,
+    State,
+    TaskIntent,
+    Withdrawn,
+)
 from tripline.pipeline.dial_queue import Work
+from tripline.pipeline.lifetime import keep_seconds, must_keep
 from tripline.service.stats import Stats
 
 log = logging.getLogger("tripline.dialer")
@@ -168,6 +179,14 @@ class Records:
             self._marks[work.alert.idempotency_key] = task
         now = self._clock()
         commands = [_mark_args(self.keys, work, now) for work in works]
+        # A task's record outlives its due time by the record TTL (a Friday-evening deferral is
+        # due Monday 09:00): its keys are kept that long in the same round trip.
+        keeps = [
+            command
+            for work in works
+            if isinstance(work, TaskIntent)
+            for command in self.keep_commands(work.alert, until=work.due, now=now)
+        ]
         blobs: dict[Any, Any] = {queue_id(work): work_to_json(work) for work in works}
         window_ms = int(self._conf.group_window_seconds * 1000)
         calls = [w for w in works if isinstance(w, DialIntent)] if window_ms else []
@@ -177,6 +196,7 @@ class Records:
             self._unindex_soon()
             steps = [self.auto.send("HSET", self.queue_key, *itertools.chain(*blobs.items()))]
             steps += [self.auto.send_script(self.sha["transition"], k, a) for k, a in commands]
+            kept = [self.auto.send(*command) for command in keeps]
             steps += [
                 self.auto.send_script(
                     self.sha["group"],
@@ -185,11 +205,11 @@ class Records:
                 )
                 for call in calls
             ]
-            results = await asyncio.gather(*steps, return_exceptions=True)
+            results = await asyncio.gather(*steps, *kept, return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
                     raise result  # an outage fails them all; ride_out runs the batch again
-            return results
+            return results[: len(steps)]
 
         results = await ride_out(run)
         marked = results[1 : 1 + len(works)]
@@ -218,7 +238,10 @@ class Records:
         pipe = self.redis.pipeline(transaction=False)
         for call, _, ref in joined:
             pipe.rpush(self.keys.siblings(ref), orjson.dumps(_sibling(call)))
-            pipe.expire(self.keys.siblings(ref), self._ttl)
+            # At least the record TTL, never shortened: the call's record may have been kept
+            # longer already (a scheduled callback, a ladder), and its agent reads these with it.
+            pipe.expire(self.keys.siblings(ref), self._ttl, nx=True)
+            pipe.expire(self.keys.siblings(ref), self._ttl, gt=True)
         await ride_out(pipe.execute)
         for call, primary, _ in joined:
             if await self.record(
@@ -234,6 +257,25 @@ class Records:
                 )
             await self.forget(call)
         self._tell(Withdrawn(keys=tuple(call.intent_id for call, _, _ in joined)))
+
+    def keep_commands(self, alert: Alert, *, until: float, now: float) -> list[tuple[Any, ...]]:
+        """The commands that keep an alert's keys `record_ttl` past `until` (never shorter).
+
+        None when acceptance gave them that long already (an obligation due soon after it).
+        """
+        if not must_keep(accepted_at=alert.accepted_at, until=until, ttl=self._ttl):
+            return []
+        return keep_commands(self.keys, alert, keep_seconds(now=now, until=until, ttl=self._ttl))
+
+    def keep(self, alert: Alert, *, until: float) -> None:
+        """Keep an alert's keys `record_ttl` past `until`: its ladder's next step, its end.
+
+        Not waited for: the commands ride with the next step the records send. One that fails
+        (Redis away) leaves the TTL the previous step set, at least the record TTL from then;
+        the ladder's next step sets it again.
+        """
+        for command in self.keep_commands(alert, until=until, now=self._clock()):
+            self.auto.send(*command).add_done_callback(_kept)
 
     async def after_marks(self, keys: list[str]) -> None:
         """Wait until the batches that record this work as queued have run."""
@@ -358,6 +400,11 @@ def _readable(stored: dict[Any, Any], where: str) -> list[tuple[Any, Work]]:
 def _unindexed(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
         log.info("decided alerts left in the pending index for the sweep: %r", exc)
+
+
+def _kept(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.info("a record's lifetime was not extended: %r", exc)
 
 
 def _forgotten(future: asyncio.Future[Any]) -> None:

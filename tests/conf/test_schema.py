@@ -193,3 +193,33 @@ def test_the_critical_topic_is_a_filter_of_its_own(
         schema.load(env=env)
     assert problem in str(caught.value)
     assert "critical_topic" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({}, None),
+        ({"TRIPLINE__DIALER__MAX_ALERT_AGE_SECONDS": "{ critical = 30 }"}, "max_alert_age"),
+        ({"TRIPLINE__DIALER__MAX_ALERT_AGE_SECONDS": "{ urgent = 3600 }"}, "max_alert_age"),
+        ({"TRIPLINE__DIALER__MAX_ALERT_AGE_SECONDS": "{ low = 1.5e9 }"}, "max_alert_age"),
+        ({"TRIPLINE__DIALER__MAX_ALERT_AGE_SECONDS": "{ high = 600 }"}, None),  # others: none
+        ({"TRIPLINE__CRM__MAX_PROFILE_AGE_SECONDS": "-1"}, "max_profile_age"),
+        ({"TRIPLINE__CRM__MAX_PROFILE_AGE_SECONDS": "0"}, None),  # 0: read before every call
+    ],
+)
+def test_the_freshness_limits_are_checked(env: dict[str, str], problem: str | None) -> None:
+    """Defaults per priority (README "Nothing lost, nothing twice"), and what is refused."""
+    if problem is None:
+        config = schema.load(env=env)
+        if not env:
+            assert config.dialer.max_alert_age_seconds == {
+                "critical": 14400,
+                "high": 7200,
+                "normal": 3600,
+                "low": 1800,
+            }
+            assert config.crm.max_profile_age_seconds == 300
+        return
+    with pytest.raises(schema.ConfigError) as caught:
+        schema.load(env=env)
+    assert any(problem in p for p in caught.value.problems), caught.value.problems

@@ -389,3 +389,29 @@ def test_cancelled_heads_are_skipped_by_choose_itself_however_many() -> None:
     assert _chosen(queue) == Priority.HIGH
     entry = queue.pop(Priority.HIGH)
     assert (entry.work.intent_id, entry.cancelled) == ("c", False)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("age", "stale"),
+    [
+        pytest.param(3600.0, False, id="at-its-priority-limit"),
+        pytest.param(3600.5, True, id="past-it-by-the-sensor-clock"),
+        pytest.param(-200.0, False, id="a-sensor-clock-ahead"),
+    ],
+)
+def test_a_call_whose_alert_is_past_its_age_leaves_its_queue_before_asking_for_budget(
+    age: float, stale: bool
+) -> None:
+    """A backlog replayed after an outage: just queued, but its alert is about the past."""
+    rules = replace(RULES, max_alert_age={Priority.NORMAL: 3600.0})
+    old = replace(call("old", Priority.NORMAL), alert=alert("old", at=NOW - age))
+    queue = DialQueue()
+    queue.add(old, at=NOW)
+    queue.add(call("new", Priority.NORMAL), at=NOW)
+    found = queue.expire_stale(NOW, rules)
+    if not stale:
+        assert found == []
+        return
+    assert [(d.call.intent_id, d.reason) for d in found] == [("old", Reason.STALE)]
+    assert "max_alert_age_seconds" in found[0].detail
+    assert queue.live[Priority.NORMAL] == 1  # the fresh call behind it stays

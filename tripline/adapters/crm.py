@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import math
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -47,15 +49,41 @@ def session(conf: CrmConfig) -> aiohttp.ClientSession:
     )
 
 
+FETCHED_AT = "fetchedAt"
+"""The cached document's field saying when the CRM answered with it (epoch seconds): how old
+the flags a call is placed on are (pipeline/freshness.py)."""
+
+
 def from_cache(customer_id: str, blob: bytes | str | None) -> Customer | None:
     """A cached profile (cache_customer), None when absent or unreadable (ask the CRM)."""
+    found = cached_profile(customer_id, blob)
+    return None if found is None else found[0]
+
+
+def cached_profile(
+    customer_id: str, blob: bytes | str | None
+) -> tuple[Customer, float | None] | None:
+    """A cached profile and when the CRM answered with it; None when absent or unreadable.
+
+    The time is None when not known (a profile cached before the time was kept).
+    """
     if blob is None:
         return None
     try:
-        parsed = parse_customer(customer_id, orjson.loads(blob))
+        doc = orjson.loads(blob)
     except orjson.JSONDecodeError:
         return None
-    return parsed if isinstance(parsed, Customer) else None
+    parsed = parse_customer(customer_id, doc)
+    if not isinstance(parsed, Customer):
+        return None
+    fetched = doc.get(FETCHED_AT)
+    known = isinstance(fetched, int | float) and not isinstance(fetched, bool)
+    return parsed, float(fetched) if known and math.isfinite(fetched) else None
+
+
+def cache_doc(customer: Customer, fetched_at: float) -> bytes:
+    """The cached form of a profile the CRM answered with at `fetched_at`."""
+    return orjson.dumps({**customer_to_doc(customer), FETCHED_AT: fetched_at})
 
 
 def customer_url(base_url: str, customer_id: str) -> yarl.URL:
@@ -118,23 +146,28 @@ async def list_customers(
         page = following if isinstance(following, int) and following > page else None
 
 
-async def cache_customer(client: aioredis.Redis, keys: Keys, customer: Customer, ttl: int) -> None:
-    """Write one profile to the cache."""
-    await client.set(
-        keys.customer(customer.customer_id), orjson.dumps(customer_to_doc(customer)), ex=ttl
-    )
+async def cache_customer(
+    client: aioredis.Redis, keys: Keys, customer: Customer, ttl: int, *, fetched_at: float
+) -> None:
+    """Write one profile to the cache, with when the CRM answered (`fetched_at`)."""
+    await client.set(keys.customer(customer.customer_id), cache_doc(customer, fetched_at), ex=ttl)
 
 
 async def sync_customers(
-    http: aiohttp.ClientSession, client: aioredis.Redis, keys: Keys, *, base_url: str, ttl: int
+    http: aiohttp.ClientSession,
+    client: aioredis.Redis,
+    keys: Keys,
+    *,
+    base_url: str,
+    ttl: int,
+    clock: Callable[[], float] = time.time,
 ) -> int:
     """Warm the cache from the CRM's list, a page per Redis pipeline; returns how many."""
     count = 0
     pipe = client.pipeline(transaction=False)
     async for customer in list_customers(http, base_url):
-        pipe.set(
-            keys.customer(customer.customer_id), orjson.dumps(customer_to_doc(customer)), ex=ttl
-        )
+        # Each page's time: a list paged through for minutes must not look fresher than it is.
+        pipe.set(keys.customer(customer.customer_id), cache_doc(customer, clock()), ex=ttl)
         count += 1
         if count % PAGE_SIZE == 0:
             await pipe.execute()

@@ -16,6 +16,7 @@ from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.redis_io import AutoPipeline, PipelinedScript, execute, item_error
 from tripline.adapters.store import ACCEPT_IDENTITY, ACCEPT_LUA, Keys, accept_args, text
 from tripline.messages import Alert, Outcome, Priority, Reason, Snapshot, State
+from tripline.pipeline.lifetime import accept_ttl
 from tripline.pipeline.prioritise import PriorityRules
 from tripline.pipeline.validate import Limits, Problem, Rejected, validate
 from tripline.service.stats import Stats
@@ -126,7 +127,9 @@ class Acceptor:
         """
         self._redis, self._keys, self._limits = client, keys, limits
         self._pending_key = pending_key or keys.pending("default")
-        self._rules, self._ttl, self._stats, self._clock = rules, record_ttl, stats, clock
+        # A little past the record TTL: an obligation due soon after needs no extension.
+        self._ttl = accept_ttl(record_ttl)
+        self._rules, self._stats, self._clock = rules, stats, clock
         self._accept = PipelinedScript(client, ACCEPT_LUA)
         self._dead, self._attempts = dead_letters, max(1, attempts)
         # Keys whose record attempt failed without an answer, oldest first (a dict as an

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import orjson
 import pytest
 
 from tests.conftest import EmulatorHandle
@@ -76,3 +77,50 @@ def test_a_document_naming_another_customer_is_no_record_of_this_one(
     with pytest.raises(crm.UnusableRecordError, match="'C-OTHER', not 'C-ASKED'") as caught:
         fetch(emulator, "C-ASKED")
     assert not isinstance(caught.value, crm.CrmUnavailableError)  # the CRM did answer
+
+
+PROFILE = Customer(
+    customer_id="C-1",
+    name="N",
+    phone="+14155550100",
+    timezone="UTC",
+    do_not_disturb=True,
+    do_not_call=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "read_at"),
+    [
+        pytest.param(1_800_000_000.25, 1_800_000_000.25, id="as-written"),
+        pytest.param("1800000000", None, id="a-string-is-no-time"),
+        pytest.param(True, None, id="a-bool-is-no-time"),
+        pytest.param(None, None, id="null"),
+        pytest.param([1], None, id="a-list"),
+        pytest.param(-5, -5.0, id="negative-reads-as-old"),
+    ],
+)
+def test_a_cached_profile_says_when_the_crm_answered_or_that_it_is_not_known(
+    stamp: object, read_at: float | None
+) -> None:
+    doc = orjson.loads(crm.cache_doc(PROFILE, 0.0))
+    doc["fetchedAt"] = stamp
+    found = crm.cached_profile("C-1", orjson.dumps(doc))
+    assert found is not None
+    assert found[0] == PROFILE  # the flags read back whatever the time says
+    assert found[1] == read_at
+
+
+def test_a_time_beyond_a_float_makes_the_cached_document_unreadable_so_the_crm_is_asked() -> None:
+    blob = crm.cache_doc(PROFILE, 0.0).replace(b'"fetchedAt":0.0', b'"fetchedAt":1e400')
+    assert b"1e400" in blob
+    assert crm.cached_profile("C-1", blob) is None
+
+
+def test_a_profile_cached_before_times_were_kept_reads_with_none() -> None:
+    doc = orjson.loads(crm.cache_doc(PROFILE, 5.0))
+    del doc["fetchedAt"]
+    assert crm.cached_profile("C-1", orjson.dumps(doc)) == (PROFILE, None)
+    assert crm.from_cache("C-1", orjson.dumps(doc)) == PROFILE
+    assert crm.cached_profile("C-1", b"{not json") is None
+    assert crm.cached_profile("C-2", orjson.dumps(doc)) is None  # another customer's document

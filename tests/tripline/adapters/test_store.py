@@ -9,12 +9,20 @@ from urllib.parse import unquote
 
 import orjson
 import pytest
+import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.actors.helpers import intent
-from tests.conftest import alert
-from tripline.adapters.store import Keys, iso, work_from_json, work_to_json
+from tests.conftest import alert, plain_alert
+from tripline.adapters.store import (
+    READING_LUA,
+    Keys,
+    iso,
+    keep_commands,
+    work_from_json,
+    work_to_json,
+)
 from tripline.messages import Contact, Priority, Reason, TaskIntent
 from tripline.pipeline.validate import Limits, Rejected, validate
 
@@ -160,3 +168,32 @@ def test_plain_ids_keep_their_keys() -> None:
     keys = Keys("tl")
     assert keys.record("k-1") == "tl:{a:k-1}:rec"
     assert keys.snapshot("CUST-1", "S.1_x") == "tl:{c:CUST-1}:snap:S.1_x"
+
+
+def test_keeping_an_alert_names_its_keys_and_never_shortens_them() -> None:
+    keys = Keys("tl")
+    a = plain_alert("K:1", customer_id="C{1}", sensor_id="S:2", reference_id="R")
+    commands = keep_commands(keys, a, 7200)
+    assert [c[1] for c in commands] == [
+        keys.record("K:1"),
+        keys.history("K:1"),
+        keys.context("R"),
+        keys.siblings("R"),
+        keys.readings("C{1}", "S:2"),
+    ]
+    assert {(c[0], c[2], c[3]) for c in commands} == {("EXPIRE", 7200, "GT")}
+
+
+def test_a_reading_keeps_its_list_at_least_the_ttl_and_never_shortens_it(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    key = f"{prefix}:readings"
+    script = redis_client.register_script(READING_LUA)
+    script(keys=[key], args=[b"1", 10, 3600])
+    assert 3590 <= redis_client.ttl(key) <= 3600  # a new list gets the TTL
+    redis_client.expire(key, 5 * 86400)  # kept for a deferral due days later
+    script(keys=[key], args=[b"2", 10, 3600])
+    assert redis_client.ttl(key) > 5 * 86400 - 60  # a new reading does not shorten it
+    redis_client.expire(key, 60)
+    script(keys=[key], args=[b"3", 10, 3600])
+    assert redis_client.ttl(key) > 3500  # and renews a shorter one

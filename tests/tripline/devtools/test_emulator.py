@@ -140,6 +140,22 @@ def test_crm_and_recorded_requests(emulator: EmulatorHandle) -> None:
     assert http("GET", f"{emulator.url}/_emulator/requests")[1] == []
 
 
+def test_a_customers_flags_are_changed_in_place(emulator: EmulatorHandle) -> None:
+    """PATCH keeps the rest of the customer: a CRM change while tripline holds a decision."""
+    url = f"{emulator.url}/_emulator/customers"
+    status, changed = http("PATCH", f"{url}/CUST-DEMO-1", {"doNotDisturb": True})
+    assert status == 200
+    assert changed["doNotDisturb"] is True
+    served = http("GET", f"{emulator.url}/api/v1/customers/CUST-DEMO-1")[1]
+    assert served == changed
+    assert served["phone"]  # the rest is kept
+    assert http("PATCH", f"{url}/CUST-7", {"doNotCall": True})[1]["doNotCall"] is True  # synthetic
+    assert http("PATCH", f"{url}/NOPE", {"doNotCall": True})[0] == 404
+    assert http("PATCH", f"{url}/CUST-DEMO-1", [1])[0] == 400
+    assert http("PATCH", f"{url}/CUST-DEMO-1", {"contacts": "x"})[0] == 400
+    assert http("PATCH", f"{url}/CUST-DEMO-1", {"id": "other"})[1]["id"] == "CUST-DEMO-1"
+
+
 ODD_IDS = ["a/b", "../x", "..", ".", "C?n=0", "C#1", "50%", "%2F", "a b", "kü/日本"]
 
 

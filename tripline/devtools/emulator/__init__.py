@@ -17,7 +17,7 @@ import asyncio
 
 from aiohttp import web
 
-from tripline.devtools.emulator.crm import crm_customer, crm_list, put_customer
+from tripline.devtools.emulator.crm import crm_customer, crm_list, patch_customer, put_customer
 from tripline.devtools.emulator.customers import demo_customers, synthetic_customer
 from tripline.devtools.emulator.cxone import (
     CXONE_APP,
@@ -123,6 +123,7 @@ def build_app(emulator: Emulator | None = None) -> web.Application:
             web.get("/api/v1/customers", crm_list),
             web.get("/api/v1/customers/{id:[^/]+}", crm_customer),
             web.put("/_emulator/customers/{id:[^/]+}", put_customer),
+            web.patch("/_emulator/customers/{id:[^/]+}", patch_customer),
             web.get("/_emulator/requests", get_requests),
             web.delete("/_emulator/requests", delete_requests),
             web.put("/_emulator/settings", put_settings),

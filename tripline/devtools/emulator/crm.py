@@ -65,3 +65,23 @@ async def put_customer(request: web.Request) -> web.Response:
     cid = request.match_info["id"]
     request.app[EMULATOR].customers[cid] = {**body, "id": cid}
     return web.json_response(request.app[EMULATOR].customers[cid])
+
+
+async def patch_customer(request: web.Request) -> web.Response:
+    """PATCH /_emulator/customers/{id}: change some of a known customer's fields (404 if unknown).
+
+    A CRM change while tripline holds a decision, e.g. `{"doNotDisturb": true}` while a call
+    waits out its pending delay; demo and synthetic customers too (the change is kept).
+    """
+    body = await _json_body(request)
+    if isinstance(body, web.Response) or not isinstance(body, dict):
+        return _error(400, "the change must be a JSON object", "bad.request")
+    if "contacts" in body and (problem := check_contacts(body["contacts"])):
+        return _error(400, problem, "bad.request")
+    emulator = request.app[EMULATOR]
+    cid = request.match_info["id"]
+    known = emulator.customers.get(cid) or synthetic_customer(cid)
+    if known is None:
+        return _error(404, f"customer {cid} not found", "not.found")
+    emulator.customers[cid] = {**known, **body, "id": cid}
+    return web.json_response(emulator.customers[cid])
