@@ -27,11 +27,17 @@ _apt_install() {
   echo "installing $* ($why) from the OS packages${run[*]:+ with sudo} ..." >&2
   # DEBIAN_FRONTEND goes through env: sudo resets the environment. ${run[@]+...}: an empty
   # array is "unbound" to set -u in older bash.
-  if ! ${run[@]+"${run[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null ||
+  # apt-get's output is shown only when it fails (its notes, such as debconf's, are noise).
+  local out
+  out=$(mktemp)
+  if ! ${run[@]+"${run[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$out" 2>&1 ||
      ! ${run[@]+"${run[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" \
-       >/dev/null; then
+       >>"$out" 2>&1; then
+    cat "$out" >&2
+    rm -f "$out"
     echo "could not install $* (apt-get's messages are above)." >&2
     echo "  By hand: sudo apt-get install -y $*" >&2
     return 1
   fi
+  rm -f "$out"
 }
