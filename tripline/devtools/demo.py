@@ -86,16 +86,15 @@ def run(options: Options, console: Console | None = None) -> int:
         return 2
     log_file = None if options.verbose else _log_to_file()
     places = _Places(service=service_url, emulator=emulator_url, log_file=log_file)
-    topic = config.mqtt.topic.replace("+", "<sensorId>")
     broker = f"{config.mqtt.host}:{config.mqtt.port}"
-    fleet = f"{SENSORS} sensors publish {options.count} alerts to {topic} on {broker}"
+    fleet = f"{SENSORS} sensors, {options.count} alerts, on {config.mqtt.topic} at {broker}"
     console.print("tripline demo", style="bold")
     _table(
         console,
         [
             ("contact center + CRM", f"{emulator_url}  (emulated: tripline emulate)"),
             ("the service", service_url),
-            ("a simulated fleet", fleet),
+            ("the fleet (simulated)", fleet),
             *([("logs (JSON)", log_file)] if log_file else []),
         ],
     )
