@@ -115,9 +115,13 @@ def _run(options: Options, config: schema.Config, console: Console, places: _Pla
     threading.Thread(
         target=_serve_emulator, args=(emulator_app(emulator), options.emulator_port), daemon=True
     ).start()
-    service = Service(config)
-    with console.status("starting the service ..."):  # a spinner on a terminal, else nothing
-        service.start()
+    try:
+        with console.status("starting the service ..."):  # a spinner on a terminal, else nothing
+            service = Service(config)
+            service.start()
+    except Exception as exc:  # Redis not there, say: one line, not a traceback
+        _failed("the service did not start", exc, places)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.new_event_loop()
     server = threading.Thread(
@@ -135,11 +139,20 @@ def _run(options: Options, config: schema.Config, console: Console, places: _Pla
                 pass
     except KeyboardInterrupt:
         pass
+    except Exception as exc:  # the broker refusing the fleet, say
+        _failed("the demo stopped", exc, places)
+        return 1
     finally:
         loop.call_soon_threadsafe(stop.set)
         server.join(timeout=5)
         service.stop()
     return 0
+
+
+def _failed(what: str, exc: Exception, places: _Places) -> None:
+    log.error(what, exc_info=exc)
+    where = f" (the logs: {places.log_file})" if places.log_file else ""
+    sys.stderr.write(f"demo: {what}: {exc}{where}\n")
 
 
 def _config(options: Options) -> schema.Config | None:
