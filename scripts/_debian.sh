@@ -2,15 +2,18 @@
 # downloaded by the tests themselves):
 #   chromium, chromedriver  headless browser tests (tests/integration/test_browser.py)
 #   promtool                the Prometheus alerting rules' checks (tests/deploy/test_alert_rules.py)
+#   openssl                 the MQTT TLS test's certificates (tests/integration/test_mqtt_tls.py);
+#                           Debian's minimal installs have the library, not the command
 # shellcheck source=scripts/_apt.sh
 . "$(dirname "${BASH_SOURCE[0]}")/_apt.sh"
 _missing=""
 command -v chromium >/dev/null 2>&1 || _missing="$_missing chromium"
 command -v chromedriver >/dev/null 2>&1 || _missing="$_missing chromium-driver"
+command -v openssl >/dev/null 2>&1 || _missing="$_missing openssl"
 if [ -n "$_missing" ]; then
   # shellcheck disable=SC2086
-  _apt_install "the browser tests" $_missing ||
-    echo "warning: missing$_missing; the browser tests will fail" >&2
+  _apt_install "tools the tests run" $_missing ||
+    echo "warning: missing$_missing; the browser or TLS tests will fail" >&2
 fi
 if ! command -v promtool >/dev/null 2>&1; then
   # Only its promtool is used; the server is not started.
