@@ -14,7 +14,8 @@ if [ -z "$_ready" ] || [ ! -x .venv/bin/tripline ]; then
   # pyproject.toml's requires-python: pip would refuse any other, in fewer words.
   if [ -z "$PY" ] || ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
      2>/dev/null; then
-    echo "tripline needs Python 3.11; found ${PY:-no python3}${PY:+ ($("$PY" -V 2>&1))}." >&2
+    echo "tripline needs Python 3.11; found ${PY:-no python3}${PY:+ ($("$PY" -V 2>/dev/null ||
+      echo "does not run"))}." >&2
     echo "  Install it (Debian 12: apt-get install python3; macOS: brew install python@3.11)," \
          "or name one: PYTHON=/path/to/python3.11 $0" >&2
     exit 1
