@@ -9,6 +9,7 @@ the terminal shows the run: live progress, what became of the alerts, where to l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -240,15 +241,18 @@ def _watch(options: Options, service: Any, console: Console) -> None:  # noqa: A
     fleet.start()
     live = console.is_terminal and not options.verbose
     shown: view.View = view.LiveView(console, options.count) if live else view.LinesView(console)
-    now = _figures_of(service, fleet)
     try:
-        now = _until(lambda: not fleet.is_alive(), shown, service, fleet)
+        _until(lambda: not fleet.is_alive(), shown, service, fleet)
         if fleet.error is not None:
             raise fleet.error
-        now = _until(lambda: _settled(service), shown, service, fleet, SETTLE_SECONDS)
-        now = _until(lambda: _ladders(service) == 0, shown, service, fleet, LADDER_SECONDS)
+        _until(lambda: _settled(service), shown, service, fleet, SETTLE_SECONDS)
+        _until(lambda: _ladders(service) == 0, shown, service, fleet, LADDER_SECONDS)
     finally:
-        shown.close(now)
+        # As things stand now, Ctrl-C included (not the figures of the loop it interrupted).
+        last: view.Figures | None = None  # Redis gone: the display stops as it was
+        with contextlib.suppress(Exception):
+            last = _figures_of(service, fleet)
+        shown.close(last)
 
 
 def _until(
@@ -257,13 +261,13 @@ def _until(
     service: Any,  # noqa: ANN401
     fleet: _Fleet,
     timeout: float | None = None,
-) -> view.Figures:
-    """Show the figures every 0.25 s until `done()` or `timeout` seconds; the last figures."""
+) -> None:
+    """Show the figures every 0.25 s until `done()` or `timeout` seconds."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         shown.update(_figures_of(service, fleet))
         if done() or (deadline is not None and time.monotonic() > deadline):
-            return _figures_of(service, fleet)
+            return
         time.sleep(0.25)
 
 

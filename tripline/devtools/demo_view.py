@@ -100,8 +100,8 @@ class View(Protocol):
     def update(self, now: Figures) -> None:
         """Show the figures as they are now."""
 
-    def close(self, last: Figures) -> None:
-        """Show the last figures and stop."""
+    def close(self, last: Figures | None) -> None:
+        """Show the last figures (None: as shown) and stop."""
 
 
 class LiveView:
@@ -142,9 +142,10 @@ class LiveView:
             detail=f"reached {reached} · not reached {not_reached}" if now.called else "",
         )
 
-    def close(self, last: Figures) -> None:
+    def close(self, last: Figures | None) -> None:
         """Draw the last figures and leave them on the screen."""
-        self.update(last)
+        if last is not None:
+            self.update(last)
         self._progress.stop()
 
 
@@ -164,9 +165,9 @@ class LinesView:
         if line != self._last and (self._at is None or time.monotonic() - self._at >= self._every):
             self._print(line)
 
-    def close(self, last: Figures) -> None:
+    def close(self, last: Figures | None) -> None:
         """Print the last figures unless they were the last line."""
-        if last.line() != self._last:
+        if last is not None and last.line() != self._last:
             self._print(last.line())
 
     def _print(self, line: str) -> None:
