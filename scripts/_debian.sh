@@ -3,7 +3,7 @@
 #   chromium, chromedriver  headless browser tests (tests/integration/test_browser.py)
 #   promtool                the Prometheus alerting rules' checks (tests/deploy/test_alert_rules.py)
 #   openssl                 the MQTT TLS test's certificates (tests/integration/test_mqtt_tls.py);
-#                           Debian's minimal installs have the library, not the command
+#                           ca-certificates brings it; without it Debian has the library only
 # shellcheck source=scripts/_apt.sh
 . "$(dirname "${BASH_SOURCE[0]}")/_apt.sh"
 _missing=""
