@@ -1,15 +1,41 @@
 # Sourced by scripts/*: creates .venv from pyproject.toml when missing or out of date, activates it.
-PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# With the test tools (the extra "test"), unless the script set venv_extras="" first
+# (scripts/demo): a fresh machine's first demo then installs the service's packages only, half
+# the time; scripts/test adds the rest when it runs.
+PY=${PYTHON:-$(command -v python3.11 || command -v python3 || true)}
+_extras=${venv_extras-test}
+_stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# A venv with the test tools serves the demo too.
+_ready=""
+if [ -f "$_stamp-test" ] || { [ -z "$_extras" ] && [ -f "$_stamp-" ]; }; then _ready=1; fi
 # The console script too: a venv whose tripline was uninstalled (by hand, or by a pip run
 # elsewhere) is set up again rather than failing later with "tripline: not found".
-if [ ! -f "$stamp" ] || [ ! -x .venv/bin/tripline ]; then
-  echo "setting up .venv (first run, pyproject.toml changed, or tripline not installed) ..." >&2
+if [ -z "$_ready" ] || [ ! -x .venv/bin/tripline ]; then
+  # pyproject.toml's requires-python: pip would refuse any other, in fewer words.
+  if [ -z "$PY" ] || ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+     2>/dev/null; then
+    echo "tripline needs Python 3.11; found ${PY:-no python3}${PY:+ ($("$PY" -V 2>/dev/null ||
+      echo "does not run"))}." >&2
+    echo "  Install it (Debian 12: apt-get install python3; macOS: brew install python@3.11)," \
+         "or name one: PYTHON=/path/to/python3.11 $0" >&2
+    exit 1
+  fi
+  # Debian and Ubuntu ship venv's ensurepip apart from Python (python3.11-venv).
+  if ! "$PY" -c 'import ensurepip' 2>/dev/null; then
+    . "$(dirname "${BASH_SOURCE[0]}")/_apt.sh"
+    _apt_install "Python's venv, for .venv" python3.11-venv || {
+      echo "tripline's .venv needs Python's venv module: install python3.11-venv" >&2
+      exit 1
+    }
+  fi
+  echo "setting up .venv (first run, pyproject.toml changed, tripline or the test tools" \
+       "not installed) ..." >&2
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e ".${_extras:+[$_extras]}"
   rm -f .venv/.installed-*
-  touch "$stamp"
+  touch "$_stamp-$_extras"
 fi
+unset _extras _stamp _ready
 # shellcheck disable=SC1091
 . .venv/bin/activate

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -142,8 +143,13 @@ def simulate(
     port: int = 1883,
     topic_prefix: str = "sensors",
     seed: int | None = None,
+    on_publish: Callable[[int], None] | None = None,
 ) -> Counter[str]:
-    """Publish the fleet's alerts at QoS 1 and paced at `spec.rate`; return what was sent."""
+    """Publish the fleet's alerts at QoS 1 and paced at `spec.rate`; return what was sent.
+
+    `on_publish(n)` is told after each message how many were published so far (the demo's
+    progress).
+    """
     rng = random.Random(seed)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
@@ -158,6 +164,8 @@ def simulate(
             time.sleep(delay)
         infos.append(client.publish(f"{topic_prefix}/{sensor}/alerts", body, qos=1))
         sent["invalid" if sensor == "invalid" else "published"] += 1
+        if on_publish is not None:
+            on_publish(n + 1)
     for info in infos:
         info.wait_for_publish(timeout=10)
     client.disconnect()

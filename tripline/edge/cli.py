@@ -10,11 +10,9 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,8 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sync = sub.add_parser("crm-sync", help="warm the customer cache from the CRM's list")
     sync.add_argument("--config", type=Path)
     demo = sub.add_parser("demo", help="emulator + service + a short simulated fleet")
-    demo.add_argument("--count", type=int, default=120)
+    demo.add_argument("--count", type=int, default=120, help="alerts to publish")
     demo.add_argument("--exit", action="store_true", help="exit after the summary")
+    demo.add_argument(
+        "--verbose",
+        action="store_true",
+        help="the logs on the terminal (default: a JSON file whose path is printed)",
+    )
+    demo.add_argument("--port", type=int, help="the service's HTTP port (default 8080)")
+    demo.add_argument("--emulator-port", type=int, default=8090, help="the emulator's port")
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_format)
     handlers = {
@@ -504,109 +509,16 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tripline.devtools.emulator import CLIENT_SECRET, Emulator  # noqa: PLC0415
-    from tripline.devtools.emulator import build_app as emulator_app  # noqa: PLC0415
-    from tripline.devtools.simulate import FleetSpec, simulate  # noqa: PLC0415
-    from tripline.supervisor import Service  # noqa: PLC0415
+    from tripline.devtools import demo  # noqa: PLC0415
 
-    os.environ.setdefault("TRIPLINE__GENESYS__CLIENT_SECRET", CLIENT_SECRET)
-    os.environ.setdefault("TRIPLINE__HTTP__CONTEXT_TOKEN", "demo-token")
-    config = _load(Path(str(resources.files("tripline.conf").joinpath("demo.toml"))))
-    if config is None:
-        return 1
-    emulator = Emulator()
-    # Some calls go unanswered, so the demo shows the ladder: a second attempt, the next contact.
-    emulator.settings.call_results = ["no_answer", "answered", "busy", "answered", "no_answer"]
-    emulator.settings.call_result_delay_seconds = 1.0
-    threading.Thread(target=_serve_emulator, args=(emulator_app(emulator),), daemon=True).start()
-    service = Service(config)
-    service.start()
-    stop = asyncio.Event()
-    loop = asyncio.new_event_loop()
-    server = threading.Thread(
-        target=loop.run_until_complete, args=(serve_http(service, stop),), daemon=True
-    )
-    server.start()
-    try:
-        print(f"demo: publishing {args.count} alerts from 20 sensors ...")
-        simulate(
-            FleetSpec(count=args.count, rate=40.0),
-            port=config.mqtt.port,
-            topic_prefix=config.mqtt.topic.split("/+/", 1)[0],
+    return demo.run(
+        demo.Options(
+            count=args.count,
+            exit=args.exit,
+            verbose=args.verbose,
+            port=args.port,
+            emulator_port=args.emulator_port,
         )
-        _wait_settled(service, timeout=30)
-        _wait_reached(service, timeout=30)
-        _print_summary(service)
-        if not args.exit:
-            print(
-                "service still running: http://127.0.0.1:8080/status  "
-                "emulator: http://127.0.0.1:8090/_emulator/requests  (Ctrl-C to stop)"
-            )
-            done = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: done.set())
-            while not done.wait(0.5):
-                pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        server.join(timeout=5)
-        service.stop()
-    return 0
-
-
-def _serve_emulator(app: web.Application) -> None:
-    web.run_app(app, host="127.0.0.1", port=8090, access_log=None, print=None, handle_signals=False)
-
-
-def _wait_settled(service: Any, timeout: float) -> None:  # noqa: ANN401
-    """Wait until every accepted alert has an outcome and the dialer is idle."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = service.stats
-        decided = sum(stats.total(o) for o in ("called", "suppressed", "deferred"))
-        accepted = stats.total("accepted") + stats.snapshot().get("suppressed", {}).get(
-            "duplicate", 0
-        )
-        status = service.status()
-        if (
-            decided >= accepted
-            and status.get("inFlight", 0) == 0
-            and not any(status.get("queueDepth", {}).values())
-        ):
-            return
-        time.sleep(0.5)
-
-
-def _wait_reached(service: Any, timeout: float) -> None:  # noqa: ANN401
-    """Wait until every called alert's ladder ended (its follow index is empty)."""
-    from tripline.adapters.attempts import follow_key  # noqa: PLC0415
-
-    key = follow_key(service.keys, service.config.mqtt.client_id)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and service.redis.zcard(key):
-        time.sleep(0.5)
-
-
-def _print_summary(service: Any) -> None:  # noqa: ANN401
-    counters = service.stats.snapshot()
-    print("\noutcome      reason                    count")
-    for outcome in ("called", "suppressed", "deferred", "rejected"):
-        for reason, n in sorted(counters.get(outcome, {}).items()):
-            print(f"{outcome:<12} {reason:<25} {n:>5}")
-    reach = service.stats.reach()
-    results = reach["results"]
-    if results:
-        rate = reach["reachRate"]
-        print(
-            f"\ncall results: reached {results.get('reached', 0)}, not reached "
-            f"{results.get('not_reached', 0)}, unknown {results.get('unknown', 0)}"
-            + (f" (reach rate {rate:.0%})" if rate is not None else "")
-        )
-    print(
-        f"(accepted {service.stats.total('accepted')}; records at "
-        "GET http://127.0.0.1:8080/v1/alerts/<idempotencyKey>)\n"
     )
 
 

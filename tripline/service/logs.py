@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -111,3 +112,10 @@ def configure(level: str, fmt: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+def to_file(path: Path) -> None:
+    """Send every log line to `path` instead, as JSON, at the level already set (the demo)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().handlers[:] = [handler]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import orjson
 import pytest
 
-from tripline.service.logs import JsonFormatter, mask_phone, masked
+from tripline.service.logs import JsonFormatter, mask_phone, masked, to_file
 
 
 @pytest.mark.parametrize(
@@ -64,3 +65,27 @@ def test_the_timestamp_is_utc_to_the_millisecond(created: float, ts: str) -> Non
     record = logging.LogRecord("tripline", logging.INFO, __file__, 1, "m", None, None)
     record.created, record.msecs = created, (created - int(created)) * 1000
     assert orjson.loads(JsonFormatter().format(record))["ts"] == ts
+
+
+def test_to_file_sends_every_line_to_the_file_as_masked_json(tmp_path: Path) -> None:
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    path = tmp_path / "tripline.log"
+    try:
+        root.setLevel(logging.INFO)
+        to_file(path)
+        logging.getLogger("tripline.demo").info("calling %s", "+14155550100")
+        logging.getLogger("aiohttp.server").warning("a library's line")
+        logging.getLogger("tripline").debug("below the level: not written")
+        for handler in root.handlers:
+            handler.flush()
+        assert len(root.handlers) == 1  # nothing left writing to the terminal
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:], root.level = saved, level
+    docs = [orjson.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [(d["logger"], d["level"], d["msg"]) for d in docs] == [
+        ("tripline.demo", "info", "calling +1********00"),
+        ("aiohttp.server", "warning", "a library's line"),
+    ]
