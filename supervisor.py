@@ -25,6 +25,7 @@ from tripline.actors.sensor import SensorShard, shard_of
 from tripline.adapters.backends import BackendsFactory
 from tripline.adapters.backends.registry import build_backends
 from tripline.adapters.deadletter import DeadLetters
+from tripline.adapters.redis_clients import sync_redis
 from tripline.adapters.store import Keys
 from tripline.conf.rules import load_rules
 from tripline.conf.schema import Config
@@ -122,8 +123,8 @@ class Service:
         self.events = Events(config.mqtt.client_id, clock)
         self.events.publish_with(self._publish_event)
         self.keys = Keys(config.redis.key_prefix)
-        self.redis = redis.Redis.from_url(
-            config.redis.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        self.redis = sync_redis(
+            config.redis, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         p = config.priorities
         self.dead_letters = DeadLetters(
@@ -269,7 +270,6 @@ class Service:
             daemon=True,
         ).start()
         c = self.config
-        url = c.redis.url
         self._add(
             "dialer",
             lambda: Dialer.start(
@@ -277,7 +277,7 @@ class Service:
                 backends=self._backends_factory,
                 client=self.redis,
                 instance=c.mqtt.client_id,
-                redis_url=url,
+                redis_conf=c.redis,
                 keys=self.keys,
                 routing=c.priorities.routing,
                 rules=self.comply_rules,
@@ -295,7 +295,7 @@ class Service:
             "enricher",
             lambda: Enricher.start(
                 conf=c.crm,
-                redis_url=url,
+                redis_conf=c.redis,
                 keys=self.keys,
                 rules=self.comply_rules,
                 dialer=lambda: self.ref("dialer"),

@@ -9,9 +9,9 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 import yarl
 
+from tripline.adapters.redis_clients import AsyncRedis
 from tripline.adapters.store import Keys
 from tripline.conf.schema import CrmConfig
 from tripline.messages import Customer
@@ -118,7 +118,7 @@ async def list_customers(
         page = following if isinstance(following, int) and following > page else None
 
 
-async def cache_customer(client: aioredis.Redis, keys: Keys, customer: Customer, ttl: int) -> None:
+async def cache_customer(client: AsyncRedis, keys: Keys, customer: Customer, ttl: int) -> None:
     """Write one profile to the cache."""
     await client.set(
         keys.customer(customer.customer_id), orjson.dumps(customer_to_doc(customer)), ex=ttl
@@ -126,7 +126,7 @@ async def cache_customer(client: aioredis.Redis, keys: Keys, customer: Customer,
 
 
 async def sync_customers(
-    http: aiohttp.ClientSession, client: aioredis.Redis, keys: Keys, *, base_url: str, ttl: int
+    http: aiohttp.ClientSession, client: AsyncRedis, keys: Keys, *, base_url: str, ttl: int
 ) -> int:
     """Warm the cache from the CRM's list, a page per Redis pipeline; returns how many."""
     count = 0
