@@ -63,10 +63,15 @@ class Server:
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir
-        )
-        wait(self.client().ping, _UP, f"redis on {self.port}")
+        with (self.dir / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                self._argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir
+            )
+        try:
+            wait(self.client().ping, _UP, f"redis on {self.port}")
+        except TimeoutError as exc:
+            said = (self.dir / "server.log").read_text(errors="replace")[-600:]
+            raise TimeoutError(f"redis on {self.port} did not answer; it said: {said}") from exc
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=1)
@@ -104,6 +109,9 @@ class ClusterRig:
                     str(root / f"node-{n}" / "nodes.conf"),
                     "--cluster-node-timeout",
                     "2000",
+                    # Its own bus port: the default (port + 10,000) fails past 55535.
+                    "--cluster-port",
+                    str(free_port()),
                     *args,
                 ]
                 self.nodes.append(Server(root, f"node-{n}", node_args))
@@ -165,6 +173,9 @@ class SentinelRig:
         self.data: list[Server] = []
         self.sentinels: list[Server] = []
         try:
+            # A replica's first full sync starts at once (Redis 7 waits 5 s for more replicas
+            # to share a diskless transfer): a failover before it would lose everything.
+            args = ("--repl-diskless-sync-delay", "0", *args)
             self.data.append(Server(root, "data-0", list(args)))
             primary = self.data[0].port
             for n in range(1, replicas + 1):
@@ -187,8 +198,11 @@ class SentinelRig:
             raise
 
     def _replicas_in_sync(self) -> bool:
-        info = self.data[0].client().info("replication")
-        return int(info.get("connected_slaves", 0)) == len(self.data) - 1
+        """Every replica has its primary's data set and follows its stream."""
+        return all(
+            replica.client().info("replication").get("master_link_status") == "up"
+            for replica in self.data[1:]
+        )
 
     def _watching(self) -> bool:
         for sentinel in self.sentinels:
@@ -233,9 +247,19 @@ class SentinelRig:
 
         Returns (old port, new port, seconds from the kill until the new primary took a write).
         """
-        old = self.primary()
         started = time.monotonic()
+        old = self.kill_primary()
+        new = self.wait_promoted(old, timeout)
+        return old.port, new.port, time.monotonic() - started
+
+    def kill_primary(self) -> Server:
+        """Kill -9 the primary now (the sentinels notice after down_after_ms); returns it."""
+        old = self.primary()
         old.kill()
+        return old
+
+    def wait_promoted(self, old: Server, timeout: float = 30.0) -> Server:
+        """Wait until the sentinels name another primary and it takes a write; returns it."""
 
         def promoted() -> bool:
             _, port = self._named()
@@ -245,7 +269,7 @@ class SentinelRig:
             return bool(new.client().set(f"{self.name}:failover-probe", 1, ex=60))
 
         wait(promoted, timeout, "a replica promoted")
-        return old.port, self.primary().port, time.monotonic() - started
+        return self.primary()
 
     def rejoin(self, server: Server) -> None:
         """Start a failed node again: the sentinels make it a replica of the new primary."""

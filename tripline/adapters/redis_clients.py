@@ -128,11 +128,15 @@ def async_redis(
 
 
 async def aclose(client: AsyncRedis) -> None:
-    """Close an asyncio client and its connections, whichever its topology."""
+    """Close an asyncio client and its connections, whichever its topology (sentinels too)."""
     if isinstance(client, aiocluster.RedisCluster):
         await client.aclose()
-    else:
-        await client.aclose(close_connection_pool=True)
+        return
+    pool = client.connection_pool
+    await client.aclose(close_connection_pool=True)
+    if isinstance(pool, aiosentinel.SentinelConnectionPool):
+        for watcher in pool.sentinel_manager.sentinels:
+            await watcher.aclose(close_connection_pool=True)
 
 
 def primary_address(client: SyncRedis) -> str | None:

@@ -347,11 +347,11 @@ def _settle(
             next(answers)  # ASKING's own OK
         reply = replies[n] = next(answers)
         asked.pop(n, None)
-        if isinstance(reply, AskError):  # the slot is moving: this key is on the new node
-            asked[n] = (reply.host, reply.port)
-            again.append(n)
-        elif isinstance(reply, MovedError | ClusterDownError | TryAgainError):
+        if isinstance(reply, MovedError | ClusterDownError | TryAgainError):  # MOVED: an AskError
             stale = stale or not isinstance(reply, TryAgainError)
+            again.append(n)
+        elif isinstance(reply, AskError):  # the slot is moving: this key is on the new node
+            asked[n] = (reply.host, reply.port)
             again.append(n)
     return again, stale
 
@@ -614,6 +614,10 @@ async def _exchange(
 ) -> list[Any]:
     """Send `commands` on `conn` and read every reply; a failure leaves `conn` disconnected."""
     try:
+        if not conn.is_connected:
+            # connect() itself: a Sentinel-managed connection asks the sentinels where the
+            # primary is there; send_packed_command would connect to its default address.
+            await conn.connect()  # type: ignore[no-untyped-call]
         # hiredis packs in C what redis-py's async connection packs argument by argument.
         await conn.send_packed_command(pack(commands), check_health=False)
         # One deadline for the batch, not a timer per reply.
