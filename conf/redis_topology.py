@@ -213,5 +213,5 @@ def _server(url: str) -> str:
 
 
 def _masked(url: str) -> str:
-    user = _userinfo(url)
-    return url.replace(user, "***@", 1) if user else url
+    """The url as shown in a problem: credentials (anything before an '@') replaced."""
+    return re.sub(r"(^|://)[^/@]*@", r"\1***@", url, count=1)

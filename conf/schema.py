@@ -89,6 +89,21 @@ class RedisConfig:
     sentinel_password: str = _f(
         "", secret=True, doc="Password of the sentinels themselves, if they require one."
     )
+    wait_replicas: int = _f(
+        0,
+        min=0,
+        max=16,
+        doc="Replicas that must have each batch of writes (Redis WAIT) before tripline acts on "
+        "it, an alert's acknowledgement included: a failover then loses nothing acknowledged. "
+        "0: the primary's word is enough (asynchronous replication).",
+    )
+    wait_timeout_ms: int = _f(
+        1000,
+        min=10,
+        max=4000,  # under the 5 s tripline gives a reply
+        doc="How long a batch waits for wait_replicas; short of them it counts as Redis "
+        "unavailable (retried; nothing acknowledged).",
+    )
     key_prefix: str = _f("tl", doc="Prefix of every key (isolates deployments and tests).")
     record_ttl_seconds: int = _f(
         86400, min=3600, doc="How long records and context live; a record is the key's claim."

@@ -9,7 +9,9 @@ pipelines of tripline/adapters/redis_io.py route by slot over a RedisCluster's n
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeAlias
+import weakref
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -29,6 +31,37 @@ AsyncRedis: TypeAlias = aioredis.Redis | aiocluster.RedisCluster
 
 _SENTINEL_TIMEOUT = 2.0
 """How long a sentinel may take to answer which server is the primary (seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """How many replicas must have a batch of writes (WAIT), and for how long to wait."""
+
+    count: int
+    timeout_ms: int
+
+
+_C = TypeVar("_C")
+_WAITS: weakref.WeakKeyDictionary[object, Replicas] = weakref.WeakKeyDictionary()
+
+
+def replicas_to_wait(client: object) -> Replicas | None:
+    """What a client's batches of writes wait for ([redis] wait_replicas); None: nothing."""
+    return _WAITS.get(client)
+
+
+def _waiting(client: _C, where: RedisConfig | Topology | str) -> _C:
+    if isinstance(where, RedisConfig) and where.wait_replicas:
+        _WAITS[client] = Replicas(where.wait_replicas, where.wait_timeout_ms)
+    return client
+
+
+class NotReplicatedError(redis.ConnectionError):
+    """Written on the primary, but not on enough replicas in time: not to be acted on yet.
+
+    An outage to the callers (tried again; an alert is not acknowledged meanwhile): the writes
+    are there on the primary, and every write tripline makes may be made again.
+    """
 
 
 def target(where: RedisConfig | Topology | str) -> Topology:
@@ -51,7 +84,8 @@ def sync_redis(
     password = _sentinel_password(where, sentinel_password)
     if top.kind == Kind.CLUSTER:
         seeds = [redis.cluster.ClusterNode(host, port) for host, port in top.nodes]  # type: ignore[no-untyped-call]
-        return redis.cluster.RedisCluster.from_url(top.url, startup_nodes=seeds, **options)
+        made = redis.cluster.RedisCluster.from_url(top.url, startup_nodes=seeds, **options)
+        return _waiting(made, where)
     if top.kind == Kind.SENTINEL:
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(top.nodes), sentinel_kwargs=_sentinel_kwargs(top, password)
@@ -59,8 +93,8 @@ def sync_redis(
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             top.master_name, **_primary_kwargs(top), **options
         )
-        return client
-    return redis.Redis.from_url(top.url, **options)
+        return _waiting(client, where)
+    return _waiting(redis.Redis.from_url(top.url, **options), where)
 
 
 class _BlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
@@ -101,13 +135,14 @@ def async_redis(
     password = _sentinel_password(where, sentinel_password)
     if top.kind == Kind.CLUSTER:
         seeds = [aiocluster.ClusterNode(host, port) for host, port in top.nodes]
-        return _BoundedCluster.from_url(
+        bounded = _BoundedCluster.from_url(
             top.url,
             startup_nodes=seeds,
             connections=connections,
             max_connections=connections + 8,  # per node: the raw pipelines' own ones too
             socket_timeout=socket_timeout,
         )
+        return _waiting(bounded, where)
     if top.kind == Kind.SENTINEL:
         sentinel = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(top.nodes), sentinel_kwargs=_sentinel_kwargs(top, password)
@@ -120,11 +155,11 @@ def async_redis(
             socket_timeout=socket_timeout,
             **_primary_kwargs(top),
         )
-        return client
+        return _waiting(client, where)
     pool = aioredis.BlockingConnectionPool.from_url(
         top.url, max_connections=connections, timeout=None, socket_timeout=socket_timeout
     )
-    return aioredis.Redis(connection_pool=pool)
+    return _waiting(aioredis.Redis(connection_pool=pool), where)
 
 
 async def aclose(client: AsyncRedis) -> None:

@@ -48,13 +48,20 @@ from redis.exceptions import (
     AskError,
     ClusterCrossSlotError,
     ClusterDownError,
+    MasterDownError,
     MovedError,
     ReadOnlyError,
     TryAgainError,
 )
 from redis.retry import Retry
 
-from tripline.adapters.redis_clients import AsyncRedis, SyncRedis
+from tripline.adapters.redis_clients import (
+    AsyncRedis,
+    NotReplicatedError,
+    Replicas,
+    SyncRedis,
+    replicas_to_wait,
+)
 
 _RELOADS = 3
 """How often a script Redis lost (NOSCRIPT: a restart, a SCRIPT FLUSH) is loaded and run again
@@ -214,27 +221,31 @@ def _sender(pipe: Batch | redis.client.Pipeline) -> _Send:
         raise TypeError("a cluster's commands go in a redis_io.batch(client), not a pipeline")
     if isinstance(pipe, Batch):
         client = pipe.client
+        wait = replicas_to_wait(client)
         if isinstance(client, redis.cluster.RedisCluster):
-            return lambda commands: _cluster_round_trip(client, commands)
+            return lambda commands: _cluster_round_trip(client, commands, wait)
         pool = client.connection_pool
     else:
-        pool = pipe.connection_pool
-    return lambda commands: _round_trip(pool, commands)
+        pool, wait = pipe.connection_pool, None
+    return lambda commands: _round_trip(pool, commands, wait)
 
 
-def _round_trip(pool: redis.ConnectionPool, commands: list[tuple[Any, ...]]) -> list[Any]:
+def _round_trip(
+    pool: redis.ConnectionPool, commands: list[tuple[Any, ...]], wait: Replicas | None = None
+) -> list[Any]:
+    sent = _with_wait(commands, wait)
     conn = pool.get_connection()
     try:
-        conn.send_packed_command([pack(commands)])  # type: ignore[no-untyped-call]
+        conn.send_packed_command([pack(sent)])  # type: ignore[no-untyped-call]
         parser = getattr(conn, "_parser", None)
         replies: list[Any] = []
         if isinstance(getattr(parser, "_reader", None), hiredis.Reader):
             # Straight from the parser's hiredis reader: redis-py's read_response costs more
             # than the parsing per reply (README "Performance"). Error replies come back as
             # redis-py's exception objects (its parser's replyError), in their places.
-            replies = _read_sync(parser, len(commands))
+            replies = _read_sync(parser, len(sent))
         else:
-            for _ in commands:  # every reply is read, errors too: the stream stays in step
+            for _ in sent:  # every reply is read, errors too: the stream stays in step
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
@@ -245,18 +256,64 @@ def _round_trip(pool: redis.ConnectionPool, commands: list[tuple[Any, ...]]) -> 
         raise
     finally:
         pool.release(conn)
-    return replies
+    return _replicated(replies, len(commands), wait)
+
+
+_READS = frozenset(
+    {
+        b"GET", b"MGET", b"HGET", b"HMGET", b"HGETALL", b"HEXISTS", b"HLEN", b"LRANGE",
+        b"LLEN", b"ZRANGE", b"ZRANGEBYSCORE", b"ZSCORE", b"ZCARD", b"ZCOUNT", b"SISMEMBER",
+        b"SMISMEMBER", b"SMEMBERS", b"SCARD", b"EXISTS", b"TTL", b"PTTL", b"TYPE", b"XLEN",
+        b"XRANGE", b"XREVRANGE", b"PING", b"ASKING",
+    }
+)  # fmt: skip
+"""Commands that write nothing: a batch of only these waits for no replica."""
+
+
+def _with_wait(commands: list[tuple[Any, ...]], wait: Replicas | None) -> list[tuple[Any, ...]]:
+    """The commands, then a WAIT for the replicas when some of them write."""
+    if wait is None or all(_name(c) in _READS for c in commands):
+        return commands
+    return [*commands, ("WAIT", wait.count, wait.timeout_ms)]
+
+
+def _replicated(replies: list[Any], count: int, wait: Replicas | None) -> list[Any]:
+    """The replies of the `count` commands; short of the replicas waited for, an outage.
+
+    The writes are on the primary then, not (yet) on the replicas that would take over from
+    it: nothing may be acted on (an alert acknowledged, a call placed) on their strength.
+    """
+    if len(replies) == count or wait is None:
+        return replies
+    acked = replies[count]
+    if not isinstance(acked, int) or acked < wait.count:
+        raise NotReplicatedError(
+            f"written on the primary, on {acked!r} of {wait.count} replicas after "
+            f"{wait.timeout_ms} ms ([redis] wait_replicas)"
+        )
+    return replies[:count]
+
+
+def _name(command: tuple[Any, ...]) -> bytes:
+    head = command[0]
+    return (head.encode() if isinstance(head, str) else bytes(head)).upper()
 
 
 def _check_primary(replies: list[Any]) -> None:
-    """A READONLY reply: the server became a replica (a failover); fail as a lost connection.
+    """A server that cannot take writes now fails the batch as a lost connection.
 
-    The connection is dropped by the caller, so the next one asks the sentinels (or the
-    cluster) where the primary is now: what redis-py's Sentinel connections do on READONLY.
+    READONLY: it became a replica (a failover); the connection is dropped by the caller, so
+    the next one asks the sentinels (or the cluster) where the primary is now, as redis-py's
+    Sentinel connections do. MASTERDOWN, NOREPLICAS (`min-replicas-to-write` unmet): a primary
+    cut off from its replicas. Each is Redis away for a while, never one alert's fault.
     """
     for reply in replies:
-        if isinstance(reply, ReadOnlyError):
-            raise redis.ConnectionError(f"Redis answered READONLY (now a replica): {reply}")
+        if isinstance(reply, ReadOnlyError | MasterDownError) or (
+            type(reply) is redis.ResponseError and str(reply).startswith("NOREPLICAS")
+        ):
+            raise redis.ConnectionError(
+                f"Redis takes no writes now ({type(reply).__name__}): {reply}"
+            )
 
 
 def _command_keys(command: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -265,7 +322,7 @@ def _command_keys(command: tuple[Any, ...]) -> tuple[Any, ...]:
     Only what the raw pipelines send: a command whose key is elsewhere goes to the wrong node
     at worst, which answers MOVED, and it is sent on (one more round trip).
     """
-    name = command[0].upper().encode() if isinstance(command[0], str) else command[0].upper()
+    name = _name(command)
     if name in (b"EVALSHA", b"EVAL"):
         return tuple(command[3 : 3 + int(command[2])])
     if name in _MULTI_KEY:
@@ -357,7 +414,9 @@ def _settle(
 
 
 def _cluster_round_trip(
-    client: redis.cluster.RedisCluster, commands: list[tuple[Any, ...]]
+    client: redis.cluster.RedisCluster,
+    commands: list[tuple[Any, ...]],
+    wait: Replicas | None = None,
 ) -> list[Any]:
     """Each node its part of `commands` (one round trip each); the replies in order."""
     replies: list[Any] = [None] * len(commands)
@@ -368,7 +427,7 @@ def _cluster_round_trip(
         for node, sent in _plan(client.nodes_manager, commands, todo, asked, replies).values():
             pool = client.get_redis_connection(node).connection_pool
             try:
-                got = _round_trip(pool, _wire(commands, sent))
+                got = _round_trip(pool, _wire(commands, sent), wait)
             except (redis.ConnectionError, redis.TimeoutError):
                 _refresh(client)  # a node failed: learn who took its slots over
                 raise
@@ -442,6 +501,7 @@ class AutoPipeline:
         self._sending: asyncio.Task[None] | None = None
         self._conn: aioredis.connection.AbstractConnection | None = None
         self._node_conns: dict[str, aioredis.connection.AbstractConnection] = {}
+        self._wait = replicas_to_wait(client)
         self.round_trips = 0
         """Batches sent so far."""
 
@@ -551,7 +611,7 @@ class AutoPipeline:
         else:
             if self._conn is None:
                 self._conn = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-            replies = await _exchange(self._conn, commands)
+            replies = await _exchange(self._conn, commands, self._wait)
         self.round_trips += 1
         return replies
 
@@ -603,26 +663,32 @@ class AutoPipeline:
             kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
             conn = self._node_conns[node.name] = node.connection_class(**kwargs)
         try:
-            return await _exchange(conn, commands)
+            return await _exchange(conn, commands, self._wait)
         except BaseException:
             self._node_conns.pop(node.name, None)
             raise
 
 
 async def _exchange(
-    conn: aioredis.connection.AbstractConnection, commands: list[tuple[Any, ...]]
+    conn: aioredis.connection.AbstractConnection,
+    commands: list[tuple[Any, ...]],
+    wait: Replicas | None = None,
 ) -> list[Any]:
-    """Send `commands` on `conn` and read every reply; a failure leaves `conn` disconnected."""
+    """Send `commands` on `conn` and read every reply; a failure leaves `conn` disconnected.
+
+    `wait`: the replicas that must have the writes before the replies count (see execute).
+    """
+    sent = _with_wait(commands, wait)
     try:
         if not conn.is_connected:
             # connect() itself: a Sentinel-managed connection asks the sentinels where the
             # primary is there; send_packed_command would connect to its default address.
             await conn.connect()  # type: ignore[no-untyped-call]
         # hiredis packs in C what redis-py's async connection packs argument by argument.
-        await conn.send_packed_command(pack(commands), check_health=False)
+        await conn.send_packed_command(pack(sent), check_health=False)
         # One deadline for the batch, not a timer per reply.
         async with asyncio.timeout(getattr(conn, "socket_timeout", None)):
-            replies = await _read_replies(conn, len(commands))
+            replies = await _read_replies(conn, len(sent))
         _check_primary(replies)
     except TimeoutError as exc:
         await conn.disconnect()
@@ -631,7 +697,7 @@ async def _exchange(
         # Replies may be left unread: the next batch starts on a fresh connection.
         await conn.disconnect()
         raise
-    return replies
+    return _replicated(replies, len(commands), wait)
 
 
 async def _read_replies(conn: aioredis.connection.AbstractConnection, count: int) -> list[Any]:

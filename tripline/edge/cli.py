@@ -296,7 +296,9 @@ def _check_config(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     if not args.probe:
-        print(orjson.dumps(schema.masked(config), option=orjson.OPT_INDENT_2).decode())
+        shown = schema.masked(config)
+        shown["redis"]["topology"] = config.redis.topology().describe()  # how the settings read
+        print(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return 0
     from tripline.edge import probe_answers, probe_http  # noqa: PLC0415 - only for --probe
 

@@ -2,8 +2,10 @@
 
 A batch mixing every slot is split by node and its replies come back in order; a slot moving
 between nodes (ASK while it moves, MOVED after) is followed; a script call whose keys span
-two slots is that call's error alone; a server that became a replica (READONLY) fails the
-batch as a lost connection, so the next one looks for the primary again.
+two slots is that call's error alone; a server that became a replica (READONLY), or a
+primary short of its replicas (NOREPLICAS), fails the batch as a lost connection, so the next
+one looks for the primary again; with [redis] wait_replicas a batch of writes counts only once
+that many replicas have it (WAIT).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from redis.crc import key_slot
 from redis.exceptions import ClusterCrossSlotError
 
 from bench.redis_rigs import ClusterRig, Server
-from tripline.adapters.redis_clients import aclose, async_redis, sync_redis
+from tests.conftest import wait_for
+from tripline.adapters.redis_clients import NotReplicatedError, aclose, async_redis, sync_redis
 from tripline.adapters.redis_io import (
     AutoPipeline,
     PipelinedScript,
@@ -30,6 +33,7 @@ from tripline.adapters.redis_io import (
     mget,
     slot_of,
 )
+from tripline.conf.schema import RedisConfig
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +167,7 @@ def test_a_primary_turned_replica_fails_the_batch_as_a_lost_connection(tmp_path:
         assert isinstance(client, redis.Redis)
         work = batch(client)
         work.set("io-readonly", 1)
-        with pytest.raises(redis.ConnectionError, match="READONLY"):
+        with pytest.raises(redis.ConnectionError, match="ReadOnlyError"):
             execute(work)
         # Dropped: the next batch connects anew (to whichever server is primary by then).
         pooled = client.connection_pool._available_connections
@@ -174,7 +178,7 @@ def test_a_primary_turned_replica_fails_the_batch_as_a_lost_connection(tmp_path:
             aclient = async_redis(f"redis://127.0.0.1:{replica.port}/0")
             auto = AutoPipeline(aclient)
             try:
-                with pytest.raises(redis.ConnectionError, match="READONLY"):
+                with pytest.raises(redis.ConnectionError, match="ReadOnlyError"):
                     await auto.execute("SET", "io-readonly", 1)
                 assert auto._conn is not None
                 assert not auto._conn.is_connected
@@ -186,3 +190,64 @@ def test_a_primary_turned_replica_fails_the_batch_as_a_lost_connection(tmp_path:
     finally:
         replica.stop()
         primary.stop()
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    """A primary and one replica in step with it."""
+    primary = Server(tmp_path, "primary", [])
+    replica = Server(tmp_path, "replica", ["--replicaof", "127.0.0.1", str(primary.port)])
+    try:
+        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up")
+        yield primary, replica
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+def test_writes_wait_for_the_replicas_asked_for(replicated: tuple[Server, Server]) -> None:
+    primary, replica = replicated
+    url = f"redis://127.0.0.1:{primary.port}/0"
+    one = sync_redis(RedisConfig(url=url, wait_replicas=1))
+    two = sync_redis(RedisConfig(url=url, wait_replicas=2, wait_timeout_ms=50))
+    work = batch(one)
+    work.set("io-wait", "1")
+    assert execute(work) == [b"OK"]  # WAIT's own reply is not among them
+    assert replica.client().get("io-wait") == b"1"  # there before the reply counted
+    work = batch(two)
+    work.set("io-wait", "2")
+    with pytest.raises(NotReplicatedError, match="1 of 2 replicas"):
+        execute(work)
+    assert primary.client().get("io-wait") == b"2"  # written, not to be acted on
+    reads = batch(two)
+    reads.get("io-wait")
+    assert execute(reads) == [b"2"]  # nothing written: no replica waited for
+
+    async def go() -> None:
+        one, two = (
+            async_redis(RedisConfig(url=url, wait_replicas=1)),
+            async_redis(RedisConfig(url=url, wait_replicas=2, wait_timeout_ms=50)),
+        )
+        enough, short = AutoPipeline(one), AutoPipeline(two)
+        try:
+            assert await enough.execute("SET", "io-wait", "3") == b"OK"
+            assert replica.client().get("io-wait") == b"3"
+            with pytest.raises(NotReplicatedError):
+                await short.execute("SET", "io-wait", "4")
+            assert await short.execute("GET", "io-wait") == b"4"
+        finally:
+            for auto, client in ((enough, one), (short, two)):
+                await auto.aclose()
+                await aclose(client)
+
+    asyncio.run(go())
+
+
+def test_a_primary_short_of_its_replicas_is_an_outage(replicated: tuple[Server, Server]) -> None:
+    primary, _ = replicated
+    primary.client().config_set("min-replicas-to-write", 2)  # it has one: NOREPLICAS
+    client = sync_redis(f"redis://127.0.0.1:{primary.port}/0")
+    work = batch(client)
+    work.set("io-noreplicas", 1)
+    with pytest.raises(redis.ConnectionError, match="NOREPLICAS"):
+        execute(work)
