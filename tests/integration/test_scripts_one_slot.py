@@ -3,8 +3,9 @@
 Every command any client of this process sends is read off the wire (redis-py's connections,
 sync and asyncio, and the raw pipelines all end in send_packed_command). The service then
 lives through what calls each script: accept, cooldown, readings, transitions, grouping, caps,
-the rate budget, a deferral's task, a resolve cancelling a waiting call, a call's result and a
-Twilio status callback — with ids made of braces, colons and percent signs. Each script call
+the rate budget, a deferral's task, a resolve cancelling a waiting call, a call's result, a
+Twilio status callback, its lease and the takeover of a lapsed instance — with ids made of
+braces, colons and percent signs. Each script call
 must name keys of one slot, and every script of the package (tests/tripline/adapters/
 test_lua_scripts.py finds them) must have been seen: a new script fails here until a scenario
 calls it.
@@ -38,8 +39,10 @@ from tests.integration.test_fleet_behaviour import stamped
 from tests.integration.test_reach import results
 from tests.tripline.adapters.test_lua_scripts import scripts
 from tripline.adapters.redis_io import script_sha
+from tripline.adapters.store import Keys
 from tripline.edge import twilio_signature
 from tripline.messages import Reason
+from tripline.service.lease import Lease, registry_keys
 
 pytestmark = pytest.mark.integration
 
@@ -93,12 +96,26 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
     return found
 
 
+GHOST = "gh{o}:st%"
+"""A lapsed instance, named with what shapes keys."""
+
+
 def test_every_script_is_called_with_keys_of_one_slot(
-    wire: Wire, make_service: Callable[..., ServiceHandle], emulator: EmulatorHandle
+    wire: Wire,
+    make_service: Callable[..., ServiceHandle],
+    emulator: EmulatorHandle,
+    redis_client: redis.Redis,
+    prefix: str,
 ) -> None:
     port = free_port()
     status_url = f"http://127.0.0.1:{port}/v1/providers/twilio/status"
+    # An instance whose lease lapsed long ago: the service claims it, adopts its (empty) work
+    # and releases it, once it has held its own lease for a whole period (3 s here).
+    Lease(redis_client, Keys(prefix), instance=GHOST, ttl=3.0, sessions=()).acquire(
+        now=time.time() - 600
+    )
     service = make_service(
+        TRIPLINE__STATUS__TAKEOVER_AFTER_SECONDS="3",
         TRIPLINE__DIALER__GROUP_WINDOW_SECONDS="60",
         TRIPLINE__DIALER__PENDING_SECONDS="{ critical = 0, high = 0, normal = 0, low = 2 }",
         TRIPLINE__OUTCOMES__POLL_SECONDS="0.2",
@@ -128,6 +145,8 @@ def test_every_script_is_called_with_keys_of_one_slot(
     wait_for(lambda: (service.record(quoted(deferred)) or {}).get("taskId"), 30)
     assert (service.record(quoted(up)) or {}).get("reason") == Reason.RESOLVED.value
     twilio_status(status_url, str(critical["idempotencyKey"]), f"tripline-{service.prefix}")
+    alive = registry_keys(Keys(prefix))[0]
+    wait_for(lambda: redis_client.zscore(alive, GHOST) is None, 30)  # adopted and released
 
     seen = {name for name, _ in wire.calls}
     assert seen == set(scripts()), f"not called: {set(scripts()) - seen}"
