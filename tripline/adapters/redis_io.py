@@ -20,9 +20,11 @@ asks SCRIPT EXISTS before each pipeline, a round trip per batch on the hot path.
 On a Redis Cluster both split a batch by node (the slot of each command's keys, hash tags
 included), send each node its part, follow MOVED and ASK (a failover, a resharding), and put
 the replies back in order: a batch may mix keys of every slot; each script call must keep its
-own keys in one slot (tests/tripline/adapters/test_scripts_one_slot.py proves they do). Behind
+own keys in one slot (tests/integration/test_scripts_one_slot.py proves they do). Behind
 Sentinel, a primary that became a replica (READONLY) fails the batch as a lost connection, so
-the next one asks the sentinels for the new primary, as redis-py's own connections do.
+the next one asks the sentinels for the new primary, as redis-py's own connections do. With
+[redis] wait_replicas, a batch that writes ends with a WAIT on its own connection, and its
+replies count only once that many replicas have its writes (NotReplicatedError otherwise).
 """
 
 from __future__ import annotations
