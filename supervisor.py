@@ -15,6 +15,7 @@ from typing import Any
 
 import pykka
 import redis
+import redis.cluster
 
 from tripline.actors import FAILURES
 from tripline.actors._retry import Backoff, retry, retry_async
@@ -25,6 +26,7 @@ from tripline.actors.sensor import SensorShard, shard_of
 from tripline.adapters.backends import BackendsFactory
 from tripline.adapters.backends.registry import build_backends
 from tripline.adapters.deadletter import DeadLetters
+from tripline.adapters.redis_clients import primary_address, sync_redis
 from tripline.adapters.store import Keys
 from tripline.conf.rules import load_rules
 from tripline.conf.schema import Config
@@ -122,8 +124,8 @@ class Service:
         self.events = Events(config.mqtt.client_id, clock)
         self.events.publish_with(self._publish_event)
         self.keys = Keys(config.redis.key_prefix)
-        self.redis = redis.Redis.from_url(
-            config.redis.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        self.redis = sync_redis(
+            config.redis, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         p = config.priorities
         self.dead_letters = DeadLetters(
@@ -269,7 +271,6 @@ class Service:
             daemon=True,
         ).start()
         c = self.config
-        url = c.redis.url
         self._add(
             "dialer",
             lambda: Dialer.start(
@@ -277,7 +278,7 @@ class Service:
                 backends=self._backends_factory,
                 client=self.redis,
                 instance=c.mqtt.client_id,
-                redis_url=url,
+                redis_conf=c.redis,
                 keys=self.keys,
                 routing=c.priorities.routing,
                 rules=self.comply_rules,
@@ -295,7 +296,7 @@ class Service:
             "enricher",
             lambda: Enricher.start(
                 conf=c.crm,
-                redis_url=url,
+                redis_conf=c.redis,
                 keys=self.keys,
                 rules=self.comply_rules,
                 dialer=lambda: self.ref("dialer"),
@@ -728,6 +729,7 @@ class Service:
             "events": self.events.recent(20),
             "maintenance": [w.to_doc(now) for w in self.maintenance.open_at(now)],
             "leases": self._leases(now),
+            "redis": self._redis_status(),
             "deadLetters": {
                 "stream": self.dead_letters.key,
                 "quarantined": self.dead_letters.counts(),
@@ -748,6 +750,23 @@ class Service:
             "takeoverAfterSeconds": self.lease.ttl,
             "instances": [v.to_doc(now) for v in views],
         }
+
+    def _redis_status(self) -> dict[str, object]:
+        """Which Redis: its topology, addresses, and who is primary now.
+
+        The primary the sentinels name (asked), or the primaries of the cluster's slot map.
+        """
+        doc = self.config.redis.topology().describe()
+        try:
+            if isinstance(self.redis, redis.cluster.RedisCluster):
+                primaries = self.redis.get_primaries()  # type: ignore[no-untyped-call]
+                doc["primaries"] = sorted(node.name for node in primaries)
+            elif (primary := primary_address(self.redis)) is not None:
+                doc["primary"] = primary
+        except redis.RedisError as exc:  # the sentinels do not answer: /status still does
+            doc["primary"] = None
+            doc["error"] = str(exc)
+        return doc
 
     def pause_dialing(self, *, paused: bool, by: str = "operator") -> None:
         """Hold every call (critical too), on every instance, until resumed.

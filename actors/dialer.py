@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 import pykka
-import redis
 
 from tripline.actors import Supervised
 from tripline.actors._inbox import urgent_first_inbox
@@ -18,8 +17,15 @@ from tripline.actors._loop import LoopThread
 from tripline.actors.dialing.jobs import DialJobs, max_alert_age
 from tripline.adapters.backends import BackendsFactory
 from tripline.adapters.budget import PrepaidBudget, RateBudget
+from tripline.adapters.redis_clients import SyncRedis
 from tripline.adapters.store import Keys, iso
-from tripline.conf.schema import CrmConfig, DialerConfig, OutcomesConfig, ReachConfig
+from tripline.conf.schema import (
+    CrmConfig,
+    DialerConfig,
+    OutcomesConfig,
+    ReachConfig,
+    RedisConfig,
+)
 from tripline.messages import (
     AdoptQueue,
     ControlsChanged,
@@ -73,8 +79,8 @@ class Dialer(Supervised, pykka.ThreadingActor):
         *,
         conf: DialerConfig,
         backends: BackendsFactory,
-        client: redis.Redis,
-        redis_url: str,
+        client: SyncRedis,
+        redis_conf: RedisConfig,
         keys: Keys,
         instance: str,
         routing: dict[str, int],
@@ -103,7 +109,7 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._prepaid = PrepaidBudget(self._budget, ttl=_PREPAID_TTL, most=_PREPAY)
         self._jobs = DialJobs(
             conf=conf,
-            redis_url=redis_url,
+            redis_conf=redis_conf,
             keys=keys,
             queue_key=keys.dial_queue(instance),
             pending_key=keys.pending(instance),

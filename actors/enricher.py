@@ -27,9 +27,10 @@ from tripline.adapters.crm import (
     sync_customers,
 )
 from tripline.adapters.crm import session as crm_session
-from tripline.adapters.redis_io import AutoPipeline, async_redis
+from tripline.adapters.redis_clients import aclose, async_redis
+from tripline.adapters.redis_io import AutoPipeline
 from tripline.adapters.store import Keys
-from tripline.conf.schema import CrmConfig
+from tripline.conf.schema import CrmConfig, RedisConfig
 from tripline.messages import (
     Alert,
     Customer,
@@ -126,7 +127,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         self,
         *,
         conf: CrmConfig,
-        redis_url: str,
+        redis_conf: RedisConfig,
         keys: Keys,
         rules: ComplyRules,
         dialer: Callable[[], pykka.ActorRef[Any]],
@@ -135,7 +136,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
     ) -> None:
         """Keep collaborators; the dialer is a resolver so it survives its restarts."""
         super().__init__()
-        self._conf, self._redis_url, self._keys, self._rules = conf, redis_url, keys, rules
+        self._conf, self._redis_conf, self._keys, self._rules = conf, redis_conf, keys, rules
         self._dialer, self._clock, self._stats = dialer, clock, stats or Stats()
         self._loop: LoopThread | None = None
         self._lookups: dict[str, asyncio.Future[Customer | None]] = {}
@@ -152,7 +153,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         self._loop.call(self._open())
 
     async def _open(self) -> None:
-        self._redis = async_redis(self._redis_url)
+        self._redis = async_redis(self._redis_conf)
         # The per-batch reads share round trips and skip redis-py's per-command bookkeeping.
         self._auto = AutoPipeline(self._redis)
         self._http = crm_session(self._conf)
@@ -163,7 +164,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
     async def _close(self) -> None:
         await self._http.close()
         await self._auto.aclose()
-        await self._redis.aclose(close_connection_pool=True)
+        await aclose(self._redis)
 
     def on_stop(self) -> None:
         """Close connections and stop the loop."""
@@ -261,7 +262,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
         order = sorted(ids)
         if not order:
             return {}
-        blobs = await self._auto.execute("MGET", *[self._keys.customer(cid) for cid in order])
+        blobs = await self._auto.mget([self._keys.customer(cid) for cid in order])
         out: dict[str, Customer | None] = {}
         for cid, blob in zip(order, blobs, strict=True):
             out[cid] = from_cache(cid, blob)

@@ -22,7 +22,8 @@ from tripline.actors import Supervised
 from tripline.actors._inbox import urgent_first_inbox
 from tripline.actors._retry import Backoff, StepRunner, Steps, run_blocking, tell_later
 from tripline.adapters.deadletter import DeadLetters
-from tripline.adapters.redis_io import PipelinedScript, execute
+from tripline.adapters.redis_clients import SyncRedis
+from tripline.adapters.redis_io import Batch, PipelinedScript, batch, execute, mget
 from tripline.adapters.store import (
     COOLDOWN_LUA,
     FROM_PENDING,
@@ -122,7 +123,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         *,
         shard: int,
         conf: SensorConfig,
-        client: redis.Redis,
+        client: SyncRedis,
         keys: Keys,
         pending_key: str,
         record_ttl: int,
@@ -354,7 +355,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         if not alerts:
             return
 
-        def build(pipe: redis.client.Pipeline) -> None:
+        def build(pipe: Batch) -> None:
             for alert in alerts:
                 pipe.set(
                     self._keys.flap_task(alert.customer_id, alert.sensor_id),
@@ -427,7 +428,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         changed = list(dict.fromkeys(a.sensor_id for a in alerts if a.sensor_id in self._dirty))
         saved: dict[str, SensorState] = {}
 
-        def build(pipe: redis.client.Pipeline) -> None:
+        def build(pipe: Batch) -> None:
             nonlocal fleet_commands
             self._queue_fleet(pipe, [a.sensor_id for a in alerts if a.firing], now, alerts)
             fleet_commands = len(pipe.command_stack)
@@ -466,11 +467,11 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             self._count_suppressed(lost, applied, now)
         return proceed
 
-    def _pipelined(self, build: Callable[[redis.client.Pipeline], None]) -> Steps[list[Any]]:
+    def _pipelined(self, build: Callable[[Batch], None]) -> Steps[list[Any]]:
         """Build and run one pipeline, built anew for every retry (a failed one is spent)."""
 
         def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = batch(self._redis)
             build(pipe)
             unindex = len(self._unindex)
             if unindex:
@@ -483,7 +484,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
 
     def _queue_fleet(
         self,
-        pipe: redis.client.Pipeline,
+        pipe: Batch,
         firing: list[str],
         now: float,
         readings: tuple[Alert, ...] = (),
@@ -546,7 +547,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
         read = {s: snap.blob for s in missing if (snap := self._fresh(s, snapshots))}
         ids = [s for s in missing if s not in read]
         keys = [self._keys.snapshot(missing[s], s) for s in ids]
-        raw = (yield lambda: self._redis.mget(keys)) if ids else []
+        raw = (yield lambda: mget(self._redis, keys)) if ids else []
         for sensor_id, blob in [*zip(ids, raw, strict=True), *read.items()]:
             state = _restore(sensor_id, blob)
             self._entities[sensor_id] = SensorEntity(missing[sensor_id], state, seen_at=now)
@@ -571,7 +572,7 @@ class SensorShard(Supervised, pykka.ThreadingActor):
             self._flapping.discard(sensor_id)
 
     def _queue_suppressed(
-        self, pipe: redis.client.Pipeline, decided: list[tuple[Alert, Suppressed]], now: float
+        self, pipe: Batch, decided: list[tuple[Alert, Suppressed]], now: float
     ) -> None:
         for alert, decision in decided:
             keys, args = transition_args(
@@ -668,14 +669,12 @@ class SensorShard(Supervised, pykka.ThreadingActor):
     def _snapshot(self, sensor_ids: list[str]) -> Steps[None]:
         if not sensor_ids:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = batch(self._redis)
         saved = self._queue_snapshots(pipe, sensor_ids)
         yield lambda: execute(pipe)  # the pipe keeps its commands: a retry sends them again
         self._saved(saved)
 
-    def _queue_snapshots(
-        self, pipe: redis.client.Pipeline, sensor_ids: list[str]
-    ) -> dict[str, SensorState]:
+    def _queue_snapshots(self, pipe: Batch, sensor_ids: list[str]) -> dict[str, SensorState]:
         """Queue the entities' snapshots; returns the states written, for _saved."""
         saved = {}
         for sensor_id in sensor_ids:

@@ -2,13 +2,16 @@
 
     python -m bench.faults            # 20,000-alert stream per scenario
     python -m bench.faults --quick    # the short variant CI runs
+    python -m bench.faults --only sentinel-failover   # one scenario
 
 It starts its own Redis (append-only file, fsync always) and Mosquitto (persistence, raised
 limits) on spare loopback ports, the emulator, and tripline as separate processes; then per
 scenario: kill -9 the service again and again mid-stream; restart Redis mid-stream; restart
-Mosquitto mid-stream; two instances on one shared subscription. After each it checks that every
-published alert has exactly one terminal outcome and that the emulator received at most one
-callback per idempotency key and per sensor. The last line printed is one JSON object.
+Mosquitto mid-stream; two instances on one shared subscription; and (not in --quick) a Redis
+primary watched by three sentinels, killed with kill -9 mid-stream: a replica takes over and the
+service, told only the sentinels, follows it. After each it checks that every published alert
+has exactly one terminal outcome and that the emulator received at most one callback per
+idempotency key and per sensor. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import paho.mqtt.client as mqtt
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.redis_rigs import SentinelRig
 from tripline.devtools.emulator import CLIENT_SECRET
 
 TERMINAL = {"called", "suppressed", "deferred"}
@@ -313,9 +317,14 @@ def _confirmed(info: mqtt.MQTTMessageInfo) -> bool:
         return False
 
 
-def check(rig: Rig, prefix: str, pub: Publisher, settle: float) -> dict[str, Any]:
-    """Wait until every published alert is decided (or `settle` passes), then count."""
-    client = redis.Redis(port=rig.redis_port)
+def check(
+    rig: Rig, prefix: str, pub: Publisher, settle: float, client: redis.Redis | None = None
+) -> dict[str, Any]:
+    """Wait until every published alert is decided (or `settle` passes), then count.
+
+    `client`: where the records are (the rig's Redis unless told).
+    """
+    client = client or redis.Redis(port=rig.redis_port)
     keys = sorted(pub.keys)
 
     def outcomes() -> list[bytes | None]:
@@ -367,10 +376,14 @@ def scenario(
     settle: float,
     action: Callable[[list[Service], Publisher], None],
     instances: int = 1,
+    env: dict[str, str] | None = None,
+    records: Callable[[], redis.Redis] | None = None,
 ) -> dict[str, Any]:
     prefix = f"f{uuid.uuid4().hex[:8]}"
     group = prefix if instances > 1 else ""
-    services = [Service(rig, prefix, f"{prefix}-{n}", group) for n in range(instances)]
+    services = [
+        Service(rig, prefix, f"{prefix}-{n}", group, **(env or {})) for n in range(instances)
+    ]
     for service in services:
         service.start()
     pub = Publisher(rig.mqtt_port, count, rate, prefix)
@@ -379,7 +392,7 @@ def scenario(
     try:
         action(services, pub)
         pub.join()
-        result = check(rig, prefix, pub, settle)
+        result = check(rig, prefix, pub, settle, records() if records else None)
     finally:
         for service in services:
             service.stop()
@@ -418,11 +431,71 @@ def kill_loop(every: float) -> Callable[[list[Service], Publisher], None]:
     return act
 
 
+def sentinel_failover(
+    root: Path, rig: Rig, *, count: int, rate: float, settle: float, wait_replicas: int = 1
+) -> dict[str, Any]:
+    """A 20,000-alert stream while the Redis primary is killed (kill -9) a third of the way in.
+
+    A primary and two replicas (append-only, fsync always, as the rig's Redis) and three
+    sentinels, configured as docs/deployment.md asks: the sentinels call a primary down after
+    5 s (1 s made this loaded machine's stalls look like deaths: needless failovers, each
+    throwing away what the demoted primary took meanwhile), and tripline waits for one replica
+    to have each batch of writes (`[redis] wait_replicas = 1`) before acting on it. The service
+    knows only the sentinels. The old primary comes back a few seconds after the failover, as
+    an operator would restart it: the sentinels make it a replica of the new one.
+    """
+    watched = SentinelRig(
+        root / "sentinel",
+        replicas=2,
+        down_after_ms=5000,
+        args=("--appendonly", "yes", "--appendfsync", rig.fsync),
+    )
+    failover: dict[str, float] = {}
+
+    def fail(_services: list[Service], _pub: Publisher) -> None:
+        time.sleep(count / rate / 3)
+        old = watched.kill_primary()
+        started = time.monotonic()
+        watched.wait_promoted(old)
+        failover["promoted_after_s"] = round(time.monotonic() - started, 2)
+        time.sleep(3.0)
+        watched.rejoin(old)
+        print(f"  (primary {old.port} killed; {watched.primary().port} took over)", flush=True)
+
+    env = {
+        "TRIPLINE__REDIS__URL": "redis://127.0.0.1:1/0",
+        "TRIPLINE__REDIS__WAIT_REPLICAS": str(wait_replicas),
+        **watched.env(),
+    }
+    try:
+        result = scenario(
+            "sentinel failover",
+            rig,
+            count=count,
+            rate=rate,
+            settle=settle,
+            action=fail,
+            env=env,
+            records=lambda: watched.primary().client(),
+        )
+    finally:
+        watched.close()
+    return {**result, **failover}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--quick", action="store_true", help="the short variant CI runs")
     parser.add_argument(
-        "--only", help="run one scenario: kill-9, redis-restart, mosquitto-restart or two-instances"
+        "--only",
+        help="run one scenario: kill-9, redis-restart, mosquitto-restart, two-instances or "
+        "sentinel-failover (not part of --quick unless named here)",
+    )
+    parser.add_argument(
+        "--wait-replicas",
+        type=int,
+        default=1,
+        help="[redis] wait_replicas in the sentinel-failover scenario (0: asynchronous only)",
     )
     args = parser.parse_args(argv)
     count, rate, settle = (1500, 500.0, 90.0) if args.quick else (20_000, 1000.0, 300.0)
@@ -451,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = scenario(
                 name, rig, count=count, rate=rate, settle=settle, action=action, instances=instances
             )
+        if args.only == "sentinel-failover" or not (args.quick or args.only):
+            results["sentinel-failover"] = sentinel_failover(
+                root, rig, count=count, rate=rate, settle=settle, wait_replicas=args.wait_replicas
+            )
     finally:
         rig.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -459,18 +536,13 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("published", "accepted", "terminal", "lost", "duplicate_calls")
     }
     ok = total["lost"] == 0 and total["duplicate_calls"] == 0
+    shown = ("accepted", "terminal", "lost", "duplicate_calls", "seconds", "promoted_after_s")
     print(
         json.dumps(
             {
                 **total,
                 "ok": ok,
-                "scenarios": {
-                    k: {
-                        x: v[x]
-                        for x in ("accepted", "terminal", "lost", "duplicate_calls", "seconds")
-                    }
-                    for k, v in results.items()
-                },
+                "scenarios": {k: {x: v[x] for x in shown if x in v} for k, v in results.items()},
             }
         )
     )

@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from tripline.conf.redis_topology import Topology, topology
+from tripline.conf.redis_topology import problems as topology_problems
 from tripline.pipeline.caps import parse_cap
 
 PRIORITY_NAMES = ("critical", "high", "normal", "low")
@@ -69,7 +71,39 @@ class MqttConfig:
 class RedisConfig:
     """The Redis that holds records, claims and snapshots."""
 
-    url: str = _f("redis://127.0.0.1:6379/0", doc="Redis URL.")
+    url: str = _f(
+        "redis://127.0.0.1:6379/0",
+        doc="Redis URL: redis://, rediss:// (TLS), unix://; a cluster's as "
+        "redis+cluster://host:port,host:port. With sentinels: only its scheme, credentials and "
+        "database are used (docs/deployment.md, 'Redis topologies').",
+    )
+    cluster: bool = _f(
+        default=False,
+        doc="The url names a node of a Redis Cluster (a redis+cluster:// url says so by itself).",
+    )
+    sentinels: list[str] = _f(
+        [],
+        doc="Sentinels (host:port each) to ask for the primary of master_name; empty: no Sentinel.",
+    )
+    master_name: str = _f("", doc="The name the sentinels monitor (required with sentinels).")
+    sentinel_password: str = _f(
+        "", secret=True, doc="Password of the sentinels themselves, if they require one."
+    )
+    wait_replicas: int = _f(
+        0,
+        min=0,
+        max=16,
+        doc="Replicas that must have each batch of writes (Redis WAIT) before tripline acts on "
+        "it, an alert's acknowledgement included: a failover then loses nothing acknowledged. "
+        "0: the primary's word is enough (asynchronous replication).",
+    )
+    wait_timeout_ms: int = _f(
+        1000,
+        min=10,
+        max=4000,  # under the 5 s tripline gives a reply
+        doc="How long a batch waits for wait_replicas; short of them it counts as Redis "
+        "unavailable (retried; nothing acknowledged).",
+    )
     key_prefix: str = _f("tl", doc="Prefix of every key (isolates deployments and tests).")
     record_ttl_seconds: int = _f(
         86400,
@@ -77,6 +111,12 @@ class RedisConfig:
         doc="How long records and context live past their last obligation (a task's due time, "
         "the re-attempts' end); a record is the key's claim.",
     )
+
+    def topology(self) -> Topology:
+        """Where the Redis is (one server, Sentinel, a cluster); load() checked it can be read."""
+        return topology(
+            self.url, cluster=self.cluster, sentinels=self.sentinels, master_name=self.master_name
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -780,10 +820,16 @@ def _filters_overlap(a: str, b: str) -> bool:
 
 
 def _check_redis(values: dict[str, Any]) -> list[str]:
+    problems = topology_problems(
+        values.get("url", "redis://127.0.0.1:6379/0"),
+        cluster=values.get("cluster", False),
+        sentinels=values.get("sentinels", []),
+        master_name=values.get("master_name", ""),
+    )
     prefix = values.get("key_prefix", "tl")
     if not prefix or any(c in prefix for c in "{}: "):
-        return ["key_prefix: must be non-empty, without braces, colons or spaces"]
-    return []
+        problems.append("key_prefix: must be non-empty, without braces, colons or spaces")
+    return problems
 
 
 _CROSS_CHECKS = {

@@ -23,7 +23,13 @@ from tripline.actors.dialing.records import Records
 from tripline.actors.dialing.tasks import Tasks
 from tripline.adapters.backends import Backends, BackendsFactory
 from tripline.adapters.store import FROM_PENDING, Keys
-from tripline.conf.schema import CrmConfig, DialerConfig, OutcomesConfig, ReachConfig
+from tripline.conf.schema import (
+    CrmConfig,
+    DialerConfig,
+    OutcomesConfig,
+    ReachConfig,
+    RedisConfig,
+)
 from tripline.messages import (
     DialFinished,
     DialIntent,
@@ -50,7 +56,7 @@ class DialJobs:
         self,
         *,
         conf: DialerConfig,
-        redis_url: str,
+        redis_conf: RedisConfig,
         keys: Keys,
         queue_key: str,
         pending_key: str,
@@ -86,7 +92,7 @@ class DialJobs:
         self.follower: Follower | None = None
         self.records = Records(
             conf=conf,
-            redis_url=redis_url,
+            redis_conf=redis_conf,
             keys=keys,
             queue_key=queue_key,
             pending_key=pending_key,

@@ -17,7 +17,8 @@ import orjson
 import redis
 
 from tripline.actors._loop import ride_out
-from tripline.adapters.redis_io import AutoPipeline, async_redis
+from tripline.adapters.redis_clients import aclose, async_redis
+from tripline.adapters.redis_io import AutoPipeline
 from tripline.adapters.store import (
     ANNOTATE_LUA,
     CANCEL_LUA,
@@ -36,7 +37,7 @@ from tripline.adapters.store import (
     work_from_json,
     work_to_json,
 )
-from tripline.conf.schema import DialerConfig
+from tripline.conf.schema import DialerConfig, RedisConfig
 from tripline.messages import (
     Alert,
     DialIntent,
@@ -64,7 +65,7 @@ class Records:
         self,
         *,
         conf: DialerConfig,
-        redis_url: str,
+        redis_conf: RedisConfig,
         keys: Keys,
         queue_key: str,
         pending_key: str,
@@ -75,7 +76,7 @@ class Records:
     ) -> None:
         """Keep collaborators; connect() must run on the loop."""
         self.keys, self.queue_key, self._pending_key = keys, queue_key, pending_key
-        self._conf, self._redis_url, self._ttl = conf, redis_url, record_ttl
+        self._conf, self._redis_conf, self._ttl = conf, redis_conf, record_ttl
         self._stats, self._clock, self._tell = stats, clock, tell
         self._marks: dict[str, asyncio.Task[Any]] = {}
         self._unindex: list[str] = []  # decided, not yet taken out of the pending index
@@ -83,7 +84,7 @@ class Records:
 
     async def connect(self) -> None:
         """Connect to Redis (on the loop)."""
-        self.redis = async_redis(self._redis_url)
+        self.redis = async_redis(self._redis_conf)
         # Every step shares round trips with the others of its loop iteration (AutoPipeline),
         # which also reloads a script Redis lost in a restart.
         self.auto = AutoPipeline(self.redis)
@@ -108,7 +109,7 @@ class Records:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._unindex_now(), 1.0)
         await self.auto.aclose()
-        await self.redis.aclose(close_connection_pool=True)
+        await aclose(self.redis)
 
     async def restore(self) -> list[Work]:
         """The work persisted before a restart (an unreadable entry is left for a person)."""

@@ -22,7 +22,7 @@ from tripline.actors.dialing import jobs as dial_jobs
 from tripline.adapters.backends import Backends, Result
 from tripline.adapters.budget import RateBudget
 from tripline.adapters.store import Keys, text
-from tripline.conf.schema import CrmConfig, DialerConfig
+from tripline.conf.schema import CrmConfig, DialerConfig, RedisConfig
 from tripline.messages import (
     Alert,
     DialIntent,
@@ -86,7 +86,7 @@ def start_dialer(
         backends=lambda _take: Backends.uniform(backend, observer),
         client=_client(),
         instance=instance or f"test-{keys.prefix}",
-        redis_url=REDIS_URL,
+        redis_conf=RedisConfig(url=REDIS_URL),
         keys=keys,
         routing={"critical": 10, "high": 7, "normal": 5, "low": 2},
         rules=ALWAYS,

@@ -14,7 +14,7 @@ from tests.actors.helpers import FakeDialer, accept, customer
 from tests.conftest import REDIS_URL, EmulatorHandle, alert, ask, wait_for
 from tripline.actors.enricher import Enricher
 from tripline.adapters.store import Keys
-from tripline.conf.schema import CrmConfig
+from tripline.conf.schema import CrmConfig, RedisConfig
 from tripline.messages import (
     Alert,
     DialIntent,
@@ -52,7 +52,7 @@ class Enriched:
         self.dialer = FakeDialer.start()
         self.actor = Enricher.start(
             conf=CrmConfig(base_url=crm_url, sync_interval_seconds=0),
-            redis_url=REDIS_URL,
+            redis_conf=RedisConfig(url=REDIS_URL),
             keys=keys,
             rules=ALWAYS,
             dialer=lambda: self.dialer,

@@ -17,11 +17,18 @@ import orjson
 import paho.mqtt.client as mqtt
 import pykka
 import pytest
+import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
 
 from tests.conftest import alert, ask, publish, wait_for
-from tripline.actors.mqtt_subscriber import MqttSubscriber, _Matcher, _no_delay, wait_connected
+from tripline.actors.mqtt_subscriber import (
+    RECORD_MOST,
+    MqttSubscriber,
+    _Matcher,
+    _no_delay,
+    wait_connected,
+)
 from tripline.conf.schema import MqttConfig
 from tripline.messages import Alert, AlertReceived, Ping, Priority
 from tripline.pipeline.validate import Limits, Rejected, validate
@@ -172,6 +179,39 @@ class Exposed(MqttSubscriber):
         sock = self._client.socket()
         assert isinstance(sock, socket.socket)
         return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+class AwayAcceptor(CountingAcceptor):
+    """Redis away for the first `failures` batches (nothing recorded), then back."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def record(self, items: list[Any]) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise redis.ConnectionError("away")
+        return super().record(items)
+
+
+def test_what_gathered_while_redis_was_away_is_recorded_in_parts() -> None:
+    acceptor = AwayAcceptor(failures=1)
+    ref = _subscriber(acceptor, linger_ms=0)
+    try:
+        ref.tell(received(0))  # fails: the retry timer now flushes what gathers meanwhile
+        count = RECORD_MOST * 2 + 500
+        for n in range(1, count):
+            ref.tell(received(n))
+        wait_for(lambda: sum(len(b) for _, b in acceptor.batches) == count, timeout=10)
+        sizes = [len(b) for _, b in acceptor.batches]
+        assert max(sizes) <= RECORD_MOST, sizes
+        assert [x for _, b in acceptor.batches for x in b] == [
+            f"alert-{n}".encode() for n in range(count)
+        ]  # in order, each once
+    finally:
+        ask(ref, Ping())
+        ref.stop()
 
 
 def test_the_broker_connection_sends_without_nagle_delay() -> None:

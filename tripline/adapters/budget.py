@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import redis
-import redis.asyncio as aioredis
 
+from tripline.adapters.redis_clients import AsyncRedis, SyncRedis
 from tripline.adapters.store import GCRA_LUA
 from tripline.pipeline.govern import Pace, prepay
 
@@ -24,8 +24,8 @@ class RateBudget:
         key: str,
         rate_per_minute: int,
         burst: int,
-        client: redis.Redis | None = None,
-        aclient: aioredis.Redis | None = None,
+        client: SyncRedis | None = None,
+        aclient: AsyncRedis | None = None,
         critical_reserve: int = 0,
     ) -> None:
         """Bind to the sync client, the async client, or both.

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 import yarl
 
+from tripline.adapters.redis_clients import AsyncRedis
 from tripline.adapters.store import Keys
 from tripline.conf.schema import CrmConfig
 from tripline.messages import Customer
@@ -147,7 +147,7 @@ async def list_customers(
 
 
 async def cache_customer(
-    client: aioredis.Redis, keys: Keys, customer: Customer, ttl: int, *, fetched_at: float
+    client: AsyncRedis, keys: Keys, customer: Customer, ttl: int, *, fetched_at: float
 ) -> None:
     """Write one profile to the cache, with when the CRM answered (`fetched_at`)."""
     await client.set(keys.customer(customer.customer_id), cache_doc(customer, fetched_at), ex=ttl)
@@ -155,7 +155,7 @@ async def cache_customer(
 
 async def sync_customers(
     http: aiohttp.ClientSession,
-    client: aioredis.Redis,
+    client: AsyncRedis,
     keys: Keys,
     *,
     base_url: str,

@@ -22,6 +22,7 @@ import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
+from tripline.adapters.redis_clients import SyncRedis
 from tripline.adapters.store import Keys, iso, text
 
 log = logging.getLogger("tripline.deadletter")
@@ -45,7 +46,7 @@ class DeadLetters:
     def __init__(
         self,
         *,
-        client: redis.Redis,
+        client: SyncRedis,
         keys: Keys,
         max_entries: int,
         registry: CollectorRegistry,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import redis
-
+from tripline.adapters.redis_clients import SyncRedis
+from tripline.adapters.redis_io import batch, execute
 from tripline.adapters.store import Keys
 from tripline.pipeline.comply import normalise_phone
 
@@ -19,21 +19,25 @@ def _e164(raw: str) -> str:
     return number
 
 
-def add(client: redis.Redis, keys: Keys, raw: str) -> str:
+def add(client: SyncRedis, keys: Keys, raw: str) -> str:
     """Put a number on the list; returns it in E.164."""
     number = _e164(raw)
-    client.sadd(keys.dnc(), number)
+    opt_out = batch(client)  # through redis_io: it waits for [redis] wait_replicas
+    opt_out.sadd(keys.dnc(), number)
+    execute(opt_out)
     return number
 
 
-def remove(client: redis.Redis, keys: Keys, raw: str) -> bool:
+def remove(client: SyncRedis, keys: Keys, raw: str) -> bool:
     """Take a number off the list; False when it was not on it."""
     number = _e164(raw)
-    client.hdel(f"{keys.dnc()}:meta", number)  # its source goes with it (adapters/attempts.py)
-    return bool(client.srem(keys.dnc(), number))
+    taken = batch(client)
+    taken.hdel(f"{keys.dnc()}:meta", number)  # its source goes with it (adapters/attempts.py)
+    taken.srem(keys.dnc(), number)
+    return bool(execute(taken)[1])
 
 
-def numbers(client: redis.Redis, keys: Keys) -> list[str]:
+def numbers(client: SyncRedis, keys: Keys) -> list[str]:
     """Every number on the list, sorted."""
     return sorted(
         n.decode() if isinstance(n, bytes) else str(n) for n in client.smembers(keys.dnc())

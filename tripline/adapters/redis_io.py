@@ -16,6 +16,15 @@ failing as a whole. They use redis-py's Connection API (send_packed_command, rea
 rather than its Pipeline execution, whose per-command bookkeeping and response callbacks were
 the larger part of the accept, shard and dialer-loop stages in profiles; and redis-py's Script
 asks SCRIPT EXISTS before each pipeline, a round trip per batch on the hot path.
+
+On a Redis Cluster both split a batch by node (the slot of each command's keys, hash tags
+included), send each node its part, follow MOVED and ASK (a failover, a resharding), and put
+the replies back in order: a batch may mix keys of every slot; each script call must keep its
+own keys in one slot (tests/integration/test_scripts_one_slot.py proves they do). Behind
+Sentinel, a primary that became a replica (READONLY) fails the batch as a lost connection, so
+the next one asks the sentinels for the new primary, as redis-py's own connections do. With
+[redis] wait_replicas, a batch that writes ends with a WAIT on its own connection, and its
+replies count only once that many replicas have its writes (NotReplicatedError otherwise).
 """
 
 from __future__ import annotations
@@ -24,12 +33,37 @@ import asyncio
 import contextlib
 import hashlib
 import math
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, Literal
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
 from redis._parsers import hiredis as _redis_hiredis
+from redis.backoff import NoBackoff
+from redis.commands.core import DataAccessCommands
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    ReadOnlyError,
+    TryAgainError,
+)
+from redis.retry import Retry
+
+from tripline.adapters.redis_clients import (
+    AsyncRedis,
+    NotReplicatedError,
+    Replicas,
+    SyncRedis,
+    replicas_to_wait,
+)
 
 _RELOADS = 3
 """How often a script Redis lost (NOSCRIPT: a restart, a SCRIPT FLUSH) is loaded and run again
@@ -50,6 +84,62 @@ def script_sha(source: str) -> str:
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
 
+_REDIRECTS = 5
+"""How often a cluster's commands are sent again after MOVED, ASK, TRYAGAIN or CLUSTERDOWN (a
+failover or a resharding in progress) before the batch fails as Redis unavailable."""
+
+_MULTI_KEY = frozenset({b"MGET", b"DEL", b"UNLINK", b"EXISTS", b"TOUCH", b"SINTER", b"SUNION"})
+"""Commands whose every argument is a key (a cluster needs them all in one slot)."""
+
+
+class ClusterUnavailableError(redis.ConnectionError):
+    """The cluster did not settle where a command's slot lives: retried as an outage."""
+
+
+class Batch(DataAccessCommands):
+    """Commands queued for execute(), with redis-py's own command methods, on any topology.
+
+    redis-py's cluster pipeline keeps its commands out of reach and refuses EVALSHA; this
+    records what each method would send (`command_stack`, as a Pipeline's), for the client it
+    was made for.
+    """
+
+    _event_dispatcher: Any = None  # what some of redis-py's command methods look at
+    _is_async_client: Literal[False] = False  # redis-py's typing: methods of a sync client
+
+    def __init__(self, client: SyncRedis) -> None:
+        """Queue commands for `client` (one server, Sentinel's primary, or a cluster)."""
+        self.client = client
+        self.command_stack: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Batch:  # noqa: ANN401
+        """Queue one command (what redis-py's command methods call)."""
+        self.command_stack.append((args, options))
+        return self
+
+    def __len__(self) -> int:
+        """How many commands are queued."""
+        return len(self.command_stack)
+
+
+def batch(client: SyncRedis) -> Batch:
+    """An empty batch of commands for `client`, to fill and run with execute()."""
+    return Batch(client)
+
+
+def mget(client: SyncRedis, keys: list[str]) -> list[Any]:
+    """The values of `keys` (None where absent), in one round trip per node.
+
+    On a cluster, a GET each (a cluster's MGET takes keys of one slot only).
+    """
+    if isinstance(client, redis.cluster.RedisCluster):
+        gets = batch(client)
+        for key in keys:
+            gets.get(key)
+        return execute(gets)
+    return list(client.mget(keys))
+
+
 class PipelinedScript:
     """A Lua script queued into pipelines as a bare EVALSHA.
 
@@ -58,14 +148,14 @@ class PipelinedScript:
     load again and re-send the calls that did not run (execute()).
     """
 
-    def __init__(self, client: redis.Redis, source: str) -> None:
-        """Load the script now (fails fast if Redis is not there)."""
+    def __init__(self, client: SyncRedis, source: str) -> None:
+        """Load the script now (on every primary of a cluster; fails fast if Redis is not there)."""
         self._client, self._source = client, source
         self.sha = str(client.script_load(source))
 
-    def queue(self, pipe: redis.client.Pipeline, keys: list[str], args: list[Any]) -> None:
+    def queue(self, pipe: Batch | redis.client.Pipeline, keys: list[str], args: list[Any]) -> None:
         """Add one call of the script to `pipe`."""
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
     def reload(self) -> None:
         """Load the script again (after Redis lost its cache)."""
@@ -84,11 +174,13 @@ def item_error(reply: Any) -> bool:  # noqa: ANN401
     NOSCRIPT, cluster redirections...) classes of their own; what is left as a plain
     ResponseError is about the command, bar the few states listed in _SERVER_STATES.
     """
+    if type(reply) is ClusterCrossSlotError:
+        return True  # keys of one command in two slots: that command's own fault
     return type(reply) is redis.ResponseError and not str(reply).startswith(_SERVER_STATES)
 
 
 def execute(
-    pipe: redis.client.Pipeline, *scripts: PipelinedScript, item_errors: bool = False
+    pipe: Batch | redis.client.Pipeline, *scripts: PipelinedScript, item_errors: bool = False
 ) -> list[Any]:
     """Run the commands queued on `pipe` in one round trip; the replies come unparsed.
 
@@ -105,15 +197,15 @@ def execute(
     commands = [args for args, _ in pipe.command_stack]  # kept: a retry sends them again
     if not commands:
         return []
-    pool = pipe.connection_pool
-    replies = _round_trip(pool, commands)
+    send = _sender(pipe)
+    replies = send(commands)
     for _ in range(_RELOADS):  # a flush may come again between a reload and the run
         lost = [n for n, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
         if not lost:
             break
         for script in scripts:  # those scripts did not run: load them, run just those again
             script.reload()
-        again = _round_trip(pool, [commands[n] for n in lost])
+        again = send([commands[n] for n in lost])
         for n, reply in zip(lost, again, strict=True):
             replies[n] = reply
     for reply in replies:
@@ -122,28 +214,244 @@ def execute(
     return replies
 
 
-def _round_trip(pool: redis.ConnectionPool, commands: list[tuple[Any, ...]]) -> list[Any]:
+_Send = Callable[[list[tuple[Any, ...]]], list[Any]]
+
+
+def _sender(pipe: Batch | redis.client.Pipeline) -> _Send:
+    """How to send a list of commands for `pipe`'s client: to its server, or over a cluster."""
+    if isinstance(pipe, redis.cluster.ClusterPipeline):
+        raise TypeError("a cluster's commands go in a redis_io.batch(client), not a pipeline")
+    if isinstance(pipe, Batch):
+        client = pipe.client
+        wait = replicas_to_wait(client)
+        if isinstance(client, redis.cluster.RedisCluster):
+            return lambda commands: _cluster_round_trip(client, commands, wait)
+        pool = client.connection_pool
+    else:
+        pool, wait = pipe.connection_pool, None
+    return lambda commands: _round_trip(pool, commands, wait)
+
+
+def _round_trip(
+    pool: redis.ConnectionPool, commands: list[tuple[Any, ...]], wait: Replicas | None = None
+) -> list[Any]:
+    sent = _with_wait(commands, wait)
     conn = pool.get_connection()
     try:
-        conn.send_packed_command([pack(commands)])  # type: ignore[no-untyped-call]
+        conn.send_packed_command([pack(sent)])  # type: ignore[no-untyped-call]
         parser = getattr(conn, "_parser", None)
         replies: list[Any] = []
         if isinstance(getattr(parser, "_reader", None), hiredis.Reader):
             # Straight from the parser's hiredis reader: redis-py's read_response costs more
             # than the parsing per reply (README "Performance"). Error replies come back as
             # redis-py's exception objects (its parser's replyError), in their places.
-            return _read_sync(parser, len(commands))
-        for _ in commands:  # every reply is read, errors too: the stream stays in step
-            try:
-                replies.append(conn.read_response())
-            except redis.ResponseError as exc:
-                replies.append(exc)
+            replies = _read_sync(parser, len(sent))
+        else:
+            for _ in sent:  # every reply is read, errors too: the stream stays in step
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+        _check_primary(replies)
     except BaseException:
         conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
         raise
     finally:
         pool.release(conn)
-    return replies
+    return _replicated(replies, len(commands), wait)
+
+
+_READS = frozenset(
+    {
+        b"GET", b"MGET", b"HGET", b"HMGET", b"HGETALL", b"HEXISTS", b"HLEN", b"LRANGE",
+        b"LLEN", b"ZRANGE", b"ZRANGEBYSCORE", b"ZSCORE", b"ZCARD", b"ZCOUNT", b"SISMEMBER",
+        b"SMISMEMBER", b"SMEMBERS", b"SCARD", b"EXISTS", b"TTL", b"PTTL", b"TYPE", b"XLEN",
+        b"XRANGE", b"XREVRANGE", b"PING", b"ASKING",
+    }
+)  # fmt: skip
+"""Commands that write nothing: a batch of only these waits for no replica."""
+
+
+def _with_wait(commands: list[tuple[Any, ...]], wait: Replicas | None) -> list[tuple[Any, ...]]:
+    """The commands, then a WAIT for the replicas when some of them write."""
+    if wait is None or all(_name(c) in _READS for c in commands):
+        return commands
+    return [*commands, ("WAIT", wait.count, wait.timeout_ms)]
+
+
+def _replicated(replies: list[Any], count: int, wait: Replicas | None) -> list[Any]:
+    """The replies of the `count` commands; short of the replicas waited for, an outage.
+
+    The writes are on the primary then, not (yet) on the replicas that would take over from
+    it: nothing may be acted on (an alert acknowledged, a call placed) on their strength.
+    """
+    if len(replies) == count or wait is None:
+        return replies
+    acked = replies[count]
+    if not isinstance(acked, int) or acked < wait.count:
+        raise NotReplicatedError(
+            f"written on the primary, on {acked!r} of {wait.count} replicas after "
+            f"{wait.timeout_ms} ms ([redis] wait_replicas)"
+        )
+    return replies[:count]
+
+
+def _name(command: tuple[Any, ...]) -> bytes:
+    head = command[0]
+    return (head.encode() if isinstance(head, str) else bytes(head)).upper()
+
+
+def _check_primary(replies: list[Any]) -> None:
+    """A server that cannot take writes now fails the batch as a lost connection.
+
+    READONLY: it became a replica (a failover); the connection is dropped by the caller, so
+    the next one asks the sentinels (or the cluster) where the primary is now, as redis-py's
+    Sentinel connections do. MASTERDOWN, NOREPLICAS (`min-replicas-to-write` unmet): a primary
+    cut off from its replicas. Each is Redis away for a while, never one alert's fault.
+    """
+    for reply in replies:  # by exact type: ~10x cheaper than isinstance, on every reply
+        kind = type(reply)
+        if kind in _REFUSALS or (kind is _PLAIN_ERROR and str(reply).startswith("NOREPLICAS")):
+            raise redis.ConnectionError(f"Redis takes no writes now ({kind.__name__}): {reply}")
+
+
+_REFUSALS = frozenset({ReadOnlyError, MasterDownError})
+_PLAIN_ERROR = redis.ResponseError
+
+
+def _command_keys(command: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The keys of a command: those of a script call, all of a multi-key one, else the first.
+
+    Only what the raw pipelines send: a command whose key is elsewhere goes to the wrong node
+    at worst, which answers MOVED, and it is sent on (one more round trip).
+    """
+    name = _name(command)
+    if name in (b"EVALSHA", b"EVAL"):
+        return tuple(command[3 : 3 + int(command[2])])
+    if name in _MULTI_KEY:
+        return tuple(command[1:])
+    return tuple(command[1:2])
+
+
+def slot_of(command: tuple[Any, ...]) -> int | ClusterCrossSlotError | None:
+    """The cluster slot a command's keys live in; None for no key; an error for two slots."""
+    keys = _command_keys(command)
+    if not keys:
+        return None
+    slots = {key_slot(k if isinstance(k, bytes) else str(k).encode()) for k in keys}
+    if len(slots) > 1:
+        return ClusterCrossSlotError(
+            f"Keys in request don't hash to the same slot: {command[0]} {len(keys)} keys"
+        )
+    return slots.pop()
+
+
+_Plan = dict[str, tuple[Any, list[tuple[int, bool]]]]
+"""Per node name: the node and the commands (index, sent after ASKING) it gets this round."""
+
+
+def _plan(
+    manager: Any,  # noqa: ANN401 - redis-py's NodesManager (sync or asyncio)
+    commands: list[tuple[Any, ...]],
+    todo: list[int],
+    asked: dict[int, tuple[str, int]],
+    replies: list[Any],
+) -> _Plan:
+    """Which node each command goes to this round (a command asked elsewhere goes there)."""
+    plan: _Plan = {}
+    for n in todo:
+        if n in asked:
+            host, port = asked[n]
+            node = manager.get_node(host=host, port=port)
+            if node is not None:
+                plan.setdefault(node.name, (node, []))[1].append((n, True))
+                continue
+        slot = slot_of(commands[n])
+        if isinstance(slot, ClusterCrossSlotError):
+            replies[n] = slot
+            continue
+        try:
+            node = manager.default_node if slot is None else manager.get_node_from_slot(slot)
+        except redis.exceptions.SlotNotCoveredError as exc:
+            raise ClusterUnavailableError(str(exc)) from exc
+        plan.setdefault(node.name, (node, []))[1].append((n, False))
+    return plan
+
+
+def _wire(commands: list[tuple[Any, ...]], sent: list[tuple[int, bool]]) -> list[tuple[Any, ...]]:
+    """The commands of one node's part, each asked one after an ASKING."""
+    wire: list[tuple[Any, ...]] = []
+    for n, asking in sent:
+        if asking:
+            wire.append(("ASKING",))
+        wire.append(commands[n])
+    return wire
+
+
+def _settle(
+    sent: list[tuple[int, bool]],
+    got: list[Any],
+    replies: list[Any],
+    asked: dict[int, tuple[str, int]],
+) -> tuple[list[int], bool]:
+    """Put one node's replies in place; the commands to send again, and whether to re-read slots.
+
+    The slot map is stale after MOVED or CLUSTERDOWN (a failover, a resharding): it is read
+    again before the next round; ASK sends just that command to the node named, after ASKING.
+    """
+    again: list[int] = []
+    stale = False
+    answers = iter(got)
+    for n, asking in sent:
+        if asking:
+            next(answers)  # ASKING's own OK
+        reply = replies[n] = next(answers)
+        asked.pop(n, None)
+        if isinstance(reply, MovedError | ClusterDownError | TryAgainError):  # MOVED: an AskError
+            stale = stale or not isinstance(reply, TryAgainError)
+            again.append(n)
+        elif isinstance(reply, AskError):  # the slot is moving: this key is on the new node
+            asked[n] = (reply.host, reply.port)
+            again.append(n)
+    return again, stale
+
+
+def _cluster_round_trip(
+    client: redis.cluster.RedisCluster,
+    commands: list[tuple[Any, ...]],
+    wait: Replicas | None = None,
+) -> list[Any]:
+    """Each node its part of `commands` (one round trip each); the replies in order."""
+    replies: list[Any] = [None] * len(commands)
+    todo, asked = list(range(len(commands))), dict[int, tuple[str, int]]()
+    for attempt in range(_REDIRECTS + 1):
+        again: list[int] = []
+        stale = False
+        for node, sent in _plan(client.nodes_manager, commands, todo, asked, replies).values():
+            pool = client.get_redis_connection(node).connection_pool
+            try:
+                got = _round_trip(pool, _wire(commands, sent), wait)
+            except (redis.ConnectionError, redis.TimeoutError):
+                _refresh(client)  # a node failed: learn who took its slots over
+                raise
+            more, moved = _settle(sent, got, replies, asked)
+            again += more
+            stale = stale or moved
+        if not again:
+            return replies
+        if attempt == _REDIRECTS:
+            break
+        if stale:
+            _refresh(client)
+        time.sleep(0.05 * attempt)  # TRYAGAIN, CLUSTERDOWN: the cluster settles in moments
+        todo = again
+    raise ClusterUnavailableError(f"the cluster kept redirecting: {replies[again[0]]}")
+
+
+def _refresh(client: redis.cluster.RedisCluster) -> None:
+    """Read the slot map again (the nodes answering CLUSTER SLOTS); a failure is left for later."""
+    with contextlib.suppress(redis.RedisError):
+        client.nodes_manager.initialize()
 
 
 def _read_sync(parser: Any, count: int) -> list[Any]:  # noqa: ANN401 - redis-py's parser
@@ -174,21 +482,6 @@ def _reset(exc: OSError) -> redis.ConnectionError:
     return redis.ConnectionError(f"Error while reading from Redis: {exc!r}")
 
 
-def async_redis(
-    url: str, *, connections: int = 32, socket_timeout: float | None = None
-) -> aioredis.Redis:
-    """An asyncio Redis client whose pool waits for a free connection instead of failing.
-
-    A storm puts thousands of coroutines on one loop; a plain pool refuses the excess with
-    MaxConnectionsError. A blocking pool queues them behind a bounded set of connections.
-    `socket_timeout`: how long a reply may take (an AutoPipeline's batch deadline); None waits.
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=connections, timeout=None, socket_timeout=socket_timeout
-    )
-    return aioredis.Redis(connection_pool=pool)
-
-
 class AutoPipeline:
     """Coalesces the Redis commands that a loop's tasks issue into pipelined round trips.
 
@@ -199,16 +492,19 @@ class AutoPipeline:
     (redis-py's Connection API) rather than through a Pipeline object, whose per-command
     bookkeeping is the larger part of the dialer loop's time in a profile. A connection failure
     fails every command of the batch (callers ride it out and retry); NOSCRIPT after a Redis
-    restart reloads the script and retries that one command.
+    restart reloads the script and retries that one command. On a cluster, a batch is split by
+    node (a connection of its own to each), sent to all at once and its replies put in order.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AsyncRedis) -> None:
         """Send through a connection made like `client`'s; register scripts with script()."""
         self._client = client
         self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._sources: dict[str, str] = {}
         self._sending: asyncio.Task[None] | None = None
         self._conn: aioredis.connection.AbstractConnection | None = None
+        self._node_conns: dict[str, aioredis.connection.AbstractConnection] = {}
+        self._wait = replicas_to_wait(client)
         self.round_trips = 0
         """Batches sent so far."""
 
@@ -239,6 +535,15 @@ class AutoPipeline:
             loop.call_soon(self._flush)
         return future
 
+    async def mget(self, keys: list[str]) -> list[Any]:
+        """The values of `keys` (None where absent), in the next batch.
+
+        One MGET; on a cluster a GET each (a cluster's MGET takes keys of one slot only).
+        """
+        if isinstance(self._client, aiocluster.RedisCluster):
+            return list(await asyncio.gather(*(self.send("GET", key) for key in keys)))
+        return list(await self.execute("MGET", *keys))
+
     def send_script(self, sha: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """A registered script in the next batch, as send() does a command."""
         return self.send("EVALSHA", sha, len(keys), *keys, *args)
@@ -251,6 +556,9 @@ class AutoPipeline:
         if self._conn is not None:
             await self._conn.disconnect()
             self._conn = None
+        conns, self._node_conns = list(self._node_conns.values()), {}
+        for conn in conns:
+            await conn.disconnect()
 
     def _flush(self) -> None:
         if self._sending is not None or not self._queued:
@@ -292,7 +600,7 @@ class AutoPipeline:
         for _ in range(_RELOADS):  # a flush may come again between the load and the run
             try:
                 await self._client.script_load(self._sources[command[1]])
-                answer = await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
+                answer = await self._client.execute_command(*command)
             except Exception as exc:
                 answer = exc
             if not isinstance(answer, redis.exceptions.NoScriptError):
@@ -300,24 +608,99 @@ class AutoPipeline:
         return answer
 
     async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if self._conn is None:
-            self._conn = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        conn = self._conn
-        try:
-            # hiredis packs in C what redis-py's async connection packs argument by argument.
-            await conn.send_packed_command(pack(commands), check_health=False)
-            self.round_trips += 1
-            # One deadline for the batch, not a timer per reply.
-            async with asyncio.timeout(getattr(conn, "socket_timeout", None)):
-                replies = await _read_replies(conn, len(commands))
-        except TimeoutError as exc:
-            await conn.disconnect()
-            raise redis.TimeoutError(f"no reply from Redis for {len(commands)} commands") from exc
-        except BaseException:
-            # Replies may be left unread: the next batch starts on a fresh connection.
-            await conn.disconnect()
-            raise
+        client = self._client
+        if isinstance(client, aiocluster.RedisCluster):
+            replies = await self._cluster_round_trip(client, commands)
+        else:
+            if self._conn is None:
+                self._conn = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            replies = await _exchange(self._conn, commands, self._wait)
+        self.round_trips += 1
         return replies
+
+    async def _cluster_round_trip(
+        self, client: aiocluster.RedisCluster, commands: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        """Each node its part of the batch, all at once; the replies in order (see execute)."""
+        await client.initialize()  # once: the slot map
+        replies: list[Any] = [None] * len(commands)
+        todo, asked = list(range(len(commands))), dict[int, tuple[str, int]]()
+        for attempt in range(_REDIRECTS + 1):
+            parts = list(_plan(client.nodes_manager, commands, todo, asked, replies).values())
+            got = await asyncio.gather(
+                *(self._on_node(node, _wire(commands, sent)) for node, sent in parts),
+                return_exceptions=True,
+            )
+            for answer in got:
+                if isinstance(answer, BaseException):
+                    with contextlib.suppress(redis.RedisError):
+                        await client.nodes_manager.initialize()  # who took a failed node's slots
+                    raise answer
+            again: list[int] = []
+            stale = False
+            for (_, sent), answer in zip(parts, got, strict=True):
+                more, moved = _settle(sent, answer, replies, asked)  # type: ignore[arg-type]
+                again += more
+                stale = stale or moved
+            if not again:
+                return replies
+            if attempt == _REDIRECTS:
+                break
+            if stale:
+                with contextlib.suppress(redis.RedisError):
+                    await client.nodes_manager.initialize()
+            await asyncio.sleep(0.05 * attempt)
+            todo = again
+        raise ClusterUnavailableError(f"the cluster kept redirecting: {replies[again[0]]}")
+
+    async def _on_node(
+        self,
+        node: aiocluster.ClusterNode,
+        commands: list[tuple[Any, ...]],
+    ) -> list[Any]:
+        """One node's part, on this pipeline's own connection to that node."""
+        conn = self._node_conns.get(node.name)
+        if conn is None:
+            # As redis-py's cluster makes its own: no retry inside the connection (a dead
+            # node is the cluster's business: the slot map is read again, the batch retried).
+            kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+            conn = self._node_conns[node.name] = node.connection_class(**kwargs)
+        try:
+            return await _exchange(conn, commands, self._wait)
+        except BaseException:
+            self._node_conns.pop(node.name, None)
+            raise
+
+
+async def _exchange(
+    conn: aioredis.connection.AbstractConnection,
+    commands: list[tuple[Any, ...]],
+    wait: Replicas | None = None,
+) -> list[Any]:
+    """Send `commands` on `conn` and read every reply; a failure leaves `conn` disconnected.
+
+    `wait`: the replicas that must have the writes before the replies count (see execute).
+    """
+    sent = _with_wait(commands, wait)
+    try:
+        if not conn.is_connected:
+            # connect() itself: a Sentinel-managed connection asks the sentinels where the
+            # primary is there; send_packed_command would connect to its default address.
+            await conn.connect()  # type: ignore[no-untyped-call]
+        # hiredis packs in C what redis-py's async connection packs argument by argument.
+        await conn.send_packed_command(pack(sent), check_health=False)
+        # One deadline for the batch, not a timer per reply.
+        async with asyncio.timeout(getattr(conn, "socket_timeout", None)):
+            replies = await _read_replies(conn, len(sent))
+        _check_primary(replies)
+    except TimeoutError as exc:
+        await conn.disconnect()
+        raise redis.TimeoutError(f"no reply from Redis for {len(commands)} commands") from exc
+    except BaseException:
+        # Replies may be left unread: the next batch starts on a fresh connection.
+        await conn.disconnect()
+        raise
+    return _replicated(replies, len(commands), wait)
 
 
 async def _read_replies(conn: aioredis.connection.AbstractConnection, count: int) -> list[Any]:

@@ -24,8 +24,7 @@ from tripline.conf import schema
 from tripline.service import logs, runtime
 
 if TYPE_CHECKING:  # imported where used: `tripline --help` and `simulate` start fast
-    import redis
-
+    from tripline.adapters.redis_clients import SyncRedis
     from tripline.adapters.store import Keys
     from tripline.edge.siblings import Fleet
 
@@ -152,9 +151,8 @@ def _load(path: Path | None) -> schema.Config | None:
 
 
 def _dnc(args: argparse.Namespace) -> int:
-    import redis  # noqa: PLC0415
-
     from tripline.adapters import dnc  # noqa: PLC0415
+    from tripline.adapters.redis_clients import sync_redis  # noqa: PLC0415
     from tripline.adapters.store import Keys  # noqa: PLC0415
 
     config = _load(args.config)
@@ -163,7 +161,7 @@ def _dnc(args: argparse.Namespace) -> int:
     if args.action != "list" and not args.number:
         print(f"dnc {args.action}: a phone number is required", file=sys.stderr)
         return 2
-    client, keys = redis.Redis.from_url(config.redis.url), Keys(config.redis.key_prefix)
+    client, keys = sync_redis(config.redis), Keys(config.redis.key_prefix)
     try:
         if args.action == "list":
             print("\n".join(dnc.numbers(client, keys)))
@@ -183,12 +181,13 @@ def _dnc(args: argparse.Namespace) -> int:
 def _maintenance(args: argparse.Namespace) -> int:
     import redis  # noqa: PLC0415
 
+    from tripline.adapters.redis_clients import sync_redis  # noqa: PLC0415
     from tripline.adapters.store import Keys  # noqa: PLC0415
 
     config = _load(args.config)
     if config is None:
         return 1
-    client = redis.Redis.from_url(config.redis.url)
+    client = sync_redis(config.redis)
     try:
         return _maintenance_action(args, client, Keys(config.redis.key_prefix), time.time())
     except redis.RedisError as exc:
@@ -198,9 +197,7 @@ def _maintenance(args: argparse.Namespace) -> int:
         client.close()
 
 
-def _maintenance_action(
-    args: argparse.Namespace, client: redis.Redis, keys: Keys, now: float
-) -> int:
+def _maintenance_action(args: argparse.Namespace, client: SyncRedis, keys: Keys, now: float) -> int:
     from tripline.service import controls as maintenance  # noqa: PLC0415
 
     if args.action == "add":
@@ -239,7 +236,7 @@ _MAINTENANCE_OPTIONS = {
 }
 
 
-def _maintenance_add(args: argparse.Namespace, client: redis.Redis, keys: Keys, now: float) -> int:
+def _maintenance_add(args: argparse.Namespace, client: SyncRedis, keys: Keys, now: float) -> int:
     from tripline.pipeline.maintenance import Window  # noqa: PLC0415
     from tripline.service import controls as maintenance  # noqa: PLC0415
 
@@ -265,9 +262,9 @@ def _maintenance_add(args: argparse.Namespace, client: redis.Redis, keys: Keys, 
 
 def _crm_sync(args: argparse.Namespace) -> int:
     import aiohttp  # noqa: PLC0415
-    import redis.asyncio as aioredis  # noqa: PLC0415
 
     from tripline.adapters.crm import CrmUnavailableError, sync_customers  # noqa: PLC0415
+    from tripline.adapters.redis_clients import aclose, async_redis  # noqa: PLC0415
     from tripline.adapters.store import Keys  # noqa: PLC0415
 
     config = _load(args.config)
@@ -277,7 +274,7 @@ def _crm_sync(args: argparse.Namespace) -> int:
     async def go() -> int:
         headers = {"Authorization": f"Bearer {config.crm.token}"} if config.crm.token else {}
         timeout = aiohttp.ClientTimeout(total=config.crm.timeout_seconds * 10)
-        client = aioredis.Redis.from_url(config.redis.url)
+        client = async_redis(config.redis)
         try:
             async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
                 return await sync_customers(
@@ -288,7 +285,7 @@ def _crm_sync(args: argparse.Namespace) -> int:
                     ttl=config.crm.cache_ttl_seconds,
                 )
         finally:
-            await client.aclose()
+            await aclose(client)
 
     try:
         count = asyncio.run(go())
@@ -304,7 +301,9 @@ def _check_config(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     if not args.probe:
-        print(orjson.dumps(schema.masked(config), option=orjson.OPT_INDENT_2).decode())
+        shown = schema.masked(config)
+        shown["redis"]["topology"] = config.redis.topology().describe()  # how the settings read
+        print(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return 0
     from tripline.edge import probe_answers, probe_http  # noqa: PLC0415 - only for --probe
 

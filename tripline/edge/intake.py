@@ -19,10 +19,10 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
-from tripline.adapters.redis_io import AutoPipeline, async_redis
+from tripline.adapters.redis_clients import AsyncRedis, aclose, async_redis
+from tripline.adapters.redis_io import AutoPipeline
 from tripline.adapters.store import ACCEPT_LUA
 from tripline.messages import Priority
 from tripline.pipeline.prioritise import critical_first
@@ -41,7 +41,7 @@ class Intake:
         """Nothing connects until the first alert (on the loop that serves it)."""
         self._service = service
         self._pipeline: AutoPipeline | None = None
-        self._client: aioredis.Redis | None = None
+        self._client: AsyncRedis | None = None
         self._routing: list[Accepted] = []
         self._linger = service.config.http.route_linger_ms / 1000
         self._last_route = -math.inf
@@ -73,14 +73,14 @@ class Intake:
             await self._pipeline.aclose()
             self._pipeline = None
         if self._client is not None:  # its pool: a script reloaded after NOSCRIPT used it
-            await self._client.aclose(close_connection_pool=True)
+            await aclose(self._client)
             self._client = None
 
     def _auto_pipeline(self) -> AutoPipeline:
         if self._pipeline is None:
             conf = self._service.config.redis
             # One connection of its own (the AutoPipeline's), with the sync client's timeout.
-            self._client = client = async_redis(conf.url, connections=1, socket_timeout=5.0)
+            self._client = client = async_redis(conf, connections=1, socket_timeout=5.0)
             self._pipeline = AutoPipeline(client)
             # Known by its source too: after a Redis restart (NOSCRIPT) it is loaded again.
             self._pipeline.script(ACCEPT_LUA)

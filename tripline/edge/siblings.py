@@ -155,7 +155,7 @@ class _Families:
 # The worst state wins: one worker's open breaker is an open breaker.
 _BREAKER_ORDER = ("closed", "half_open", "open")
 # The same for every worker (Redis holds them): the answering worker's.
-_SHARED = frozenset({"maintenance", "dialingPaused"})
+_SHARED = frozenset({"maintenance", "dialingPaused", "redis"})
 _LISTS_BY_TIME = {"events": 20, "recentDecisions": 30}
 
 

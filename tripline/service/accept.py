@@ -13,7 +13,14 @@ import orjson
 import redis
 
 from tripline.adapters.deadletter import DeadLetters
-from tripline.adapters.redis_io import AutoPipeline, PipelinedScript, execute, item_error
+from tripline.adapters.redis_clients import SyncRedis
+from tripline.adapters.redis_io import (
+    AutoPipeline,
+    PipelinedScript,
+    batch,
+    execute,
+    item_error,
+)
 from tripline.adapters.store import ACCEPT_IDENTITY, ACCEPT_LUA, Keys, accept_args, text
 from tripline.messages import Alert, Outcome, Priority, Reason, Snapshot, State
 from tripline.pipeline.lifetime import accept_ttl
@@ -107,7 +114,7 @@ class Acceptor:
     def __init__(
         self,
         *,
-        client: redis.Redis,
+        client: SyncRedis,
         keys: Keys,
         limits: Limits,
         rules: PriorityRules,
@@ -271,7 +278,7 @@ class Acceptor:
         read_after = time.monotonic()
         failed: list[tuple[tuple[int, Checked], Exception]] = []
         sent: list[tuple[int, Checked, int, int]] = []  # index, item, first reply, how many
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = batch(self._redis)
         # Queued as Pipeline.execute_command queues them, (args, options), without its checks
         # per command: execute() reads only the args.
         stack = pipe.command_stack

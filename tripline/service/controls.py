@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import orjson
 import redis
 
+from tripline.adapters.redis_clients import SyncRedis
 from tripline.adapters.store import Keys, text
 from tripline.messages import Alert
 from tripline.pipeline.maintenance import (
@@ -65,7 +66,7 @@ class OperatorControls:
         windows = self.windows  # one read: a refresh may swap the tuple meanwhile
         return covering(windows, alert, now) if windows else None
 
-    def refresh(self, client: redis.Redis, keys: Keys) -> bool:
+    def refresh(self, client: SyncRedis, keys: Keys) -> bool:
         """Reload when the version moved (one HGET when it did not).
 
         Returns whether the dialing pause changed (only the refresh that saw it change does).
@@ -84,12 +85,12 @@ class OperatorControls:
         return [w for w in self.windows if w.is_open(now)]
 
 
-def read_all(client: redis.Redis, keys: Keys) -> list[Window]:
+def read_all(client: SyncRedis, keys: Keys) -> list[Window]:
     """Every stored window, by start; an unreadable entry is logged and skipped, never fatal."""
     return list(_read(client, keys)[0])
 
 
-def _read(client: redis.Redis, keys: Keys) -> tuple[tuple[Window, ...], Pause | None]:
+def _read(client: SyncRedis, keys: Keys) -> tuple[tuple[Window, ...], Pause | None]:
     windows, paused = [], None
     for field, raw in client.hgetall(keys.maintenance()).items():
         name = text(field)
@@ -119,7 +120,7 @@ def _pause(doc: object) -> Pause:
     return Pause("unknown", 0.0)
 
 
-def add(client: redis.Redis, keys: Keys, doc: object, *, now: float) -> Window | list[Problem]:
+def add(client: SyncRedis, keys: Keys, doc: object, *, now: float) -> Window | list[Problem]:
     """Validate and store a new window; the window, or what is wrong with the request."""
     parsed = parse_request(doc, window_id=uuid.uuid4().hex[:12], now=now)
     if isinstance(parsed, Window):
@@ -127,7 +128,7 @@ def add(client: redis.Redis, keys: Keys, doc: object, *, now: float) -> Window |
     return parsed
 
 
-def end(client: redis.Redis, keys: Keys, window_id: str, *, now: float) -> Window | None:
+def end(client: SyncRedis, keys: Keys, window_id: str, *, now: float) -> Window | None:
     """End a window now (it stays listed for the retention); None if there is no such window."""
     for window in read_all(client, keys):
         if window.window_id == window_id:
@@ -139,7 +140,7 @@ def end(client: redis.Redis, keys: Keys, window_id: str, *, now: float) -> Windo
     return None
 
 
-def set_paused(client: redis.Redis, keys: Keys, *, by: str | None, now: float) -> None:
+def set_paused(client: SyncRedis, keys: Keys, *, by: str | None, now: float) -> None:
     """Pause every call on every instance (`by`: who), or resume them all (None)."""
     windows, _ = _read(client, keys)
     pipe = client.pipeline(transaction=True)  # one key: a MULTI holds on a cluster too
@@ -151,7 +152,7 @@ def set_paused(client: redis.Redis, keys: Keys, *, by: str | None, now: float) -
     pipe.execute()
 
 
-def _store(client: redis.Redis, keys: Keys, window: Window, now: float) -> None:
+def _store(client: SyncRedis, keys: Keys, window: Window, now: float) -> None:
     """Write one window, forget those ended past the retention, bump the version."""
     key = keys.maintenance()
     windows, paused = _read(client, keys)

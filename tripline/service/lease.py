@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
 
+from tripline.adapters.redis_clients import SyncRedis
 from tripline.adapters.store import Keys, iso, text
 
 # Every script reads the time from the Redis server (ARGV[1] empty): the instances' own clocks
@@ -193,7 +193,7 @@ class Lease:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: SyncRedis,
         keys: Keys,
         *,
         instance: str,
@@ -260,17 +260,17 @@ def _at(now: float | None) -> str:
     return "" if now is None else repr(now)
 
 
-def read_registry(
-    client: redis.Redis, keys: list[str], now: float | None = None
-) -> list[LeaseView]:
+def read_registry(client: SyncRedis, keys: list[str], now: float | None = None) -> list[LeaseView]:
     """The registry as /status shows it, at `now` (the Redis server's clock by default)."""
     pipe = client.pipeline(transaction=False)
     pipe.zrange(keys[0], 0, -1, withscores=True)
     pipe.hgetall(keys[2])
     pipe.hgetall(keys[3])
-    pipe.time()
-    expiries, claims, infos, (seconds, micros) = pipe.execute()
-    return registry_view(expiries, claims, infos, seconds + micros / 1e6 if now is None else now)
+    expiries, claims, infos = pipe.execute()
+    if now is None:  # on its own: a cluster's pipeline refuses TIME (no key to route it by)
+        seconds, micros = client.time()
+        now = seconds + micros / 1e6
+    return registry_view(expiries, claims, infos, now)
 
 
 def registry_view(

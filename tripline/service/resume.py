@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import redis
 
-from tripline.adapters.redis_io import execute
+from tripline.adapters.redis_clients import SyncRedis
+from tripline.adapters.redis_io import batch, execute
 from tripline.adapters.store import TERMINAL, Keys, alert_from_dict, text
 from tripline.messages import Alert, Reason, State, TaskIntent
 
@@ -43,7 +43,7 @@ class SweepRules:
 
 
 def sweep(
-    client: redis.Redis,
+    client: SyncRedis,
     keys: Keys,
     *,
     instance: str,
@@ -98,7 +98,7 @@ def sweep(
         entries = [entry for entry in page if entry[0] not in seen]
         if not entries:
             return counts
-        pipe = client.pipeline(transaction=False)
+        pipe = batch(client)
         for member, _ in entries:
             # Not the alert itself: most entries are decided and only leave the index.
             pipe.hmget(keys.record(text(member)), ["state", "updatedAt"])
@@ -177,10 +177,10 @@ def _triage(
 
 
 def _read_alerts(
-    client: redis.Redis, keys: Keys, act: list[tuple[str, str]], rules: SweepRules
+    client: SyncRedis, keys: Keys, act: list[tuple[str, str]], rules: SweepRules
 ) -> list[Any]:
     """Per entry of `act`, its stored alert and, if counted, its re-routes so far (this one in)."""
-    pipe = client.pipeline(transaction=False)
+    pipe = batch(client)
     for member, state in act:
         pipe.hget(keys.record(member), "alert")
         if _counted(state, rules):

@@ -23,9 +23,8 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-import redis
-
 from tripline.adapters.attempts import follow_key
+from tripline.adapters.redis_clients import SyncRedis
 from tripline.adapters.store import Keys
 
 log = logging.getLogger("tripline.takeover")
@@ -36,7 +35,7 @@ _PAGE = 500
 def adopt(
     dead: str,
     *,
-    client: redis.Redis,
+    client: SyncRedis,
     keys: Keys,
     me: str,
     sessions: Sequence[tuple[str, str]],
@@ -74,7 +73,7 @@ def adopt(
     return counts
 
 
-def move_index(client: redis.Redis, source: str, target: str, keep: str) -> int:
+def move_index(client: SyncRedis, source: str, target: str, keep: str) -> int:
     """Move a sorted set's members into another, a page at a time; how many moved.
 
     `keep`: ZADD's flag for a member both hold (NX: the target's score, LT: the lower). Added

@@ -144,12 +144,13 @@ def note_count(config: Config, count: int) -> int | None:
     """
     import redis  # noqa: PLC0415 - `tripline --help` stays light
 
+    from tripline.adapters.redis_clients import sync_redis  # noqa: PLC0415
     from tripline.adapters.store import Keys  # noqa: PLC0415
 
     base = config.mqtt.client_id
     key = Keys(config.redis.key_prefix).workers(base)
     ttl = max(config.mqtt.session_expiry_seconds, config.redis.record_ttl_seconds)
-    client = redis.Redis.from_url(config.redis.url, socket_timeout=2, socket_connect_timeout=2)
+    client = sync_redis(config.redis, socket_timeout=2, socket_connect_timeout=2)
     try:
         previous = client.set(key, count, ex=max(1, ttl), get=True)
     except redis.RedisError:

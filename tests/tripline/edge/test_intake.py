@@ -13,6 +13,7 @@ import redis
 
 from tests.conftest import REDIS_URL, alert
 from tripline.adapters.store import Keys
+from tripline.conf.schema import RedisConfig
 from tripline.edge.intake import Intake
 from tripline.messages import Alert, Priority, Snapshot
 from tripline.pipeline.prioritise import PriorityRules
@@ -36,7 +37,7 @@ class FakeService:
             clock=time.time,
         )
         self.config = SimpleNamespace(
-            redis=SimpleNamespace(url=REDIS_URL), http=SimpleNamespace(route_linger_ms=20.0)
+            redis=RedisConfig(url=REDIS_URL), http=SimpleNamespace(route_linger_ms=20.0)
         )
         self.routed: list[list[Alert]] = []
         self.snapshots: list[dict[str, Snapshot]] = []

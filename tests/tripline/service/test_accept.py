@@ -14,7 +14,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import REDIS_URL, alert, free_port
-from tripline.adapters import redis_io
+from tripline.adapters import redis_clients, redis_io
 from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.store import Keys
 from tripline.messages import Snapshot
@@ -288,7 +288,7 @@ def _record_async(accepting: Acceptor, items: list[Checked | Any], url: str = RE
     """Record `items` concurrently, as requests in flight do; (verdicts, round trips)."""
 
     async def go() -> tuple[list[Any], int]:
-        client = redis_io.async_redis(url, connections=1)
+        client = redis_clients.async_redis(url, connections=1)
         pipeline = redis_io.AutoPipeline(client)
         try:
             verdicts = await asyncio.gather(
@@ -298,7 +298,7 @@ def _record_async(accepting: Acceptor, items: list[Checked | Any], url: str = RE
             return list(verdicts), pipeline.round_trips
         finally:
             await pipeline.aclose()
-            await client.aclose(close_connection_pool=True)
+            await redis_clients.aclose(client)
 
     return asyncio.run(go())
 
