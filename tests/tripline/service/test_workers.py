@@ -233,4 +233,8 @@ def test_fewer_workers_than_last_time_is_a_warning(
     assert not caplog.records
     assert workers.note_count(config, 1) == 3
     (warning,) = [r.getMessage() for r in caplog.records]
-    assert "1 workers now, 3 before: the broker sessions of gw-w1, gw-w2" in warning
+    assert (
+        "1 workers now, 3 before: the broker sessions and unfinished alerts of gw-w1, gw-w2"
+        in warning
+    )
+    assert "adopted by a live worker" in warning
