@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import orjson
@@ -79,24 +80,26 @@ def test_keys_escape_ids_and_keep_their_hash_tags() -> None:
     assert resolved_key(KEYS, "C{1}", "S:1") == "tl:{c:C%7B1%7D}:resolved:S%3A1"
 
 
+# Of this run alone: another checkout's suite may run this file against the same Redis.
+PREFIX = f"tattempts{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture
 def client() -> Iterator[redis.Redis]:
     c = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     yield c
-    for key in c.scan_iter(match="tattempts:*"):
+    for key in c.scan_iter(match=f"{PREFIX}:*"):
         c.delete(key)
     c.close()
 
 
 def _move(client: redis.Redis, n: int | str, states: str, **fields: object) -> int:
-    keys, args = reach_args(
-        Keys("tattempts"), "A1", n=n, states=states, event="e", now=1.0, **fields
-    )
+    keys, args = reach_args(Keys(PREFIX), "A1", n=n, states=states, event="e", now=1.0, **fields)
     return int(client.eval(REACH_LUA, 2, *keys, *args))
 
 
 def test_reach_lua_moves_an_attempt_only_from_the_states_named(client: redis.Redis) -> None:
-    record = Keys("tattempts").record("A1")
+    record = Keys(PREFIX).record("A1")
     assert _move(client, 1, "placed", attemptState="waiting") == -1  # no record
     client.hset(record, mapping={"attempt": "1", "attemptState": "placed"})
     assert _move(client, 2, "placed", attemptState="waiting") == 0  # another attempt
@@ -106,12 +109,12 @@ def test_reach_lua_moves_an_attempt_only_from_the_states_named(client: redis.Red
     # Two paths racing for the same move: exactly one wins.
     assert _move(client, 1, "waiting", attempt="2", attemptState="queued") == 1
     assert _move(client, 1, "waiting", attempt="2", attemptState="queued") == 0
-    history = client.lrange(Keys("tattempts").history("A1"), 0, -1)
+    history = client.lrange(Keys(PREFIX).history("A1"), 0, -1)
     assert len(history) == 2
 
 
 def test_push_lua_keeps_a_result_only_for_the_current_call(client: redis.Redis) -> None:
-    record = Keys("tattempts").record("A1")
+    record = Keys(PREFIX).record("A1")
     assert client.eval(PUSH_LUA, 1, record, "1", "CA1", b"x", 0) == 0  # no record: nothing made
     assert not client.exists(record)
     client.hset(record, mapping={"attempt": "2", "attemptCallId": "CA2", "attemptState": "placed"})
@@ -138,7 +141,7 @@ def test_push_lua_keeps_a_result_only_for_the_current_call(client: redis.Redis) 
 def test_a_push_that_overtakes_the_dial_answer_is_kept(
     client: redis.Redis, fields: dict[str, str]
 ) -> None:
-    record = Keys("tattempts").record("A1")
+    record = Keys(PREFIX).record("A1")
     for name, value in fields.items():
         client.hset(record, name, value)
     n = fields.get("attempt", "1")
