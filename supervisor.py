@@ -29,6 +29,7 @@ from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.redis_clients import primary_address, sync_redis
 from tripline.adapters.store import Keys
 from tripline.conf.rules import load_rules
+from tripline.conf.redis_topology import Kind
 from tripline.conf.schema import Config
 from tripline.messages import (
     AdoptQueue,
@@ -56,6 +57,7 @@ from tripline.service.accept import Acceptor
 from tripline.service.controls import OperatorControls, set_paused
 from tripline.service.events import Events
 from tripline.service.lease import Lease
+from tripline.service.ledger import ledger_status, ledger_writer
 from tripline.service.resume import SweepRules, sweep
 from tripline.service.stats import Stats
 from tripline.service.takeover import adopt
@@ -123,10 +125,14 @@ class Service:
         self.stats = Stats()
         self.events = Events(config.mqtt.client_id, clock)
         self.events.publish_with(self._publish_event)
-        self.keys = Keys(config.redis.key_prefix)
+        # The in-script append reaches a second slot ({ledger}): not under Redis Cluster, where
+        # decisions and attempts go unrecorded (docs/architecture.md, "The compliance ledger").
+        in_scripts = config.ledger.enabled and config.redis.topology().kind != Kind.CLUSTER
+        self.keys = Keys(config.redis.key_prefix, ledger=in_scripts)
         self.redis = sync_redis(
             config.redis, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
+        self.ledger = ledger_writer(config, self.redis, self.keys, self.stats.registry, clock)
         p = config.priorities
         self.dead_letters = DeadLetters(
             client=self.redis,
@@ -260,6 +266,8 @@ class Service:
         self.started_at = self._since = self.clock()
         self.redis.ping()  # fail fast with a clear error if Redis is not there
         self._take_lease()
+        if self.ledger is not None:  # entries wait in Redis until it writes them
+            self.ledger.start()
         self.maintenance.refresh(self.redis, self.keys)
         # The holiday tables the rules close on, loaded beside the start-up instead of on the
         # way of the first alerts that need them (~80 ms for the first: a critical one's too).
@@ -560,6 +568,8 @@ class Service:
         survivors = pykka.ActorRegistry.get_all()
         if survivors:
             log.error("actors survived the stop: %s", survivors)
+        if self.ledger is not None:
+            self.ledger.stop()
         self.redis.close()
 
     def _drain(self, timeout: float) -> None:
@@ -734,8 +744,13 @@ class Service:
                 "stream": self.dead_letters.key,
                 "quarantined": self.dead_letters.counts(),
             },
+            "ledger": self.ledger_status(),
             "recentDecisions": self.stats.recent(30),
         }
+
+    def ledger_status(self) -> dict[str, Any]:
+        """The ledger's writer: store reachable, entries waiting in Redis, the oldest's age."""
+        return ledger_status(self.ledger, self.config.ledger)
 
     def _leases(self, now: float) -> dict[str, Any]:
         """The lease registry: every instance, live or lapsed, and who is adopting whom."""

@@ -475,6 +475,46 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerConfig:
+    """The compliance ledger: every decision, attempt and operator action, kept for years."""
+
+    enabled: bool = _f(
+        default=True,
+        doc="Append every decision, call attempt, task and operator action to the ledger.",
+    )
+    url: str = _f(
+        "",
+        secret=True,
+        doc="PostgreSQL URL (postgresql://user@host/db) of the ledger; empty: NDJSON files "
+        "under `path` (an edge gateway).",
+    )
+    path: str = _f(
+        "/var/lib/tripline/ledger",
+        doc="The NDJSON ledger's directory (when `url` is empty): one file per UTC day.",
+    )
+    retention_days: int = _f(
+        1825, min=1, max=36500, doc="How long entries are kept (TCPA claims: four years)."
+    )
+    phone_hash_key: str = _f(
+        "",
+        secret=True,
+        doc="HMAC-SHA256 key of the phone numbers' lookup hashes (environment only; unset: "
+        "a key derived from the key prefix, which anyone can recompute).",
+    )
+    batch_size: int = _f(500, min=1, max=10000, doc="Entries written to the store at once.")
+    lag_alarm_seconds: float = _f(
+        300.0,
+        min=1.0,
+        doc="/healthz reports the ledger degraded when its oldest unwritten entry is older.",
+    )
+    file_max_bytes: int = _f(
+        256 * 1024 * 1024,
+        min=4096,
+        doc="An NDJSON file past this size is closed and the day continues in the next one.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration; each actor receives only its own section."""
 
@@ -496,6 +536,7 @@ class Config:
     outcomes: OutcomesConfig
     reach: ReachConfig
     service: ServiceConfig
+    ledger: LedgerConfig
 
 
 class ConfigError(Exception):

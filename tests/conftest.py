@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -169,6 +172,12 @@ def prefix(redis_client: redis.Redis) -> Iterator[str]:
     keys = list(redis_client.scan_iter(match=f"{value}:*", count=1000))
     if keys:
         redis_client.delete(*keys)
+    shutil.rmtree(ledger_dir(value), ignore_errors=True)
+
+
+def ledger_dir(prefix: str) -> str:
+    """Where a test's service keeps its NDJSON ledger (removed with the prefix's keys)."""
+    return str(Path(tempfile.gettempdir()) / f"tripline-ledger-{prefix}")
 
 
 def service_env(prefix: str, emulator: EmulatorHandle) -> dict[str, str]:
@@ -195,6 +204,7 @@ def service_env(prefix: str, emulator: EmulatorHandle) -> dict[str, str]:
         # A `tripline run` of a test is one process, whose pid is the service's (the default
         # is a worker per core); tests/integration/test_workers.py asks for --workers 2.
         "TRIPLINE__SERVICE__WORKERS": "1",
+        "TRIPLINE__LEDGER__PATH": ledger_dir(prefix),
     }
 
 

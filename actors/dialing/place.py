@@ -147,6 +147,9 @@ class Placer:
                 detail=result.detail,
                 facts=facts,
                 scheduledFor=iso(intent.scheduled_for) if intent.scheduled_for else "",
+                # For the ledger (hashed and masked there; never shown by GET /v1/alerts).
+                ledgerPhone=intent.customer.phone,
+                backend=self._backends.name(intent.priority),
                 # Past 'dialing' its queue entry serves nothing (restored, its record refuses
                 # it): it goes in the same round trip, whatever the record answers.
                 forget=intent,

@@ -19,13 +19,14 @@ from typing import Any
 
 import orjson
 
-from tripline.adapters.store import Keys, _id, history_entry, iso
+from tripline.adapters.store import LEDGER_APPEND, Keys, _id, history_entry, iso
 from tripline.pipeline.reach import CallResult, Evidence
 
 # Moves a record's ladder: only when its current attempt is ARGV[1] and its attemptState one of
 # ARGV[2] ('-' stands for no ladder yet). ARGV[3] is the history entry; the rest field pairs.
 # Returns 1 when moved, 0 when the ladder is elsewhere, -1 when the record is gone.
-REACH_LUA = """
+REACH_LUA = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local cur = redis.call('HMGET', KEYS[1], 'attempt', 'attemptState')
 local n, st = cur[1] or '', cur[2] or '-'
@@ -35,8 +36,12 @@ for s in string.gmatch(ARGV[2], '[^,]+') do if s == st then ok = true end end
 if not ok then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('RPUSH', KEYS[2], ARGV[3])
+"""
+    + LEDGER_APPEND.format(entry="ARGV[3]")
+    + """
 return 1
 """
+)
 
 # A result pushed by the contact center (Twilio's status callback) for attempt ARGV[1] whose
 # call id is ARGV[2], sequence ARGV[4]: kept on the record for the follower. Taken for the
@@ -208,7 +213,8 @@ def reach_args(
             continue
         plain = isinstance(value, str | int | float | bytes)
         args += [name, value if plain else orjson.dumps(value)]
-    return [keys.record(key), keys.history(key)], args
+    # Every move of the ladder (placed, result, next attempt, end) is evidence of an attempt.
+    return keys.ledger_keys(key, append=True), args
 
 
 def pushed_blob(call_id: str, evidence: Evidence, sequence: int) -> bytes:

@@ -43,9 +43,33 @@ redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
 """
 
+LEDGER_MAX_ENTRIES = 1_000_000
+"""The ledger stream's cap (MAXLEN ~): entries the ledger has not written yet wait this deep.
+At ~1 KiB each that is ~1 GiB of Redis at most; /metrics shows the lag long before."""
+
+# Appended by a script whose change succeeded, when the caller passed the ledger stream as
+# KEYS[3] (Keys.ledger set): the history entry and the record as it now stands are the
+# evidence, written in the same atomic step as the change, so an entry is never lost between
+# the change and the ledger, never written for a change that was refused, and never twice.
+LEDGER_APPEND = (
+    """
+if KEYS[3] then
+  local rec = redis.call('HGETALL', KEYS[1])
+  local keep = {{}}
+  for i = 1, #rec, 2 do
+    if rec[i] ~= 'alert' then keep[rec[i]] = rec[i + 1] end
+  end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', '"""
+    + str(LEDGER_MAX_ENTRIES)
+    + """', '*',
+             'entry', {entry}, 'record', cjson.encode(keep))
+end"""
+)
+
 # Moves a record along; refuses once an outcome is set (exactly one terminal outcome), and when
 # ARGV[1] lists the states it may leave, refuses from any other (e.g. only one 'dialing').
-TRANSITION_LUA = """
+TRANSITION_LUA = (
+    """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -1 end
 if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then return 0 end
@@ -56,8 +80,12 @@ if ARGV[1] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('RPUSH', KEYS[2], ARGV[2])
+"""
+    + LEDGER_APPEND.format(entry="ARGV[2]")
+    + """
 return 1
 """
+)
 
 # Claims the sensor's cooldown window for one episode. Re-entrant for the same owner, so a
 # replayed alert (restart, retained message) of the episode that holds the window may proceed.
@@ -72,12 +100,17 @@ return {0, redis.call('PTTL', KEYS[1])}
 """
 
 # Adds facts to a record without changing its state (e.g. the task id after the outcome).
-ANNOTATE_LUA = """
+ANNOTATE_LUA = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('RPUSH', KEYS[2], ARGV[1])
+"""
+    + LEDGER_APPEND.format(entry="ARGV[1]")
+    + """
 return 1
 """
+)
 
 # Claims an alert's one task (the taskClaimed field): only while its outcome is ARGV[1] (a late
 # task for an alert decided otherwise, e.g. an uncertainty after a call, is not raised), and
@@ -192,6 +225,22 @@ class Keys:
     """Builds every key tripline writes, under one prefix (which holds no '{' or '}')."""
 
     prefix: str
+    ledger: bool = False
+    """Whether decisions, attempts and tasks are appended to the ledger stream (their scripts
+    get it as KEYS[3]): on in the service, off for tools that only read."""
+
+    def ledger_entries(self) -> str:
+        """The ledger's inbox: entries wait here until the ledger's store has them (a stream).
+
+        Capped (LEDGER_MAX_ENTRIES), not expiring; an entry is deleted once written.
+        """
+        return f"{self.prefix}:{{ledger}}:entries"
+
+    def ledger_keys(self, key: str, *, append: bool) -> list[str]:
+        """The keys of a record-changing script: with the ledger stream when it appends."""
+        if append and self.ledger:
+            return [self.record(key), self.history(key), self.ledger_entries()]
+        return [self.record(key), self.history(key)]
 
     def record(self, key: str) -> str:
         """The alert's record (a hash); its existence is the idempotency claim."""
@@ -407,7 +456,7 @@ def transition_args(
     for name, value in values.items():
         plain = isinstance(value, str | int | float | bytes)
         args += [name, value if plain else orjson.dumps(value)]
-    return [keys.record(key), keys.history(key)], args
+    return keys.ledger_keys(key, append=state in TERMINAL), args
 
 
 def annotate_args(
@@ -422,7 +471,8 @@ def annotate_args(
     args: list[Any] = [history_entry(event, now, **fields)]
     for name, value in fields.items():
         args += [name, value]
-    return [keys.record(key), keys.history(key)], args
+    # A raised task (its id) is evidence; other notes are not.
+    return keys.ledger_keys(key, append="taskId" in fields), args
 
 
 def alert_to_dict(alert: Alert) -> dict[str, Any]:

@@ -420,9 +420,15 @@ async def openapi_document(_request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: alive, and no actor beyond its restart budget."""
-    healthy = request.app[SERVICE].healthy
-    return json_response({"alive": True, "healthy": healthy}, 200 if healthy else 503)
+    """GET /healthz: alive, and no actor beyond its restart budget; the ledger's lag.
+
+    A lagging ledger is reported, not failed: restarting the service would not bring the
+    ledger's store back, and would stop calls meanwhile (its entries wait in Redis).
+    """
+    service = request.app[SERVICE]
+    healthy = service.healthy
+    doc = {"alive": True, "healthy": healthy, "ledger": service.ledger_status()}
+    return json_response(doc, 200 if healthy else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:

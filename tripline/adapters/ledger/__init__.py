@@ -1,0 +1,1 @@
+"""The compliance ledger's stores: PostgreSQL, or rotated NDJSON files on an edge gateway."""

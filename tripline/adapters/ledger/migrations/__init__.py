@@ -1,0 +1,1 @@
+"""The ledger's PostgreSQL schema, one numbered .sql file per version."""
