@@ -57,7 +57,7 @@ from tripline.service.accept import Acceptor
 from tripline.service.controls import OperatorControls, set_paused
 from tripline.service.events import Events
 from tripline.service.lease import Lease
-from tripline.service.ledger import ledger_status, ledger_writer
+from tripline.service.ledger import ledger_reader, ledger_status, ledger_writer
 from tripline.service.resume import SweepRules, sweep
 from tripline.service.stats import Stats
 from tripline.service.takeover import adopt
@@ -133,6 +133,7 @@ class Service:
             config.redis, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         self.ledger = ledger_writer(config, self.redis, self.keys, self.stats.registry, clock)
+        self.ledger_reader = ledger_reader(config)
         p = config.priorities
         self.dead_letters = DeadLetters(
             client=self.redis,
@@ -570,6 +571,8 @@ class Service:
             log.error("actors survived the stop: %s", survivors)
         if self.ledger is not None:
             self.ledger.stop()
+        if self.ledger_reader is not None:
+            self.ledger_reader.close()
         self.redis.close()
 
     def _drain(self, timeout: float) -> None:

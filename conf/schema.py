@@ -142,6 +142,12 @@ class HttpConfig:
     )
     context_token: str = _f("", secret=True, doc="Bearer token for GET /v1/context.")
     admin_token: str = _f("", secret=True, doc="Bearer token for /v1/admin (unset: closed).")
+    admin_tokens: dict[str, str] = _f(
+        {},
+        secret=True,
+        doc="Named admin tokens (name -> token), each as good as admin_token: the ledger "
+        "records the name as who acted (admin_token acts as 'admin').",
+    )
     read_token: str = _f(
         "",
         secret=True,

@@ -40,7 +40,8 @@ from tripline.adapters.attempts import (
     resolved_key,
 )
 from tripline.adapters.backends import Backends, Follows, ResultsUnavailableError
-from tripline.adapters.store import alert_from_dict, iso, text
+from tripline.adapters.ledger.actions import wrapup_message
+from tripline.adapters.store import LEDGER_MAX_ENTRIES, alert_from_dict, iso, text
 from tripline.conf.schema import CrmConfig, OutcomesConfig, ReachConfig
 from tripline.messages import (
     Alert,
@@ -725,6 +726,18 @@ class Follower:
             }
         )
         await self._records.auto.execute("HSET", dnc_sources_key(self._records.keys), phone, source)
+        if self._records.keys.ledger:  # an opt-out is an operator action: the ledger keeps it
+            entry = wrapup_message(phone=phone, alert=ladder.key, now=self._clock())
+            await self._records.auto.execute(
+                "XADD",
+                self._records.keys.ledger_entries(),
+                "MAXLEN",
+                "~",
+                LEDGER_MAX_ENTRIES,
+                "*",
+                "operator",
+                entry,
+            )
         log.warning("%s joined the do-not-call list (wrap-up of %s)", mask_phone(phone), ladder.key)
 
     # --- the next attempt ------------------------------------------------------------------

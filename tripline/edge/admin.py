@@ -11,6 +11,7 @@ import redis
 from aiohttp import web
 
 from tripline.adapters import dnc
+from tripline.adapters.ledger.actions import Author, record_action
 from tripline.edge.responses import (
     RETRY_AFTER,
     SERVICE,
@@ -26,13 +27,14 @@ from tripline.service import controls as maintenance
 log = logging.getLogger("tripline.edge.http_api")  # one logger for the HTTP edge
 
 
-def _admin_refusal(request: web.Request) -> web.Response | None:
-    token = request.app[SERVICE].config.http.admin_token
-    if token and authorized(request, token):
+def admin_refusal(request: web.Request) -> web.Response | None:
+    """The 401 of a request without an admin token (None: it has one)."""
+    if admin_name(request) is not None:
         return None
+    conf = request.app[SERVICE].config.http
     message = (
         "missing or wrong bearer token"
-        if token
+        if conf.admin_token or conf.admin_tokens
         else ("admin endpoints are closed: set TRIPLINE__HTTP__ADMIN_TOKEN")
     )
     return problem_response(
@@ -42,9 +44,50 @@ def _admin_refusal(request: web.Request) -> web.Response | None:
     )
 
 
+def admin_name(request: web.Request) -> str | None:
+    """Who the request's admin token names ('admin': the unnamed one); None: no admin token."""
+    conf = request.app[SERVICE].config.http
+    if conf.admin_token and authorized(request, conf.admin_token):
+        return "admin"
+    for name, token in sorted(conf.admin_tokens.items()):
+        if token and authorized(request, token):
+            return name
+    return None
+
+
+def author(request: web.Request) -> Author:
+    """The ledger's author of an admin request: the token's name, the peer, the reason given.
+
+    The reason comes from the `X-Tripline-Reason` header (or `?reason=`); the origin is the
+    peer's address, with what X-Forwarded-For claims after it (not trusted, recorded).
+    """
+    why = request.headers.get("X-Tripline-Reason") or request.query.get("reason", "")
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    origin = f"http:{request.remote or '?'}" + (
+        f" (forwarded for {forwarded})" if forwarded else ""
+    )
+    return Author(who=admin_name(request) or "?", origin=origin, why=why)
+
+
+def _record(request: web.Request, action: str, **facts: Any) -> None:  # noqa: ANN401
+    """Record an admin action in the ledger; a failure is logged, the action stands."""
+    service = request.app[SERVICE]
+    try:
+        record_action(
+            service.redis,
+            service.keys,
+            author(request),
+            action=action,
+            now=service.clock(),
+            **facts,
+        )
+    except redis.RedisError:
+        log.exception("%s by %s took effect but is not in the ledger", action, admin_name(request))
+
+
 async def dnc_list(request: web.Request) -> web.Response:
     """GET /v1/admin/dnc: the internal do-not-call list."""
-    if (refusal := _admin_refusal(request)) is not None:
+    if (refusal := admin_refusal(request)) is not None:
         return refusal
     service = request.app[SERVICE]
     found = await asyncio.to_thread(dnc.numbers, service.redis, service.keys)
@@ -75,13 +118,20 @@ async def dnc_remove(request: web.Request) -> web.Response:
 
 async def _dnc_change(request: web.Request, change: Any) -> Any:  # noqa: ANN401
     """Run an admin change of the DNC list: the refusal or problem as a Response, else its value."""
-    if (refusal := _admin_refusal(request)) is not None:
+    if (refusal := admin_refusal(request)) is not None:
         return refusal
     service = request.app[SERVICE]
+    number = request.match_info["number"]
+    action = "dnc_add" if change is dnc.add else "dnc_remove"
+
+    def run() -> Any:  # noqa: ANN401
+        result = change(service.redis, service.keys, number)
+        if result:  # a removal of a number not on the list changed nothing
+            _record(request, action, phone=number)
+        return result
+
     try:
-        return await asyncio.to_thread(
-            change, service.redis, service.keys, request.match_info["number"]
-        )
+        return await asyncio.to_thread(run)
     except dnc.InvalidNumberError as exc:
         return problem_response(
             400,
@@ -92,7 +142,7 @@ async def _dnc_change(request: web.Request, change: Any) -> Any:  # noqa: ANN401
 
 async def maintenance_list(request: web.Request) -> web.Response:
     """GET /v1/admin/maintenance: every window, pending, active or ended within a day."""
-    if (refusal := _admin_refusal(request)) is not None:
+    if (refusal := admin_refusal(request)) is not None:
         return refusal
     service = request.app[SERVICE]
     try:
@@ -106,7 +156,7 @@ async def maintenance_list(request: web.Request) -> web.Response:
 
 async def maintenance_add(request: web.Request) -> web.Response:
     """POST /v1/admin/maintenance: the matching alerts place no call while it is open."""
-    if (refusal := _admin_refusal(request)) is not None:
+    if (refusal := admin_refusal(request)) is not None:
         return refusal
     service = request.app[SERVICE]
     try:
@@ -115,10 +165,15 @@ async def maintenance_add(request: web.Request) -> web.Response:
         problem = {"field": "", "reason": Reason.INVALID_JSON.value, "message": str(exc)}
         return problem_response(400, "invalid_window", [problem])
 
+    name = admin_name(request)
+    if isinstance(doc, dict) and not doc.get("createdBy") and name and name != "admin":
+        doc["createdBy"] = name  # a named token says who: no need to repeat it
+
     def add() -> Window | list[Problem]:
         added = maintenance.add(service.redis, service.keys, doc, now=service.clock())
         if isinstance(added, Window):
             service.refresh_controls()  # here at once
+            _record(request, "maintenance_opened", subject=added.to_doc(service.clock()))
         return added
 
     try:
@@ -133,7 +188,7 @@ async def maintenance_add(request: web.Request) -> web.Response:
 
 async def maintenance_end(request: web.Request) -> web.Response:
     """DELETE /v1/admin/maintenance/{id}: end a window now (it stays listed for a day)."""
-    if (refusal := _admin_refusal(request)) is not None:
+    if (refusal := admin_refusal(request)) is not None:
         return refusal
     service = request.app[SERVICE]
     window_id = request.match_info["id"]
@@ -141,6 +196,8 @@ async def maintenance_end(request: web.Request) -> web.Response:
     def end() -> Window | None:
         ended = maintenance.end(service.redis, service.keys, window_id, now=service.clock())
         service.refresh_controls()
+        if ended is not None:
+            _record(request, "maintenance_ended", subject=ended.to_doc(service.clock()))
         return ended
 
     try:
@@ -165,11 +222,18 @@ async def resume_dialing(request: web.Request) -> web.Response:
 
 
 async def _set_pause(request: web.Request, *, paused: bool) -> web.Response:
-    if (refusal := _admin_refusal(request)) is not None:
+    if (refusal := admin_refusal(request)) is not None:
         return refusal
     service = request.app[SERVICE]
+    name = admin_name(request)
+    who = name if name and name != "admin" else "operator"  # the unnamed token: as before
+
+    def change() -> None:
+        service.pause_dialing(paused=paused, by=who)
+        _record(request, "dialing_paused" if paused else "dialing_resumed")
+
     try:
-        await asyncio.to_thread(service.pause_dialing, paused=paused, by="operator")
+        await asyncio.to_thread(change)
     except redis.RedisError:  # the pause is kept in Redis, for every instance
         return problem_response(503, "unavailable", [], {"Retry-After": RETRY_AFTER})
     return json_response({"dialingPaused": paused})

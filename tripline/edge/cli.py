@@ -21,6 +21,7 @@ import pykka.debug
 from aiohttp import web
 
 from tripline.conf import schema
+from tripline.edge import ledger_cli
 from tripline.service import logs, runtime
 
 if TYPE_CHECKING:  # imported where used: `tripline --help` and `simulate` start fast
@@ -84,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dnc_cmd = sub.add_parser("dnc", help="the internal do-not-call list")
     dnc_cmd.add_argument("action", choices=("add", "remove", "list"))
     dnc_cmd.add_argument("number", nargs="?", help="phone number, +<country><number>")
+    dnc_cmd.add_argument("--by", help="who, for the ledger (default: the login name)")
+    dnc_cmd.add_argument("--why", default="", help="why, for the ledger")
     dnc_cmd.add_argument("--config", type=Path)
     windows = sub.add_parser(
         "maintenance", help="maintenance windows: a sensor or site being serviced is not called"
@@ -97,9 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     windows.add_argument("--until", help="open until this time (ISO 8601 with an offset)")
     windows.add_argument("--comment", help="why (required to add)")
     windows.add_argument("--by", help="who (default: the login name)")
+    windows.add_argument("--why", default="", help="why a window ends, for the ledger")
     windows.add_argument("--config", type=Path)
     sync = sub.add_parser("crm-sync", help="warm the customer cache from the CRM's list")
     sync.add_argument("--config", type=Path)
+    ledger_cli.add_parser(sub)
     demo = sub.add_parser("demo", help="emulator + service + a short simulated fleet")
     demo.add_argument("--count", type=int, default=120, help="alerts to publish")
     demo.add_argument("--exit", action="store_true", help="exit after the summary")
@@ -121,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "maintenance": _maintenance,
         "crm-sync": _crm_sync,
         "demo": _demo,
+        "ledger": ledger_cli.run,
     }
     result: int = handlers[args.command](args)
     return result
@@ -152,6 +158,7 @@ def _load(path: Path | None) -> schema.Config | None:
 
 def _dnc(args: argparse.Namespace) -> int:
     from tripline.adapters import dnc  # noqa: PLC0415
+    from tripline.adapters.ledger.actions import record_action  # noqa: PLC0415
     from tripline.adapters.redis_clients import sync_redis  # noqa: PLC0415
     from tripline.adapters.store import Keys  # noqa: PLC0415
 
@@ -161,15 +168,24 @@ def _dnc(args: argparse.Namespace) -> int:
     if args.action != "list" and not args.number:
         print(f"dnc {args.action}: a phone number is required", file=sys.stderr)
         return 2
-    client, keys = sync_redis(config.redis), Keys(config.redis.key_prefix)
+    client = sync_redis(config.redis)
+    keys = Keys(config.redis.key_prefix, ledger=config.ledger.enabled)
+    author = ledger_cli.cli_author(args.by, args.why)
     try:
         if args.action == "list":
             print("\n".join(dnc.numbers(client, keys)))
         elif args.action == "add":
             print(f"added {dnc.add(client, keys, args.number)}")
+            record_action(
+                client, keys, author, action="dnc_add", now=time.time(), phone=args.number
+            )
         elif not dnc.remove(client, keys, args.number):
             print("not on the list", file=sys.stderr)
             return 1
+        else:
+            record_action(
+                client, keys, author, action="dnc_remove", now=time.time(), phone=args.number
+            )
     except dnc.InvalidNumberError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -189,7 +205,8 @@ def _maintenance(args: argparse.Namespace) -> int:
         return 1
     client = sync_redis(config.redis)
     try:
-        return _maintenance_action(args, client, Keys(config.redis.key_prefix), time.time())
+        keys = Keys(config.redis.key_prefix, ledger=config.ledger.enabled)
+        return _maintenance_action(args, client, keys, time.time())
     except redis.RedisError as exc:
         print(f"maintenance {args.action}: Redis unavailable: {exc}", file=sys.stderr)
         return 1
@@ -198,6 +215,7 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 
 def _maintenance_action(args: argparse.Namespace, client: SyncRedis, keys: Keys, now: float) -> int:
+    from tripline.adapters.ledger.actions import record_action  # noqa: PLC0415
     from tripline.service import controls as maintenance  # noqa: PLC0415
 
     if args.action == "add":
@@ -213,6 +231,10 @@ def _maintenance_action(args: argparse.Namespace, client: SyncRedis, keys: Keys,
     if ended is None:
         print(f"no window {args.id!r}", file=sys.stderr)
         return 1
+    author = ledger_cli.cli_author(args.by, args.why)
+    record_action(
+        client, keys, author, action="maintenance_ended", now=now, subject=ended.to_doc(now)
+    )
     print(f"ended {ended.window_id}")
     return 0
 
@@ -237,6 +259,7 @@ _MAINTENANCE_OPTIONS = {
 
 
 def _maintenance_add(args: argparse.Namespace, client: SyncRedis, keys: Keys, now: float) -> int:
+    from tripline.adapters.ledger.actions import record_action  # noqa: PLC0415
     from tripline.pipeline.maintenance import Window  # noqa: PLC0415
     from tripline.service import controls as maintenance  # noqa: PLC0415
 
@@ -256,6 +279,10 @@ def _maintenance_add(args: argparse.Namespace, client: SyncRedis, keys: Keys, no
             option = _MAINTENANCE_OPTIONS.get(problem.field, problem.field)
             print(f"maintenance add: {option}: {problem.message}", file=sys.stderr)
         return 2
+    author = ledger_cli.cli_author(args.by, args.comment or "")
+    record_action(
+        client, keys, author, action="maintenance_opened", now=now, subject=added.to_doc(now)
+    )
     print(orjson.dumps(added.to_doc(now)).decode())
     return 0
 

@@ -27,6 +27,7 @@ from tripline.edge.admin import (
     resume_dialing,
 )
 from tripline.edge.intake import INTAKE, Intake
+from tripline.edge.ledger_api import ledger_query
 from tripline.edge.providers import twilio_status_callback
 from tripline.edge.responses import (
     RETRY_AFTER,
@@ -79,6 +80,7 @@ def build_app(service: Service) -> web.Application:
             web.post("/v1/alerts", post_alert),
             web.get("/v1/alerts/{key:[^/]+}", get_alert),  # any id, braces too (%-encoded)
             web.get("/v1/context/{ref}", get_context),
+            web.get("/v1/ledger", ledger_query),
             web.get("/v1/admin/dnc", dnc_list),
             web.put("/v1/admin/dnc/{number}", dnc_add),
             web.delete("/v1/admin/dnc/{number}", dnc_remove),
@@ -291,12 +293,26 @@ async def get_alert(request: web.Request) -> web.Response:
     except redis.RedisError:
         return problem_response(503, "unavailable", [], {"Retry-After": RETRY_AFTER})
     if not raw:
+        # The record expired ([redis] record_ttl_seconds): what the ledger proves of it.
+        if (proved := await _from_ledger(service, key)) is not None:
+            return json_response(proved)
         return problem_response(
             404,
             "not_found",
             [{"field": "idempotencyKey", "reason": "unknown", "message": f"no record for {key!r}"}],
         )
     return json_response(decode_record(raw, history))
+
+
+async def _from_ledger(service: Service, key: str) -> dict[str, Any] | None:
+    reader = service.ledger_reader
+    if reader is None:
+        return None
+    try:
+        return await asyncio.to_thread(reader.alert, key)
+    except Exception:
+        log.warning("ledger not reachable for %r", key, exc_info=True)
+        return None
 
 
 async def get_context(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from tripline.adapters.ledger.entry import PhoneHasher, from_stream, hasher_for
 from tripline.adapters.ledger.ndjson import FileStore
 from tripline.adapters.ledger.postgres import PostgresStore
-from tripline.adapters.ledger.query import LedgerStore
+from tripline.adapters.ledger.query import MAX_PAGE, LedgerQuery, LedgerStore
 from tripline.adapters.store import Keys, iso, text
 from tripline.conf.schema import Config, LedgerConfig
 
@@ -252,3 +252,60 @@ def ledger_status(writer: LedgerWriter | None, conf: LedgerConfig) -> dict[str, 
         "lagEntries": writer.lag_entries,
         "lagSeconds": round(writer.lag_seconds, 3),
     }
+
+
+class LedgerReader:
+    """The ledger's questions, for the HTTP API: pages of entries, an expired alert's story."""
+
+    def __init__(self, store: LedgerStore, hasher: PhoneHasher) -> None:
+        """Keep the store (its own connection, apart from the writer's)."""
+        self.store, self.hasher = store, hasher
+
+    def query(self, q: LedgerQuery) -> list[dict[str, Any]]:
+        """One page of entries."""
+        return self.store.query(q)
+
+    def alert(self, key: str) -> dict[str, Any] | None:
+        """What the ledger proves of an alert whose record expired (None: nothing).
+
+        The decision and every attempt and task of the key's latest alert (a key may be
+        reused once its record expired), shaped like the record GET /v1/alerts/{key} serves.
+        """
+        entries = self.store.query(LedgerQuery(idempotency_key=key, limit=MAX_PAGE))
+        if not entries:
+            return None
+        accepted = [str(e["evidence"].get("acceptedAt") or "") for e in entries]
+        latest = max(accepted)
+        mine = [e for e, a in zip(entries, accepted, strict=True) if a == latest]
+        decision = next((e for e in mine if e["kind"] == "decision"), mine[0])
+        evidence = decision["evidence"]
+        doc: dict[str, Any] = {
+            "idempotencyKey": key,
+            "source": "ledger",
+            **{
+                name: decision.get(name)
+                for name in ("sensorId", "customerId", "alertType", "priority", "referenceId")
+            },
+            "acceptedAt": evidence.get("acceptedAt"),
+            "outcome": decision.get("outcome"),
+            "reason": decision.get("reason"),
+            "detail": decision.get("detail"),
+            "callId": next((e["callId"] for e in mine if e.get("callId")), None),
+            "taskId": next((e["taskId"] for e in mine if e.get("taskId")), None),
+            "facts": evidence.get("facts"),
+            "history": [e["evidence"].get("history") for e in mine if e["evidence"].get("history")],
+            "ledger": mine,
+        }
+        return {k: v for k, v in doc.items() if v is not None}
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+
+def ledger_reader(config: Config) -> LedgerReader | None:
+    """The service's reader (None when the ledger is off)."""
+    conf = config.ledger
+    if not conf.enabled:
+        return None
+    return LedgerReader(open_store(conf), hasher_for(conf.phone_hash_key, config.redis.key_prefix))

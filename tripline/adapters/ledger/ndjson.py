@@ -76,6 +76,10 @@ class FileStore:
                 path.unlink()
         return gone
 
+    def erase(self, *, customer_id: str = "", phone_hash: str = "") -> int:
+        """Delete a customer's (or a number's) entries: the right to erasure; how many."""
+        return erase_from_files(self, customer_id=customer_id, phone_hash=phone_hash)
+
     def close(self) -> None:
         """Nothing is held open between batches."""
 
@@ -115,3 +119,37 @@ class FileStore:
                     if identity not in seen:
                         seen.add(identity)
                         yield entry
+
+
+def erase_from_files(store: FileStore, *, customer_id: str = "", phone_hash: str = "") -> int:
+    """Rewrite every file without a customer's (or a number's) entries; how many went.
+
+    Each file is written anew beside the old one, fsync'd and renamed over it: a crash leaves
+    either the old file or the new one, never half of each.
+    """
+    if not customer_id and not phone_hash:
+        return 0
+    gone = 0
+    for _, path in store._files():  # noqa: SLF001 - the store's own module
+        kept: list[bytes] = []
+        with path.open("rb") as f:
+            for line in f:
+                try:
+                    entry = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    kept.append(line)
+                    continue
+                hit = (customer_id and entry.get("customerId") == customer_id) or (
+                    phone_hash and entry.get("phoneHash") == phone_hash
+                )
+                if hit:
+                    gone += 1
+                else:
+                    kept.append(line)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as out:
+            out.write(b"".join(kept))
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    return gone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -88,6 +89,7 @@ class PostgresStore:
         """Keep the URL; the connection opens on first use."""
         self._url = url
         self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()  # one transaction at a time on the connection
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -95,13 +97,14 @@ class PostgresStore:
         return self._conn
 
     def _run(self, fn: Any) -> Any:  # noqa: ANN401 - fn(conn) -> anything
-        conn = self._connection()
-        try:
-            with conn.transaction():
-                return fn(conn)
-        except psycopg.OperationalError:
-            self.close()  # the next call connects again
-            raise
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    return fn(conn)
+            except psycopg.OperationalError:
+                self._close()  # the next call connects again
+                raise
 
     def write(self, entries: list[dict[str, Any]]) -> int:
         """Insert a batch in one transaction; an entry already there is skipped."""
@@ -161,6 +164,10 @@ class PostgresStore:
 
     def close(self) -> None:
         """Close the connection."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
+from tripline.adapters.store import iso
 
 MAX_PAGE = 1000
 
@@ -35,6 +38,31 @@ def order_key(entry: dict[str, Any]) -> tuple[str, str, str]:
     """Every store's order: time, then deployment, then stream id (one total order)."""
     # Stream ids compare as text: their millisecond part has 13 digits until the year 2286.
     return (str(entry["at"]), str(entry["source"]), str(entry["streamId"]))
+
+
+def parse_instant(value: str) -> str:
+    """An instant as entries store it (UTC, milliseconds).
+
+    Accepted: ISO-8601 with an offset, or a date (its midnight UTC).
+
+    Raises:
+        ValueError: anything else — a time without an offset too: which zone it meant is a
+            guess, and an audit's period must not be one.
+    """
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            stamp = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        else:
+            stamp = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        msg = f"not an ISO-8601 date or time: {value[:40]!r}"
+        raise ValueError(msg) from exc
+    if stamp.tzinfo is None:
+        msg = f"a time needs its UTC offset (Z or +hh:mm): {value[:40]!r}"
+        raise ValueError(msg)
+    return iso(stamp.timestamp())
 
 
 def encode_cursor(entry: dict[str, Any]) -> str:
@@ -90,6 +118,9 @@ class LedgerStore(Protocol):
 
     def purge(self, before: str) -> int:
         """Delete entries older than `before` (retention); how many."""
+
+    def erase(self, *, customer_id: str = "", phone_hash: str = "") -> int:
+        """Delete a customer's (or a number's) entries; how many (none without a filter)."""
 
     def close(self) -> None:
         """Release connections and files."""
