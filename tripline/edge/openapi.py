@@ -49,6 +49,29 @@ _FORBIDDEN = _problem(
     "this service nor in [http] allowed_origins)"
 )
 _UNAVAILABLE = _problem("Redis is unavailable; retry after Retry-After")
+_TEXT = {"type": "string", "maxLength": 256}
+# Days 01-28 only: every such date exists. Times with an offset are accepted too.
+_DATE = {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$"}
+_LEDGER_PARAMETERS: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("customerId", _TEXT, "entries of this customer"),
+    ("phone", _TEXT, "entries of this number (looked up by its keyed hash)"),
+    ("key", _TEXT, "entries of this idempotency key"),
+    ("from", _DATE, "a date (from its midnight UTC), or an ISO-8601 time with offset; inclusive"),
+    ("to", _DATE, "a date (its midnight UTC), or an ISO-8601 time with offset; exclusive"),
+    (
+        "outcome",
+        {"type": "string", "enum": ["called", "suppressed", "deferred", "rejected"]},
+        "decisions with this outcome",
+    ),
+    (
+        "kind",
+        {"type": "string", "enum": ["decision", "attempt", "task", "operator"]},
+        "entries of this kind",
+    ),
+    ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 100)"),
+    # `cursor` (the previous page's nextCursor) is opaque: described in the summary, not
+    # declared, since no schema tells a valid one from a forged one.
+)
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 # The read token guards these only when [http] read_token is set: {} is "no credentials".
 _READ: list[dict[str, list[str]]] = [{"readToken": []}, {}]
@@ -360,6 +383,25 @@ def document() -> dict[str, Any]:
                         "401": _UNAUTHORIZED,
                         "404": _problem("No context for this reference"),
                         "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/v1/ledger": {
+                "get": {
+                    "summary": "The compliance ledger: decisions, call attempts, tasks and "
+                    "operator actions, oldest first, a page at a time (the next page: "
+                    "?cursor=<nextCursor> with the same filters)",
+                    "security": _BEARER,
+                    "parameters": [
+                        {"name": name, "in": "query", "schema": schema, "description": doc}
+                        for name, schema, doc in _LEDGER_PARAMETERS
+                    ],
+                    "responses": {
+                        "200": _json("entries, count, nextCursor (absent on the last page)"),
+                        "400": _problem("A parameter is unknown or malformed (each one named)"),
+                        "401": _UNAUTHORIZED,
+                        "404": _problem("The ledger is off"),
+                        "503": _problem("The ledger's store is unavailable"),
                     },
                 }
             },

@@ -287,6 +287,7 @@ class LedgerReader:
                 for name in ("sensorId", "customerId", "alertType", "priority", "referenceId")
             },
             "acceptedAt": evidence.get("acceptedAt"),
+            "state": decision.get("outcome") or decision.get("event"),
             "outcome": decision.get("outcome"),
             "reason": decision.get("reason"),
             "detail": decision.get("detail"),
