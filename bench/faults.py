@@ -195,7 +195,9 @@ class Service:
             "TRIPLINE__HTTP__PORT": str(self.port),
             "TRIPLINE__REDIS__URL": f"redis://127.0.0.1:{rig.redis_port}/0",
             "TRIPLINE__REDIS__KEY_PREFIX": prefix,
-            "TRIPLINE__LEDGER__PATH": str(rig.root / "ledger"),  # the NDJSON ledger, removed with it
+            "TRIPLINE__LEDGER__PATH": str(
+                rig.root / "ledger"
+            ),  # the NDJSON ledger, removed with it
             "TRIPLINE__MQTT__PORT": str(rig.mqtt_port),
             "TRIPLINE__MQTT__CLIENT_ID": instance,
             "TRIPLINE__MQTT__SHARED_GROUP": group,

@@ -47,22 +47,62 @@ LEDGER_MAX_ENTRIES = 1_000_000
 """The ledger stream's cap (MAXLEN ~): entries the ledger has not written yet wait this deep.
 At ~1 KiB each that is ~1 GiB of Redis at most; /metrics shows the lag long before."""
 
+LEDGER_RECORD_FIELDS = (
+    "idempotencyKey",
+    "customerId",
+    "sensorId",
+    "alertType",
+    "priority",
+    "referenceId",
+    "outcome",
+    "reason",
+    "detail",
+    "callId",
+    "taskId",
+    "facts",
+    "attempts",
+    "acceptedAt",
+    "timestamp",
+    "decidedAt",
+    "severity",
+    "status",
+    "telemetryHash",
+    "dueAt",
+    "scheduledFor",
+    "groupedInto",
+    "result",
+    "resultReason",
+    "attemptState",
+    "ladderEnd",
+    "attempt",
+    "attemptPhone",
+    "attemptBackend",
+    "attemptCallId",
+    "ledgerPhone",
+    "backend",
+)
+"""What of the record a ledger entry carries (the evidence; not the alert's telemetry)."""
+
 # Appended by a script whose change succeeded, when the caller passed the ledger stream as
-# KEYS[3] (Keys.ledger set): the history entry and the record as it now stands are the
-# evidence, written in the same atomic step as the change, so an entry is never lost between
+# KEYS[3] (Keys.ledger set): the history entry and the record's evidence fields as they now
+# stand, written in the same atomic step as the change, so an entry is never lost between
 # the change and the ledger, never written for a change that was refused, and never twice.
+# The fields go as the stream entry's own field-value pairs: HMGET and XADD cost the server
+# ~15 us more per decision; HGETALL + cjson.encode of the record cost ~40-110 us.
 LEDGER_APPEND = (
     """
 if KEYS[3] then
-  local rec = redis.call('HGETALL', KEYS[1])
-  local keep = {{}}
-  for i = 1, #rec, 2 do
-    if rec[i] ~= 'alert' then keep[rec[i]] = rec[i + 1] end
-  end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', '"""
+  local names = {{"""
+    + ", ".join(f"'{name}'" for name in LEDGER_RECORD_FIELDS)
+    + """}}
+  local v = redis.call('HMGET', KEYS[1], unpack(names))
+  local args = {{'MAXLEN', '~', '"""
     + str(LEDGER_MAX_ENTRIES)
-    + """', '*',
-             'entry', {entry}, 'record', cjson.encode(keep))
+    + """', '*', 'entry', {entry}}}
+  for i = 1, #names do
+    if v[i] then args[#args + 1] = names[i]; args[#args + 1] = v[i] end
+  end
+  redis.call('XADD', KEYS[3], unpack(args))
 end"""
 )
 

@@ -99,9 +99,9 @@ def from_stream(
         source: the key prefix of the deployment that wrote it.
         stream_id: its id in the stream (with `source`, the entry's identity: a replay of the
             same message is the same entry).
-        fields: the message's fields — `entry` (the history entry, JSON) and `record` (the
-            record after the change, JSON) from a record script, or `operator` (JSON) from an
-            operator's action.
+        fields: the message's fields — `entry` (the history entry, JSON) and the record's
+            evidence fields after the change (LEDGER_RECORD_FIELDS) from a record script, or
+            `operator` (JSON) from an operator's action.
         hasher: the phone hasher.
 
     Returns:
@@ -112,7 +112,8 @@ def from_stream(
     """
     if "operator" in fields:
         return _from_operator(source, stream_id, _object(fields["operator"]), hasher)
-    hist, rec = _object(fields.get("entry")), _object(fields.get("record"))
+    hist = _object(fields.get("entry"))
+    rec = {name: _text(value) for name, value in fields.items() if name != "entry"}
     if not hist or not isinstance(hist.get("at"), str):
         msg = f"stream message {stream_id} has no history entry"
         raise ValueError(msg)
@@ -217,6 +218,10 @@ def _object(raw: Any) -> dict[str, Any]:  # noqa: ANN401 - bytes, str or absent
         return {}
     # cjson writes an empty Lua table as {} but a table that looks like a list as []
     return doc if isinstance(doc, dict) else {}
+
+
+def _text(value: Any) -> str:  # noqa: ANN401 - a Redis reply
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _int(value: Any) -> int | None:  # noqa: ANN401
