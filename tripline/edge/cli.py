@@ -83,11 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --probe: how long each request may take (default 5)",
     )
     dnc_cmd = sub.add_parser("dnc", help="the internal do-not-call list")
-    dnc_cmd.add_argument("action", choices=("add", "remove", "list"))
-    dnc_cmd.add_argument("number", nargs="?", help="phone number, +<country><number>")
-    dnc_cmd.add_argument("--by", help="who, for the ledger (default: the login name)")
-    dnc_cmd.add_argument("--why", default="", help="why, for the ledger")
-    dnc_cmd.add_argument("--config", type=Path)
+    _dnc_args(dnc_cmd)
     windows = sub.add_parser(
         "maintenance", help="maintenance windows: a sensor or site being serviced is not called"
     )
@@ -130,6 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     result: int = handlers[args.command](args)
     return result
+
+
+def _dnc_args(dnc_cmd: argparse.ArgumentParser) -> None:
+    dnc_cmd.add_argument("action", choices=("add", "remove", "list"))
+    dnc_cmd.add_argument("number", nargs="?", help="phone number, +<country><number>")
+    dnc_cmd.add_argument("--by", help="who, for the ledger (default: the login name)")
+    dnc_cmd.add_argument("--why", default="", help="why, for the ledger")
+    dnc_cmd.add_argument("--config", type=Path)
 
 
 def _simulate_args(sim: argparse.ArgumentParser) -> None:

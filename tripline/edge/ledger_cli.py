@@ -141,6 +141,7 @@ def _erase(args: argparse.Namespace, config: schema.Config) -> int:
 
     from tripline.adapters.ledger.actions import record_action  # noqa: PLC0415
     from tripline.adapters.ledger.entry import hasher_for  # noqa: PLC0415
+    from tripline.adapters.redis_clients import sync_redis  # noqa: PLC0415
     from tripline.adapters.store import Keys  # noqa: PLC0415
     from tripline.service.ledger import open_store  # noqa: PLC0415
 
@@ -158,7 +159,7 @@ def _erase(args: argparse.Namespace, config: schema.Config) -> int:
         "phoneHash": phone_hash or None,
         "entries": gone,
     }
-    client = redis.Redis.from_url(config.redis.url)
+    client = sync_redis(config.redis)
     try:
         keys = Keys(config.redis.key_prefix, ledger=config.ledger.enabled)
         author = cli_author(args.by, args.why)

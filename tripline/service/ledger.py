@@ -26,6 +26,7 @@ from tripline.adapters.ledger.entry import PhoneHasher, from_stream, hasher_for
 from tripline.adapters.ledger.ndjson import FileStore
 from tripline.adapters.ledger.postgres import PostgresStore
 from tripline.adapters.ledger.query import MAX_PAGE, LedgerQuery, LedgerStore
+from tripline.adapters.redis_clients import SyncRedis
 from tripline.adapters.store import Keys, iso, text
 from tripline.conf.schema import Config, LedgerConfig
 
@@ -44,7 +45,7 @@ class LedgerWriter:
     def __init__(
         self,
         *,
-        client: redis.Redis,
+        client: SyncRedis,
         keys: Keys,
         store: LedgerStore,
         hasher: PhoneHasher,
@@ -217,7 +218,7 @@ def open_store(conf: LedgerConfig) -> LedgerStore:
 
 def ledger_writer(
     config: Config,
-    client: redis.Redis,
+    client: SyncRedis,
     keys: Keys,
     registry: CollectorRegistry,
     clock: Callable[[], float],

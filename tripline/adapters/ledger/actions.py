@@ -11,9 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from tripline.adapters.ledger.entry import operator_message
+from tripline.adapters.redis_clients import SyncRedis
 from tripline.adapters.store import LEDGER_MAX_ENTRIES, Keys, iso
 
 log = logging.getLogger("tripline.ledger")
@@ -39,7 +38,7 @@ class Author:
 
 
 def record_action(
-    client: redis.Redis,
+    client: SyncRedis,
     keys: Keys,
     author: Author,
     *,
