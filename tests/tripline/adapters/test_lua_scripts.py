@@ -32,7 +32,8 @@ def scripts() -> dict[str, str]:
     """Every Lua script in tripline's modules (a string constant calling redis.call), by name.
 
     A piece of Lua that is part of another constant (a shared function) is not a script of
-    its own: it is checked, and run, as part of the scripts that include it.
+    its own: it is checked, and run, as part of the scripts that include it. So is a template
+    the scripts fill in (`LEDGER_APPEND.format(entry=…)`: it names `{entry}`).
     """
     found: dict[str, str] = {}
     for info in pkgutil.walk_packages(tripline.__path__, "tripline."):
@@ -44,6 +45,7 @@ def scripts() -> dict[str, str]:
         name: source
         for name, source in found.items()
         if not any(source in other for other in found.values() if other is not source)
+        and "{entry}" not in source
     }
 
 
