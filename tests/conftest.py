@@ -280,6 +280,15 @@ def service(make_service: Callable[..., ServiceHandle]) -> ServiceHandle:
     return make_service().start()
 
 
+def discard_session(client_id: str) -> None:
+    """End a client id's persistent session at the broker, and what is queued in it."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.connect(*BROKER, clean_start=True)  # no session expiry: gone when we disconnect
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
 def publish(topic: str, *payloads: bytes | dict[str, Any]) -> None:
     """Publish at QoS 1 and wait until the broker has each one."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)

@@ -29,6 +29,7 @@ from tests.conftest import (
     BROKER,
     EmulatorHandle,
     alert,
+    discard_session,
     free_port,
     http,
     publish,
@@ -103,15 +104,7 @@ class Instance:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        _discard_session(self.client_id)
-
-
-def _discard_session(client_id: str) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.connect(*BROKER, clean_start=True)  # no session expiry: gone when we disconnect
-    client.loop_start()
-    client.disconnect()
-    client.loop_stop()
+        discard_session(self.client_id)
 
 
 @pytest.fixture

@@ -13,15 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
-    BROKER,
     EmulatorHandle,
     alert,
+    discard_session,
     free_port,
     http,
     publish,
@@ -95,15 +93,7 @@ class Workers:
                 self.proc.kill()
                 self.proc.wait()
         for index in range(2):  # the sessions of both workers, and what is queued in them
-            _discard_session(self.client_id if index == 0 else f"{self.client_id}-w{index}")
-
-
-def _discard_session(client_id: str) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.connect(*BROKER, clean_start=True)  # no session expiry: gone when we disconnect
-    client.loop_start()
-    client.disconnect()
-    client.loop_stop()
+            discard_session(self.client_id if index == 0 else f"{self.client_id}-w{index}")
 
 
 def _alive(pid: int) -> bool:
@@ -282,5 +272,5 @@ def test_one_to_two_workers_and_back_never_delivers_an_alert_twice(
             assert sum(counters["accepted"].values()) == 6, (count, counters)
     finally:
         for client_id in (client, f"{client}-w1"):
-            _discard_session(client_id)
-            _discard_session(f"{client_id}-critical")
+            discard_session(client_id)
+            discard_session(f"{client_id}-critical")
