@@ -112,6 +112,9 @@ class ClusterRig:
                     # Its own bus port: the default (port + 10,000) fails past 55535.
                     "--cluster-port",
                     str(free_port()),
+                    # A replica's first sync at once (Redis 7 waits 5 s for more replicas).
+                    "--repl-diskless-sync-delay",
+                    "0",
                     *args,
                 ]
                 self.nodes.append(Server(root, f"node-{n}", node_args))
@@ -135,9 +138,14 @@ class ClusterRig:
             raise
 
     def _settled(self) -> bool:
+        """Every node sees every slot served, and every replica follows its primary."""
         for node in self.nodes:
-            info = node.client().cluster("INFO")
+            client = node.client()
+            info = client.cluster("INFO")
             if info.get("cluster_state") != "ok" or int(info.get("cluster_slots_ok", 0)) != 16384:
+                return False
+            replication = client.info("replication")
+            if replication.get("role") == "slave" and replication["master_link_status"] != "up":
                 return False
         return True
 

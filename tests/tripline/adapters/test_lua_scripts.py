@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+import string
 
 import pytest
 from hypothesis import given
@@ -32,8 +33,7 @@ def scripts() -> dict[str, str]:
     """Every Lua script in tripline's modules (a string constant calling redis.call), by name.
 
     A piece of Lua that is part of another constant (a shared function) is not a script of
-    its own: it is checked, and run, as part of the scripts that include it. So is a template
-    the scripts fill in (`LEDGER_APPEND.format(entry=…)`: it names `{entry}`).
+    its own: it is checked, and run, as part of the scripts that include it.
     """
     found: dict[str, str] = {}
     for info in pkgutil.walk_packages(tripline.__path__, "tripline."):
@@ -44,9 +44,30 @@ def scripts() -> dict[str, str]:
     return {
         name: source
         for name, source in found.items()
-        if not any(source in other for other in found.values() if other is not source)
-        and "{entry}" not in source
+        if not any(_part_of(source, other) for other in found.values() if other is not source)
     }
+
+
+def _part_of(piece: str, script: str) -> bool:
+    """Whether `piece` is in `script` as written, or as a template formatted into it.
+
+    A template (str.format fields such as {entry}, Lua's own braces doubled) is found by its
+    literal parts, in order, with anything where its fields are.
+    """
+    if piece in script:
+        return True
+    try:
+        parts = list(string.Formatter().parse(piece))
+    except ValueError:  # Lua's braces, single: not a template
+        return False
+    fields = [field for _, field, _, _ in parts if field is not None]
+    if not fields or not all(field.isidentifier() for field in fields):
+        return False
+    pattern = "".join(
+        re.escape(literal) + ("(?s:.*?)" if field is not None else "")
+        for literal, field, _, _ in parts
+    )
+    return re.search(pattern, script) is not None
 
 
 def calls(source: str) -> list[tuple[str, list[str]]]:
@@ -103,6 +124,15 @@ def test_the_package_s_scripts_are_all_found() -> None:
         "RELEASE_LUA",
     } <= set(found)
     assert "_CLOCK" not in found  # a function the lease scripts share, not a script
+    assert "LEDGER_APPEND" not in found  # a template formatted into the record scripts
+
+
+def test_a_template_formatted_into_a_script_is_part_of_it() -> None:
+    template = "if KEYS[3] then\n  local a = {{'x', {entry}}}\nend"
+    script = "redis.call('HSET', KEYS[1], 'a', 1)\n" + template.format(entry="ARGV[2]")
+    assert _part_of(template, script)
+    assert not _part_of(template, "redis.call('HSET', KEYS[1], 'a', 1)")
+    assert not _part_of("{1, tonumber(ARGV[2])}", "return {1, tonumber(ARGV[3])}")
 
 
 @pytest.mark.parametrize("name", sorted(scripts()))
