@@ -140,6 +140,19 @@ class HttpConfig:
         doc="Under load, accepted webhook alerts are handed on together at most this often "
         "(0: each at once); a critical alert never waits.",
     )
+    handoff: bool = _f(
+        default=True,
+        doc="A busy webhook door hands the non-critical alerts it accepted to whichever worker "
+        "or instance has an idle door (a Redis list), which decides them; critical alerts are "
+        "always decided where they were accepted.",
+    )
+    handoff_max_wait_ms: float = _f(
+        250.0,
+        min=1,
+        max=10000,
+        doc="A handed-off alert waits at most about this long for an idle door: then a busy "
+        "one takes it too.",
+    )
     context_token: str = _f("", secret=True, doc="Bearer token for GET /v1/context.")
     admin_token: str = _f("", secret=True, doc="Bearer token for /v1/admin (unset: closed).")
     admin_tokens: dict[str, str] = _f(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,12 +33,19 @@ from tests.conftest import (
 pytestmark = pytest.mark.integration
 
 TERMINAL = ("called", "suppressed", "deferred")
+JSON = {"Content-Type": "application/json"}
 
 
 class Workers:
     """One `tripline run --workers 2` of a test, on its own prefix, topic and client ids."""
 
-    def __init__(self, prefix: str, emulator: EmulatorHandle, log: Path) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        emulator: EmulatorHandle,
+        log: Path,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = f"tripline-{prefix}"
@@ -44,6 +54,7 @@ class Workers:
             **os.environ,
             **service_env(prefix, emulator),
             "TRIPLINE__HTTP__PORT": str(self.port),
+            **(extra or {}),
         }
         with log.open("w") as err:
             self.proc = subprocess.Popen(
@@ -118,13 +129,15 @@ def workers(prefix: str, emulator: EmulatorHandle, tmp_path: Path) -> Iterator[W
                 os.kill(pid, signal.SIGKILL)
 
 
-def _alerts(emulator: EmulatorHandle, count: int) -> list[dict[str, Any]]:
+def _alerts(
+    emulator: EmulatorHandle, count: int, alert_type: str = "temp_critical"
+) -> list[dict[str, Any]]:
     """`count` alerts of distinct sensors and customers: each one call."""
     run = uuid.uuid4().hex[:6]
     docs = []
     for n in range(count):
         emulator.add_customer(f"CUST-{run}-{n}")
-        docs.append(alert(sensor=f"W-{run}-{n}", customer=f"CUST-{run}-{n}"))
+        docs.append(alert(sensor=f"W-{run}-{n}", customer=f"CUST-{run}-{n}", alert_type=alert_type))
     return docs
 
 
@@ -170,6 +183,60 @@ def test_two_workers_share_the_alerts_and_answer_for_each_other(
     assert accepted["0"] > 0  # the group spread the MQTT alerts
     assert accepted["1"] > 0
     assert {s.labels["worker"] for s in families["tripline_worker_up"].samples} == {"0", "1"}
+
+
+def _per_worker(text: str, family: str) -> Counter[str]:
+    out = Counter[str]()
+    for f in text_string_to_metric_families(text):
+        if f.name == family:
+            for sample in f.samples:
+                if sample.name.endswith("_total"):
+                    out[sample.labels["worker"]] += int(sample.value)
+    return out
+
+
+def test_what_a_busy_door_hands_off_is_decided_once_by_a_worker(
+    prefix: str, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    # A long linger: the back-to-back requests below fall into one hand-on however slow
+    # the machine, so the door counts as busy and hands its alerts off.
+    # Not critical (critical alerts are never handed off), and called whatever the customers'
+    # local time (a safety override), as temp_critical is.
+    env = {
+        "TRIPLINE__HTTP__ROUTE_LINGER_MS": "200",
+        "TRIPLINE__COMPLY__SAFETY_OVERRIDE_ALERT_TYPES": '["temp_high"]',
+    }
+    handle = Workers(prefix, emulator, tmp_path / "tripline.log", env)
+    pids = handle.pids()
+    try:
+        docs = _alerts(emulator, 120, "temp_high")
+        asyncio.run(_post_on_one_connection(f"{handle.url}/v1/alerts", docs))
+        _settled(handle, emulator, docs)  # each decided once and called once: none lost
+        text = http("GET", f"{handle.url}/metrics")[1]
+        out = _per_worker(text, "tripline_webhook_handoff_out")
+        taken = _per_worker(text, "tripline_webhook_handoff_in")
+        assert len([w for w, n in out.items() if n > 0]) == 1  # one connection: one door
+        assert sum(out.values()) > 0
+        assert sum(taken.values()) == sum(out.values())  # every handed-off alert was taken
+    finally:
+        handle.close()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def _post_on_one_connection(url: str, docs: list[dict[str, Any]]) -> None:
+    """POST every alert on one keep-alive connection, back to back (a sender's one client)."""
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(doc: dict[str, Any]) -> int:
+            async with session.post(url, data=orjson.dumps(doc), headers=JSON) as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.gather(*(post(d) for d in docs))
+    assert set(statuses) == {202}
 
 
 def test_a_killed_worker_is_replaced_and_alerts_keep_flowing(

@@ -354,6 +354,14 @@ class Keys:
         """An instance's unfinished alerts (sorted set key → accepted at): what resume sweeps."""
         return f"{self.prefix}:{{p:{_id(instance)}}}:pending"
 
+    def handoff(self) -> str:
+        """Accepted webhook alerts a busy door handed on, for an idle one to decide (a list).
+
+        One for every instance of the prefix: any of them may decide any alert
+        (tripline/edge/handoff.py).
+        """
+        return f"{self.prefix}:{{handoff}}:webhook"
+
     def workers(self, instance: str) -> str:
         """How many worker processes `tripline run` last started as `instance` (a string)."""
         return f"{self.prefix}:{{w:{_id(instance)}}}:workers"

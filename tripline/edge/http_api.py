@@ -58,9 +58,13 @@ def build_app(service: Service) -> web.Application:
     app[SERVICE] = service
     app[INTAKE] = intake = Intake(service)
 
+    async def start_intake(_app: web.Application) -> None:
+        intake.start()
+
     async def close_intake(_app: web.Application) -> None:
         await intake.aclose()
 
+    app.on_startup.append(start_intake)
     app.on_cleanup.append(close_intake)
     conf = service.config.http
     http_guard.install(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -24,7 +25,8 @@ from aiohttp import web
 from tripline.adapters.redis_clients import AsyncRedis, aclose, async_redis
 from tripline.adapters.redis_io import AutoPipeline
 from tripline.adapters.store import ACCEPT_LUA
-from tripline.messages import Priority
+from tripline.edge import handoff
+from tripline.messages import Alert, Priority, Snapshot
 from tripline.pipeline.prioritise import critical_first
 from tripline.service.accept import Accepted, Verdict, snapshots
 
@@ -48,6 +50,27 @@ class Intake:
         self._now = False  # a hand-off is scheduled for this loop iteration
         self._timer: asyncio.TimerHandle | None = None
         self._routes: set[asyncio.Task[None]] = set()
+        self.door = handoff.Door()
+        self._handoff = service.config.http.handoff
+        self._taker: handoff.Taker | None = None
+
+    def start(self) -> None:
+        """Start taking handed-off alerts (on the loop that serves the door)."""
+        service = self._service
+        conf = service.config.http
+        if not conf.handoff:
+            return
+        self._taker = handoff.Taker(
+            key=service.keys.handoff(),
+            door=self.door,
+            pipeline=self._auto_pipeline,
+            connect=lambda: async_redis(service.config.redis, connections=1, socket_timeout=5.0),
+            route=service.route_async,
+            max_wait=conf.handoff_max_wait_ms / 1000,
+            clock=service.clock,
+            on_taken=service.stats.handoff_in.inc,
+        )
+        self._taker.start()
 
     async def accept(self, body: bytes) -> Verdict:
         """Check, record and route one alert's body; its verdict.
@@ -55,14 +78,21 @@ class Intake:
         Raises redis errors when Redis is away: nothing was recorded that may be answered 202.
         """
         acceptor = self._service.acceptor
-        checked = acceptor.check(body, retained=False, source="http")
-        verdict = await acceptor.record_async(checked, self._auto_pipeline())
+        door = self.door
+        door.enter()
+        try:
+            checked = acceptor.check(body, retained=False, source="http")
+            verdict = await acceptor.record_async(checked, self._auto_pipeline())
+        finally:
+            door.leave(time.monotonic())
         if isinstance(verdict, Accepted):
             self._route(verdict)
         return verdict
 
     async def aclose(self) -> None:
-        """Wait for the routing in flight, then close the Redis connection."""
+        """Stop taking, wait for the routing in flight, then close the Redis connection."""
+        if self._taker is not None:
+            await self._taker.aclose()
         if self._timer is not None:
             self._timer.cancel()
         if self._routing:
@@ -116,19 +146,43 @@ class Intake:
     def _flush_routes(self) -> None:
         self._now, self._timer = False, None
         batch, self._routing = self._routing, []
+        busy, self.door.since_flush = self.door.busy(), 0
         if not batch:
             return
         loop = asyncio.get_running_loop()
         self._last_route = loop.time()
+        if self._handoff and busy:
+            kept = [v for v in batch if not handoff.handable(v.alert)]
+            self._hand_off([v.alert for v in batch if handoff.handable(v.alert)])
+            batch = kept
         # Critical alerts handed on first, in batches of their own: each stage's inbox lets
         # those pass what waits there (the critical lane, actors/_inbox.py).
         for part in critical_first(batch, _critical, _sensor):
             if part:
-                task = loop.create_task(
-                    self._service.route_async([v.alert for v in part], snapshots(part))
-                )
-                self._routes.add(task)
-                task.add_done_callback(self._routed)
+                self._route_here([v.alert for v in part], snapshots(part))
+
+    def _route_here(self, alerts: list[Alert], found: dict[str, Snapshot] | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._service.route_async(alerts, found))
+        self._routes.add(task)
+        task.add_done_callback(self._routed)
+
+    def _hand_off(self, alerts: list[Alert]) -> None:
+        """Push accepted alerts to the hand-off list, riding the next requests' round trip.
+
+        Nothing waits for it. If the push fails they are routed here, as without a hand-off.
+        """
+        if not alerts:
+            return
+        entries = handoff.encode(alerts, self._service.clock())
+        sent = self._auto_pipeline().send("RPUSH", self._service.keys.handoff(), *entries)
+        self._service.stats.handoff_out.inc(len(alerts))
+
+        def pushed(future: asyncio.Future[object]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                log.warning("webhook hand-off failed, routed here: %r", future.exception())
+                self._route_here(alerts)
+
+        sent.add_done_callback(pushed)
 
     def _routed(self, task: asyncio.Task[None]) -> None:
         self._routes.discard(task)

@@ -70,6 +70,16 @@ class Stats:
             "Lapsed instances this instance adopted (their sessions, queues and alerts)",
             registry=self.registry,
         )
+        self.handoff_out = PromCounter(
+            "tripline_webhook_handoff_out",
+            "Accepted webhook alerts this instance's busy door handed to an idle one",
+            registry=self.registry,
+        )
+        self.handoff_in = PromCounter(
+            "tripline_webhook_handoff_in",
+            "Handed-off webhook alerts this instance took and decided",
+            registry=self.registry,
+        )
         self._results = PromCounter(
             "tripline_call_results",
             "Placed calls by what became of them (reason: no_answer, busy, ..., or a wrap-up code)",

@@ -14,6 +14,7 @@ import redis
 from tests.conftest import REDIS_URL, alert
 from tripline.adapters.store import Keys
 from tripline.conf.schema import RedisConfig
+from tripline.edge.handoff import decode
 from tripline.edge.intake import Intake
 from tripline.messages import Alert, Priority, Snapshot
 from tripline.pipeline.prioritise import PriorityRules
@@ -25,8 +26,12 @@ from tripline.service.stats import Stats
 class FakeService:
     """What the intake uses of a Service: its acceptor, Redis URL, stats and route_async."""
 
-    def __init__(self, client: redis.Redis, prefix: str, *, fail: bool = False) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str, *, fail: bool = False, handoff: bool = False
+    ) -> None:
         self.stats = Stats()
+        self.keys = Keys(prefix)
+        self.clock = time.time
         self.acceptor = Acceptor(
             client=client,
             keys=Keys(prefix),
@@ -37,7 +42,8 @@ class FakeService:
             clock=time.time,
         )
         self.config = SimpleNamespace(
-            redis=RedisConfig(url=REDIS_URL), http=SimpleNamespace(route_linger_ms=20.0)
+            redis=RedisConfig(url=REDIS_URL),
+            http=SimpleNamespace(route_linger_ms=20.0, handoff=handoff, handoff_max_wait_ms=250.0),
         )
         self.routed: list[list[Alert]] = []
         self.snapshots: list[dict[str, Snapshot]] = []
@@ -135,3 +141,88 @@ def test_under_load_alerts_wait_for_the_linger_and_a_critical_one_takes_them_at_
     assert idle < 0.1
     assert later >= 0.2  # the linger after the first hand-off
     assert critical - later < 0.2  # the critical alert did not wait out a linger
+
+
+# -- the hand-off (tripline/edge/handoff.py) ---------------------------------------------------
+
+
+def handed_off(client: redis.Redis, prefix: str) -> list[str]:
+    """The sensors of what waits in the hand-off list, in order."""
+    return [
+        decode(entry)[1].sensor_id
+        for entry in cast("list[bytes]", client.lrange(Keys(prefix).handoff(), 0, -1))
+    ]
+
+
+def test_a_busy_door_hands_its_alerts_off_and_keeps_the_critical_ones(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    service = FakeService(redis_client, prefix, handoff=True)
+    docs = [alert(sensor=f"S-{n}") for n in range(6)]
+    critical = alert(sensor="S-CO", alert_type="co_alarm")
+
+    async def go() -> None:
+        intake = Intake(cast("Any", service))  # not started: no taker, the list keeps them
+        try:
+            await asyncio.gather(*(intake.accept(orjson.dumps(d)) for d in [*docs, critical]))
+            await asyncio.sleep(0.05)  # the push rides the next round trip; let it land
+        finally:
+            await intake.aclose()
+
+    asyncio.run(go())
+    # The critical alert was routed here, at once, with its snapshot; the rest wait for an
+    # idle door, in the order they were accepted.
+    assert [[a.sensor_id for a in batch] for batch in service.routed] == [["S-CO"]]
+    assert list(service.snapshots[0]) == ["S-CO"]
+    assert handed_off(redis_client, prefix) == [d["sensorId"] for d in docs]
+    assert service.stats.handoff_out._value.get() == len(docs)
+
+
+def test_a_lone_request_is_routed_where_it_was_accepted(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    service = FakeService(redis_client, prefix, handoff=True)
+    (verdict,) = run(service, [orjson.dumps(alert(sensor="S-LONE"))])
+    assert isinstance(verdict, Accepted)
+    assert [[a.sensor_id for a in batch] for batch in service.routed] == [["S-LONE"]]
+    assert handed_off(redis_client, prefix) == []
+
+
+def test_a_failed_hand_off_routes_the_alerts_here(redis_client: redis.Redis, prefix: str) -> None:
+    service = FakeService(redis_client, prefix, handoff=True)
+    # The list's key holds a string: the push fails (WRONGTYPE), the alerts are not lost.
+    redis_client.set(Keys(prefix).handoff(), "not a list")
+    docs = [alert(sensor=f"S-{n}") for n in range(4)]
+    verdicts = run(service, [orjson.dumps(d) for d in docs])
+    assert all(isinstance(v, Accepted) for v in verdicts)
+    routed = [a.sensor_id for batch in service.routed for a in batch]
+    assert sorted(routed) == sorted(d["sensorId"] for d in docs)
+
+
+def test_an_idle_door_takes_what_a_busy_one_handed_off(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    busy = FakeService(redis_client, prefix, handoff=True)
+    idle = FakeService(redis_client, prefix, handoff=True)
+    docs = [alert(sensor=f"S-{n}") for n in range(20)]
+
+    async def go() -> None:
+        taking = Intake(cast("Any", idle))
+        taking.start()  # an idle door: its taker waits on the list
+        accepting = Intake(cast("Any", busy))
+        try:
+            await asyncio.sleep(0.05)
+            await asyncio.gather(*(accepting.accept(orjson.dumps(d)) for d in docs))
+            for _ in range(100):
+                if sum(map(len, idle.routed)) == len(docs):
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await accepting.aclose()
+            await taking.aclose()
+
+    asyncio.run(go())
+    assert busy.routed == []  # the accepting door decided none of them
+    assert [a.sensor_id for batch in idle.routed for a in batch] == [d["sensorId"] for d in docs]
+    assert idle.stats.handoff_in._value.get() == len(docs)
+    assert handed_off(redis_client, prefix) == []

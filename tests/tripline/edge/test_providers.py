@@ -92,6 +92,8 @@ class Edge:
                 "TRIPLINE__REDIS__KEY_PREFIX": prefix,
                 "TRIPLINE__TWILIO__AUTH_TOKEN": TOKEN,
                 "TRIPLINE__OUTCOMES__TWILIO_STATUS_URL": STATUS_URL,
+                # No shards here to decide handed-off webhook alerts (none are posted).
+                "TRIPLINE__HTTP__HANDOFF": "false",
             }
         )
         backing = redis.Redis.from_url(redis_url, socket_timeout=1) if redis_url else client

@@ -1,0 +1,239 @@
+"""The webhook's hand-off: the door's state, the take policy, the entries and the taker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import cast
+
+import orjson
+import pytest
+import redis
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import REDIS_URL
+from tripline.adapters.redis_clients import AsyncRedis, async_redis
+from tripline.adapters.redis_io import AutoPipeline
+from tripline.adapters.store import Keys
+from tripline.conf.schema import RedisConfig
+from tripline.edge import handoff
+from tripline.edge.handoff import Door, Taker, decode, encode, oldest_age, take_now
+from tripline.messages import Alert, Priority, Snapshot
+
+ids = st.text(min_size=1, max_size=40)  # separators, braces, any code point
+numbers = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+alerts = st.builds(
+    Alert,
+    idempotency_key=ids,
+    sensor_id=ids,
+    customer_id=ids,
+    alert_type=ids,
+    timestamp=numbers,
+    firing=st.booleans(),
+    severity=st.text(max_size=10),
+    current_value=numbers,
+    threshold=numbers,
+    unit=st.text(max_size=10),
+    reference_id=ids,
+    telemetry_hash=st.text(max_size=16),
+    accepted_at=numbers,
+    retained=st.booleans(),
+    priority=st.sampled_from(list(Priority)),
+)
+
+
+def sample(sensor: str, priority: Priority = Priority.NORMAL) -> Alert:
+    return Alert(
+        idempotency_key=f"k-{sensor}",
+        sensor_id=sensor,
+        customer_id="C-1",
+        alert_type="temp_high",
+        timestamp=1.0,
+        firing=True,
+        severity="",
+        current_value=9.5,
+        threshold=8.0,
+        unit="celsius",
+        reference_id=f"r-{sensor}",
+        telemetry_hash="h",
+        accepted_at=2.0,
+        priority=priority,
+    )
+
+
+# -- pure parts ---------------------------------------------------------------------------------
+
+
+@given(st.lists(alerts, max_size=5), numbers.filter(lambda x: abs(x) < 1e12))
+def test_an_entry_gives_back_the_alert_and_when_it_was_handed_off(
+    batch: list[Alert], at: float
+) -> None:
+    entries = encode(batch, at)
+    back = [decode(e) for e in entries]
+    assert [a for _, a in back] == batch
+    assert all(t == round(at, 3) for t, _ in back)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [b"", b"x", b"[]", b"{}", b'{"at": 1}', b'{"at": "x", "alert": {}}', b'{"alert": []}', b"\xff"],
+)
+def test_a_foreign_entry_is_refused_with_a_clear_error(entry: bytes) -> None:
+    with pytest.raises(ValueError, match="not a handed-off alert"):
+        decode(entry)
+
+
+def test_the_head_s_age_empty_foreign_and_from_the_future() -> None:
+    (entry,) = encode([sample("S")], 100.0)
+    assert oldest_age(None, 150.0) is None
+    assert oldest_age(entry, 100.25) == pytest.approx(0.25)
+    assert oldest_age(entry, 90.0) == 0.0  # another instance's clock ahead: not negative
+    assert oldest_age(b"garbage", 100.0) == float("inf")  # taken at once, dropped
+
+
+@pytest.mark.parametrize(
+    ("idle", "age", "take"),
+    [
+        (True, None, False),  # nothing waits
+        (True, 0.0, True),  # an idle door takes at once
+        (False, 0.0, False),  # a busy one leaves it to an idle one
+        (False, 0.249, False),
+        (False, 0.25, True),  # ... until it waited max_wait
+        (False, float("inf"), True),
+    ],
+)
+def test_when_a_door_takes(idle: bool, age: float | None, take: bool) -> None:
+    assert take_now(idle=idle, oldest_age=age, max_wait=0.25) is take
+
+
+def test_a_door_is_busy_with_a_stream_of_requests_and_idle_after_a_quiet_moment() -> None:
+    door = Door()
+    assert door.idle(0.0)
+    assert not door.busy()
+    door.enter()
+    assert door.busy()
+    assert not door.idle(100.0)
+    door.leave(10.0)
+    assert not door.busy()  # a lone request since the last hand-on
+    assert not door.idle(10.0 + handoff.QUIET_SECONDS / 2)  # just answered
+    assert door.idle(10.0 + handoff.QUIET_SECONDS)
+    door.enter()
+    door.leave(11.0)
+    assert door.busy()  # two since the last hand-on: a stream
+    door.since_flush = 0
+    assert not door.busy()
+
+
+def test_critical_alerts_are_never_handed_off() -> None:
+    assert not handoff.handable(sample("S", Priority.CRITICAL))
+    assert all(handoff.handable(sample("S", p)) for p in Priority if p != Priority.CRITICAL)
+
+
+# -- the taker, on real Redis -----------------------------------------------------------------
+
+
+class Routed:
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    async def __call__(
+        self, alerts: list[Alert], _snapshots: Mapping[str, Snapshot] | None = None
+    ) -> None:
+        self.alerts.extend(alerts)
+
+
+def taker_for(key: str, door: Door, routed: Routed, pipeline: list[AutoPipeline]) -> Taker:
+    conf = RedisConfig(url=REDIS_URL)
+
+    def auto() -> AutoPipeline:
+        if not pipeline:
+            pipeline.append(AutoPipeline(async_redis(conf, connections=1)))
+        return pipeline[0]
+
+    def connect() -> AsyncRedis:
+        return async_redis(conf, connections=1, socket_timeout=5.0)
+
+    return Taker(key=key, door=door, pipeline=auto, connect=connect, route=routed, max_wait=0.2)
+
+
+def test_a_busy_door_takes_only_what_waited_max_wait(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    key = Keys(prefix).handoff()
+    now = time.time()
+    redis_client.rpush(key, *encode([sample("OLD")], now - 1.0), *encode([sample("NEW")], now))
+    door, routed, pipe = Door(), Routed(), list[AutoPipeline]()
+    door.enter()  # a request in hand: busy
+
+    async def go() -> tuple[int, int]:
+        taker = taker_for(key, door, routed, pipe)
+        try:
+            first = await taker.take_once()  # the head waited 1 s: everything is taken
+            redis_client.rpush(key, *encode([sample("YOUNG")], time.time()))
+            second = await taker.take_once()  # 0.05 s old: left for an idle door
+            return first, second
+        finally:
+            await taker.aclose()
+            for p in pipe:
+                await p.aclose()
+
+    first, second = asyncio.run(go())
+    assert (first, second) == (2, 0)
+    assert [a.sensor_id for a in routed.alerts] == ["OLD", "NEW"]
+    assert [
+        decode(e)[1].sensor_id for e in cast("list[bytes]", redis_client.lrange(key, 0, -1))
+    ] == ["YOUNG"]
+
+
+def test_foreign_entries_are_dropped_and_the_rest_routed(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    key = Keys(prefix).handoff()
+    redis_client.rpush(key, b"junk", *encode([sample("A"), sample("B")], time.time()), b"{}")
+    door, routed, pipe = Door(), Routed(), list[AutoPipeline]()  # idle: a blocking take
+
+    async def go() -> int:
+        taker = taker_for(key, door, routed, pipe)
+        try:
+            return await taker.take_once()
+        finally:
+            await taker.aclose()
+
+    assert asyncio.run(go()) == 2
+    assert [a.sensor_id for a in routed.alerts] == ["A", "B"]
+    assert redis_client.llen(key) == 0
+
+
+def test_the_taker_survives_a_wrong_key_and_takes_once_it_is_a_list(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    key = Keys(prefix).handoff()
+    redis_client.set(key, "not a list")  # WRONGTYPE on every take
+    door, routed, pipe = Door(), Routed(), list[AutoPipeline]()
+
+    async def go() -> None:
+        taker = taker_for(key, door, routed, pipe)
+        taker.start()
+        try:
+            await asyncio.sleep(0.2)  # failing, backing off
+            redis_client.delete(key)
+            redis_client.rpush(key, *encode([sample("AFTER")], time.time()))
+            for _ in range(100):
+                if routed.alerts:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await taker.aclose()
+
+    asyncio.run(go())
+    assert [a.sensor_id for a in routed.alerts] == ["AFTER"]
+
+
+def test_entries_survive_json_round_trip_of_odd_ids() -> None:
+    odd = sample('}{:|"\\\u2028\x00')
+    (entry,) = encode([odd], 1.0)
+    assert orjson.loads(entry)["alert"]["sensor_id"] == odd.sensor_id
+    assert decode(entry)[1] == odd

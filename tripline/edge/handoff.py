@@ -1,0 +1,228 @@
+"""The webhook's hand-off: what a busy door accepted is decided where a door is idle.
+
+CPython runs one thread at a time per process. A worker whose HTTP door is busy accepting also
+decided every alert it accepted (the shards, the enricher, the dialer: ~0.6 ms of CPU per alert
+against ~0.2 ms to accept one), so one client's requests waited for the worker's own deciding
+and a second worker stood idle. Now a busy door records its alerts as before — a 202 still
+follows only the durable record — but hands the non-critical ones it accepted to a Redis list
+shared by every worker and instance of the key prefix, in the round trip that the next
+requests' commands share (nothing waits for it). Whoever has an idle door takes them at once
+(a blocking pop) and decides them; a busy door takes them too once the oldest has waited
+`[http] handoff_max_wait_ms`, so with one worker, or every door busy, they are decided in
+batches, a little later, rather than never. Critical alerts are never handed off: the door that
+accepted one routes it at once (the critical lane).
+
+Nothing is lost: a handed-off alert is in the accepting instance's pending index like any
+other. An entry popped by a worker that died before routing it is re-routed by that
+instance's resume sweep (after `_IN_FLIGHT_LIMIT`, 180 s, the limit for anything routed and
+not decided), and a record routed twice is decided once (its state changes in one script).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from tripline.adapters.redis_clients import AsyncRedis, aclose
+from tripline.adapters.redis_io import AutoPipeline
+from tripline.adapters.store import alert_from_dict, alert_to_dict
+from tripline.messages import Alert, Priority
+
+log = logging.getLogger("tripline.http")
+
+BATCH = 500
+"""The most alerts one take pops (and routes in one call)."""
+QUIET_SECONDS = 0.005
+"""A door that answered nothing for this long, with nothing in hand, is idle."""
+BLOCK_SECONDS = 0.25
+"""How long an idle door's blocking pop waits before it looks at its door again."""
+_BACKOFF = (0.5, 5.0)  # after a Redis error: the first wait, doubling up to the second
+
+
+@dataclass(slots=True)
+class Door:
+    """How busy one event loop's webhook door is: requests in hand, and the last answer."""
+
+    in_hand: int = 0
+    last_done: float = -1e9
+    """time.monotonic() when the last request left accept()."""
+    since_flush: int = 0
+    """Requests accepted since the intake last handed its alerts on."""
+
+    def enter(self) -> None:
+        """A request started accept()."""
+        self.in_hand += 1
+        self.since_flush += 1
+
+    def leave(self, now: float) -> None:
+        """A request left accept()."""
+        self.in_hand -= 1
+        self.last_done = now
+
+    def busy(self) -> bool:
+        """Whether the alerts about to be handed on came from a stream of requests.
+
+        A lone request (nothing else in hand, nothing else since the last hand-on) is routed
+        where it was accepted: handing it off would cost a round trip and spare nothing.
+        """
+        return self.in_hand > 0 or self.since_flush > 1
+
+    def idle(self, now: float) -> bool:
+        """Nothing in hand and nothing answered for QUIET_SECONDS: free to decide others'."""
+        return self.in_hand == 0 and now - self.last_done >= QUIET_SECONDS
+
+
+def take_now(*, idle: bool, oldest_age: float | None, max_wait: float) -> bool:
+    """Whether a door takes handed-off alerts now: it is idle, or the oldest waited long enough.
+
+    `oldest_age`: seconds the list's oldest entry has waited (None: the list is empty).
+    """
+    if oldest_age is None:
+        return False
+    return idle or oldest_age >= max_wait
+
+
+def encode(alerts: list[Alert], at: float) -> list[bytes]:
+    """The list entries of alerts handed off at `at` (epoch seconds)."""
+    stamp = round(at, 3)
+    return [orjson.dumps({"at": stamp, "alert": alert_to_dict(a)}) for a in alerts]
+
+
+def decode(entry: bytes) -> tuple[float, Alert]:
+    """When an entry was handed off and its alert. Raises ValueError on a foreign entry."""
+    try:
+        doc = orjson.loads(entry)
+        alert = alert_from_dict(doc["alert"])
+        return float(doc["at"]), alert
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a handed-off alert: {entry[:200]!r}") from exc
+
+
+def oldest_age(head: bytes | None, now: float) -> float | None:
+    """Seconds the list's head has waited (None: empty; a foreign head counts as overdue)."""
+    if head is None:
+        return None
+    try:
+        at, _ = decode(head)
+    except ValueError:
+        return float("inf")  # taken (and dropped) at once: nothing else may wait behind it
+    return max(0.0, now - at)
+
+
+def handable(alert: Alert) -> bool:
+    """Whether an accepted alert may be handed off: never a critical one (the critical lane)."""
+    return alert.priority != Priority.CRITICAL
+
+
+class Taker:
+    """Takes handed-off alerts for one event loop's door and routes them to its own shards.
+
+    A task on the door's own loop: when the door is idle it waits on the list with a blocking
+    pop (its own connection, so the door's auto-pipeline never waits behind it); when busy it
+    looks at the list's head every quarter of `max_wait` and takes what has waited that long.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        door: Door,
+        pipeline: Callable[[], AutoPipeline],
+        connect: Callable[[], AsyncRedis],
+        route: Callable[[list[Alert]], Awaitable[None]],
+        max_wait: float,
+        clock: Callable[[], float] = time.time,
+        on_taken: Callable[[int], None] = lambda _n: None,
+    ) -> None:
+        """Keep the collaborators; nothing connects until start()."""
+        self._key, self._door, self._pipeline = key, door, pipeline
+        self._connect, self._route, self._max_wait = connect, route, max_wait
+        self._clock, self._on_taken = clock, on_taken
+        self._client: AsyncRedis | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start taking, on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="webhook-handoff")
+
+    async def aclose(self) -> None:
+        """Stop taking; what was popped and not yet routed is the resume sweep's to redo."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            await aclose(self._client)
+            self._client = None
+
+    async def take_once(self) -> int:
+        """One look at the list, taking and routing what the policy says; how many routed."""
+        if self._door.idle(time.monotonic()):
+            entries = await self._blocking_take()
+        else:
+            await asyncio.sleep(self._max_wait / 4)
+            head = await self._pipeline().send("LINDEX", self._key, 0)
+            now_idle = self._door.idle(time.monotonic())
+            age = oldest_age(head, self._clock())
+            if not take_now(idle=now_idle, oldest_age=age, max_wait=self._max_wait):
+                return 0
+            entries = await self._pipeline().send("LPOP", self._key, BATCH) or []
+        return await self._deliver(entries)
+
+    async def _run(self) -> None:
+        wait = _BACKOFF[0]
+        while True:
+            try:
+                await self.take_once()
+                wait = _BACKOFF[0]
+            except asyncio.CancelledError:
+                raise
+            except redis.RedisError as exc:
+                log.warning("webhook hand-off: %r (again in %.1f s)", exc, wait)
+                await self._drop_client()
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, _BACKOFF[1])
+            except Exception:
+                log.exception("webhook hand-off failed (again in %.1f s)", wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, _BACKOFF[1])
+
+    async def _blocking_take(self) -> list[bytes]:
+        if self._client is None:
+            self._client = self._connect()
+        client = self._client
+        got: Any = await client.execute_command("BLPOP", self._key, BLOCK_SECONDS)
+        if not got:
+            return []
+        first: bytes = got[1]
+        rest: Any = await client.execute_command("LPOP", self._key, BATCH - 1)
+        return [first, *(rest or [])]
+
+    async def _drop_client(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await aclose(self._client)
+            self._client = None
+
+    async def _deliver(self, entries: list[bytes]) -> int:
+        alerts: list[Alert] = []
+        for entry in entries:
+            try:
+                alerts.append(decode(entry)[1])
+            except ValueError as exc:
+                # Not ours to route (written by something else): the accepting instance's
+                # sweep re-routes anything of its own that was lost this way.
+                log.error("webhook hand-off: dropped %s", exc)  # noqa: TRY400 - no traceback
+        if alerts:
+            self._on_taken(len(alerts))
+            await self._route(alerts)
+        return len(alerts)
