@@ -1,7 +1,8 @@
-"""Benchmarks: throughput, latency, a 50,000-sensor storm, the webhook door and the footprint.
+"""Benchmarks: throughput, latency, a 50,000-sensor storm, the webhook door and the footprints.
 
-    python -m bench            # the full run (several minutes)
-    python -m bench --quick    # a few minutes
+    python -m bench                    # the full run (several minutes)
+    python -m bench --quick            # a few minutes
+    python -m bench --only edge_10k    # one phase alone (~30 s for this one)
 
 Real Mosquitto, Redis and the emulator, each a process of its own (bench/faults.py's rig), and
 tripline as a separate process measured through /proc. Prints a table; the last line is one
@@ -15,6 +16,7 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.queues
+import re
 import shutil
 import statistics
 import subprocess
@@ -64,6 +66,19 @@ WEBHOOK = {  # FAST, but every alert a Genesys callback at the emulator (bench/w
     "TRIPLINE__CRM__SYNC_INTERVAL_SECONDS": "3600",
     "TRIPLINE__MQTT__TOPIC": "bench/webhook/none/+/alerts",  # nothing is published there
 }
+
+# The phases after the footprint and the single-process throughput, in the order they run.
+PHASES = (
+    "throughput_2",
+    "workers_2",
+    "latency",
+    "latency_fsync_always",
+    "latency_sustainable",
+    "latency_loaded",
+    "storm",
+    "webhook",
+    "edge_10k",
+)
 
 
 def _with(service: Service, env: dict[str, str]) -> Service:
@@ -712,6 +727,140 @@ def _storm_criticals(rig: Rig, prefix: str, run: str, probe: _Probe, wait: float
     return out
 
 
+EDGE_SENSORS = 10_000
+
+
+def edge(rig: Rig, sensors: int = EDGE_SENSORS, within: float = 10.0) -> dict[str, Any]:
+    """The footprint of one site's `sensors` sensors: what a gateway must hold after they alerted.
+
+    Each of `sensors` distinct sensors sends one alert within `within` s (customers and the CRM
+    cache as in the throughput runs: CUSTOMERS of them, warmed first). Every alert a call (FAST,
+    the log backends): the most each alert stores. After all are decided and a second's settling:
+    the service's resident memory (and its peak), its threads, and the Redis memory its keys
+    take, both as the sum of MEMORY USAGE over its key prefix and as the server's used_memory
+    grown since just before the first alert (allocator overhead and expiry metadata included).
+    Bounded: it gives up waiting for decisions after 60 s (`decided_in_s` None then).
+    """
+    run = uuid.uuid4().hex[:6]
+    prefix, root = f"e{run}", f"bench/{run}"
+    _http_json("PUT", f"{rig.emu}/_emulator/settings", {"synthetic_customers": CUSTOMERS})
+    service = _with(
+        Service(
+            rig,
+            prefix,
+            f"tl-{run}",
+            TRIPLINE__MQTT__TOPIC=f"{root}/sensors/+/alerts",
+            TRIPLINE__CRM__SYNC_INTERVAL_SECONDS="3600",
+        ),
+        FAST,
+    )
+    service.start()
+    _warm(service)
+    assert service.proc is not None
+    pid = service.proc.pid
+    store = redis.Redis(port=rig.redis_port)
+    used_before = int(store.info("memory")["used_memory"])
+    warmed = _proc_status(pid)
+    peaks = _Peaks(pid)
+    peaks.start()
+    client = _publisher(rig.mqtt_port, f"edge-{run}")
+    started = time.perf_counter()
+    infos = []
+    for n in range(sensors):
+        if (delay := started + n * within / sensors - time.perf_counter()) > 0:
+            time.sleep(delay)
+        sensor = f"E-{run}-{n}"
+        infos.append(
+            client.publish(
+                f"{root}/sensors/{sensor}/alerts",
+                _alert(f"e-{run}-{n}", sensor, f"CUST-{n % CUSTOMERS}"),
+                qos=1,
+            )
+        )
+    for info in infos:
+        info.wait_for_publish(60)
+    published_in = time.perf_counter() - started
+    client.disconnect()
+    client.loop_stop()
+    decided_in = None
+    while time.perf_counter() - started < 60:
+        counts = _counts(service)
+        if counts["terminal"] + counts["queued"] >= sensors:
+            decided_in = time.perf_counter() - started
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # the last decisions' writes and log lines
+    peaks.stop()
+    settled = _proc_status(pid)
+    used_after = int(store.info("memory")["used_memory"])
+    keys, kinds = _key_memory(store, prefix)
+    key_bytes = sum(kinds.values())
+    store.close()
+    lost = sensors - _recorded(rig, [f"{prefix}:{{a:e-{run}-{n}}}:rec" for n in range(sensors)])
+    service.stop()
+    _discard_session(rig.mqtt_port, service.env["TRIPLINE__MQTT__CLIENT_ID"])
+    return {
+        "sensors": sensors,
+        "published_in_s": round(published_in, 1),
+        "decided_in_s": round(decided_in, 1) if decided_in else None,
+        "lost": lost,
+        "warm_rss_mb": round(warmed["VmRSS"] / 1024, 1),
+        "rss_mb": round(settled["VmRSS"] / 1024, 1),
+        "peak_rss_mb": round(max(peaks.rss_kb, settled["VmHWM"]) / 1024, 1),
+        "threads": settled["Threads"],
+        "peak_threads": max(peaks.threads, settled["Threads"]),
+        "redis_keys": keys,
+        "redis_keys_mb": round(key_bytes / 2**20, 1),
+        "redis_used_delta_mb": round((used_after - used_before) / 2**20, 1),
+        "redis_bytes_per_sensor": round(key_bytes / sensors),
+        "redis_mb_by_kind": {
+            kind: round(size / 2**20, 2)
+            for kind, size in sorted(kinds.items(), key=lambda kv: -kv[1])
+            if size >= key_bytes / 100  # the kinds of at least 1 % (all of them in the sum)
+        },
+    }
+
+
+class _Peaks(threading.Thread):
+    """A process's peak resident memory (VmHWM) and thread count, sampled every 0.1 s."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.rss_kb, self.threads = pid, 0, 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            status = _proc_status(self.pid)
+            self.threads = max(self.threads, status["Threads"])
+            self.rss_kb = max(self.rss_kb, status["VmHWM"])
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _key_memory(store: redis.Redis, prefix: str) -> tuple[int, dict[str, int]]:
+    """How many keys are under `prefix`, and the bytes MEMORY USAGE counts for them by kind.
+
+    A key's kind is its name after the prefix with every {hash tag} and the run's sensor,
+    alert and customer ids written as {}: `{}:rec`, `cooldown:{}`.
+    """
+    keys = [k.decode() for k in store.scan_iter(match=f"{prefix}:*", count=5000)]
+    kinds: dict[str, int] = {}
+    for at in range(0, len(keys), 2000):
+        chunk = keys[at : at + 2000]
+        pipe = store.pipeline(transaction=False)
+        for key in chunk:
+            pipe.memory_usage(key, samples=0)  # 0: every element of a list or hash, not a sample
+        for key, size in zip(chunk, pipe.execute(), strict=True):
+            kind = re.sub(r"\{[^}]*\}|(?<=:)[^:]*-[0-9a-f]{6}-[^:]*|CUST-[0-9]+", "{}", key)
+            kind = kind[len(prefix) + 1 :]
+            kinds[kind] = kinds.get(kind, 0) + (size or 0)
+    return len(keys), kinds
+
+
 def footprint(rig: Rig) -> dict[str, Any]:
     """Idle RSS and start-to-ready of a fresh instance."""
     run = uuid.uuid4().hex[:6]
@@ -731,6 +880,11 @@ def footprint(rig: Rig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tripline benchmarks")
     parser.add_argument("--quick", action="store_true", help="a shorter run (a few minutes)")
+    parser.add_argument(
+        "--only",
+        choices=PHASES,
+        help="run this phase alone (with the throughput run first where it needs that figure)",
+    )
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="tripline-bench-"))
     rig = Rig(root)
@@ -741,24 +895,39 @@ def main(argv: list[str] | None = None) -> int:
         "redis": _version(["redis-server", "--version"]),
     }
     try:
-        idle = footprint(rig)  # first: on an empty Redis, as every later phase starts
-        # Full: 60 s of deciding, from a backlog no machine of these sessions drains in that.
-        single = throughput(rig, 5_000) if args.quick else throughput(rig, 200_000, window=60)
-        # Half of what one process was just measured to sustain: what a critical alert waits
-        # when the service keeps up (this machine's speed varies; a fixed rate would not).
-        keeps_up = max(50, single["tripline_per_s"] // 100 * 50)
+        results = {} if args.only else {"footprint": footprint(rig)}  # first: an empty Redis
+        measured: dict[str, dict[str, Any]] = {}
+
+        def single() -> dict[str, Any]:
+            """Full: 60 s of deciding, from a backlog no machine of these sessions drains in that.
+
+            Measured once, when first needed (`--only` a phase that does not need it skips it).
+            """
+            if "single" not in measured:
+                measured["single"] = (
+                    throughput(rig, 5_000) if args.quick else throughput(rig, 200_000, window=60)
+                )
+            return measured["single"]
+
+        if not args.only:
+            results["throughput"] = single()
         phases: dict[str, Callable[[], dict[str, Any]]] = {
             # The same backlog shared by two processes: the interpreter lock binds one process
             # to one core, and this machine has two (docs/deployment.md, "several instances").
             "throughput_2": lambda: throughput(rig, 10_000 if args.quick else 60_000, instances=2),
             # One service, `--workers 2`: the same two cores as two instances, one command.
             "workers_2": lambda: workers_phase(
-                rig, 10_000 if args.quick else 60_000, single["tripline_per_s"]
+                rig, 10_000 if args.quick else 60_000, single()["tripline_per_s"]
             ),
             "latency": lambda: latency(rig, 5 if args.quick else 30),
             "latency_fsync_always": lambda: latency(rig, 5 if args.quick else 30, fsync="always"),
+            # Half of what one process was just measured to sustain: what a critical alert
+            # waits when the service keeps up (this machine's speed varies; a fixed rate would
+            # not).
             "latency_sustainable": lambda: latency(
-                rig, 5 if args.quick else 30, background_per_s=keeps_up
+                rig,
+                5 if args.quick else 30,
+                background_per_s=max(50, single()["tripline_per_s"] // 100 * 50),
             ),
             # 80 % of the sustained rate: what a critical alert waits when the service is busy
             # but still keeps up (in a quick run the "sustained" rate is a 5,000-alert drain's).
@@ -766,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
                 **latency(
                     rig,
                     5 if args.quick else 30,
-                    background_per_s=max(50, int(single["tripline_per_s"] * 0.8)),
+                    background_per_s=max(50, int(single()["tripline_per_s"] * 0.8)),
                 ),
                 "of_sustained": 0.8,
             },
@@ -780,9 +949,14 @@ def main(argv: list[str] | None = None) -> int:
                 customers=CUSTOMERS,
                 workers=_cpus(),
             ),
+            # A 10,000-sensor site's footprint (~20 s); a quick run checks the phase with 1,000
+            # (~5 s more in the quick run's test budget).
+            "edge_10k": lambda: edge(rig, 1_000, 1.0) if args.quick else edge(rig),
         }
-        results = {"footprint": idle, "throughput": single}
+        assert tuple(phases) == PHASES
         for name, phase in phases.items():
+            if args.only and name != args.only:
+                continue
             if not args.quick:  # a quick run stores too little to matter
                 _fresh(rig)
             results[name] = phase()

@@ -19,7 +19,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 SENTINEL_PORT = 26379
 REDIS_PORT = 6379
@@ -78,7 +77,11 @@ def topology(
     url: str, *, cluster: bool = False, sentinels: Sequence[str] = (), master_name: str = ""
 ) -> Topology:
     """Read the [redis] settings; raises TopologyError listing every problem."""
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    # Not urlsplit: since Python 3.12.4/3.13 it refuses a netloc with text before a '[' (a
+    # cluster's "a:1,[fd00::2]:7001"), and any Python refuses an unclosed '[' with a bare
+    # ValueError; the URL's parts are read by hand below, and named in a problem when wrong.
+    head, sep, _ = url.partition("://")
+    scheme = head.lower() if sep else ""
     if scheme not in _PLAIN and scheme not in _CLUSTER:
         problem = (
             f"url: {_masked(url)!r} is not a Redis URL: redis://host:port/db, rediss:// (TLS), "

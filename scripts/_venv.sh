@@ -12,21 +12,23 @@ if [ -f "$_stamp-test" ] || { [ -z "$_extras" ] && [ -f "$_stamp-" ]; }; then _r
 # elsewhere) is set up again rather than failing later with "tripline: not found".
 if [ -z "$_ready" ] || [ ! -x .venv/bin/tripline ]; then
   # pyproject.toml's requires-python: pip would refuse any other, in fewer words.
-  if [ -z "$PY" ] || ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+  if [ -z "$PY" ] || ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' \
      2>/dev/null; then
-    echo "tripline needs Python 3.11; found ${PY:-no python3}${PY:+ ($("$PY" -V 2>/dev/null ||
-      echo "does not run"))}." >&2
-    echo "  Install it (Debian 12: apt-get install python3; macOS: brew install python@3.11)," \
-         "or name one: PYTHON=/path/to/python3.11 $0" >&2
+    echo "tripline needs Python 3.11 or later; found ${PY:-no python3}${PY:+ ($("$PY" -V \
+      2>/dev/null || echo "does not run"))}." >&2
+    echo "  Install it (Debian 12 and 13, Ubuntu 24.04: apt-get install python3; macOS:" \
+         "brew install python@3.13), or name one: PYTHON=/path/to/python3 $0" >&2
     exit 1
   fi
-  # Debian and Ubuntu ship venv's ensurepip apart from Python (python3.11-venv).
+  # Debian and Ubuntu ship venv's ensurepip apart from Python (python3.11-venv, python3.13-venv).
   if ! "$PY" -c 'import ensurepip' 2>/dev/null; then
+    _pyv=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     . "$(dirname "${BASH_SOURCE[0]}")/_apt.sh"
-    _apt_install "Python's venv, for .venv" python3.11-venv || {
-      echo "tripline's .venv needs Python's venv module: install python3.11-venv" >&2
+    _apt_install "Python's venv, for .venv" "python$_pyv-venv" || {
+      echo "tripline's .venv needs Python's venv module: install python$_pyv-venv" >&2
       exit 1
     }
+    unset _pyv
   fi
   echo "setting up .venv (first run, pyproject.toml changed, tripline or the test tools" \
        "not installed) ..." >&2

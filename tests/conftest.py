@@ -24,6 +24,7 @@ import pykka
 import pytest
 import redis
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tripline.conf import schema
@@ -33,6 +34,11 @@ from tripline.edge.http_api import build_app as service_app
 from tripline.messages import Alert
 from tripline.service.stats import Stats
 from tripline.supervisor import Service
+
+# scripts/test-debian runs the suite under qemu-user for another architecture (10-20x slower):
+# there hypothesis's 200 ms deadline per example and its too-slow health check would measure the
+# emulator, not the code (`--hypothesis-profile emulated`; what the examples check is unchanged).
+settings.register_profile("emulated", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BROKER = ("127.0.0.1", 1883)

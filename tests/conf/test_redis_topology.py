@@ -96,6 +96,7 @@ def test_settings_read_as(settings: dict[str, Any], expected: Topology) -> None:
         ({"url": "redis://r:6379/zero"}, ["the database must be a number"]),
         ({"url": "redis+cluster://a:1,b:x"}, ["url: 'b:x': not host:port"]),
         ({"url": "redis+cluster:///0"}, ["url: no host to connect to"]),
+        ({"url": "redis://[fd00::1:6379/0"}, ["url: '[fd00::1:6379': not host:port"]),
         # Every problem at once, credentials never echoed.
         (
             {"url": "redis://user:s3cret@a,b/0", "sentinels": ["x:y"]},

@@ -21,6 +21,7 @@ PHASES = {
     "latency_fsync_always",
     "latency_sustainable",
     "storm",
+    "edge_10k",
 }
 
 
@@ -39,3 +40,13 @@ def test_the_quick_benchmark_runs_every_phase() -> None:
     assert figures["storm"]["lost"] == 0
     assert figures["storm"]["duplicates"] == 0
     assert figures["storm"]["decided_in_s"] is not None
+    # The edge footprint's quick run (1,000 sensors): every alert recorded and decided, and its
+    # keys found and measured under the run's prefix.
+    edge = figures["edge_10k"]
+    assert edge["sensors"] == 1_000
+    assert edge["lost"] == 0
+    assert edge["decided_in_s"] is not None
+    assert edge["redis_keys"] >= edge["sensors"]
+    assert "{}:rec" in edge["redis_mb_by_kind"]
+    assert edge["rss_mb"] > 0
+    assert edge["threads"] > 0

@@ -51,7 +51,14 @@ _FORBIDDEN = _problem(
 _UNAVAILABLE = _problem("Redis is unavailable; retry after Retry-After")
 _TEXT = {"type": "string", "maxLength": 256}
 # Days 01-28 only: every such date exists. Times with an offset are accepted too.
-_DATE = {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$"}
+# Years 0001-9999 (Python's dates have no year 0; schemathesis sent 0000-01-01 on 2026-12-02).
+_DATE = {
+    "type": "string",
+    "pattern": (
+        "^([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(0[1-9]|1[0-2])"
+        "-(0[1-9]|1[0-9]|2[0-8])$"
+    ),
+}
 _LEDGER_PARAMETERS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("customerId", _TEXT, "entries of this customer"),
     ("phone", _TEXT, "entries of this number (looked up by its keyed hash)"),

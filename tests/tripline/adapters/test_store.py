@@ -34,6 +34,9 @@ from tripline.pipeline.validate import Limits, Rejected, validate
         (1795775895.978, "2026-11-27T10:38:15.978Z"),
         (1795775895.9996, "2026-11-27T10:38:16.000Z"),  # rounds into the next second
         (1795775895.0004, "2026-11-27T10:38:15.000Z"),
+        # A ledger query's earliest bound (year 1): four digits, so it sorts before 1970.
+        (-62135596800.0, "0001-01-01T00:00:00.000Z"),
+        (-46388678400.0, "0500-01-01T00:00:00.000Z"),
     ],
 )
 def test_iso_table(epoch: float, expected: str) -> None:
