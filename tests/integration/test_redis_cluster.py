@@ -8,15 +8,19 @@ decisions, the dialer's steps and the resume sweep each cross every node.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis.cluster
 from redis.crc import key_slot
 
 from bench.redis_rigs import ClusterRig
-from tests.conftest import EmulatorHandle, ServiceHandle, alert, http, wait_for
+from tests.conftest import EmulatorHandle, ServiceHandle, alert, http, publish, wait_for
 from tests.integration.test_compliance import (
     test_internal_dnc_list_and_dnd_and_invalid_phone_defer,
     test_number_cap_holds_across_a_restart,
@@ -29,8 +33,10 @@ from tests.integration.test_end_to_end import (
     test_ten_alerts_of_one_sensor_inside_cooldown_give_one_call,
     test_webhook_accepts_then_answers_duplicates_with_200,
 )
+from tests.tripline.service.test_ledger import FlakyStore, _writer, decide, decisions, drain
+from tripline.adapters.ledger.ndjson import FileStore
 from tripline.adapters.redis_clients import sync_redis
-from tripline.adapters.store import Keys
+from tripline.adapters.store import Keys, OutboxHints
 from tripline.conf.redis_topology import Kind
 
 pytestmark = pytest.mark.integration
@@ -112,3 +118,83 @@ def test_hostile_ids_land_on_one_slot_per_alert_and_are_called(
     assert len(slots) == len(docs)  # spread over the cluster, as keys of unrelated alerts are
     nodes = {redis_client.nodes_manager.get_node_from_slot(s).name for s in slots}
     assert len(nodes) > 1
+
+
+def test_every_decision_reaches_the_ledger_once_through_the_slots_outboxes(
+    make_service: Callable[..., ServiceHandle],
+    emulator: EmulatorHandle,
+    redis_client: redis.cluster.RedisCluster,
+    tmp_path: Path,
+) -> None:
+    # The store fails until the file in its place goes: meanwhile every decision waits in the
+    # outbox of its record's slot, and /healthz and /metrics say so.
+    blocked = tmp_path / "ledger"
+    blocked.write_text("not a directory: the ledger's store fails until this file goes")
+    service = make_service(
+        TRIPLINE__LEDGER__PATH=str(blocked), TRIPLINE__LEDGER__LAG_ALARM_SECONDS="1"
+    ).start()
+    customers = ["C{x}:1", "}{|", "C%7B", "{c:C}"]
+    for c in customers:
+        emulator.add_customer(c)
+    docs = [
+        alert(f"k{{{n}}}:|{n}}}", customer=customers[n % 4], sensor=f"S{{{n % 8}}}:|")
+        for n in range(48)
+    ]
+    by_sensor: dict[str, list[Any]] = {}
+    for doc in docs:
+        by_sensor.setdefault(str(doc["sensorId"]), []).append(doc)
+    for sensor, batch in by_sensor.items():
+        publish(f"{service.topic_root}/sensors/{sensor}/alerts", *batch)
+    names = [str(d["idempotencyKey"]) for d in docs]
+    wait_for(lambda: all(service.outcome(quote(n, safe="")) for n in names), 60)
+    keys = Keys(service.prefix, ledger=True, slot_outboxes=True)
+    outboxes = {keys.ledger_outbox(n) for n in names}
+    nodes = {
+        redis_client.nodes_manager.get_node_from_slot(key_slot(o.encode())).name for o in outboxes
+    }
+    assert len(nodes) == 3  # every primary holds some of them
+
+    def lagging() -> dict[str, Any] | None:
+        led = http("GET", f"{service.url}/healthz")[1]["ledger"]
+        return led if led["status"] == "lagging" and led["lagEntries"] >= len(names) else None
+
+    led = wait_for(lagging, 30)
+    assert led["storeReachable"] is False
+    assert sum(redis_client.xlen(o) for o in outboxes) == led["lagEntries"]
+    scraped = str(http("GET", f"{service.url}/metrics")[1])
+    waiting = re.search(r"^tripline_ledger_lag_entries(?:\{[^}]*\})? (\S+)$", scraped, re.MULTILINE)
+    assert waiting is not None
+    assert float(waiting.group(1)) >= len(names)
+
+    blocked.unlink()  # the store is back: the writer catches up
+    wait_for(lambda: http("GET", f"{service.url}/healthz")[1]["ledger"]["lagEntries"] == 0, 60)
+    assert decisions(FileStore(blocked)) == Counter(names)  # each decision once
+    assert all(redis_client.xlen(o) == 0 for o in outboxes)
+
+
+def test_a_writer_killed_between_read_and_ack_loses_nothing_on_the_cluster(
+    redis_client: redis.cluster.RedisCluster,
+    prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = Keys(prefix, ledger=True, slot_outboxes=True, hints=OutboxHints())
+    names = decide(redis_client, keys, 90, tag="c")
+    nodes = {
+        redis_client.nodes_manager.get_node_from_slot(key_slot(keys.ledger_outbox(n).encode())).name
+        for n in names
+    }
+    assert len(nodes) == 3
+    store = FlakyStore(tmp_path)
+    dead = _writer(redis_client, prefix, store, "dead", keys=keys)
+    store.down = True
+    with pytest.raises(ConnectionError):
+        dead.run_once()  # read from outboxes on every node, never acknowledged: it dies here
+    assert dead.measure_lag()[0] == 90
+    store.down = False
+    monkeypatch.setattr("tripline.service.ledger._CLAIM_IDLE_MS", 0)
+    survivor = _writer(
+        redis_client, prefix, store, "survivor", keys=Keys(prefix, ledger=True, slot_outboxes=True)
+    )
+    assert drain(survivor) == 90
+    assert decisions(store) == Counter(names)
