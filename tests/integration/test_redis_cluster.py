@@ -33,6 +33,10 @@ from tests.integration.test_end_to_end import (
     test_ten_alerts_of_one_sensor_inside_cooldown_give_one_call,
     test_webhook_accepts_then_answers_duplicates_with_200,
 )
+from tests.integration.test_scripts_one_slot import (
+    test_every_script_is_called_with_keys_of_one_slot,
+    wire,  # noqa: F401 - its fixture
+)
 from tests.tripline.service.test_ledger import FlakyStore, _writer, decide, decisions, drain
 from tripline.adapters.ledger.ndjson import FileStore
 from tripline.adapters.redis_clients import sync_redis
@@ -43,6 +47,7 @@ pytestmark = pytest.mark.integration
 
 REUSED = (  # collected here as well: each runs once more, against the cluster
     test_customer_flags_and_unknown_customers_become_tasks_not_calls,
+    test_every_script_is_called_with_keys_of_one_slot,
     test_guide_payload_over_mqtt_becomes_exactly_one_callback,
     test_internal_dnc_list_and_dnd_and_invalid_phone_defer,
     test_number_cap_holds_across_a_restart,
