@@ -1,7 +1,8 @@
 """Benchmarks: throughput, latency, a 50,000-sensor storm, the webhook door and the footprint.
 
-    python -m bench            # the full run (several minutes)
-    python -m bench --quick    # a few minutes
+    python -m bench                 # the full run (several minutes)
+    python -m bench --quick         # a few minutes (without the ledger phase)
+    python -m bench --only ledger   # one phase alone (~40 s for this one)
 
 Real Mosquitto, Redis and the emulator, each a process of its own (bench/faults.py's rig), and
 tripline as a separate process measured through /proc. Prints a table; the last line is one
@@ -37,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench import webhook
 from bench.faults import Rig, Service, _http_json, _wait
+from bench.ledger import ledger_phase
 from bench.workers import workers_phase
 
 TERMINAL = ("called", "suppressed", "deferred")
@@ -64,6 +66,21 @@ WEBHOOK = {  # FAST, but every alert a Genesys callback at the emulator (bench/w
     "TRIPLINE__CRM__SYNC_INTERVAL_SECONDS": "3600",
     "TRIPLINE__MQTT__TOPIC": "bench/webhook/none/+/alerts",  # nothing is published there
 }
+
+
+# The phases after the footprint and the single-process throughput, in the order they run.
+PHASES = (
+    "throughput_2",
+    "workers_2",
+    "latency",
+    "latency_fsync_always",
+    "latency_sustainable",
+    "latency_loaded",
+    "storm",
+    "webhook",
+    "ledger",
+)
+FULL_ONLY = {"ledger"}  # left out of a quick run (~40 s: bench/ledger.py)
 
 
 def _with(service: Service, env: dict[str, str]) -> Service:
@@ -731,6 +748,11 @@ def footprint(rig: Rig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tripline benchmarks")
     parser.add_argument("--quick", action="store_true", help="a shorter run (a few minutes)")
+    parser.add_argument(
+        "--only",
+        choices=PHASES,
+        help="run this phase alone (with the throughput run first where it needs that figure)",
+    )
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="tripline-bench-"))
     rig = Rig(root)
@@ -741,24 +763,39 @@ def main(argv: list[str] | None = None) -> int:
         "redis": _version(["redis-server", "--version"]),
     }
     try:
-        idle = footprint(rig)  # first: on an empty Redis, as every later phase starts
-        # Full: 60 s of deciding, from a backlog no machine of these sessions drains in that.
-        single = throughput(rig, 5_000) if args.quick else throughput(rig, 200_000, window=60)
-        # Half of what one process was just measured to sustain: what a critical alert waits
-        # when the service keeps up (this machine's speed varies; a fixed rate would not).
-        keeps_up = max(50, single["tripline_per_s"] // 100 * 50)
+        results = {} if args.only else {"footprint": footprint(rig)}  # first: an empty Redis
+        measured: dict[str, dict[str, Any]] = {}
+
+        def single() -> dict[str, Any]:
+            """Full: 60 s of deciding, from a backlog no machine of these sessions drains in that.
+
+            Measured once, when first needed (`--only` a phase that does not need it skips it).
+            """
+            if "single" not in measured:
+                measured["single"] = (
+                    throughput(rig, 5_000) if args.quick else throughput(rig, 200_000, window=60)
+                )
+            return measured["single"]
+
+        if not args.only:
+            results["throughput"] = single()
         phases: dict[str, Callable[[], dict[str, Any]]] = {
             # The same backlog shared by two processes: the interpreter lock binds one process
             # to one core, and this machine has two (docs/deployment.md, "several instances").
             "throughput_2": lambda: throughput(rig, 10_000 if args.quick else 60_000, instances=2),
             # One service, `--workers 2`: the same two cores as two instances, one command.
             "workers_2": lambda: workers_phase(
-                rig, 10_000 if args.quick else 60_000, single["tripline_per_s"]
+                rig, 10_000 if args.quick else 60_000, single()["tripline_per_s"]
             ),
             "latency": lambda: latency(rig, 5 if args.quick else 30),
             "latency_fsync_always": lambda: latency(rig, 5 if args.quick else 30, fsync="always"),
+            # Half of what one process was just measured to sustain: what a critical alert
+            # waits when the service keeps up (this machine's speed varies; a fixed rate would
+            # not).
             "latency_sustainable": lambda: latency(
-                rig, 5 if args.quick else 30, background_per_s=keeps_up
+                rig,
+                5 if args.quick else 30,
+                background_per_s=max(50, single()["tripline_per_s"] // 100 * 50),
             ),
             # 80 % of the sustained rate: what a critical alert waits when the service is busy
             # but still keeps up (in a quick run the "sustained" rate is a 5,000-alert drain's).
@@ -766,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                 **latency(
                     rig,
                     5 if args.quick else 30,
-                    background_per_s=max(50, int(single["tripline_per_s"] * 0.8)),
+                    background_per_s=max(50, int(single()["tripline_per_s"] * 0.8)),
                 ),
                 "of_sustained": 0.8,
             },
@@ -780,9 +817,27 @@ def main(argv: list[str] | None = None) -> int:
                 customers=CUSTOMERS,
                 workers=_cpus(),
             ),
+            # Decided/s with the ledger off, NDJSON and PostgreSQL, and Redis CPU per decision:
+            # ~40 s, not in a quick run; `--only ledger` runs it alone.
+            "ledger": lambda: ledger_phase(
+                rig,
+                count=4_000,
+                rounds=2,
+                fast=FAST,
+                customers=CUSTOMERS,
+                warm=_warm,
+                backlog=backlog,
+                publish=_publish_backlog,
+                counts=_counts,
+                discard=_discard_session,
+            ),
         }
-        results = {"footprint": idle, "throughput": single}
+        assert tuple(phases) == PHASES
         for name, phase in phases.items():
+            if args.only and name != args.only:
+                continue
+            if args.quick and not args.only and name in FULL_ONLY:
+                continue
             if not args.quick:  # a quick run stores too little to matter
                 _fresh(rig)
             results[name] = phase()
