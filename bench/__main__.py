@@ -2,7 +2,7 @@
 
     python -m bench                 # the full run (several minutes)
     python -m bench --quick         # a few minutes (without the ledger phase)
-    python -m bench --only ledger   # one phase alone (~40 s for this one)
+    python -m bench --only ledger   # one phase alone (~60 s for this one)
 
 Real Mosquitto, Redis and the emulator, each a process of its own (bench/faults.py's rig), and
 tripline as a separate process measured through /proc. Prints a table; the last line is one
@@ -80,7 +80,7 @@ PHASES = (
     "webhook",
     "ledger",
 )
-FULL_ONLY = {"ledger"}  # left out of a quick run (~40 s: bench/ledger.py)
+FULL_ONLY = {"ledger"}  # left out of a quick run (~60 s: bench/ledger.py)
 
 
 def _with(service: Service, env: dict[str, str]) -> Service:
@@ -818,11 +818,11 @@ def main(argv: list[str] | None = None) -> int:
                 workers=_cpus(),
             ),
             # Decided/s with the ledger off, NDJSON and PostgreSQL, and Redis CPU per decision:
-            # ~40 s, not in a quick run; `--only ledger` runs it alone.
+            # ~60 s, not in a quick run; `--only ledger` runs it alone.
             "ledger": lambda: ledger_phase(
                 rig,
-                count=4_000,
-                rounds=2,
+                count=3_000,
+                rounds=3,
                 fast=FAST,
                 customers=CUSTOMERS,
                 warm=_warm,

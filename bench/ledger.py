@@ -1,19 +1,21 @@
 """The ledger's cost: decided alerts/s with it off and on, and Redis CPU per decision, one run.
 
-    python -m bench --only ledger     # this phase alone (~40 s)
+    python -m bench --only ledger     # this phase alone (~60 s)
 
 The same backlog shape as the throughput phase (distinct sensors over CUSTOMERS customers, every
 alert a call to the log backends) is drained by one `tripline run` three times in a row: the
 ledger off, on with the NDJSON files, and on with PostgreSQL (a database of the run's own on
-the machine's server, over loopback; skipped when there is none). Then the three again, in
-the same order, and each variant's better round is its figure: the machine is shared, and a
-second round shows how far two runs of one variant differ.
+the machine's server, over loopback; skipped when there is none). Then the three again, each
+round in another order, and each variant's median run is its figure, every run's rate beside
+it: the machine is shared, and the spread shows how far runs of one variant differ.
 
 Per run: decided alerts/s (first alert accepted -> every alert decided); how long the writer
 took after that to empty the outboxes (`drained_s`); per alert decided from the first alert
 accepted until the ledger was drained (the writer's reads, acks and deletes counted with the
 scripts' appends): Redis' own CPU (INFO cpu, user + system), the script calls' time and the
-ledger's own stream commands' time (INFO commandstats), and the entries appended.
+ledger's own stream commands' time (INFO commandstats: time spent in the command, which a
+descheduled Redis on a busy machine inflates; the CPU figure does not), and the entries
+appended. Last, `writer`: the writer alone, the one stream against an outbox per slot.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import psycopg
 import redis
+from prometheus_client import CollectorRegistry
 
 from bench.faults import Rig, Service, _http_json, _wait
 from tripline.adapters.store import Keys
@@ -65,8 +68,14 @@ def ledger_phase(
         with _private_database(run) as pg:
             if pg is None:
                 out["postgresql_skipped"] = f"no PostgreSQL at {PG_ADMIN}"
-            for n in range(rounds * len(VARIANTS)):
-                variant = VARIANTS[n % len(VARIANTS)]
+            # Each round in another order (off, ndjson, postgresql; ndjson, postgresql, off;
+            # ...): no variant always runs first or last while the machine's load drifts.
+            order = [
+                VARIANTS[(r + i) % len(VARIANTS)]
+                for r in range(rounds)
+                for i in range(len(VARIANTS))
+            ]
+            for n, variant in enumerate(order):
                 if variant == "postgresql" and pg is None:
                     continue
                 ledger = {
@@ -90,13 +99,18 @@ def ledger_phase(
                 )  # fmt: skip
                 discard(rig.mqtt_port, f"tl-{name}")
                 runs[variant].append(figures)
+        out["writer"] = writer_cost(rig, 5_000)
     finally:
         client.config_set("appendfsync", rig.fsync)
         client.close()
     for variant, got in runs.items():
-        if got:
-            best = max(got, key=lambda r: r["decided_per_s"])
-            out[variant] = {**best, "each_per_s": [r["decided_per_s"] for r in got]}
+        if got:  # the median run by rate, with every run's rate and Redis CPU beside it
+            middle = sorted(got, key=lambda r: r["decided_per_s"])[len(got) // 2]
+            out[variant] = {
+                **middle,
+                "each_per_s": [r["decided_per_s"] for r in got],
+                "each_redis_cpu_us": [r["redis_cpu_us_per_decision"] for r in got],
+            }
     base = out.get("off", {}).get("decided_per_s")
     for variant in VARIANTS[1:]:
         if base and variant in out:
@@ -185,6 +199,88 @@ def _redis_cpu(client: redis.Redis) -> tuple[float, dict[str, tuple[int, int]]]:
         for name, v in stats.items()
     }
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), per
+
+
+def writer_cost(rig: Rig, count: int) -> dict[str, Any]:
+    """The writer alone, one stream vs an outbox per slot (a cluster's), `count` decisions each.
+
+    The record scripts as the service runs them, in pipelines of 200, on keys of `count`
+    distinct alerts (so on ~`count` slots), then one writer draining them into NDJSON files:
+    Redis' CPU per decision appended and per entry written, the writer's own CPU per entry.
+    Why the one stream stays wherever Redis is one server: reading, acknowledging and deleting
+    each slot's entries apart costs per entry what the one stream costs per batch.
+    """
+    from tripline.adapters.ledger.entry import PhoneHasher  # noqa: PLC0415
+    from tripline.adapters.ledger.ndjson import FileStore  # noqa: PLC0415
+    from tripline.adapters.redis_io import PipelinedScript, batch, execute  # noqa: PLC0415
+    from tripline.adapters.store import (  # noqa: PLC0415
+        ACCEPT_LUA,
+        TRANSITION_LUA,
+        OutboxHints,
+        accept_args,
+        transition_args,
+    )
+    from tripline.messages import Alert, Outcome, Reason  # noqa: PLC0415
+    from tripline.service.ledger import LedgerWriter  # noqa: PLC0415
+
+    client = redis.Redis(port=rig.redis_port)
+    accept, transition = (
+        PipelinedScript(client, ACCEPT_LUA),
+        PipelinedScript(client, TRANSITION_LUA),
+    )
+    out: dict[str, Any] = {"decisions": count}
+    try:
+        for mode in ("one_stream", "slot_outboxes"):
+            run = uuid.uuid4().hex[:6]
+            slots = mode == "slot_outboxes"
+            keys = Keys(
+                f"w{run}", ledger=True, slot_outboxes=slots, hints=OutboxHints() if slots else None
+            )
+            now = time.time()
+            alerts = [
+                Alert(idempotency_key=f"w-{run}-{n}", sensor_id=f"S-{n}", customer_id=f"C-{n}",
+                      alert_type="temp_high", timestamp=now, firing=True, severity="",
+                      current_value=9.5, threshold=8.0, unit="celsius", reference_id=f"r-{n}",
+                      telemetry_hash="0", accepted_at=now)
+                for n in range(count)
+            ]  # fmt: skip
+            for chunk in range(0, count, 200):
+                pipe = batch(client)
+                for alert in alerts[chunk : chunk + 200]:
+                    accept.queue(pipe, *accept_args(keys, alert, 600))
+                execute(pipe, accept)
+            cpu0 = _redis_cpu(client)[0]
+            for chunk in range(0, count, 200):
+                pipe = batch(client)
+                for alert in alerts[chunk : chunk + 200]:
+                    transition.queue(pipe, *transition_args(
+                        keys, alert.idempotency_key, state=Outcome.SUPPRESSED, now=now,
+                        reason=Reason.COOLDOWN,
+                    ))  # fmt: skip
+                execute(pipe, transition)
+            cpu1 = _redis_cpu(client)[0]
+            writer = LedgerWriter(
+                client=client, keys=keys, store=FileStore(rig.root / f"writer-{run}"),
+                hasher=PhoneHasher(b"bench"), consumer="bench", batch_size=500,
+                retention_days=1825, registry=CollectorRegistry(),
+            )  # fmt: skip
+            wall0, own0 = time.perf_counter(), time.process_time()
+            written, deadline = 0, time.monotonic() + 60
+            while written < count and time.monotonic() < deadline:
+                written += writer.run_once()
+            wall1, own1 = time.perf_counter(), time.process_time()
+            cpu2 = _redis_cpu(client)[0]
+            out[mode] = {
+                "redis_append_us_per_decision": round((cpu1 - cpu0) * 1e6 / count, 1),
+                "written": written,
+                "entries_per_s": round(written / (wall1 - wall0)),
+                "writer_cpu_us_per_entry": round((own1 - own0) * 1e6 / max(written, 1), 1),
+                "redis_us_per_entry_written": round((cpu2 - cpu1) * 1e6 / max(written, 1), 1),
+            }
+            client.flushall()  # what it wrote: nothing later reads it
+    finally:
+        client.close()
+    return out
 
 
 def _written(service: Service) -> int:
