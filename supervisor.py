@@ -27,7 +27,7 @@ from tripline.adapters.backends import BackendsFactory
 from tripline.adapters.backends.registry import build_backends
 from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.redis_clients import primary_address, sync_redis
-from tripline.adapters.store import Keys
+from tripline.adapters.store import Keys, OutboxHints
 from tripline.conf.redis_topology import Kind
 from tripline.conf.rules import load_rules
 from tripline.conf.schema import Config
