@@ -50,6 +50,7 @@ def ledger_phase(
     publish: Callable[[int, list[tuple[str, bytes]]], None],
     counts: Callable[[Service], dict[str, Any]],
     discard: Callable[[int, str], None],
+    writer_count: int = 5_000,
 ) -> dict[str, Any]:
     """The three variants, `rounds` times each, `count` alerts a run (bench/__main__.py's helpers).
 
@@ -99,7 +100,7 @@ def ledger_phase(
                 )  # fmt: skip
                 discard(rig.mqtt_port, f"tl-{name}")
                 runs[variant].append(figures)
-        out["writer"] = writer_cost(rig, 5_000)
+        out["writer"] = writer_cost(rig, writer_count)
     finally:
         client.config_set("appendfsync", rig.fsync)
         client.close()
