@@ -329,7 +329,8 @@ def _messages(reply: Any) -> list[tuple[str, dict[str, Any]]]:  # noqa: ANN401 -
     for stream in streams:
         # Redis answers [[key, [[id, fields], ...]]] (RESP2) or {key: [[id, fields], ...]}
         # (RESP3); redis-py's own parsing of RESP3 adds a level: {key: [[(id, fields), ...]]}.
-        nested = stream and isinstance(stream[0], list) and isinstance(stream[0][0], list | tuple)
+        head = stream[0] if stream else None
+        nested = isinstance(head, list) and (not head or isinstance(head[0], list | tuple))
         messages = stream[0] if nested else stream
         for message_id, fields in messages:
             if fields:  # an entry deleted meanwhile reads back as (id, None)
