@@ -8,7 +8,10 @@ decisions, the dialer's steps and the resume sweep each cross every node.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,10 +40,10 @@ from tests.integration.test_scripts_one_slot import (
     test_every_script_is_called_with_keys_of_one_slot,
     wire,  # noqa: F401 - its fixture
 )
-from tests.tripline.service.test_ledger import FlakyStore, _writer, decide, decisions, drain
+from tests.tripline.service.test_ledger import _writer, decide, decisions, drain
 from tripline.adapters.ledger.ndjson import FileStore
 from tripline.adapters.redis_clients import sync_redis
-from tripline.adapters.store import Keys, OutboxHints
+from tripline.adapters.store import Keys
 from tripline.conf.redis_topology import Kind
 
 pytestmark = pytest.mark.integration
@@ -177,29 +180,70 @@ def test_every_decision_reaches_the_ledger_once_through_the_slots_outboxes(
     assert all(redis_client.xlen(o) == 0 for o in outboxes)
 
 
+# A writer in a process of its own whose store never returns: it has read its batch (and says
+# how many) when the test kills it, before any acknowledgement.
+DOOMED = """
+import sys, time
+from prometheus_client import CollectorRegistry
+from tripline.adapters.ledger.entry import PhoneHasher
+from tripline.adapters.ledger.ndjson import FileStore
+from tripline.adapters.redis_clients import sync_redis
+from tripline.adapters.store import Keys
+from tripline.service.ledger import LedgerWriter
+
+class Stuck(FileStore):
+    def write(self, entries):
+        print(len(entries), flush=True)
+        time.sleep(3600)
+
+url, prefix, path = sys.argv[1:]
+writer = LedgerWriter(
+    client=sync_redis(url), keys=Keys(prefix, ledger=True, slot_outboxes=True),
+    store=Stuck(path), hasher=PhoneHasher(b"k"), consumer="doomed", batch_size=60,
+    retention_days=1825, registry=CollectorRegistry(),
+)
+while True:
+    writer.run_once()
+"""
+
+
 def test_a_writer_killed_between_read_and_ack_loses_nothing_on_the_cluster(
     redis_client: redis.cluster.RedisCluster,
+    cluster: ClusterRig,
     prefix: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    keys = Keys(prefix, ledger=True, slot_outboxes=True, hints=OutboxHints())
+    keys = Keys(prefix, ledger=True, slot_outboxes=True)
     names = decide(redis_client, keys, 90, tag="c")
+    outboxes = {keys.ledger_outbox(n) for n in names}
     nodes = {
-        redis_client.nodes_manager.get_node_from_slot(key_slot(keys.ledger_outbox(n).encode())).name
-        for n in names
+        redis_client.nodes_manager.get_node_from_slot(key_slot(o.encode())).name for o in outboxes
     }
-    assert len(nodes) == 3
-    store = FlakyStore(tmp_path)
-    dead = _writer(redis_client, prefix, store, "dead", keys=keys)
-    store.down = True
-    with pytest.raises(ConnectionError):
-        dead.run_once()  # read from outboxes on every node, never acknowledged: it dies here
-    assert dead.measure_lag()[0] == 90
-    store.down = False
+    assert len(nodes) == 3  # the decisions' outboxes are on every primary
+    with subprocess.Popen(
+        [sys.executable, "-c", DOOMED, cluster.url, prefix, str(tmp_path / "never")],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as doomed:
+        try:
+            read = int(doomed.stdout.readline()) if doomed.stdout else 0
+        finally:
+            doomed.kill()  # kill -9: read, not written, never acknowledged
+    assert read > 0
+    assert pending(redis_client, outboxes) == read  # delivered to the dead writer, no one else
+    store = FileStore(tmp_path / "ledger")
     monkeypatch.setattr("tripline.service.ledger._CLAIM_IDLE_MS", 0)
-    survivor = _writer(
-        redis_client, prefix, store, "survivor", keys=Keys(prefix, ledger=True, slot_outboxes=True)
-    )
-    assert drain(survivor) == 90
+    survivor = _writer(redis_client, prefix, store, "survivor", keys=keys)
+    assert drain(survivor) == 90  # its batch claimed by the sweep, the rest read
     assert decisions(store) == Counter(names)
+    assert pending(redis_client, outboxes) == 0
+
+
+def pending(client: redis.cluster.RedisCluster, outboxes: set[str]) -> int:
+    """Entries delivered to a writer of the group and not acknowledged, in these outboxes."""
+    count = 0
+    for outbox in outboxes:
+        with contextlib.suppress(redis.ResponseError):  # NOGROUP: no writer read it yet
+            count += int(client.xpending(outbox, "ledger")["pending"])
+    return count
