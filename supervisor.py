@@ -27,7 +27,7 @@ from tripline.adapters.backends import BackendsFactory
 from tripline.adapters.backends.registry import build_backends
 from tripline.adapters.deadletter import DeadLetters
 from tripline.adapters.redis_clients import primary_address, sync_redis
-from tripline.adapters.store import Keys
+from tripline.adapters.store import Keys, OutboxHints
 from tripline.conf.redis_topology import Kind
 from tripline.conf.rules import load_rules
 from tripline.conf.schema import Config
@@ -125,10 +125,16 @@ class Service:
         self.stats = Stats()
         self.events = Events(config.mqtt.client_id, clock)
         self.events.publish_with(self._publish_event)
-        # The in-script append reaches a second slot ({ledger}): not under Redis Cluster, where
-        # decisions and attempts go unrecorded (docs/architecture.md, "The compliance ledger").
-        in_scripts = config.ledger.enabled and config.redis.topology().kind != Kind.CLUSTER
-        self.keys = Keys(config.redis.key_prefix, ledger=in_scripts)
+        # On a Redis Cluster a record script appends to the outbox of its own slot (a script
+        # touches one slot), and the writer reads every slot's (docs/architecture.md, "The
+        # compliance ledger"); elsewhere to the one stream.
+        per_slot = config.ledger.enabled and config.redis.topology().kind == Kind.CLUSTER
+        self.keys = Keys(
+            config.redis.key_prefix,
+            ledger=config.ledger.enabled,
+            slot_outboxes=per_slot,
+            hints=OutboxHints() if per_slot else None,
+        )
         self.redis = sync_redis(
             config.redis, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )

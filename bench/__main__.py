@@ -1,8 +1,8 @@
 """Benchmarks: throughput, latency, a 50,000-sensor storm, the webhook door and the footprints.
 
     python -m bench                    # the full run (several minutes)
-    python -m bench --quick            # a few minutes
-    python -m bench --only edge_10k    # one phase alone (~30 s for this one)
+    python -m bench --quick            # a few minutes (without the ledger phase)
+    python -m bench --only edge_10k    # one phase alone (~30 s for this one; ledger ~60 s)
 
 Real Mosquitto, Redis and the emulator, each a process of its own (bench/faults.py's rig), and
 tripline as a separate process measured through /proc. Prints a table; the last line is one
@@ -39,6 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench import webhook
 from bench.faults import Rig, Service, _http_json, _wait
+from bench.ledger import ledger_phase
 from bench.workers import workers_phase
 
 TERMINAL = ("called", "suppressed", "deferred")
@@ -78,7 +79,10 @@ PHASES = (
     "storm",
     "webhook",
     "edge_10k",
+    "ledger",
 )
+
+FULL_ONLY = {"ledger"}  # left out of a quick run (~60 s: bench/ledger.py)
 
 
 def _with(service: Service, env: dict[str, str]) -> Service:
@@ -952,10 +956,26 @@ def main(argv: list[str] | None = None) -> int:
             # A 10,000-sensor site's footprint (~20 s); a quick run checks the phase with 1,000
             # (~5 s more in the quick run's test budget).
             "edge_10k": lambda: edge(rig, 1_000, 1.0) if args.quick else edge(rig),
+            # Decided/s with the ledger off, NDJSON and PostgreSQL, and Redis CPU per decision:
+            # ~60 s, not in a quick run; `--only ledger` runs it alone.
+            "ledger": lambda: ledger_phase(
+                rig,
+                count=3_000,
+                rounds=3,
+                fast=FAST,
+                customers=CUSTOMERS,
+                warm=_warm,
+                backlog=backlog,
+                publish=_publish_backlog,
+                counts=_counts,
+                discard=_discard_session,
+            ),
         }
         assert tuple(phases) == PHASES
         for name, phase in phases.items():
             if args.only and name != args.only:
+                continue
+            if args.quick and not args.only and name in FULL_ONLY:
                 continue
             if not args.quick:  # a quick run stores too little to matter
                 _fresh(rig)

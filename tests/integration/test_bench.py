@@ -7,8 +7,23 @@ twice, every alert of a drain decided.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
+from bench.__main__ import (
+    CUSTOMERS,
+    FAST,
+    _counts,
+    _discard_session,
+    _publish_backlog,
+    _warm,
+    backlog,
+)
+from bench.faults import Rig
+from bench.ledger import ledger_phase
 from tests.conftest import run_quick
 
 pytestmark = pytest.mark.integration
@@ -50,3 +65,29 @@ def test_the_quick_benchmark_runs_every_phase() -> None:
     assert "{}:rec" in edge["redis_mb_by_kind"]
     assert edge["rss_mb"] > 0
     assert edge["threads"] > 0
+
+
+@pytest.mark.timeout(240)
+def test_the_ledger_phase_runs_every_variant_and_loses_no_entry() -> None:
+    # Small: the full run drains 3,000 alerts three times per variant (`--only ledger`).
+    root = Path(tempfile.mkdtemp(prefix="tripline-bench-ledger-"))
+    rig = Rig(root)
+    try:
+        figures = ledger_phase(
+            rig, count=300, rounds=1, fast=FAST, customers=CUSTOMERS, warm=_warm,
+            backlog=backlog, publish=_publish_backlog, counts=_counts,
+            discard=_discard_session, writer_count=400,
+        )  # fmt: skip
+    finally:
+        rig.close()
+        shutil.rmtree(root, ignore_errors=True)
+    assert "postgresql_skipped" not in figures  # PostgreSQL runs on these machines
+    for variant in ("off", "ndjson", "postgresql"):
+        assert figures[variant]["decided"] == 300, figures[variant]
+        assert figures[variant]["decided_per_s"] > 0
+    assert figures["off"]["ledger_entries"] == 0
+    # The same alerts' entries, all of them, into either store: what was appended was written.
+    assert figures["ndjson"]["ledger_entries"] >= 300
+    assert figures["ndjson"]["ledger_entries"] == figures["postgresql"]["ledger_entries"]
+    for mode in ("one_stream", "slot_outboxes"):
+        assert figures["writer"][mode]["written"] == 400, figures["writer"]

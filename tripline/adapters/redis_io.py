@@ -163,7 +163,8 @@ class PipelinedScript:
 
 
 # Error replies about Redis as a whole, not about one command's keys: every command fails alike.
-_SERVER_STATES = ("MISCONF", "BUSY", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "LOADING", "OOM")
+# "BUSY " with its space: BUSYGROUP (a stream's group exists) is about one command's key.
+_SERVER_STATES = ("MISCONF", "BUSY ", "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "LOADING", "OOM")
 
 
 def item_error(reply: Any) -> bool:  # noqa: ANN401
@@ -330,6 +331,12 @@ def _command_keys(command: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(command[3 : 3 + int(command[2])])
     if name in _MULTI_KEY:
         return tuple(command[1:])
+    if name in (b"XREADGROUP", b"XREAD"):  # ... STREAMS key [key ...] id [id ...]
+        words = [w.upper() if isinstance(w, bytes) else str(w).upper().encode() for w in command]
+        at = words.index(b"STREAMS") + 1
+        return tuple(command[at : at + (len(command) - at) // 2])
+    if name == b"XGROUP":  # XGROUP CREATE key group id
+        return tuple(command[2:3])
     return tuple(command[1:2])
 
 

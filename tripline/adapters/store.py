@@ -8,8 +8,10 @@ context carries `{r:<referenceId>}`. Every key has a TTL.
 
 from __future__ import annotations
 
+import binascii
 import functools
 import operator
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +47,11 @@ return 1
 
 LEDGER_MAX_ENTRIES = 1_000_000
 """The ledger stream's cap (MAXLEN ~): entries the ledger has not written yet wait this deep.
-At ~1 KiB each that is ~1 GiB of Redis at most; /metrics shows the lag long before."""
+At ~1 KiB each that is ~1 GiB of Redis at most; /metrics shows the lag long before. A slot's
+outbox (on a Redis Cluster) has the same cap: it is a bound, not a budget."""
+
+SLOTS = 16384
+"""Redis Cluster's hash slots."""
 
 LEDGER_RECORD_FIELDS = (
     "idempotencyKey",
@@ -83,8 +89,9 @@ LEDGER_RECORD_FIELDS = (
 )
 """What of the record a ledger entry carries (the evidence; not the alert's telemetry)."""
 
-# Appended by a script whose change succeeded, when the caller passed the ledger stream as
-# KEYS[3] (Keys.ledger set): the history entry and the record's evidence fields as they now
+# Appended by a script whose change succeeded, when the caller passed the ledger's outbox as
+# KEYS[3] (Keys.ledger set; the one stream, or on a Redis Cluster the outbox of the record's
+# own slot, Keys.ledger_outbox): the history entry and the record's evidence fields as they now
 # stand, written in the same atomic step as the change, so an entry is never lost between
 # the change and the ledger, never written for a change that was refused, and never twice.
 # The fields go as the stream entry's own field-value pairs: HMGET and XADD cost the server
@@ -260,26 +267,102 @@ def _id(value: str) -> str:
     return value
 
 
+@functools.cache
+def outbox_tags() -> tuple[str, ...]:
+    """For each cluster slot, a short hash tag that hashes to it ('o' and a number).
+
+    A script may touch keys of one slot only, so the outbox a record script appends to must
+    live in the record's own slot: one outbox per slot, named by a tag found for it here (the
+    first 'o<n>' of each slot; ~155,000 CRC16s, ~50 ms, once per process).
+    """
+    tags: list[str | None] = [None] * SLOTS
+    left, n = SLOTS, 0
+    while left:
+        tag = f"o{n}"
+        slot = binascii.crc_hqx(tag.encode(), 0) % SLOTS
+        if tags[slot] is None:
+            tags[slot], left = tag, left - 1
+        n += 1
+    return tuple(t or "" for t in tags)
+
+
+class OutboxHints:
+    """The slots whose outbox this process's scripts were just given: where the writer looks first.
+
+    Noted when a record script's keys are built (before it runs), so a hint may come early;
+    the writer reads a hinted outbox again while its hint is young and, for anything a hint
+    missed (another process's scripts, a crash), every outbox is swept now and then.
+    """
+
+    __slots__ = ("_lock", "_noted")
+
+    def __init__(self) -> None:
+        """No slot noted yet."""
+        self._noted: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def note(self, slot: int) -> None:
+        """A record script of this slot is about to append to its outbox."""
+        self._noted[slot] = time.monotonic()  # one dict store: atomic, no lock on the hot path
+
+    def taken(self) -> dict[int, float]:
+        """The slots noted and when (each stays noted until forget() drops it)."""
+        with self._lock:
+            return dict(self._noted)
+
+    def forget(self, slot: int, noted: float) -> None:
+        """Drop a slot's hint unless it was noted again after `noted`."""
+        with self._lock:
+            if self._noted.get(slot) == noted:
+                del self._noted[slot]
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Builds every key tripline writes, under one prefix (which holds no '{' or '}')."""
 
     prefix: str
     ledger: bool = False
-    """Whether decisions, attempts and tasks are appended to the ledger stream (their scripts
-    get it as KEYS[3]): on in the service, off for tools that only read."""
+    """Whether decisions, attempts and tasks are appended to the ledger (their scripts get the
+    outbox as KEYS[3]): on in the service, off for tools that only read."""
+    slot_outboxes: bool = False
+    """Whether a record script appends to its own slot's outbox (a Redis Cluster, where the
+    one stream lives in a slot of its own) rather than to the one ledger stream."""
+    hints: OutboxHints | None = None
+    """Where the slots of the outboxes appended to are noted for the writer (slot_outboxes)."""
 
     def ledger_entries(self) -> str:
         """The ledger's inbox: entries wait here until the ledger's store has them (a stream).
 
-        Capped (LEDGER_MAX_ENTRIES), not expiring; an entry is deleted once written.
+        Every entry on one Redis or behind Sentinel; operator actions only on a cluster, where
+        record scripts append to their slot's outbox. Capped (LEDGER_MAX_ENTRIES), not
+        expiring; an entry is deleted once written.
         """
         return f"{self.prefix}:{{ledger}}:entries"
 
+    def outbox(self, slot: int) -> str:
+        """A cluster slot's ledger outbox (a stream in that slot, capped like the one stream)."""
+        return f"{self.prefix}:{{{outbox_tags()[slot]}}}:ledger"
+
+    def outboxes(self) -> list[str]:
+        """Every stream ledger entries may wait in: the one stream, then each slot's outbox."""
+        one = [self.ledger_entries()]
+        return one + [self.outbox(s) for s in range(SLOTS)] if self.slot_outboxes else one
+
+    def ledger_outbox(self, key: str) -> str:
+        """Where a record script of alert `key` appends its ledger entry."""
+        if not self.slot_outboxes:
+            return self.ledger_entries()
+        # The slot of the record's hash tag, `{a:<key>}` (record()), computed as Redis does.
+        slot = binascii.crc_hqx(f"a:{_id(key)}".encode(), 0) % SLOTS
+        if self.hints is not None:
+            self.hints.note(slot)
+        return self.outbox(slot)
+
     def ledger_keys(self, key: str, *, append: bool) -> list[str]:
-        """The keys of a record-changing script: with the ledger stream when it appends."""
+        """The keys of a record-changing script: with the ledger's outbox when it appends."""
         if append and self.ledger:
-            return [self.record(key), self.history(key), self.ledger_entries()]
+            return [self.record(key), self.history(key), self.ledger_outbox(key)]
         return [self.record(key), self.history(key)]
 
     def record(self, key: str) -> str:
