@@ -44,6 +44,7 @@ QUIET_SECONDS = 0.005
 """A door that answered nothing for this long, with nothing in hand, is idle."""
 BLOCK_SECONDS = 0.25
 """How long an idle door's blocking pop waits before it looks at its door again."""
+_CLOSE_SECONDS = 2.0  # the longest aclose() waits for the taker and its connection
 _BACKOFF = (0.5, 5.0)  # after a Redis error: the first wait, doubling up to the second
 
 
@@ -157,12 +158,14 @@ class Taker:
         """Stop taking; what was popped and not yet routed is the resume sweep's to redo."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # Bounded: a pop cancelled while its connection was being made can take redis-py
+            # a while to unwind, and a stopping door must not wait on it (tests: 30 s hangs).
+            await asyncio.wait({self._task}, timeout=_CLOSE_SECONDS)
             self._task = None
         if self._client is not None:
-            await aclose(self._client)
-            self._client = None
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(aclose(client), _CLOSE_SECONDS)
 
     async def take_once(self) -> int:
         """One look at the list, taking and routing what the policy says; how many routed."""
