@@ -162,10 +162,7 @@ class Taker:
             # a while to unwind, and a stopping door must not wait on it (tests: 30 s hangs).
             await asyncio.wait({self._task}, timeout=_CLOSE_SECONDS)
             self._task = None
-        if self._client is not None:
-            client, self._client = self._client, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(aclose(client), _CLOSE_SECONDS)
+        await self._drop_client()
 
     async def take_once(self) -> int:
         """One look at the list, taking and routing what the policy says; how many routed."""
@@ -211,10 +208,11 @@ class Taker:
         return [first, *(rest or [])]
 
     async def _drop_client(self) -> None:
+        """Close the blocking pop's connection (bounded: see aclose); the next take reconnects."""
         if self._client is not None:
+            client, self._client = self._client, None
             with contextlib.suppress(Exception):
-                await aclose(self._client)
-            self._client = None
+                await asyncio.wait_for(aclose(client), _CLOSE_SECONDS)
 
     async def _deliver(self, entries: list[bytes]) -> int:
         alerts: list[Alert] = []

@@ -175,12 +175,15 @@ class Intake:
             return
         entries = handoff.encode(alerts, self._service.clock())
         sent = self._auto_pipeline().send("RPUSH", self._service.keys.handoff(), *entries)
-        self._service.stats.handoff_out.inc(len(alerts))
 
         def pushed(future: asyncio.Future[object]) -> None:
-            if future.cancelled() or future.exception() is not None:
-                log.warning("webhook hand-off failed, routed here: %r", future.exception())
-                self._route_here(alerts)
+            # Counted once in the list: `_in_total` of every taker adds up to this.
+            error = "cancelled" if future.cancelled() else future.exception()
+            if error is None:
+                self._service.stats.handoff_out.inc(len(alerts))
+                return
+            log.warning("webhook hand-off failed, routed here: %r", error)
+            self._route_here(alerts)
 
         sent.add_done_callback(pushed)
 

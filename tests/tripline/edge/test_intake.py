@@ -197,6 +197,7 @@ def test_a_failed_hand_off_routes_the_alerts_here(redis_client: redis.Redis, pre
     assert all(isinstance(v, Accepted) for v in verdicts)
     routed = [a.sensor_id for batch in service.routed for a in batch]
     assert sorted(routed) == sorted(d["sensorId"] for d in docs)
+    assert service.stats.handoff_out._value.get() == 0  # nothing reached the list
 
 
 def test_an_idle_door_takes_what_a_busy_one_handed_off(
