@@ -125,6 +125,37 @@ def _publisher(port: int, name: str) -> mqtt.Client:
     return client
 
 
+def _publish_paced(
+    client: mqtt.Client,
+    root: str,
+    tag: str,
+    *,
+    sensors: int,
+    within: float,
+    started: float,
+    confirm_s: float,
+) -> None:
+    """One alert from each of `sensors` sensors, spread evenly over `within` seconds.
+
+    Sensors are `<tag>-<n>`, their keys the same in lower case; the first is sent at `started`
+    (perf_counter). Returns once the broker confirmed them all (each waited up to `confirm_s`).
+    """
+    infos = []
+    for n in range(sensors):
+        if (delay := started + n * within / sensors - time.perf_counter()) > 0:
+            time.sleep(delay)
+        sensor = f"{tag}-{n}"
+        infos.append(
+            client.publish(
+                f"{root}/sensors/{sensor}/alerts",
+                _alert(sensor.lower(), sensor, f"CUST-{n % CUSTOMERS}"),
+                qos=1,
+            )
+        )
+    for info in infos:
+        info.wait_for_publish(confirm_s)
+
+
 def _publish_backlog(port: int, messages: list[tuple[str, bytes]]) -> None:
     client = _publisher(port, f"bench-pub-{uuid.uuid4().hex[:6]}")
     # In chunks: message ids wrap at 65,535, and paho refuses one still in flight.
@@ -610,20 +641,9 @@ def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
     client = _publisher(rig.mqtt_port, f"storm-{run}")
     started = time.perf_counter()
     probe.go.set()
-    infos = []
-    for n in range(sensors):
-        if (delay := started + n * within / sensors - time.perf_counter()) > 0:
-            time.sleep(delay)
-        sensor = f"ST-{run}-{n}"
-        infos.append(
-            client.publish(
-                f"{root}/sensors/{sensor}/alerts",
-                _alert(f"st-{run}-{n}", sensor, f"CUST-{n % CUSTOMERS}"),
-                qos=1,
-            )
-        )
-    for info in infos:
-        info.wait_for_publish(120)
+    _publish_paced(
+        client, root, f"ST-{run}", sensors=sensors, within=within, started=started, confirm_s=120
+    )
     published_in = time.perf_counter() - started
     decided_in = None
     while time.perf_counter() - started < 300:
@@ -769,20 +789,9 @@ def edge(rig: Rig, sensors: int = EDGE_SENSORS, within: float = 10.0) -> dict[st
     peaks.start()
     client = _publisher(rig.mqtt_port, f"edge-{run}")
     started = time.perf_counter()
-    infos = []
-    for n in range(sensors):
-        if (delay := started + n * within / sensors - time.perf_counter()) > 0:
-            time.sleep(delay)
-        sensor = f"E-{run}-{n}"
-        infos.append(
-            client.publish(
-                f"{root}/sensors/{sensor}/alerts",
-                _alert(f"e-{run}-{n}", sensor, f"CUST-{n % CUSTOMERS}"),
-                qos=1,
-            )
-        )
-    for info in infos:
-        info.wait_for_publish(60)
+    _publish_paced(
+        client, root, f"E-{run}", sensors=sensors, within=within, started=started, confirm_s=60
+    )
     published_in = time.perf_counter() - started
     client.disconnect()
     client.loop_stop()
