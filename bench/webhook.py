@@ -127,6 +127,36 @@ def _figures(
     return out
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process and its live descendants have used so far."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) / _TICK
+    tree, grew = {pid}, True
+    while grew:
+        more = {c for c, p in parents.items() if p in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(times.get(p, 0.0) for p in tree)
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    """Redis' own CPU seconds so far (INFO cpu: user + system of the server)."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 def quantiles(values: list[float]) -> dict[str, float]:
     values = sorted(values)
     return {
@@ -183,12 +213,18 @@ def _tripline(
     _http_json("DELETE", f"{rig.emu}/_emulator/requests")
     before = _terminal(service)
     url = f"http://127.0.0.1:{service.port}/v1/alerts"
+    assert service.proc is not None
+    records = redis.Redis(port=rig.redis_port)
+    cpu_before = tree_cpu(service.proc.pid), redis_cpu(records)
     times, answered, wrong = asyncio.run(_post_all(url, bodies, clients, 202))
+    cpu_accepted = tree_cpu(service.proc.pid), redis_cpu(records)
     sent = {s: t for s, t in zip(sensors, times, strict=True) if t}
     # /status is cheap to poll; the emulator's request list is read once, when all are decided.
     deadline = time.monotonic() + DRAIN_SECONDS
     while _terminal(service) - before < len(sent) - wrong and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.25)  # each /status merges every worker: not free
+    cpu_after = tree_cpu(service.proc.pid), redis_cpu(records)
+    records.close()
     arrived = {
         r["body"]["data"]["sensorId"]: r["at"]
         for r in _http_json("GET", f"{rig.emu}/_emulator/requests")
@@ -197,6 +233,15 @@ def _tripline(
         and isinstance(r["body"], dict)
     }
     figures = _figures(sent, answered, wrong, arrived)
+    # What each alert cost, in CPU: the service's processes (every worker) and Redis, while
+    # the POSTs were answered, and in all until the last was decided (the /status polls and
+    # the emulator's side are not in it).
+    n = max(1, len(sent))
+    figures["cpu_ms_per_alert"] = {
+        "accept": round((cpu_accepted[0] - cpu_before[0]) * 1000 / n, 3),
+        "total": round((cpu_after[0] - cpu_before[0]) * 1000 / n, 3),
+        "redis_total": round((cpu_after[1] - cpu_before[1]) * 1000 / n, 3),
+    }
     prefix = service.env["TRIPLINE__REDIS__KEY_PREFIX"]
     figures["stages_ms"] = stages(
         rig.redis_port, prefix, [k for k, t in zip(keys, times, strict=True) if t]
@@ -330,16 +375,24 @@ def _alertmanager(am: Alertmanager, count: int, clients: int, customers: int) ->
         for n, s in enumerate(sensors)
     ]
     _http_json("DELETE", f"{am.hook}/arrivals")
+    cpu_before = tree_cpu(am.proc.pid)
     times, answered, wrong = asyncio.run(_post_all(f"{am.url}/api/v2/alerts", bodies, clients, 200))
+    cpu_accepted = tree_cpu(am.proc.pid)
     sent = {s: t for s, t in zip(sensors, times, strict=True) if t}
     deadline = time.monotonic() + DRAIN_SECONDS
     while (
         _http_json("GET", f"{am.hook}/count")["sensors"] < len(sent) - wrong
         and time.monotonic() < deadline
     ):
-        time.sleep(0.05)
+        time.sleep(0.25)  # as tripline's is polled
+    cpu_after = tree_cpu(am.proc.pid)
     arrived = _http_json("GET", f"{am.hook}/arrivals")
     figures = _figures(sent, answered, wrong, arrived)
+    n = max(1, len(sent))  # Alertmanager alone (the receiver is the bench's)
+    figures["cpu_ms_per_alert"] = {
+        "accept": round((cpu_accepted - cpu_before) * 1000 / n, 3),
+        "total": round((cpu_after - cpu_before) * 1000 / n, 3),
+    }
     figures["notifications"] = _http_json("GET", f"{am.hook}/count")["notifications"]
     return figures
 

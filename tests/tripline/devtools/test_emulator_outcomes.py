@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tests.conftest import AppThread, EmulatorHandle, http, wait_for
 from tripline.devtools.emulator import TWILIO_TOKEN
+from tripline.devtools.emulator.genesys_outcomes import _named_ids
 
 T0 = 1_796_000_000.0  # 2026-11-30T00:53:20Z: the emulator's clock in these tests
 DELAY = 5.0
@@ -302,6 +303,50 @@ def test_details_query_filters_pages_and_refuses(emulator: EmulatorHandle, clock
         "totalHits": 0,
     }
     assert http("POST", url, {"interval": INTERVAL})[0] == 401
+    assert clock.now == T0
+
+
+def _ids(*ids: str, op: str = "matches", dimension: str = "conversationId") -> dict[str, Any]:
+    return {
+        "type": "or",
+        "predicates": [
+            {"type": "dimension", "dimension": dimension, "operator": op, "value": i} for i in ids
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("filters", "named"),
+    [
+        pytest.param([], None, id="no-filter"),
+        pytest.param([_ids("a", "b", "a")], ["a", "b"], id="one-or-of-ids"),
+        pytest.param([_ids("a", "b"), _ids("b", "c")], ["b"], id="two-narrow"),
+        pytest.param([_ids("a", dimension="mediaType")], None, id="other-dimension"),
+        pytest.param([_ids("a", op="exists")], None, id="other-operator"),
+        pytest.param([{**_ids("a"), "type": "and"}], None, id="an-and-is-not-read"),
+        pytest.param([{**_ids("a"), "clauses": [_ids("b")]}], None, id="with-clauses"),
+        pytest.param(
+            [_ids("a"), {"type": "or", "predicates": [_ids("x")["predicates"][0]]}],
+            [],
+            id="disjoint",
+        ),
+    ],
+)
+def test_the_ids_a_details_query_names(filters: list[dict[str, Any]], named: Any) -> None:
+    assert _named_ids(filters) == named
+
+
+def test_a_named_id_query_with_another_filter_still_applies_it(
+    emulator: EmulatorHandle, clock: Clock
+) -> None:
+    ids = [callback(emulator) for _ in range(3)]
+    media = _ids("no-such-media", dimension="originatingDirection")
+    body = {"conversationFilters": [_ids(ids[0], ids[1]), media]}
+    status, found = query(emulator, **body)
+    assert (status, found["totalHits"]) == (200, 0)
+    body = {"conversationFilters": [_ids(ids[0], ids[1]), _ids(ids[1], ids[2])]}
+    status, found = query(emulator, **body)
+    assert [c["conversationId"] for c in found["conversations"]] == [ids[1]]
     assert clock.now == T0
 
 
