@@ -51,6 +51,7 @@ def ledger_phase(
     counts: Callable[[Service], dict[str, Any]],
     discard: Callable[[int, str], None],
     writer_count: int = 5_000,
+    trickle_seconds: float = 5.0,
 ) -> dict[str, Any]:
     """The three variants, `rounds` times each, `count` alerts a run (bench/__main__.py's helpers).
 
@@ -101,6 +102,7 @@ def ledger_phase(
                 discard(rig.mqtt_port, f"tl-{name}")
                 runs[variant].append(figures)
         out["writer"] = writer_cost(rig, writer_count)
+        out["writer_trickle"] = writer_trickle(rig, seconds=trickle_seconds)
     finally:
         client.config_set("appendfsync", rig.fsync)
         client.close()
@@ -280,6 +282,66 @@ def writer_cost(rig: Rig, count: int) -> dict[str, Any]:
             }
             client.flushall()  # what it wrote: nothing later reads it
     finally:
+        client.close()
+    return out
+
+
+def writer_trickle(rig: Rig, rate: int = 1_000, seconds: float = 5.0) -> dict[str, Any]:
+    """The writer's own thread, as the service runs it, while entries arrive `rate` a second.
+
+    A service's entries come a few at a time, not as a backlog. Paced, as shipped (a round that
+    wrote less than a batch waits 50 ms; the lag measured once a second), against every round
+    taken at once (both at 0): the writer thread's CPU (user + system: its fsyncs) per entry,
+    and the lag left when the producer stops.
+    """
+    from tripline.adapters.ledger.entry import PhoneHasher, operator_message  # noqa: PLC0415
+    from tripline.adapters.ledger.ndjson import FileStore  # noqa: PLC0415
+    from tripline.service import ledger  # noqa: PLC0415
+
+    client = redis.Redis(port=rig.redis_port)
+    entry = operator_message(
+        action="dnc_add", at="2026-11-27T10:00:00.000Z", actor="bench", origin="cli",
+        phone="+14155550100",
+    )  # fmt: skip
+    shipped = (ledger._PACE, ledger._LAG_EVERY)  # noqa: SLF001 - the variants measured
+    out: dict[str, Any] = {"rate_per_s": rate, "seconds": seconds}
+    try:
+        for variant, knobs in (("paced", shipped), ("unpaced", (0.0, 0.0))):
+            ledger._PACE, ledger._LAG_EVERY = knobs  # noqa: SLF001
+            keys = Keys(f"t{uuid.uuid4().hex[:6]}", ledger=True)
+            writer = ledger.LedgerWriter(
+                client=client, keys=keys, store=FileStore(rig.root / f"trickle-{variant}"),
+                hasher=PhoneHasher(b"bench"), consumer="bench", batch_size=500,
+                retention_days=1825, registry=CollectorRegistry(),
+            )  # fmt: skip
+            own: list[float] = []
+            run = writer._run  # noqa: SLF001
+
+            def timed(run: Any = run, own: list[float] = own) -> None:  # noqa: ANN401
+                start = time.thread_time()
+                run()
+                own.append(time.thread_time() - start)
+
+            writer._run = timed  # type: ignore[method-assign]  # noqa: SLF001
+            writer.start()
+            added, start = 0, time.monotonic()
+            while time.monotonic() - start < seconds:
+                client.xadd(keys.ledger_entries(), {"operator": entry})
+                added += 1
+                time.sleep(max(0.0, start + added / rate - time.monotonic()))
+            left = client.xlen(keys.ledger_entries())
+            time.sleep(0.3)  # the last paced round
+            writer.stop()
+            written = int(writer._written._value.get())  # noqa: SLF001
+            out[variant] = {
+                "added": added,
+                "written": written,
+                "waiting_at_stop": left,
+                "writer_cpu_us_per_entry": round(own[0] * 1e6 / max(written, 1), 1),
+            }
+            client.delete(keys.ledger_entries())
+    finally:
+        ledger._PACE, ledger._LAG_EVERY = shipped  # noqa: SLF001
         client.close()
     return out
 

@@ -76,7 +76,7 @@ def test_the_ledger_phase_runs_every_variant_and_loses_no_entry() -> None:
         figures = ledger_phase(
             rig, count=300, rounds=1, fast=FAST, customers=CUSTOMERS, warm=_warm,
             backlog=backlog, publish=_publish_backlog, counts=_counts,
-            discard=_discard_session, writer_count=400,
+            discard=_discard_session, writer_count=400, trickle_seconds=1.0,
         )  # fmt: skip
     finally:
         rig.close()
@@ -91,3 +91,6 @@ def test_the_ledger_phase_runs_every_variant_and_loses_no_entry() -> None:
     assert figures["ndjson"]["ledger_entries"] == figures["postgresql"]["ledger_entries"]
     for mode in ("one_stream", "slot_outboxes"):
         assert figures["writer"][mode]["written"] == 400, figures["writer"]
+    for variant in ("paced", "unpaced"):  # the writer's own thread: every entry written
+        trickle = figures["writer_trickle"][variant]
+        assert trickle["written"] == trickle["added"] > 0, figures["writer_trickle"]
