@@ -475,6 +475,10 @@ def _latency(rig: Rig, seconds: float, background_per_s: int) -> dict[str, Any]:
         "p99_ms": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 1),
         "max_ms": round(delays[-1], 1),
         "background_per_s": background_per_s,
+        # Where the critical alerts' time went inside tripline (their records' history).
+        "stages_ms": webhook.stages(
+            rig.redis_port, prefix, [f"crit-{run}-{n}" for n in range(count)]
+        ),
     }
 
 
