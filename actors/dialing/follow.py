@@ -41,6 +41,7 @@ from tripline.adapters.attempts import (
 )
 from tripline.adapters.backends import Backends, Follows, ResultsUnavailableError
 from tripline.adapters.ledger.actions import wrapup_message
+from tripline.adapters.redis_io import replies
 from tripline.adapters.store import LEDGER_MAX_ENTRIES, alert_from_dict, iso, text
 from tripline.conf.schema import CrmConfig, OutcomesConfig, ReachConfig
 from tripline.messages import (
@@ -398,9 +399,8 @@ class Follower:
         ]
         if not keys:
             return 0
-        rows = await asyncio.gather(
-            *(auto.send("HMGET", self._records.keys.record(k), *FIELDS) for k in keys)
-        )
+        record = self._records.keys.record
+        rows = await replies([auto.send("HMGET", record(k), *FIELDS) for k in keys])
         to_poll: dict[str, list[Ladder]] = {}
         for key, row in zip(keys, rows, strict=True):
             ladder = Ladder.read(key, list(row))

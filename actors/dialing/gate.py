@@ -21,6 +21,7 @@ import redis
 from tripline.actors._loop import ride_out
 from tripline.actors.dialing.profiles import Profiles
 from tripline.actors.dialing.records import Records, group_keys
+from tripline.adapters.redis_io import replies
 from tripline.adapters.store import FROM_PENDING, transition_args
 from tripline.messages import DialFinished, DialIntent, Outcome, Priority, Reason, State
 from tripline.pipeline.caps import CapRules, cap_args
@@ -167,7 +168,7 @@ class LastChecks:
             await self.finish(intent, slot)
         if checks.failed is not None:
             raise checks.failed
-        replies = await asyncio.gather(*(f for _, futures in checks.sent for f in futures))
+        got = await replies([f for _, futures in checks.sent for f in futures])
         withdrawn = {
             call: window
             for (call, (window, future)) in checks.withdrawals.items()
@@ -177,7 +178,7 @@ class LastChecks:
         passed: list[Call] = []
         at = 0
         for call, futures in checks.sent:
-            answers, at = replies[at : at + len(futures)], at + len(futures)
+            answers, at = got[at : at + len(futures)], at + len(futures)
             flags = (
                 await self._profiles.flags(call[0], profiles, now=checks.now, rules=self._rules)
                 if self._profiles
@@ -330,7 +331,7 @@ class LastChecks:
         ]
 
         async def move() -> list[Any]:
-            return await asyncio.gather(*(auto.send_script(sha, k, a) for k, a in moves))
+            return await replies([auto.send_script(sha, k, a) for k, a in moves])
 
         applied = await ride_out(move) if calls else []
         ready = []
@@ -362,6 +363,6 @@ class LastChecks:
         if customer and self._caps.customer:
             commands.append(("ZREM", keys.customer_calls(intent.customer.customer_id)))
         try:
-            await asyncio.gather(*(auto.send(*c, call_member(intent)) for c in commands))
+            await replies([auto.send(*c, call_member(intent)) for c in commands])
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("caps of %s not released (Redis unavailable)", intent.intent_id)

@@ -20,6 +20,7 @@ import aiohttp
 from tripline.actors.dialing.follow import as_customer, contacts_of
 from tripline.actors.dialing.records import Records
 from tripline.adapters import crm
+from tripline.adapters.redis_io import replies
 from tripline.conf.schema import CrmConfig
 from tripline.messages import Customer, DialIntent
 from tripline.pipeline.breaker import Breaker, allow, record
@@ -61,7 +62,7 @@ class Profiles:
 
         The reads of a round go out together, one per customer.
         """
-        blobs = await asyncio.gather(*cached.values())
+        blobs = await replies(list(cached.values()))
         now = self._clock()
         found: dict[str, Profile] = {}
         stale: dict[str, Customer | None] = {}

@@ -18,7 +18,7 @@ import redis
 
 from tripline.actors._loop import ride_out
 from tripline.adapters.redis_clients import aclose, async_redis
-from tripline.adapters.redis_io import AutoPipeline
+from tripline.adapters.redis_io import AutoPipeline, replies, settled
 from tripline.adapters.store import (
     ANNOTATE_LUA,
     CANCEL_LUA,
@@ -152,10 +152,10 @@ class Records:
             ]
             if stored:
                 steps.append(self.auto.send("HGET", self.queue_key, f"task:{key}"))
-            return await asyncio.gather(*steps)
+            return await replies(steps)
 
-        replies = await ride_out(step)
-        claimed, blob = int(replies[0]), replies[1] if stored else None
+        answers = await ride_out(step)
+        claimed, blob = int(answers[0]), answers[1] if stored else None
         if blob is None:
             return None, claimed
         work = work_from_json(blob if isinstance(blob, bytes) else str(blob).encode())
@@ -206,7 +206,7 @@ class Records:
                 )
                 for call in calls
             ]
-            results = await asyncio.gather(*steps, *kept, return_exceptions=True)
+            results = await settled([*steps, *kept])
             for result in results:
                 if isinstance(result, BaseException):
                     raise result  # an outage fails them all; ride_out runs the batch again

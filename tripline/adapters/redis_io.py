@@ -489,6 +489,42 @@ def _reset(exc: OSError) -> redis.ConnectionError:
     return redis.ConnectionError(f"Error while reading from Redis: {exc!r}")
 
 
+async def settled(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """The futures' results in order, an exception in place of a failed one.
+
+    What `asyncio.gather(*futures, return_exceptions=True)` answers, for the futures of
+    AutoPipeline.send(): those of one batch resolve together, so the first await is the only
+    one that waits, and none of gather's per-future callbacks and bookkeeping is paid
+    (~0.5 against ~2.8 µs per command at 400 a batch, ~1.2 against ~6.4 at 10: a fifth of the
+    dialer loop's time under load went to gather).
+    """
+    out: list[Any] = []
+    for n, future in enumerate(futures):
+        try:
+            out.append(await future)
+        except asyncio.CancelledError:
+            for rest in futures[n + 1 :]:  # nobody is left to read what they end with
+                rest.add_done_callback(_retrieved)
+            raise
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+async def replies(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """The futures' results in order; the first failure raised (every failure retrieved)."""
+    out = await settled(futures)
+    for reply in out:
+        if isinstance(reply, BaseException):
+            raise reply
+    return out
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # read: no "exception was never retrieved" at shutdown
+
+
 class AutoPipeline:
     """Coalesces the Redis commands that a loop's tasks issue into pipelined round trips.
 
@@ -548,7 +584,7 @@ class AutoPipeline:
         One MGET; on a cluster a GET each (a cluster's MGET takes keys of one slot only).
         """
         if isinstance(self._client, aiocluster.RedisCluster):
-            return list(await asyncio.gather(*(self.send("GET", key) for key in keys)))
+            return await replies([self.send("GET", key) for key in keys])
         return list(await self.execute("MGET", *keys))
 
     def send_script(self, sha: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:

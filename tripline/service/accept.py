@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from tripline.adapters.redis_io import (
     batch,
     execute,
     item_error,
+    settled,
 )
 from tripline.adapters.store import ACCEPT_IDENTITY, ACCEPT_LUA, Keys, accept_args, text
 from tripline.messages import Alert, Outcome, Priority, Reason, Snapshot, State
@@ -329,7 +329,7 @@ class Acceptor:
                     error = exc
                     break
                 futures = [pipeline.send(*command) for command in commands]
-                replies = await asyncio.gather(*futures, return_exceptions=True)
+                replies = await settled(futures)
                 try:
                     for reply in replies:
                         if isinstance(reply, BaseException) and not (

@@ -19,7 +19,9 @@ from tripline.adapters.redis_io import (
     PipelinedScript,
     execute,
     item_error,
+    replies,
     script_sha,
+    settled,
 )
 
 ECHO_LUA = "return {KEYS[1], ARGV[1]}"
@@ -312,3 +314,75 @@ def test_a_script_lost_again_while_it_is_loaded_is_loaded_and_run_again(
             await client.aclose()
 
     assert run(auto()) == (f"{marker}-async".encode(), 2)
+
+
+# --- settled / replies: a batch's futures read in order ---------------------------------------
+
+
+def _resolved_soon(values: list[Any]) -> list[asyncio.Future[Any]]:
+    """Futures resolved together on the next loop iteration, as one AutoPipeline batch's are."""
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in values]
+
+    def resolve() -> None:
+        for future, value in zip(futures, values, strict=True):
+            if isinstance(value, BaseException):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+    loop.call_soon(resolve)
+    return futures
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        [1],
+        [b"a", None, 3],
+        [redis.ResponseError("WRONGTYPE"), 2, redis.ConnectionError("gone")],
+    ],
+)
+def test_settled_answers_what_gather_with_exceptions_answers(values: list[Any]) -> None:
+    async def both() -> tuple[list[Any], list[Any]]:
+        ours = await settled(_resolved_soon(values))
+        theirs = await asyncio.gather(*_resolved_soon(values), return_exceptions=True)
+        return ours, list(theirs)
+
+    ours, theirs = asyncio.run(both())
+    assert ours == theirs == values
+
+
+def test_replies_raise_the_first_failure_in_order_and_read_every_one() -> None:
+    first, second = redis.ResponseError("first"), redis.ConnectionError("second")
+
+    async def go() -> list[asyncio.Future[Any]]:
+        futures = _resolved_soon([1, first, 2, second])
+        with pytest.raises(redis.ResponseError, match="first"):
+            await replies(futures)
+        assert await replies(_resolved_soon([1, 2])) == [1, 2]
+        return futures
+
+    futures = asyncio.run(go())
+    # Each failure was read: none would be logged as "never retrieved".
+    assert all(f._log_traceback is False for f in futures)
+
+
+def test_a_cancelled_wait_leaves_no_failure_unread() -> None:
+    async def go() -> list[asyncio.Future[Any]]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(3)]
+        waiting = asyncio.ensure_future(settled(futures))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        futures[1].set_exception(redis.ConnectionError("after"))
+        futures[2].set_result(3)
+        await asyncio.sleep(0)  # the done callbacks run
+        return futures
+
+    futures = asyncio.run(go())
+    assert futures[0].cancelled()  # the one awaited went with the wait, as under gather
+    assert futures[1]._log_traceback is False
