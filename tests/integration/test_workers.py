@@ -225,41 +225,6 @@ def test_what_a_busy_door_hands_off_is_decided_once_by_a_worker(
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_one_client_s_requests_one_at_a_time_are_decided_by_the_idle_sibling(
-    prefix: str, emulator: EmulatorHandle, tmp_path: Path
-) -> None:
-    # Each request answered before the next is sent: the door is never busy, but its worker
-    # has a sibling whose door is idle, so the non-critical alerts are handed off all the
-    # same; the critical one stays with the worker that accepted it.
-    env = {"TRIPLINE__COMPLY__SAFETY_OVERRIDE_ALERT_TYPES": '["temp_high"]'}
-    handle = Workers(prefix, emulator, tmp_path / "tripline.log", env)
-    pids = handle.pids()
-    try:
-        docs = [*_alerts(emulator, 30, "temp_high"), *_alerts(emulator, 1, "temp_critical")]
-        asyncio.run(_post_one_at_a_time(f"{handle.url}/v1/alerts", docs))
-        _settled(handle, emulator, docs)
-        text = http("GET", f"{handle.url}/metrics")[1]
-        out = _per_worker(text, "tripline_webhook_handoff_out")
-        taken = _per_worker(text, "tripline_webhook_handoff_in")
-        assert sum(out.values()) == 30  # every non-critical one, and not the critical one
-        assert sum(taken.values()) == 30
-    finally:
-        handle.close()
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-
-
-async def _post_one_at_a_time(url: str, docs: list[dict[str, Any]]) -> None:
-    """POST the alerts on one keep-alive connection, each after the last was answered."""
-    connector = aiohttp.TCPConnector(limit=1)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for doc in docs:
-            async with session.post(url, data=orjson.dumps(doc), headers=JSON) as response:
-                await response.read()
-                assert response.status == 202
-
-
 async def _post_on_one_connection(url: str, docs: list[dict[str, Any]]) -> None:
     """POST every alert on one keep-alive connection, back to back (a sender's one client)."""
     connector = aiohttp.TCPConnector(limit=1)

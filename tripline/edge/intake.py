@@ -52,10 +52,6 @@ class Intake:
         self._routes: set[asyncio.Task[None]] = set()
         self.door = handoff.Door()
         self._handoff = service.config.http.handoff
-        # A worker of `run --workers N` (N > 1) hands off a lone request's alerts too: its
-        # siblings' doors stand idle then, and a door that decided what it accepted made one
-        # client wait behind its own deciding (~3 ms per request against ~1 ms to accept).
-        self._siblings = service.config.service.workers > 1
         self._taker: handoff.Taker | None = None
 
     def start(self) -> None:
@@ -155,7 +151,7 @@ class Intake:
             return
         loop = asyncio.get_running_loop()
         self._last_route = loop.time()
-        if self._handoff and (busy or self._siblings):
+        if self._handoff and busy:
             kept = [v for v in batch if not handoff.handable(v.alert)]
             self._hand_off([v.alert for v in batch if handoff.handable(v.alert)])
             batch = kept

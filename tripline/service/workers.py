@@ -132,10 +132,7 @@ def worker_config(config: Config, index: int, count: int) -> Config:
     dialer = dataclasses.replace(
         config.dialer, occupancy_poll_seconds=config.dialer.occupancy_poll_seconds * count
     )
-    # The count as the parent resolved it (0 means "a worker per core" in the file): a worker
-    # reads it to know it has siblings (the webhook's hand-off, tripline/edge/intake.py).
-    service = dataclasses.replace(config.service, workers=count)
-    return dataclasses.replace(config, mqtt=mqtt, crm=crm, dialer=dialer, service=service)
+    return dataclasses.replace(config, mqtt=mqtt, crm=crm, dialer=dialer)
 
 
 def note_count(config: Config, count: int) -> int | None:

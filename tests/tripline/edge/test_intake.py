@@ -9,7 +9,6 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import orjson
-import pytest
 import redis
 
 from tests.conftest import REDIS_URL, alert
@@ -28,13 +27,7 @@ class FakeService:
     """What the intake uses of a Service: its acceptor, Redis URL, stats and route_async."""
 
     def __init__(
-        self,
-        client: redis.Redis,
-        prefix: str,
-        *,
-        fail: bool = False,
-        handoff: bool = False,
-        workers: int = 1,
+        self, client: redis.Redis, prefix: str, *, fail: bool = False, handoff: bool = False
     ) -> None:
         self.stats = Stats()
         self.keys = Keys(prefix)
@@ -51,7 +44,6 @@ class FakeService:
         self.config = SimpleNamespace(
             redis=RedisConfig(url=REDIS_URL),
             http=SimpleNamespace(route_linger_ms=20.0, handoff=handoff, handoff_max_wait_ms=250.0),
-            service=SimpleNamespace(workers=workers),
         )
         self.routed: list[list[Alert]] = []
         self.snapshots: list[dict[str, Snapshot]] = []
@@ -194,34 +186,6 @@ def test_a_lone_request_is_routed_where_it_was_accepted(
     assert isinstance(verdict, Accepted)
     assert [[a.sensor_id for a in batch] for batch in service.routed] == [["S-LONE"]]
     assert handed_off(redis_client, prefix) == []
-
-
-@pytest.mark.parametrize("handoff", [True, False])
-def test_a_worker_with_siblings_hands_off_a_lone_request_too(
-    redis_client: redis.Redis, prefix: str, *, handoff: bool
-) -> None:
-    # One client's requests, one at a time: the siblings' idle doors decide them, so this
-    # door only accepts. A critical one stays here; with the hand-off off, everything does.
-    service = FakeService(redis_client, prefix, handoff=handoff, workers=2)
-    lone, critical = alert(sensor="S-LONE"), alert(sensor="S-CO", alert_type="co_alarm")
-
-    async def go() -> None:
-        intake = Intake(cast("Any", service))  # not started: no taker, the list keeps them
-        try:
-            for doc in (lone, critical):
-                assert isinstance(await intake.accept(orjson.dumps(doc)), Accepted)
-                await asyncio.sleep(0.05)  # the hand-on, and the push riding a round trip
-        finally:
-            await intake.aclose()
-
-    asyncio.run(go())
-    routed = [[a.sensor_id for a in batch] for batch in service.routed]
-    if handoff:
-        assert routed == [["S-CO"]]
-        assert handed_off(redis_client, prefix) == ["S-LONE"]
-    else:
-        assert routed == [["S-LONE"], ["S-CO"]]
-        assert handed_off(redis_client, prefix) == []
 
 
 def test_a_failed_hand_off_routes_the_alerts_here(redis_client: redis.Redis, prefix: str) -> None:

@@ -47,9 +47,6 @@ def test_each_worker_has_its_identity_in_one_group_and_its_share_of_polling() ->
     assert zero.dialer.occupancy_poll_seconds == one.dialer.occupancy_poll_seconds == poll * 2
     assert zero.redis == config.redis
     assert zero.http == config.http
-    # "a worker per core" (0) resolved: each worker knows it has siblings.
-    assert config.service.workers == 0
-    assert zero.service.workers == one.service.workers == 2
 
 
 def test_a_configured_group_is_kept() -> None:
