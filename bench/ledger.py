@@ -32,6 +32,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from bench.faults import Rig, Service, _http_json, _wait
+from bench.webhook import redis_cpu
 from tripline.adapters.store import Keys
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -195,13 +196,12 @@ calls' time too) and the writer's reads, acknowledgements, deletes and lag measu
 
 def _redis_cpu(client: redis.Redis) -> tuple[float, dict[str, tuple[int, int]]]:
     """Redis' CPU seconds so far (user + system), and each command's calls and usec."""
-    cpu = client.info("cpu")
     stats = client.info("commandstats")
     per = {
         name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
         for name, v in stats.items()
     }
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), per
+    return redis_cpu(client), per
 
 
 def writer_cost(rig: Rig, count: int) -> dict[str, Any]:

@@ -219,7 +219,8 @@ def _tripline(
     times, answered, wrong = asyncio.run(_post_all(url, bodies, clients, 202))
     cpu_accepted = tree_cpu(service.proc.pid), redis_cpu(records)
     sent = {s: t for s, t in zip(sensors, times, strict=True) if t}
-    # /status is cheap to poll; the emulator's request list is read once, when all are decided.
+    # /status is polled (every worker's, merged); the emulator's request list is read once,
+    # when all are decided.
     deadline = time.monotonic() + DRAIN_SECONDS
     while _terminal(service) - before < len(sent) - wrong and time.monotonic() < deadline:
         time.sleep(0.25)  # each /status merges every worker: not free

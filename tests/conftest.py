@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tripline.conf import schema
 from tripline.devtools.emulator import CLIENT_SECRET, Emulator
 from tripline.devtools.emulator import build_app as emulator_app
+from tripline.devtools.simulate import stop_network
 from tripline.edge.http_api import build_app as service_app
 from tripline.messages import Alert
 from tripline.service.stats import Stats
@@ -137,16 +137,6 @@ class EmulatorHandle:
         }
         self.state.customers[customer_id] = doc
         return doc
-
-
-def stop_network(client: mqtt.Client) -> None:
-    """loop_stop() after disconnect(): the network thread may end on its own meanwhile.
-
-    paho's loop_stop() checks its thread, then joins it; a thread that ended in between has
-    set it to None, and the join raised AttributeError (seen as a flake under load).
-    """
-    with contextlib.suppress(AttributeError):
-        client.loop_stop()
 
 
 def zone_in_window(target_hour: int = 14) -> str:

@@ -170,8 +170,16 @@ def simulate(
     for info in infos:
         info.wait_for_publish(timeout=10)
     client.disconnect()
-    # The network thread may end on its own after disconnect(): paho's loop_stop() then finds
-    # its thread gone between its check and its join (AttributeError), and nothing is left.
+    stop_network(client)
+    return sent
+
+
+def stop_network(client: mqtt.Client) -> None:
+    """loop_stop() after disconnect(): the network thread may end on its own meanwhile.
+
+    paho's loop_stop() checks its thread, then joins it; a thread that ended in between has
+    set it to None, and the join raised AttributeError (seen as a flake under load). Nothing
+    is left to stop then.
+    """
     with contextlib.suppress(AttributeError):
         client.loop_stop()
-    return sent

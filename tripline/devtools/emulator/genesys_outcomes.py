@@ -145,8 +145,8 @@ def _named_ids(filters: list[dict[str, Any]]) -> list[str] | None:
             )
         ):
             continue
-        ids = list(dict.fromkeys(str(p["value"]) for p in predicates))
-        named = ids if named is None else [i for i in named if i in set(ids)]
+        ids = dict.fromkeys(str(p["value"]) for p in predicates)  # ordered, each once
+        named = list(ids) if named is None else [i for i in named if i in ids]
     return named
 
 
