@@ -199,10 +199,23 @@ def replicated(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     replica = Server(tmp_path, "replica", ["--replicaof", "127.0.0.1", str(primary.port)])
     try:
         wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up")
+        # And the primary counts it: the replica's side of the link comes up first, and a WAIT
+        # in between found 0 replicas (CI, under load).
+        wait_for(lambda: _online_replicas(primary) == 1)
         yield primary, replica
     finally:
         replica.stop()
         primary.stop()
+
+
+def _online_replicas(server: Server) -> int:
+    """Replicas the primary sees online (INFO replication: slave<n> with state=online)."""
+    info = server.client().info("replication")
+    return sum(
+        1
+        for key, value in info.items()
+        if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )
 
 
 def test_writes_wait_for_the_replicas_asked_for(replicated: tuple[Server, Server]) -> None:
