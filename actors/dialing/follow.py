@@ -229,11 +229,9 @@ class Follower:
         self._records.keep(intent.alert, until=max(now, intent.scheduled_for))
         if intent.scheduled_for:
             at = max(at, intent.scheduled_for - self._rules.recheck_before)
-        else:
-            record = self._records.keys.record(intent.intent_id)
-            if await self._records.auto.execute("HEXISTS", record, "pushed"):
-                at = now  # its result overtook the dial's answer: take it now
         await self._schedule(intent.intent_id, at)
+        if not intent.scheduled_for:
+            await self._overtaken(intent.intent_id, now)
 
     async def to_dialing(self, intent: DialIntent) -> bool:
         """A re-attempt moves queued -> dialing: only one path ever can."""
@@ -270,12 +268,24 @@ class Follower:
             self._records.keep(intent.alert, until=now)
             phone = mask_phone(fields["attemptPhone"])
             log.info("attempt %d of %s placed to %s", intent.attempt, key, phone)
-            record = self._records.keys.record(key)
-            stop, pushed = await self._records.auto.execute("HMGET", record, "stopAfter", "pushed")
-            # A result that overtook the dial's answer is taken now, not a poll later.
-            await self._schedule(key, now if pushed else now + self._conf.poll_seconds)
+            await self._schedule(key, now + self._conf.poll_seconds)
+            stop = await self._overtaken(key, now)
             if stop:  # e.g. the sensor resolved while this call was being placed
                 await self._cancel_placed(await self._read(key), text(stop))
+
+    async def _overtaken(self, key: str, now: float) -> Any:  # noqa: ANN401 - a Redis reply
+        """Once its entry is scheduled: a result pushed before that is taken now; `stopAfter`.
+
+        A result that overtook the dial's answer is not left for a poll a minute later. Looked
+        for after the entry was written, not before: a push landing after the look adds its own
+        entry, due now (edge/providers.py), after this one — looked for first, the push's entry
+        could land between the look and the write and be overwritten by the later poll's.
+        """
+        record = self._records.keys.record(key)
+        stop, pushed = await self._records.auto.execute("HMGET", record, "stopAfter", "pushed")
+        if pushed:
+            await self._schedule(key, now)
+        return stop
 
     async def not_placed(self, intent: DialIntent, evidence: Evidence, detail: str) -> None:
         """A re-attempt that ended before or at the backend: failed, uncertain, or blocked."""
@@ -607,6 +617,11 @@ class Follower:
         if evidence.do_not_call:
             await self._add_to_dnc(ladder)
         if isinstance(step, Next):
+            # The keys are kept in the move's own round trip (queued first, sent together): a
+            # keep one round trip later left a window where the ladder waited days for a
+            # record due to expire tomorrow (a crash there, or a reader in between, saw it).
+            # A move refused (another path moved the ladder) keeps them that much longer.
+            self._keep(ladder, until=step.at)  # the next attempt may be days away
             moved = await self._move(
                 ladder.key,
                 n=ladder.n,
@@ -623,7 +638,6 @@ class Follower:
             )
             if moved:  # counted once: only the path that moved the ladder counts its result
                 self._stats.call_result(evidence.result.value, evidence.reason)
-                self._keep(ladder, until=step.at)  # the next attempt may be days away
                 await self._schedule(ladder.key, step.at)
             return
         final = evidence.result if evidence.result != CallResult.PENDING else CallResult.UNKNOWN

@@ -149,6 +149,7 @@ class Taker:
         self._clock, self._on_taken = clock, on_taken
         self._client: AsyncRedis | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         """Start taking, on the running loop."""
@@ -156,6 +157,7 @@ class Taker:
 
     async def aclose(self) -> None:
         """Stop taking; what was popped and not yet routed is the resume sweep's to redo."""
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             # Bounded: a pop cancelled while its connection was being made can take redis-py
@@ -180,19 +182,25 @@ class Taker:
 
     async def _run(self) -> None:
         wait = _BACKOFF[0]
-        while True:
+        while not self._closing:
             try:
                 await self.take_once()
                 wait = _BACKOFF[0]
             except asyncio.CancelledError:
                 raise
-            except redis.RedisError as exc:
-                log.warning("webhook hand-off: %r (again in %.1f s)", exc, wait)
-                await self._drop_client()
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, _BACKOFF[1])
-            except Exception:
-                log.exception("webhook hand-off failed (again in %.1f s)", wait)
+            except Exception as exc:
+                if self._closing:
+                    # The cancel came back as an error: a cluster client turns a pop
+                    # cancelled mid-connect into a connection error and connects again.
+                    # Stop now, not after a back-off: aclose() would give up waiting, the
+                    # loop close with this task pending, and its coroutine run these
+                    # handlers at garbage collection with no loop (an error there).
+                    return
+                if isinstance(exc, redis.RedisError):
+                    log.warning("webhook hand-off: %r (again in %.1f s)", exc, wait)
+                    await self._drop_client()
+                else:
+                    log.exception("webhook hand-off failed (again in %.1f s)", wait)
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, _BACKOFF[1])
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 
 from tests.conftest import REDIS_URL, plain_alert
 from tripline.actors.dialing.follow import (
+    Follower,
     as_customer,
     contacts_of,
     ladder_rules,
@@ -19,11 +21,16 @@ from tripline.actors.dialing.follow import (
     wrapup_codes,
 )
 from tripline.actors.dialing.gate import call_member
+from tripline.actors.dialing.records import Records
+from tripline.adapters.backends import Backends
 from tripline.adapters.redis_io import AutoPipeline
-from tripline.conf.schema import OutcomesConfig, ReachConfig
+from tripline.adapters.store import Keys
+from tripline.conf.schema import CrmConfig, DialerConfig, OutcomesConfig, ReachConfig, RedisConfig
 from tripline.messages import Contact, Customer, DialIntent, Priority
 from tripline.pipeline.comply import Allowed, Blocked, ComplyRules, comply
 from tripline.pipeline.reach import CallResult, Evidence
+from tripline.service.controls import OperatorControls
+from tripline.service.stats import Stats
 
 CUSTOMER = Customer(
     customer_id="C1",
@@ -118,3 +125,76 @@ def test_the_follow_indexs_farthest_score_is_read_in_either_protocols_shape(
             await client.aclose()
 
     assert last_score(asyncio.run(read())) == 99.5  # the shape this connection answers in
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_a_result_pushed_while_the_call_is_being_scheduled_is_taken_now(
+    redis_client: redis.Redis, prefix: str, attempt: int
+) -> None:
+    """Twilio's status callback can land between the follower's look for a pushed result and
+    its writing the follow entry (a poll's time later). The push's own entry (due now) must
+    survive: overwritten, the result waited for the poll (60 s in the flaky CI run)."""
+    keys = Keys(prefix)
+    a = plain_alert(f"k-{prefix}")
+    intent = DialIntent(
+        intent_id=a.idempotency_key,
+        alert=a,
+        customer=CUSTOMER,
+        priority=Priority.HIGH,
+        enqueued_at=time.time(),
+        attempt=attempt,
+    )
+    record = keys.record(a.idempotency_key)
+    redis_client.hset(record, mapping={"attempt": str(attempt), "attemptState": "placed"})
+
+    async def go() -> float | None:
+        records = Records(
+            conf=DialerConfig(),
+            redis_conf=RedisConfig(url=REDIS_URL),
+            keys=keys,
+            queue_key=keys.dial_queue("t"),
+            pending_key=keys.pending("t"),
+            record_ttl=86400,
+            stats=Stats(),
+            clock=time.time,
+            tell=lambda _m: None,
+        )
+        await records.connect()
+        follower = Follower(
+            records=records,
+            backends=cast("Backends", None),
+            instance="t",
+            rules=ComplyRules(),
+            reach=ReachConfig(),
+            outcomes=OutcomesConfig(poll_seconds=60.0),
+            crm_conf=CrmConfig(),
+            controls=OperatorControls(),
+            record_ttl=86400,
+            stats=Stats(),
+            clock=time.time,
+            tell=lambda _m: None,
+        )
+        execute = records.auto.execute
+
+        async def then_a_push(*command: Any) -> Any:
+            reply = await execute(*command)
+            if command[0] in ("HEXISTS", "HMGET") and command[1] == record:
+                # What edge/providers.py does for a push: the result kept, the entry due now.
+                redis_client.hset(record, "pushed", "{}")
+                redis_client.zadd(follower.index, {a.idempotency_key: 0})
+            return reply
+
+        records.auto.execute = then_a_push  # type: ignore[method-assign]
+        try:
+            if attempt == 1:
+                await follower.placed_first(intent)
+            else:
+                await follower._schedule(a.idempotency_key, time.time() + 60)
+                await follower._overtaken(a.idempotency_key, time.time())
+        finally:
+            await records.close()
+        return redis_client.zscore(follower.index, a.idempotency_key)
+
+    due = asyncio.run(go())
+    assert due is not None
+    assert due <= time.time()  # due now, not after a poll's minute

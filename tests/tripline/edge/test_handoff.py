@@ -237,3 +237,51 @@ def test_entries_survive_json_round_trip_of_odd_ids() -> None:
     (entry,) = encode([odd], 1.0)
     assert orjson.loads(entry)["alert"]["sensor_id"] == odd.sensor_id
     assert decode(entry)[1] == odd
+
+
+class CancelTurnsIntoAnError:
+    """A client like redis-py's cluster one: a pop cancelled mid-connect raises a connection
+    error instead, and the next command would wait (connecting again) for long."""
+
+    def __init__(self) -> None:
+        self.pops = 0
+
+    async def execute_command(self, *_args: object) -> object:
+        self.pops += 1
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise redis.ConnectionError("connecting again") from None
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_a_cancel_turned_into_an_error_still_stops_the_taker() -> None:
+    client = CancelTurnsIntoAnError()
+    door, routed = Door(), Routed()  # idle: a blocking take
+
+    async def go() -> tuple[bool, float]:
+        taker = Taker(
+            key="k",
+            door=door,
+            pipeline=lambda: cast("AutoPipeline", None),
+            connect=lambda: cast("AsyncRedis", client),
+            route=routed,
+            max_wait=0.2,
+        )
+        taker.start()
+        await asyncio.sleep(0.05)  # in its pop
+        task = taker._task
+        assert task is not None
+        began = time.monotonic()
+        await taker.aclose()
+        return task.done(), time.monotonic() - began
+
+    done, took = asyncio.run(go())
+    # Stopped at once, not backing off and popping again until aclose gave up on it (2 s):
+    # a loop closed with it pending ran its handlers at garbage collection, with no loop.
+    assert done
+    assert took < 1.0
+    assert client.pops == 1
