@@ -22,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from tripline.actors import Supervised
 from tripline.actors._retry import Backoff, tell_later
+from tripline.adapters import mqtt_io
 from tripline.conf.schema import MqttConfig
 from tripline.messages import (
     Alert,
@@ -95,7 +96,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Connect with a persistent session; subscription happens in on_connect."""
-        client = mqtt.Client(
+        client = mqtt_io.Client(  # paho's, its socket read in chunks
             CallbackAPIVersion.VERSION2,
             client_id=self._conf.client_id,
             protocol=mqtt.MQTTv5,
@@ -414,6 +415,7 @@ def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
     bursts about 17 ms apart: under 1,000 alerts/s a critical alert reaches this process
     ~10 ms after it reaches the broker (README "Performance").
     """
+    sock = mqtt_io.raw_socket(sock)
     if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

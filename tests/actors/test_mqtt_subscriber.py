@@ -29,6 +29,7 @@ from tripline.actors.mqtt_subscriber import (
     _no_delay,
     wait_connected,
 )
+from tripline.adapters import mqtt_io
 from tripline.conf.schema import MqttConfig
 from tripline.messages import Alert, AlertReceived, Ping, Priority
 from tripline.pipeline.validate import Limits, Rejected, validate
@@ -176,7 +177,9 @@ class Exposed(MqttSubscriber):
     def no_delay(self) -> int:
         """TCP_NODELAY on the socket paho opened."""
         assert self._client is not None
-        sock = self._client.socket()
+        wrapped = self._client.socket()
+        assert isinstance(wrapped, mqtt_io.BufferedReads)  # read in chunks
+        sock = mqtt_io.raw_socket(wrapped)
         assert isinstance(sock, socket.socket)
         return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import threading
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tripline.service.logs import JsonFormatter, mask_phone, masked, to_file
+from tripline.service import logs
+from tripline.service.logs import JsonFormatter, WriterHandler, mask_phone, masked, to_file
 
 
 @pytest.mark.parametrize(
@@ -89,3 +92,84 @@ def test_to_file_sends_every_line_to_the_file_as_masked_json(tmp_path: Path) -> 
         ("tripline.demo", "info", "calling +1********00"),
         ("aiohttp.server", "warning", "a library's line"),
     ]
+
+
+def lines_of(stream: io.StringIO) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_the_writer_writes_every_line_in_order_masked_by_the_time_it_is_closed() -> None:
+    stream = io.StringIO()
+    handler = WriterHandler(stream, JsonFormatter())
+    log = logging.getLogger("tripline.test-writer")
+    log.addHandler(handler)
+    log.propagate, log.level = False, logging.INFO
+    try:
+        for n in range(2_500):  # more than one batch
+            log.info("decision %d for %s", n, "+14155550100", extra={"decision": {"n": n}})
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    docs = lines_of(stream)
+    assert [d["decision"] for d in docs] == [{"n": n} for n in range(2_500)]
+    assert docs[0]["msg"] == "decision 0 for +1********00"
+    log.info("after close: not written, and no error")
+    assert len(lines_of(stream)) == 2_500
+
+
+def test_a_line_shows_its_arguments_as_they_were_when_it_was_logged() -> None:
+    stream, hold = io.StringIO(), threading.Event()
+
+    class Held(io.StringIO):
+        def write(self, text: str) -> int:
+            hold.wait(5)  # the writer is busy while the caller goes on
+            return stream.write(text)
+
+    handler = WriterHandler(Held(), JsonFormatter())
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "%s", (["before"],), None)
+    handler.handle(record)
+    assert record.args is None  # built at once: the list below is not read again
+    handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, "second", None, None))
+    hold.set()
+    handler.close()
+    assert [d["msg"] for d in lines_of(stream)] == ["['before']", "second"]
+
+
+def test_a_stream_that_stops_taking_lines_costs_dropped_lines_not_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logs, "_MOST_WAITING", 10)
+    stream, hold = io.StringIO(), threading.Event()
+
+    class Blocked(io.StringIO):
+        def write(self, text: str) -> int:
+            hold.wait(5)
+            return stream.write(text)
+
+    handler = WriterHandler(Blocked(), JsonFormatter())
+    first = logging.LogRecord("t", logging.INFO, __file__, 1, "first", None, None)
+    handler.handle(first)
+    for _ in range(100):  # the writer holds "first" in its blocked write; these queue
+        if handler._queue.empty():
+            break
+        threading.Event().wait(0.01)
+    for n in range(30):
+        handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, f"m{n}", None, None))
+    hold.set()
+    handler.close()
+    docs = lines_of(stream)
+    assert [d["msg"] for d in docs[:11]] == ["first", *(f"m{n}" for n in range(10))]
+    assert docs[-1]["level"] == "warning"
+    assert docs[-1]["msg"] == "20 log lines dropped: the log stream did not take them"
+
+
+def test_a_line_that_cannot_be_formatted_is_reported_and_the_rest_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = io.StringIO()
+    handler = WriterHandler(stream, JsonFormatter())
+    handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, "%d", ("x",), None))
+    handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, "fine", None, None))
+    handler.close()
+    assert [d["msg"] for d in lines_of(stream)] == ["fine"]
+    assert "Logging error" in capsys.readouterr().err
