@@ -18,6 +18,7 @@ from tripline.actors.dialing.jobs import DialJobs, max_alert_age
 from tripline.adapters.backends import BackendsFactory
 from tripline.adapters.budget import PrepaidBudget, RateBudget
 from tripline.adapters.redis_clients import SyncRedis
+from tripline.adapters.redis_io import urgently
 from tripline.adapters.store import Keys, iso
 from tripline.conf.schema import (
     CrmConfig,
@@ -302,9 +303,18 @@ class Dialer(Supervised, pykka.ThreadingActor):
         self._to_mark.append(work)
 
     def _flush_marks(self) -> None:
-        """Record newly queued work in one round trip; before any of it can be dispatched."""
+        """Record newly queued work in one round trip; before any of it can be dispatched.
+
+        Critical work in a batch of its own, first, in Redis' urgent lane (redis_io.urgently):
+        not behind a storm's hundreds of tasks recorded in the same round trip.
+        """
         if self._to_mark:
-            self._submit(self._jobs.mark_queued(self._to_mark))
+            critical = [w for w in self._to_mark if w.priority == Priority.CRITICAL]
+            rest = [w for w in self._to_mark if w.priority != Priority.CRITICAL]
+            if critical:
+                self._submit(urgently(self._jobs.mark_queued(critical)))
+            if rest:
+                self._submit(self._jobs.mark_queued(rest))
             self._to_mark = []
 
     def _on_finished(self, message: DialFinished) -> None:

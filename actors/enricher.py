@@ -28,7 +28,7 @@ from tripline.adapters.crm import (
 )
 from tripline.adapters.crm import session as crm_session
 from tripline.adapters.redis_clients import aclose, async_redis
-from tripline.adapters.redis_io import AutoPipeline
+from tripline.adapters.redis_io import AutoPipeline, urgently
 from tripline.adapters.store import Keys
 from tripline.conf.schema import CrmConfig, RedisConfig
 from tripline.messages import (
@@ -37,6 +37,7 @@ from tripline.messages import (
     DialIntent,
     EnrichBatch,
     Ping,
+    Priority,
     StatusQuery,
     TaskIntent,
     WorkBatch,
@@ -177,7 +178,11 @@ class Enricher(Supervised, pykka.ThreadingActor):
         match message:
             case EnrichBatch():
                 assert self._loop is not None  # noqa: S101 - on_start ran
-                self._loop.submit(self._enrich(message.alerts)).add_done_callback(_batch_done)
+                job = self._enrich(message.alerts)
+                # The shards send critical alerts in batches of their own: Redis' urgent lane.
+                if any(a.priority == Priority.CRITICAL for a in message.alerts):
+                    job = urgently(job)
+                self._loop.submit(job).add_done_callback(_batch_done)
             case StatusQuery():
                 return {
                     "crm": {"breaker": self._breaker.state.value, "cacheWarmedWith": self._synced}
@@ -235,6 +240,7 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 unknown_because=found.detail if isinstance(found, _NoRecord) else "",
             )
             works.append(_intent(alert, customer, decision, now, self._rules))
+
         self._dialer().tell(WorkBatch(works=tuple(works)))  # one hand-off per batch
         self._stats.stage_seconds.labels("enrich").observe(time.perf_counter() - started)
 

@@ -22,6 +22,7 @@ from tripline.actors.dialing.profiles import Profiles
 from tripline.actors.dialing.records import Records
 from tripline.actors.dialing.tasks import Tasks
 from tripline.adapters.backends import Backends, BackendsFactory
+from tripline.adapters.redis_io import lane, urgently
 from tripline.adapters.store import FROM_PENDING, Keys
 from tripline.conf.schema import (
     CrmConfig,
@@ -254,7 +255,8 @@ class DialJobs:
         """Start one pump round: its calls together (dial_round), each task as its own task.
 
         Critical calls make a round of their own, started first: in one round with the other
-        calls a pump took along, each of their steps would wait for the others'. Each round's
+        calls a pump took along, each of their steps would wait for the others'; its Redis
+        commands, and its calls' (placed from its task), take the urgent lane. Each round's
         last checks are sent from here, before anything awaits: they share the round trip of
         the batch that records these calls as queued (started just before) instead of taking
         one of their own after it.
@@ -262,9 +264,12 @@ class DialJobs:
         calls = [(work, slot) for work, slot in works if isinstance(work, DialIntent)]
         critical = [call for call in calls if call[0].priority == Priority.CRITICAL]
         rest = [call for call in calls if call[0].priority != Priority.CRITICAL]
-        for part in (critical, rest):
+        for part, urgent in ((critical, True), (rest, False)):
             if part:
-                await self._spawn(self.dial_round(part, self.checks.send(part)))
+                with lane(urgent=urgent):  # a critical round's steps: Redis' urgent lane
+                    checks = self.checks.send(part)
+                job = self.dial_round(part, checks)
+                await self._spawn(urgently(job) if urgent else job)
         for work, slot in works:
             if not isinstance(work, DialIntent):
                 await self._spawn(self._tasks.raise_task(work, slot=slot))

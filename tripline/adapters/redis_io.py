@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import math
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Literal, TypeVar
 
 import hiredis
 import redis
@@ -64,6 +65,31 @@ from tripline.adapters.redis_clients import (
     SyncRedis,
     replicas_to_wait,
 )
+
+T = TypeVar("T")
+
+URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("tripline_urgent", default=False)
+"""Set in a task doing a critical alert's work: its AutoPipeline commands take the urgent lane."""
+
+
+async def urgently(job: Awaitable[T]) -> T:
+    """Await `job` with its commands, and those of the tasks it starts, in the urgent lane."""
+    token = URGENT.set(True)
+    try:
+        return await job
+    finally:
+        URGENT.reset(token)
+
+
+@contextlib.contextmanager
+def lane(*, urgent: bool) -> Iterator[None]:
+    """Commands sent inside the block take the urgent lane when `urgent` (see AutoPipeline)."""
+    token = URGENT.set(urgent)
+    try:
+        yield
+    finally:
+        URGENT.reset(token)
+
 
 _RELOADS = 3
 """How often a script Redis lost (NOSCRIPT: a restart, a SCRIPT FLUSH) is loaded and run again
@@ -537,13 +563,26 @@ class AutoPipeline:
     fails every command of the batch (callers ride it out and retry); NOSCRIPT after a Redis
     restart reloads the script and retries that one command. On a cluster, a batch is split by
     node (a connection of its own to each), sent to all at once and its replies put in order.
+
+    The urgent lane: a command sent from a task doing a critical alert's work (`urgently`,
+    `lane`) goes on a second connection with batches of its own, so it never waits behind the
+    batch in flight nor the hundreds queued behind it (in the 50,000-sensor storm a critical
+    alert's 'queued' record waited 10-260 ms there). Redis orders commands per connection only:
+    a critical alert's steps all take the urgent lane, so they keep their order; across lanes
+    they may overtake other alerts' commands, which no step depends on.
     """
 
-    def __init__(self, client: AsyncRedis) -> None:
+    def __init__(
+        self, client: AsyncRedis, *, _sources: dict[str, str] | None = None, _urgent: bool = True
+    ) -> None:
         """Send through a connection made like `client`'s; register scripts with script()."""
         self._client = client
         self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._sources: dict[str, str] = {}
+        self._sources: dict[str, str] = {} if _sources is None else _sources
+        # Connects only when first used.
+        self._urgent = (
+            AutoPipeline(client, _sources=self._sources, _urgent=False) if _urgent else None
+        )
         self._sending: asyncio.Task[None] | None = None
         self._conn: aioredis.connection.AbstractConnection | None = None
         self._node_conns: dict[str, aioredis.connection.AbstractConnection] = {}
@@ -571,6 +610,8 @@ class AutoPipeline:
         For a batch of commands awaited together (asyncio.gather over futures makes no task
         per command, as it would over coroutines).
         """
+        if self._urgent is not None and URGENT.get():
+            return self._urgent.send(*command)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queued.append((command, future))
@@ -592,7 +633,9 @@ class AutoPipeline:
         return self.send("EVALSHA", sha, len(keys), *keys, *args)
 
     async def aclose(self) -> None:
-        """Wait for the batch in flight, then close the connection."""
+        """Wait for the batch in flight, then close the connection (the urgent lane's too)."""
+        if self._urgent is not None:
+            await self._urgent.aclose()
         if self._sending is not None:
             with contextlib.suppress(Exception):
                 await self._sending

@@ -19,9 +19,11 @@ from tripline.adapters.redis_io import (
     PipelinedScript,
     execute,
     item_error,
+    lane,
     replies,
     script_sha,
     settled,
+    urgently,
 )
 
 ECHO_LUA = "return {KEYS[1], ARGV[1]}"
@@ -76,6 +78,50 @@ def test_what_is_issued_while_a_batch_is_out_goes_together_in_the_next() -> None
     replies, round_trips = run(go())
     assert replies == list(range(1, 22))
     assert round_trips == 2
+
+
+def test_urgent_work_does_not_wait_behind_the_batch_in_flight_nor_what_queued_behind_it() -> None:
+    """A critical alert's commands take a lane of their own: answered before a storm's bulk."""
+
+    async def go() -> tuple[list[str], int, int]:
+        async with pipeline_and_key() as (_, auto, key):
+            done: list[str] = []
+            # 20,000 commands in flight, as many queued behind them: tens of ms of Redis.
+            bulk = [auto.send("INCR", key) for _ in range(20_000)]
+            await asyncio.sleep(0)  # that batch leaves
+            bulk += [auto.send("INCR", key) for _ in range(20_000)]
+            for future in (bulk[0], bulk[-1]):
+                future.add_done_callback(lambda _f: done.append("bulk"))
+
+            async def critical() -> Any:
+                reply = await auto.execute("GET", key)
+                done.append("urgent")
+                return reply
+
+            seen = await urgently(critical())
+            await asyncio.gather(*bulk)
+            with lane(urgent=True):
+                pushed = auto.send("INCR", key)  # a step sent from a block, not a task
+            with lane(urgent=False):
+                normal = auto.send("INCR", key)
+            await asyncio.gather(pushed, normal)
+            return done, int(seen or 0), auto.round_trips
+
+    done, seen, round_trips = run(go())
+    assert done == ["urgent", "bulk", "bulk"]
+    assert seen < 40_000  # it ran in Redis before the bulk was through
+    # The bulk's two batches and the last normal INCR; the urgent lane's trips are its own.
+    assert round_trips == 3
+
+
+def test_the_urgent_lane_reloads_a_lost_script_too() -> None:
+    async def go() -> Any:
+        async with pipeline_and_key() as (client, auto, key):
+            sha = auto.script(ECHO_LUA)
+            await client.script_flush()
+            return await urgently(auto.evalsha(sha, [key], ["u"]))
+
+    assert run(go())[1] == b"u"
 
 
 def test_an_error_reply_fails_its_own_command_only() -> None:
