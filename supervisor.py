@@ -347,13 +347,11 @@ class Service:
         resumed = self.resume(SweepRules(accepted_grace=0.0, dialing_grace=0.0))
         if resumed:
             log.warning("resumed unfinished alerts from a previous run: %s", dict(resumed))
-        self._add(
-            "mqtt",
-            lambda: MqttSubscriber.start(conf=c.mqtt, acceptor=self.acceptor, route=self.route),
-        )
         if c.mqtt.critical_topic:
             # A session of its own: what waits in the main session (a storm's backlog, in the
             # broker's FIFO order) does not hold a critical alert back (README "Performance").
+            # Connected first: after a restart, what waits in it is accepted before the
+            # main session's backlog starts to arrive.
             critical = replace(
                 c.mqtt,
                 topic=c.mqtt.critical_topic,
@@ -369,6 +367,10 @@ class Service:
                     group_of=c.mqtt.client_id,
                 ),
             )
+        self._add(
+            "mqtt",
+            lambda: MqttSubscriber.start(conf=c.mqtt, acceptor=self.acceptor, route=self.route),
+        )
         self._watchdog = threading.Thread(
             target=self._watch, name="supervisor-watchdog", daemon=True
         )

@@ -92,7 +92,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         self._flush_queued = False
         self.connected = threading.Event()
         self._urgent = threading.Event()  # set by paho for a critical alert: ends a linger
-        self._client: mqtt.Client | None = None
+        self._client: mqtt_io.Client | None = None
 
     def on_start(self) -> None:
         """Connect with a persistent session; subscription happens in on_connect."""
@@ -380,6 +380,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
 
     def _answer(self, batch: list[AlertReceived], verdicts: list[Verdict]) -> None:
         assert self._client is not None  # noqa: S101 - on_start ran
+        acks = []
         for received, verdict in zip(batch, verdicts, strict=True):
             if isinstance(verdict, Rejected | Conflict):
                 if isinstance(verdict, Conflict):
@@ -396,7 +397,8 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
                 }
                 self._client.publish(self._conf.rejected_topic, orjson.dumps(report), qos=1)
             if received.qos > 0:
-                self._client.ack(received.mid, received.qos)
+                acks.append((received.mid, received.qos))
+        self._client.ack_all(acks)  # one wake-up of paho's thread, one send for the run
 
 
 def _subscriptions(topic: str, shared_group: str, group_of: str) -> list[str]:

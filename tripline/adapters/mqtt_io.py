@@ -1,4 +1,4 @@
-"""paho's client, reading its socket in chunks instead of a system call per field.
+"""paho's client, reading its socket in chunks and acknowledging in batches.
 
 paho reads each packet in three or more `recv` calls (the command byte, each byte of the
 remaining length, the rest), and goes through `select` between packets. Each call gives up the
@@ -9,15 +9,26 @@ the 50,000-sensor storm's profile its thread was busy more than half the time, a
 paho its packets from memory; `pending()` tells paho's loop that bytes wait there, so it reads
 them without waiting in `select` — the hook paho keeps for TLS sockets, which buffer the same
 way (their own pending bytes are counted too).
+
+Acknowledgements went the same way: paho wakes its thread (a byte on a socket pair) for every
+packet another thread queues, and writes every packet with a `send` of its own — two system
+calls per alert, each a lock hand-off and, on loopback, the peer's wake-up inside it.
+`Client.ack_all` queues a batch's PUBACKs with one wake-up, and the writer sends a run of
+PUBACKs at the head of paho's queue in one `send`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 
 CHUNK = 65_536  # the most one recv takes
+PUBACK = 0x40  # the fixed header's first byte of every PUBACK
 
 
 class BufferedReads:
@@ -66,13 +77,81 @@ def raw_socket(sock: Any) -> Any:  # noqa: ANN401 - a socket, maybe wrapped
 
 
 class Client(mqtt.Client):
-    """paho's client with `BufferedReads` on its TCP (or TLS, or Unix) socket.
+    """paho's client with `BufferedReads` on its TCP (or TLS, or Unix) socket, and `ack_all`.
 
-    Websockets keep paho's own wrapper, which buffers already.
+    Websockets keep paho's own wrapper, which buffers already. What this overrides of paho's
+    internals (`_create_socket`, `_packet_queue`, `_packet_write`, `_out_packet`) is pinned by
+    tests/tripline/adapters/test_mqtt_io.py against the installed paho, with a real broker.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - paho's
+        """The constructor of paho's client; a thread-local flag for ack_all."""
+        super().__init__(*args, **kwargs)
+        self._quiet = threading.local()  # set while this thread queues a batch of acks
+
+    def ack_all(self, acks: Iterable[tuple[int, int]]) -> None:
+        """Acknowledge (mid, qos) pairs, waking paho's thread once for all of them."""
+        self._quiet.on = True
+        try:
+            for mid, qos in acks:
+                self.ack(mid, qos)
+        finally:
+            self._quiet.on = False
+        wake = self._sockpairW
+        if wake is not None:
+            with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+                wake.send(b"0")
 
     def _create_socket(self) -> Any:  # noqa: ANN401 - paho's SocketLike
         sock = super()._create_socket()
         if self._transport == "websockets":
             return sock
         return BufferedReads(sock)
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        if not getattr(self._quiet, "on", False):
+            return super()._packet_queue(command, packet, mid, qos, info)
+        # As paho queues a packet, without its wake-up: ack_all sends one for the batch.
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _packet_write(self) -> MQTTErrorCode:
+        merge_acks(self._out_packet)
+        return super()._packet_write()
+
+
+def merge_acks(out: Any) -> None:  # noqa: ANN401 - paho's deque of packets
+    """Join the run of unsent PUBACKs at the head of paho's queue into one packet.
+
+    Only from paho's thread (its writer), the one that takes from the head; other threads only
+    append. A PUBACK has no callback when written, so one packet of many writes the same bytes
+    in the same order, and a partial write resumes where it stopped as paho's own does.
+    """
+    if len(out) < 2 or not _unsent_ack(out[0]) or not _unsent_ack(out[1]):
+        return
+    run = []
+    while out and _unsent_ack(out[0]):
+        run.append(out.popleft())
+    data = b"".join(packet["packet"] for packet in run)
+    out.appendleft({**run[0], "packet": data, "to_process": len(data), "pos": 0})
+
+
+def _unsent_ack(packet: Any) -> bool:  # noqa: ANN401 - paho's packet dict
+    return bool(packet["command"] == PUBACK and packet["pos"] == 0)
