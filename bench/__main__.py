@@ -41,6 +41,7 @@ from bench import webhook
 from bench.faults import Rig, Service, _http_json, _wait
 from bench.ledger import ledger_phase
 from bench.workers import workers_phase
+from tripline.devtools.simulate import stop_network
 
 TERMINAL = ("called", "suppressed", "deferred")
 FAST = {  # the contact center out of the way: this measures tripline itself
@@ -164,7 +165,7 @@ def _publish_backlog(port: int, messages: list[tuple[str, bytes]]) -> None:
         for info in infos:
             info.wait_for_publish(60)
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
 
 
 def _discard_session(port: int, client_id: str) -> None:
@@ -173,7 +174,7 @@ def _discard_session(port: int, client_id: str) -> None:
     client.connect("127.0.0.1", port, clean_start=True)
     client.loop_start()
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
 
 
 def _fresh(rig: Rig) -> None:
@@ -205,7 +206,7 @@ def _session(port: int, client_id: str, topic: str) -> None:
     client.subscribe(topic, qos=1)
     done.wait(10)
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
 
 
 def bare_drain(rig: Rig, messages: list[tuple[str, bytes]], topic: str) -> float:
@@ -236,7 +237,7 @@ def bare_drain(rig: Rig, messages: list[tuple[str, bytes]], topic: str) -> float
     done.wait(600)
     elapsed = time.perf_counter() - first[0]
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
     return len(messages) / elapsed
 
 
@@ -464,7 +465,7 @@ def _latency(rig: Rig, seconds: float, background_per_s: int) -> dict[str, Any]:
     loader.join(10)
     delays = sorted((arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived)
     critical.disconnect()
-    critical.loop_stop()
+    stop_network(critical)
     service.stop()
     if not delays:
         return {"critical_alerts": count, "arrived": 0, "background_per_s": background_per_s}
@@ -497,7 +498,7 @@ def _background(port: int, root: str, run: str, per_s: int, stop: Any) -> None: 
         )
         n += 1
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
 
 
 CRITICAL_EVERY = 0.5
@@ -567,7 +568,7 @@ def _critical_probe(
     out.put({"sent": sent, "received": dict(received)})
     for client in (pub, sub):
         client.disconnect()
-        client.loop_stop()
+        stop_network(client)
 
 
 @dataclass
@@ -667,7 +668,7 @@ def storm(rig: Rig, sensors: int, within: float) -> dict[str, Any]:
     window = time.perf_counter() - started
     cc = [r for r in requests if r["path"].startswith(("/oauth/token", "/api/v2/"))]
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
     accepted = _recorded(rig, [f"{prefix}:{{a:st-{run}-{n}}}:rec" for n in range(sensors)])
     critical = _storm_criticals(rig, prefix, run, probe, wait=20 if within < 5 else 60)
     # Its queue waits for the 240/min budget: a graceful stop would spend its whole 10 s drain
@@ -798,7 +799,7 @@ def edge(rig: Rig, sensors: int = EDGE_SENSORS, within: float = 10.0) -> dict[st
     )
     published_in = time.perf_counter() - started
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
     decided_in = None
     while time.perf_counter() - started < 60:
         counts = _counts(service)

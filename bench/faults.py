@@ -42,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.redis_rigs import SentinelRig
 from tripline.devtools.emulator import CLIENT_SECRET
+from tripline.devtools.simulate import stop_network
 
 TERMINAL = {"called", "suppressed", "deferred"}
 
@@ -310,7 +311,7 @@ class Publisher(threading.Thread):
                     for t, b, i in infos
                 ]
         client.disconnect()
-        client.loop_stop()
+        stop_network(client)
 
 
 def _confirmed(info: mqtt.MQTTMessageInfo) -> bool:

@@ -41,6 +41,7 @@ from tests.conftest import (
     wait_for,
 )
 from tripline.adapters.store import Keys
+from tripline.devtools.simulate import stop_network
 
 ROOT = Path(__file__).parent.parent.parent
 SKIP = os.environ.get("TRIPLINE_SKIP_IMAGE") == "1"
@@ -160,7 +161,7 @@ def discard_session(client_id: str) -> None:
     client.connect(*BROKER, clean_start=True)  # no session expiry: gone when we disconnect
     client.loop_start()
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
 
 
 def image_env(prefix: str, emulator: EmulatorHandle, port: int) -> dict[str, str]:

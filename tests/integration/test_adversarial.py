@@ -67,6 +67,7 @@ from tests.integration.adversarial_corpus import (
     zulu,
 )
 from tripline.adapters.store import Keys
+from tripline.devtools.simulate import stop_network
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +187,7 @@ def publish_all(messages: Sequence[tuple[str, bytes]]) -> None:
             info.wait_for_publish(timeout=30)
     finally:
         pub.disconnect()
-        pub.loop_stop()
+        stop_network(pub)
 
 
 # --- one test's service, and how a batch is judged ---------------------------------------------

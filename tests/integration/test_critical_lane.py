@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import BROKER, EmulatorHandle, ServiceHandle, alert, publish, wait_for
 from tripline.adapters.store import Keys
+from tripline.devtools.simulate import stop_network
 
 BACKLOG = 900
 """Under the 1,000 messages Mosquitto queues for an offline session by default."""
@@ -29,7 +30,7 @@ def _publish_many(topic_of: Callable[[int], str], bodies: list[bytes]) -> None:
             info.wait_for_publish(timeout=60)
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_network(client)
 
 
 def test_a_critical_alert_on_its_own_topic_overtakes_a_backlog_in_the_main_session(

@@ -15,6 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import BROKER, EmulatorHandle, Listener, ServiceHandle, alert, http, wait_for
+from tripline.devtools.simulate import stop_network
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +180,7 @@ def publish_many(
             info.wait_for_publish(timeout=30)
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_network(client)
 
 
 def test_a_storm_of_distinct_sensors_stays_bounded_and_opens_a_fleet_incident(

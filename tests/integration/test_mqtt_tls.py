@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import EmulatorHandle, ServiceHandle, alert, free_port, wait_for
+from tripline.devtools.simulate import stop_network
 from tripline.supervisor import Service
 
 pytestmark = pytest.mark.integration
@@ -139,7 +140,7 @@ def publish_tls(port: int, pki: Path, topic: str, doc: dict[str, object], **auth
     client.loop_start()
     client.publish(topic, orjson.dumps(doc), qos=1).wait_for_publish(10)
     client.disconnect()
-    client.loop_stop()
+    stop_network(client)
 
 
 @pytest.mark.parametrize("tls_broker", ["password", "certificate"], indirect=True)

@@ -37,6 +37,7 @@ from tests.conftest import (
     wait_for,
 )
 from tripline.adapters.store import Keys
+from tripline.devtools.simulate import stop_network
 from tripline.service.lease import registry_keys
 
 pytestmark = pytest.mark.integration
@@ -193,7 +194,7 @@ def test_a_dead_instances_queued_calls_and_session_are_adopted_and_called_once(
     probe.loop_start()
     wait_for(lambda: present, timeout=10)
     probe.disconnect()
-    probe.loop_stop()
+    stop_network(probe)
     assert present == [False]  # the survivor ended the dead member's session
 
 
