@@ -135,8 +135,12 @@ class WriterHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Queue the record for the writer, its message built now."""
-        if self._closed:
+        """Queue the record for the writer, its message built now (written at once if closed)."""
+        if self._closed:  # a thread still logging at exit: its line is not lost
+            try:
+                self._write([self.format(record)])
+            except Exception:
+                self.handleError(record)
             return
         if self._queue.qsize() >= _MOST_WAITING:
             self._dropped += 1
