@@ -240,7 +240,6 @@ class Enricher(Supervised, pykka.ThreadingActor):
                 unknown_because=found.detail if isinstance(found, _NoRecord) else "",
             )
             works.append(_intent(alert, customer, decision, now, self._rules))
-
         self._dialer().tell(WorkBatch(works=tuple(works)))  # one hand-off per batch
         self._stats.stage_seconds.labels("enrich").observe(time.perf_counter() - started)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -89,8 +89,10 @@ class Client(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._quiet = threading.local()  # set while this thread queues a batch of acks
 
-    def ack_all(self, acks: Iterable[tuple[int, int]]) -> None:
+    def ack_all(self, acks: Sequence[tuple[int, int]]) -> None:
         """Acknowledge (mid, qos) pairs, waking paho's thread once for all of them."""
+        if not acks:  # a batch of QoS 0 alerts only: nothing to send, nothing to wake
+            return
         self._quiet.on = True
         try:
             for mid, qos in acks:

@@ -72,15 +72,6 @@ URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("tripline_urgent",
 """Set in a task doing a critical alert's work: its AutoPipeline commands take the urgent lane."""
 
 
-async def urgently(job: Awaitable[T]) -> T:
-    """Await `job` with its commands, and those of the tasks it starts, in the urgent lane."""
-    token = URGENT.set(True)
-    try:
-        return await job
-    finally:
-        URGENT.reset(token)
-
-
 @contextlib.contextmanager
 def lane(*, urgent: bool) -> Iterator[None]:
     """Commands sent inside the block take the urgent lane when `urgent` (see AutoPipeline)."""
@@ -89,6 +80,12 @@ def lane(*, urgent: bool) -> Iterator[None]:
         yield
     finally:
         URGENT.reset(token)
+
+
+async def urgently(job: Awaitable[T]) -> T:
+    """Await `job` with its commands, and those of the tasks it starts, in the urgent lane."""
+    with lane(urgent=True):
+        return await job
 
 
 _RELOADS = 3
