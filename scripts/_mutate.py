@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import compileall
 import difflib
 import gc
+import json
 import os
+import py_compile
 import shutil
 import signal
 import subprocess
@@ -38,6 +41,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCEPTED = ROOT / "tests" / "pipeline" / "accepted_mutants.txt"
@@ -114,28 +118,44 @@ def main() -> int:
         "--jobs",
         type=int,
         default=1,
-        help="run the modules in this many processes at once (one core each)",
+        help="share the mutants out over this many processes at once (one core each)",
     )
+    parser.add_argument("--shard", type=_shard, default=(0, 1), help=argparse.SUPPRESS)
+    parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.gated:  # named modules with --gated: those of the gated ones (a job's share)
         names = [n for n in GATED if not args.modules or n in args.modules]
     else:
         names = args.modules or _all_modules()
-    if args.jobs > 1 and len(names) > 1:
+    if args.jobs > 1:
         return _in_jobs(names, args.jobs, gated=args.gated, verbose=args.verbose)
     unknown = [n for n in names if not (ROOT / "pipeline" / f"{n}.py").is_file()]
     if unknown:
         parser.error(f"no such module in pipeline/: {', '.join(unknown)}")
     accepted = _read_accepted(ACCEPTED)
-    sys.dont_write_bytecode = True  # a mutant of the same size and second must not reuse a .pyc
+    # A mutant of the same size and second must not reuse a .pyc written from another source:
+    # nothing is written, and the copy's bytecode is compiled up front checked by hash (a mutated
+    # module's no longer matches and is compiled from its source; every other file is read as
+    # bytecode instead of compiled again by every mutant's run: ~15 % of a run).
+    sys.dont_write_bytecode = True
     work = Path(tempfile.mkdtemp(prefix="tripline-mutate-"))
     try:
         _copy_tree(work)
+        compileall.compile_dir(
+            work, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
+        )
         _preload()
+        skip = set(accepted) if args.gated else set()
+        if args.results is not None:  # one job of --jobs: its share, for the parent to report
+            share = [
+                _run_module(work, name, skip=skip, verbose=args.verbose, shard=args.shard)
+                for name in names
+            ]
+            args.results.write_text(json.dumps([_dump(r) for r in share]), "utf-8")
+            return 0
         _header()
         failed = False
         for name in names:
-            skip = set(accepted) if args.gated else set()
             result = _run_module(work, name, skip=skip, verbose=args.verbose)
             failed |= _report(result, accepted)
     finally:
@@ -144,33 +164,93 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def _in_jobs(names: list[str], jobs: int, *, gated: bool, verbose: bool) -> int:
-    """The modules shared out over `jobs` processes (largest first); each one's report in turn.
+def _shard(text: str) -> tuple[int, int]:
+    index, count = (int(part) for part in text.split("/"))
+    if not 0 <= index < count:
+        msg = f"shard {text}: want k/n with 0 <= k < n"
+        raise argparse.ArgumentTypeError(msg)
+    return index, count
 
-    Each job is this script on its share, in a tree copy of its own; 1 if any job found a new
-    survivor (or failed).
+
+def _in_jobs(names: list[str], jobs: int, *, gated: bool, verbose: bool) -> int:
+    """The modules' mutants dealt out over `jobs` processes; one report of them all.
+
+    1 on a new survivor in a gated module (or when a job failed).
+
+    Dealt out mutant by mutant, not module by module: the modules' costs differ up to 7-fold,
+    and a share of whole modules left one of two cores idle for a third of the run. Each job is
+    this script in a tree copy of its own and runs each module's tests unmutated first (its
+    time limit comes from that run).
     """
-    sizes = {n: (ROOT / "pipeline" / f"{n}.py").stat().st_size for n in names}
-    shares: list[list[str]] = [[] for _ in range(min(jobs, len(names)))]
-    for name in sorted(names, key=sizes.__getitem__, reverse=True):
-        min(shares, key=lambda share: sum(sizes[n] for n in share)).append(name)
+    accepted = _read_accepted(ACCEPTED)
     flags = [*(["--gated"] if gated else []), *(["--verbose"] if verbose else [])]
-    running = [
-        subprocess.Popen(
-            [sys.executable, __file__, *flags, *share],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for share in shares
-    ]
+    out = Path(tempfile.mkdtemp(prefix="tripline-mutate-jobs-"))
+    try:
+        running = [
+            subprocess.Popen(
+                [
+                    *(sys.executable, __file__, *flags),
+                    *("--shard", f"{k}/{jobs}", "--results", str(out / f"{k}.json"), *names),
+                ]
+            )
+            for k in range(jobs)
+        ]
+        codes = [proc.wait() for proc in running]
+        if any(codes):
+            print(f"FAILED: a job stopped (exit codes {codes})")
+            return 1
+        shares = [json.loads((out / f"{k}.json").read_text("utf-8")) for k in range(jobs)]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    _header()
     failed = False
-    for proc in running:
-        out, _ = proc.communicate()
-        print(out, end="")
-        failed |= proc.returncode != 0
-    print("FAILED: a job found a new survivor" if failed else "ok (all jobs)")
+    for parts in zip(*shares, strict=True):
+        failed |= _report(_merge([_load(p) for p in parts]), accepted)
+    print("FAILED: a new survivor in a gated module" if failed else "ok")
     return 1 if failed else 0
+
+
+def _dump(r: Result) -> dict[str, object]:
+    return {
+        "module": r.module,
+        "tests": r.tests,
+        "total": r.total,
+        "killed": r.killed,
+        "timeouts": r.timeouts,
+        "survivors": [m.key for m in r.survivors],
+        "skipped": [m.key for m in r.skipped],
+        "seconds": r.seconds,
+    }
+
+
+def _load(d: dict[str, Any]) -> Result:
+    def key(k: list[Any]) -> Key:
+        return (k[0], tuple(k[1]), tuple(k[2]))
+
+    return Result(
+        d["module"],
+        d["tests"],
+        d["total"],
+        d["killed"],
+        d["timeouts"],
+        [Mutant(key(k), "") for k in d["survivors"]],
+        [Mutant(key(k), "") for k in d["skipped"]],
+        d["seconds"],
+    )
+
+
+def _merge(parts: list[Result]) -> Result:
+    """One module's shares as one result; its time is the longest share's (they ran at once)."""
+    return Result(
+        parts[0].module,
+        parts[0].tests,
+        sum(p.total for p in parts),
+        sum(p.killed for p in parts),
+        sum(p.timeouts for p in parts),
+        [m for p in parts for m in p.survivors],
+        [m for p in parts for m in p.skipped],
+        max(p.seconds for p in parts),
+    )
 
 
 def _all_modules() -> list[str]:
@@ -213,7 +293,13 @@ def _preload() -> None:
     )
 
 
-def _run_module(work: Path, name: str, *, skip: set[Key], verbose: bool) -> Result:
+def _run_module(
+    work: Path, name: str, *, skip: set[Key], verbose: bool, shard: tuple[int, int] = (0, 1)
+) -> Result:
+    """The module's mutants (its share of them: every n-th from the k-th, for `shard` k/n).
+
+    Accepted survivors skipped (--gated) are counted in share 0 alone.
+    """
     path = work / "pipeline" / f"{name}.py"
     original = path.read_text("utf-8")
     tests = _importing_tests(work, f"tripline.pipeline.{name}")
@@ -228,10 +314,11 @@ def _run_module(work: Path, name: str, *, skip: set[Key], verbose: bool) -> Resu
         msg = f"{result.module}: its tests fail unmutated (exit {code}): fix them first"
         raise SystemExit(msg)
     limit = max(10.0, 5 * baseline)
+    index, count = shard
     mutants = _mutants(result.module, original)
-    result.total = len(mutants)
-    result.skipped = [m for m in mutants if m.key in skip]
-    mutants = [m for m in mutants if m.key not in skip]
+    result.skipped = [m for m in mutants if m.key in skip] if index == 0 else []
+    mutants = [m for m in mutants if m.key not in skip][index::count]
+    result.total = len(mutants) + len(result.skipped)
     print(
         f"{result.module}: {len(mutants)} mutants against {len(result.tests)} test files "
         f"(unmutated {baseline:.1f} s) ...",
@@ -444,6 +531,9 @@ def _child(work: Path, tests: list[str]) -> int:
     args = [
         *("-p", "pytest_timeout", "-p", "_hypothesis_pytestplugin", "-p", "no:cacheprovider"),
         *("--noconftest", "--hypothesis-profile=mutate", "-x", "-q", *tests),
+        # Plain asserts: a failed one fails the run all the same, and the test modules are not
+        # rewritten (nor their rewriting's bytecode thrown away) once per mutant.
+        "--assert=plain",
     ]
     return int(pytest.main(args, plugins=[_TablesFirst()]))
 
