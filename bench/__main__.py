@@ -2,6 +2,7 @@
 
     python -m bench                    # the full run (several minutes)
     python -m bench --quick            # a few minutes (without the ledger phase)
+    python -m bench --smoke            # every phase at its smallest: the test suite's run
     python -m bench --only edge_10k    # one phase alone (~30 s for this one; ledger ~60 s)
 
 Real Mosquitto, Redis and the emulator, each a process of its own (bench/faults.py's rig), and
@@ -895,15 +896,52 @@ def footprint(rig: Rig) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How much each phase does: a full run, `--quick`, or `--smoke`."""
+
+    single: int
+    """The single-process drain's backlog."""
+    window: float | None
+    """Its measuring window (seconds), or None: until the backlog is decided."""
+    drain: int
+    """The two-process and two-worker drains' backlogs."""
+    latency_s: float
+    """Seconds of critical alerts (10 a second) per latency phase."""
+    storm: tuple[int, float]
+    """Sensors, and the seconds their alerts are published over."""
+    webhook: int
+    """Alerts per peer and client count."""
+    edge: tuple[int, float]
+    """Sensors, and the seconds their alerts are published over."""
+
+
+SIZES = {
+    "full": Sizes(200_000, 60, 60_000, 30, (50_000, 10), 10_000, (EDGE_SENSORS, 10.0)),
+    "quick": Sizes(5_000, None, 10_000, 5, (10_000, 2), 2_000, (1_000, 1.0)),
+    # Every phase once at the least that still runs all of it, for the test suite: its figures
+    # mean nothing (a 1,000-alert drain is mostly start-up), its invariants hold at any size.
+    "smoke": Sizes(1_000, None, 2_000, 1, (2_000, 1), 300, (300, 0.5)),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tripline benchmarks")
-    parser.add_argument("--quick", action="store_true", help="a shorter run (a few minutes)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a shorter run (a few minutes)")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every phase at its smallest (~1 min; what the test suite runs): no figure to quote",
+    )
     parser.add_argument(
         "--only",
         choices=PHASES,
         help="run this phase alone (with the throughput run first where it needs that figure)",
     )
     args = parser.parse_args(argv)
+    short = args.quick or args.smoke
+    sizes = SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]
     root = Path(tempfile.mkdtemp(prefix="tripline-bench-"))
     rig = Rig(root)
     machine = {
@@ -922,9 +960,7 @@ def main(argv: list[str] | None = None) -> int:
             Measured once, when first needed (`--only` a phase that does not need it skips it).
             """
             if "single" not in measured:
-                measured["single"] = (
-                    throughput(rig, 5_000) if args.quick else throughput(rig, 200_000, window=60)
-                )
+                measured["single"] = throughput(rig, sizes.single, window=sizes.window)
             return measured["single"]
 
         if not args.only:
@@ -932,19 +968,17 @@ def main(argv: list[str] | None = None) -> int:
         phases: dict[str, Callable[[], dict[str, Any]]] = {
             # The same backlog shared by two processes: the interpreter lock binds one process
             # to one core, and this machine has two (docs/deployment.md, "several instances").
-            "throughput_2": lambda: throughput(rig, 10_000 if args.quick else 60_000, instances=2),
+            "throughput_2": lambda: throughput(rig, sizes.drain, instances=2),
             # One service, `--workers 2`: the same two cores as two instances, one command.
-            "workers_2": lambda: workers_phase(
-                rig, 10_000 if args.quick else 60_000, single()["tripline_per_s"]
-            ),
-            "latency": lambda: latency(rig, 5 if args.quick else 30),
-            "latency_fsync_always": lambda: latency(rig, 5 if args.quick else 30, fsync="always"),
+            "workers_2": lambda: workers_phase(rig, sizes.drain, single()["tripline_per_s"]),
+            "latency": lambda: latency(rig, sizes.latency_s),
+            "latency_fsync_always": lambda: latency(rig, sizes.latency_s, fsync="always"),
             # Half of what one process was just measured to sustain: what a critical alert
             # waits when the service keeps up (this machine's speed varies; a fixed rate would
             # not).
             "latency_sustainable": lambda: latency(
                 rig,
-                5 if args.quick else 30,
+                sizes.latency_s,
                 background_per_s=max(50, single()["tripline_per_s"] // 100 * 50),
             ),
             # 80 % of the sustained rate: what a critical alert waits when the service is busy
@@ -952,24 +986,23 @@ def main(argv: list[str] | None = None) -> int:
             "latency_loaded": lambda: {
                 **latency(
                     rig,
-                    5 if args.quick else 30,
+                    sizes.latency_s,
                     background_per_s=max(50, int(single()["tripline_per_s"] * 0.8)),
                 ),
                 "of_sustained": 0.8,
             },
-            "storm": lambda: storm(rig, 10_000 if args.quick else 50_000, 2 if args.quick else 10),
+            "storm": lambda: storm(rig, *sizes.storm),
             "webhook": lambda: webhook.compare(
                 rig,
-                2_000 if args.quick else 10_000,
+                sizes.webhook,
                 tripline_env=WEBHOOK,
                 warm=_warm,
                 alert=_alert,
                 customers=CUSTOMERS,
                 workers=_cpus(),
             ),
-            # A 10,000-sensor site's footprint (~20 s); a quick run checks the phase with 1,000
-            # (~5 s more in the quick run's test budget).
-            "edge_10k": lambda: edge(rig, 1_000, 1.0) if args.quick else edge(rig),
+            # A 10,000-sensor site's footprint (~20 s); a quick run checks the phase with 1,000.
+            "edge_10k": lambda: edge(rig, *sizes.edge),
             # Decided/s with the ledger off, NDJSON and PostgreSQL, and Redis CPU per decision:
             # ~60 s, not in a quick run; `--only ledger` runs it alone.
             "ledger": lambda: ledger_phase(
@@ -989,18 +1022,21 @@ def main(argv: list[str] | None = None) -> int:
         for name, phase in phases.items():
             if args.only and name != args.only:
                 continue
-            if args.quick and not args.only and name in FULL_ONLY:
+            if short and not args.only and name in FULL_ONLY:
                 continue
-            if not args.quick:  # a quick run stores too little to matter
+            if not short:  # a short run stores too little to matter
                 _fresh(rig)
+            began = time.monotonic()
             results[name] = phase()
+            # Progress on stderr (the figures are stdout's): a full run takes a quarter hour.
+            print(f"bench: {name} done in {time.monotonic() - began:.0f} s", file=sys.stderr)
     finally:
         rig.close()
         shutil.rmtree(root, ignore_errors=True)
     for name, figures in results.items():
         for label, line in _lines(name, figures):
             print(f"{label:<11} " + "  ".join(f"{k}={v}" for k, v in line.items()))
-    print(json.dumps({"quick": args.quick, "machine": machine, **results}))
+    print(json.dumps({"quick": args.quick, "smoke": args.smoke, "machine": machine, **results}))
     return 0
 
 

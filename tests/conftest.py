@@ -45,6 +45,25 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 BROKER = ("127.0.0.1", 1883)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whole files in the order scripts/test's workers take them: the long ones first.
+
+    xdist hands out files (--dist loadfile) in this order (--no-loadscope-reorder; its own
+    order, by number of tests, left the 3-minute bench file to start last and run alone at the
+    end). Files marked `long(seconds)` come first, longest first; the rest after them by their
+    number of tests, as xdist would order them.
+    """
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def weight(tests: list[pytest.Item]) -> tuple[float, int]:
+        marker = tests[0].get_closest_marker("long")
+        return (-float(marker.args[0]) if marker else 0.0, -len(tests))
+
+    items[:] = [item for tests in sorted(files.values(), key=weight) for item in tests]
+
+
 @pytest.fixture(autouse=True)
 def _stop_all_actors() -> Iterator[None]:
     """pykka's own conftest does this: no actor outlives its test."""
@@ -406,10 +425,12 @@ def tripline_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     )
 
 
-def run_quick(module: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], Any]:
-    """Run `python -m <module> --quick` (the bench's quick runs); its last stdout line as JSON."""
+def run_quick(
+    module: str, timeout: float, size: str = "--quick"
+) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """Run `python -m <module> --quick` (or `size`); its last stdout line as JSON."""
     result = subprocess.run(
-        [sys.executable, "-m", module, "--quick"],
+        [sys.executable, "-m", module, size],
         capture_output=True,
         text=True,
         timeout=timeout,

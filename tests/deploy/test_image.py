@@ -47,6 +47,7 @@ ROOT = Path(__file__).parent.parent.parent
 SKIP = os.environ.get("TRIPLINE_SKIP_IMAGE") == "1"
 
 pytestmark = [
+    pytest.mark.long(80),
     pytest.mark.integration,
     # The first build on a machine: ~2 minutes idle, several on a loaded one (README).
     pytest.mark.timeout(900),

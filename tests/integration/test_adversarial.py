@@ -69,7 +69,7 @@ from tests.integration.adversarial_corpus import (
 from tripline.adapters.store import Keys
 from tripline.devtools.simulate import stop_network
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(60)]
 
 ENV = {
     "TRIPLINE__TASKS__BACKEND": "log",

@@ -41,7 +41,7 @@ from tests.conftest import (
 from tripline.adapters.attempts import follow_key
 from tripline.adapters.store import Keys
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(170)]
 
 FAST = {
     "TRIPLINE__REACH__RETRY_AFTER_SECONDS": "{ critical = 1, high = 1, normal = 1, low = 1 }",

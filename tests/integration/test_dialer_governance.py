@@ -23,7 +23,7 @@ from tests.conftest import (
 )
 from tripline.devtools.emulator import CXONE_APP_SECRET, CXONE_KEY_SECRET, TWILIO_TOKEN
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(40)]
 
 CC_PATHS = ("/oauth/token", "/api/v2/")
 

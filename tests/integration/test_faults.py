@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import run_quick
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(60)]
 
 
 @pytest.mark.timeout(400)

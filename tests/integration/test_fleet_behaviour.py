@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests.conftest import BROKER, EmulatorHandle, Listener, ServiceHandle, alert, http, wait_for
 from tripline.devtools.simulate import stop_network
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(45)]
 
 
 def stamped(at: float, **fields: Any) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from tripline.adapters.ledger import postgres
 from tripline.adapters.store import Keys
 from tripline.messages import Outcome
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(23)]
 
 ALERTS = int(os.environ.get("TRIPLINE_OUTAGE_ALERTS", "1000"))
 OUTAGE = float(os.environ.get("TRIPLINE_OUTAGE_SECONDS", "10"))

@@ -29,7 +29,7 @@ from tests.conftest import (
 )
 from tripline.adapters.store import Keys
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(40)]
 
 # Seconds, not minutes: every priority may re-attempt, a second apart; results asked often.
 FAST = {

@@ -46,7 +46,7 @@ from tripline.adapters.redis_clients import sync_redis
 from tripline.adapters.store import Keys
 from tripline.conf.redis_topology import Kind
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(33)]
 
 REUSED = (  # collected here as well: each runs once more, against the cluster
     test_customer_flags_and_unknown_customers_become_tasks_not_calls,

@@ -40,7 +40,7 @@ from tripline.adapters.store import Keys
 from tripline.devtools.simulate import stop_network
 from tripline.service.lease import registry_keys
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(40)]
 
 TERMINAL = ("called", "suppressed", "deferred")
 TAKEOVER_AFTER = 3  # seconds: the default is 30; the rule is the same

@@ -30,7 +30,7 @@ from tests.conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long(75)]
 
 TERMINAL = ("called", "suppressed", "deferred")
 JSON = {"Content-Type": "application/json"}

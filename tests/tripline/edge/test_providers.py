@@ -36,6 +36,8 @@ from tripline.service.lease import registry_keys
 if TYPE_CHECKING:
     from tripline.supervisor import Service
 
+pytestmark = pytest.mark.long(23)
+
 TOKEN = "unit-twilio-token"
 STATUS_URL = "https://tripline.example.com/v1/providers/twilio/status"
 PATH = urlsplit(STATUS_URL).path
