@@ -36,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections import Counter
@@ -144,6 +145,10 @@ def main() -> int:
         compileall.compile_dir(
             work, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
         )
+        # The libraries' bytecode too, where the venv was made without it (uv's default): the
+        # runs write none, and a library imported late would be compiled once per mutant.
+        for site in sysconfig.get_path("purelib"), sysconfig.get_path("platlib"):
+            compileall.compile_dir(site, quiet=2)
         _preload()
         skip = set(accepted) if args.gated else set()
         if args.results is not None:  # one job of --jobs: its share, for the parent to report
