@@ -36,10 +36,14 @@ from tripline.messages import Alert
 from tripline.service.stats import Stats
 from tripline.supervisor import Service
 
-# scripts/test-debian runs the suite under qemu-user for another architecture (10-20x slower):
-# there hypothesis's 200 ms deadline per example and its too-slow health check would measure the
-# emulator, not the code (`--hypothesis-profile emulated`; what the examples check is unchanged).
-settings.register_profile("emulated", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Speed is the bench's to measure, never a test's to assert: hypothesis's 200 ms deadline per
+# example and its too-slow health check are timed assertions, which fail on a loaded machine (CI
+# shares two cores among four test workers and the services they start; a test_validate example
+# once took 250 ms there) and under qemu-user (scripts/test-debian, 10-20x slower). Off in every
+# run; what the examples check is unchanged. `emulated`, the name scripts/test-debian used, stays.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("emulated", parent=settings.get_profile("suite"))
+settings.load_profile("suite")
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BROKER = ("127.0.0.1", 1883)
