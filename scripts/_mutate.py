@@ -128,11 +128,16 @@ def main() -> int:
         names = [n for n in GATED if not args.modules or n in args.modules]
     else:
         names = args.modules or _all_modules()
-    if args.jobs > 1:
-        return _in_jobs(names, args.jobs, gated=args.gated, verbose=args.verbose)
     unknown = [n for n in names if not (ROOT / "pipeline" / f"{n}.py").is_file()]
     if unknown:
         parser.error(f"no such module in pipeline/: {', '.join(unknown)}")
+    if args.results is None:  # once, not again by every job
+        # The libraries' bytecode, where the venv was made without it (uv's default): the
+        # runs write none, and a library imported late would be compiled once per mutant.
+        for site in sysconfig.get_path("purelib"), sysconfig.get_path("platlib"):
+            compileall.compile_dir(site, quiet=2)
+    if args.jobs > 1:
+        return _in_jobs(names, args.jobs, gated=args.gated, verbose=args.verbose)
     accepted = _read_accepted(ACCEPTED)
     # A mutant of the same size and second must not reuse a .pyc written from another source:
     # nothing is written, and the copy's bytecode is compiled up front checked by hash (a mutated
@@ -145,10 +150,6 @@ def main() -> int:
         compileall.compile_dir(
             work, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
         )
-        # The libraries' bytecode too, where the venv was made without it (uv's default): the
-        # runs write none, and a library imported late would be compiled once per mutant.
-        for site in sysconfig.get_path("purelib"), sysconfig.get_path("platlib"):
-            compileall.compile_dir(site, quiet=2)
         _preload()
         skip = set(accepted) if args.gated else set()
         if args.results is not None:  # one job of --jobs: its share, for the parent to report

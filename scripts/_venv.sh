@@ -35,9 +35,9 @@ if [ -z "$_ready" ] || [ ! -x .venv/bin/tripline ]; then
   "$PY" -m venv .venv
   # uv (from PyPI, into the venv) installs the same packages in a fraction of pip's time (the
   # test extra from an empty cache here: 14 s against 69 s). Compiled to bytecode up front, as
-  # pip does: the mutation gate's runs write none and would compile the libraries they import
-  # late once per mutant (its CI run: 311 s without, 218 s with). pip when uv cannot be had or
-  # fails (uv reads no pip.conf: a mirror configured only there is pip's to use).
+  # pip does, rather than by the first import in each of the suite's processes. pip when uv
+  # cannot be had or fails (uv reads no pip.conf: a mirror configured only there is pip's to
+  # use).
   if ! { .venv/bin/python -m pip install -q uv >/dev/null 2>&1 &&
          .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python \
            -e ".${_extras:+[$_extras]}"; }; then
