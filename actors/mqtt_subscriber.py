@@ -91,6 +91,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         self._last_flush = 0.0
         self._flush_queued = False
         self.connected = threading.Event()
+        self._subscribe_mid: int | None = None
         self._urgent = threading.Event()  # set by paho for a critical alert: ends a linger
         self._client: mqtt_io.Client | None = None
 
@@ -114,6 +115,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_socket_open = _no_delay
         # paho asks its matcher about every message: ours makes no garbage (see _Matcher).
@@ -200,9 +202,28 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
             # Back to one process after `tripline run --workers N`: the session may still hold
             # the workers' implicit group, which would deliver every alert a second time.
             client.unsubscribe(f"$share/{implicit_group(self._group_of)}/{topic}")
-        # Subscribing here means every reconnect resubscribes.
-        client.subscribe(topic, qos=self._conf.qos)
-        log.info("connected to %s:%d, subscribed to %s", self._conf.host, self._conf.port, topic)
+        # Subscribing here means every reconnect resubscribes. Connected (and so ready) only
+        # once the broker has acknowledged it: an alert published before the SUBACK of a first
+        # session has nobody to go to and is dropped by the broker.
+        _result, self._subscribe_mid = client.subscribe(topic, qos=self._conf.qos)
+        log.info("connected to %s:%d, subscribing to %s", self._conf.host, self._conf.port, topic)
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        _props: object,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            # Not ready: an operator sees it in /readyz and this line; nothing is received.
+            log.error("broker refused the subscription to %s: %s", self._conf.topic, refused)
+            return
+        log.info("subscription to %s acknowledged", self._conf.topic)
         self.connected.set()
 
     def _on_disconnect(

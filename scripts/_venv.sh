@@ -4,7 +4,9 @@
 # the time; scripts/test adds the rest when it runs.
 PY=${PYTHON:-$(command -v python3.11 || command -v python3 || true)}
 _extras=${venv_extras-test}
-_stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# constraints.txt pins each package's version (scripts/lock writes it): a changed pin sets up
+# .venv again too.
+_stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 # A venv with the test tools serves the demo too.
 _ready=""
 if [ -f "$_stamp-test" ] || { [ -z "$_extras" ] && [ -f "$_stamp-" ]; }; then _ready=1; fi
@@ -30,8 +32,8 @@ if [ -z "$_ready" ] || [ ! -x .venv/bin/tripline ]; then
     }
     unset _pyv
   fi
-  echo "setting up .venv (first run, pyproject.toml changed, tripline or the test tools" \
-       "not installed) ..." >&2
+  echo "setting up .venv (first run, pyproject.toml or constraints.txt changed, tripline or" \
+       "the test tools not installed) ..." >&2
   "$PY" -m venv .venv
   # uv (from PyPI, into the venv) installs the same packages in a fraction of pip's time (the
   # test extra from an empty cache here: 14 s against 69 s). Compiled to bytecode up front, as
@@ -40,9 +42,9 @@ if [ -z "$_ready" ] || [ ! -x .venv/bin/tripline ]; then
   # use).
   if ! { .venv/bin/python -m pip install -q uv >/dev/null 2>&1 &&
          .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python \
-           -e ".${_extras:+[$_extras]}"; }; then
+           -c constraints.txt -e ".${_extras:+[$_extras]}"; }; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".${_extras:+[$_extras]}"
+    .venv/bin/python -m pip install -q -c constraints.txt -e ".${_extras:+[$_extras]}"
   fi
   rm -f .venv/.installed-*
   touch "$_stamp-$_extras"

@@ -740,7 +740,10 @@ def test_a_task_takes_three_round_trips_from_its_record(rig: Rig, batches: list[
     dialer.tell(tasks([a], Reason.FLEET_INCIDENT))
     rig.wait(a, "taskId")
     wait_for(lambda: settled(dialer))
-    mine = [batch for batch in batches if batch not in (["ZRANGE"], ["ZRANGEBYSCORE"])]
+    # The follower's polls are not the task's: alone in a round trip, or sharing one of its
+    # round trips when they coincide (seen once under a loaded suite).
+    polls = ("ZRANGE", "ZRANGEBYSCORE")
+    mine = [kept for batch in batches if (kept := [c for c in batch if c not in polls])]
     assert mine[:3] == [
         # persisted, recorded deferred (due now: the lifetime acceptance gave its record covers
         # it, nothing to extend: tests/actors/dialing/test_records.py)

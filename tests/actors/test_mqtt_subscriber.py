@@ -31,7 +31,7 @@ from tripline.actors.mqtt_subscriber import (
 )
 from tripline.adapters import mqtt_io
 from tripline.conf.schema import MqttConfig
-from tripline.messages import Alert, AlertReceived, Ping, Priority
+from tripline.messages import Alert, AlertReceived, ConnectionQuery, Ping, Priority
 from tripline.pipeline.validate import Limits, Rejected, validate
 from tripline.service.accept import Checked, Duplicate
 
@@ -283,3 +283,90 @@ def test_the_subscriber_uses_the_garbage_free_matcher() -> None:
     finally:
         ask(ref, Ping())
         ref.stop()
+
+
+class HeldSubackBroker:
+    """A one-connection MQTT 5 stub: CONNACKs, answers UNSUBSCRIBE, holds each SUBACK until told.
+
+    `reason` is the SUBACK's reason code (0x01: granted QoS 1; 0x87: not authorized).
+    """
+
+    def __init__(self, reason: int = 0x01) -> None:
+        self.reason = reason
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.subscribed = threading.Event()  # the SUBSCRIBE has arrived
+        self.release = threading.Event()  # send its SUBACK
+        self.conn: socket.socket | None = None
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> tuple[int, bytes]:
+        first = conn.recv(1)
+        if not first:
+            raise ConnectionError
+        length, shift = 0, 0
+        while True:  # the remaining length: a variable byte integer
+            byte = conn.recv(1)[0]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        body = b""
+        while len(body) < length:
+            body += conn.recv(length - len(body))
+        return first[0] >> 4, body
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        self.conn = conn
+        try:
+            while True:
+                kind, body = self._read(conn)
+                if kind == 1:  # CONNECT → CONNACK: no session present, success, no properties
+                    conn.sendall(bytes([0x20, 3, 0, 0, 0]))
+                elif kind == 10:  # UNSUBSCRIBE → UNSUBACK: "no subscription existed"
+                    conn.sendall(bytes([0xB0, 4, *body[:2], 0, 0x11]))
+                elif kind == 8:  # SUBSCRIBE → SUBACK, once released
+                    self.subscribed.set()
+                    self.release.wait(10)
+                    conn.sendall(bytes([0x90, 4, *body[:2], 0, self.reason]))
+                elif kind == 12:  # PINGREQ
+                    conn.sendall(bytes([0xD0, 0]))
+        except (ConnectionError, OSError, IndexError):
+            pass
+
+    def close(self) -> None:
+        self.release.set()
+        if self.conn is not None:
+            self.conn.close()
+        self.server.close()
+
+
+@pytest.mark.parametrize(("reason", "ready"), [(0x01, True), (0x87, False)])
+def test_the_subscriber_is_connected_only_once_the_broker_acknowledged_the_subscription(
+    reason: int, ready: bool
+) -> None:
+    # Before the SUBACK, an alert published for a first session has no subscriber at the
+    # broker and is dropped: /readyz must not say ready yet (a CI flake published into it).
+    broker = HeldSubackBroker(reason)
+    conf = MqttConfig(
+        host="127.0.0.1",
+        port=broker.port,
+        client_id=f"test-{uuid.uuid4().hex[:8]}",
+        topic=f"tt/{uuid.uuid4().hex}/x",
+    )
+    ref = MqttSubscriber.start(conf=conf, acceptor=CountingAcceptor(), route=lambda *_: None)
+    try:
+        assert broker.subscribed.wait(5)
+        time.sleep(0.2)  # what paho needs to call back, were it to set "connected" early
+        assert ref.ask(ConnectionQuery(), timeout=5) is False
+        broker.release.set()
+        if ready:
+            wait_for(lambda: ref.ask(ConnectionQuery(), timeout=5), timeout=5)
+        else:  # a refused subscription: never ready
+            time.sleep(0.3)
+            assert ref.ask(ConnectionQuery(), timeout=5) is False
+    finally:
+        ask(ref, Ping())
+        ref.stop()
+        broker.close()

@@ -87,10 +87,10 @@ def sync_redis(
         made = redis.cluster.RedisCluster.from_url(top.url, startup_nodes=seeds, **options)
         return _waiting(made, where)
     if top.kind == Kind.SENTINEL:
-        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = redis.sentinel.Sentinel(
             list(top.nodes), sentinel_kwargs=_sentinel_kwargs(top, password)
         )
-        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        client: redis.Redis = sentinel.master_for(
             top.master_name, **_primary_kwargs(top), **options
         )
         return _waiting(client, where)
@@ -144,7 +144,7 @@ def async_redis(
         )
         return _waiting(bounded, where)
     if top.kind == Kind.SENTINEL:
-        sentinel = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = aiosentinel.Sentinel(
             list(top.nodes), sentinel_kwargs=_sentinel_kwargs(top, password)
         )
         client: aioredis.Redis = sentinel.master_for(

@@ -44,6 +44,7 @@ import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 import redis.cluster
 from redis._parsers import hiredis as _redis_hiredis
+from redis.asyncio.retry import Retry  # the asyncio one: redis 8.2 warns of a sync one
 from redis.backoff import NoBackoff
 from redis.commands.core import DataAccessCommands
 from redis.crc import key_slot
@@ -56,7 +57,6 @@ from redis.exceptions import (
     ReadOnlyError,
     TryAgainError,
 )
-from redis.retry import Retry
 
 from tripline.adapters.redis_clients import (
     AsyncRedis,
