@@ -146,7 +146,7 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         if self._client is not None:
             if not self._ended:
                 self._client.disconnect()
-            self._client.loop_stop()
+            mqtt_io.stop_network(self._client)  # its thread may end on its own meanwhile
 
     # paho thread: check and tell, nothing more.
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:

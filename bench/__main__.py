@@ -42,7 +42,7 @@ from bench import webhook
 from bench.faults import Rig, Service, _http_json, _wait
 from bench.ledger import ledger_phase
 from bench.workers import workers_phase
-from tripline.devtools.simulate import stop_network
+from tripline.adapters.mqtt_io import stop_network
 
 TERMINAL = ("called", "suppressed", "deferred")
 FAST = {  # the contact center out of the way: this measures tripline itself

@@ -41,8 +41,8 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.redis_rigs import SentinelRig
+from tripline.adapters.mqtt_io import stop_network
 from tripline.devtools.emulator import CLIENT_SECRET
-from tripline.devtools.simulate import stop_network
 
 TERMINAL = {"called", "suppressed", "deferred"}
 

@@ -27,10 +27,10 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tripline.adapters.mqtt_io import stop_network
 from tripline.conf import schema
 from tripline.devtools.emulator import CLIENT_SECRET, Emulator
 from tripline.devtools.emulator import build_app as emulator_app
-from tripline.devtools.simulate import stop_network
 from tripline.edge.http_api import build_app as service_app
 from tripline.messages import Alert
 from tripline.service.stats import Stats

@@ -40,8 +40,8 @@ from tests.conftest import (
     service_env,
     wait_for,
 )
+from tripline.adapters.mqtt_io import stop_network
 from tripline.adapters.store import Keys
-from tripline.devtools.simulate import stop_network
 
 ROOT = Path(__file__).parent.parent.parent
 SKIP = os.environ.get("TRIPLINE_SKIP_IMAGE") == "1"

@@ -66,8 +66,8 @@ from tests.integration.adversarial_corpus import (
     nested,
     zulu,
 )
+from tripline.adapters.mqtt_io import stop_network
 from tripline.adapters.store import Keys
-from tripline.devtools.simulate import stop_network
 
 pytestmark = [pytest.mark.integration, pytest.mark.long(60)]
 

@@ -12,8 +12,8 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import BROKER, EmulatorHandle, ServiceHandle, alert, publish, wait_for
+from tripline.adapters.mqtt_io import stop_network
 from tripline.adapters.store import Keys
-from tripline.devtools.simulate import stop_network
 
 BACKLOG = 900
 """Under the 1,000 messages Mosquitto queues for an offline session by default."""

@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import BROKER, EmulatorHandle, Listener, ServiceHandle, alert, http, wait_for
-from tripline.devtools.simulate import stop_network
+from tripline.adapters.mqtt_io import stop_network
 
 pytestmark = [pytest.mark.integration, pytest.mark.long(45)]
 

@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import EmulatorHandle, ServiceHandle, alert, free_port, wait_for
-from tripline.devtools.simulate import stop_network
+from tripline.adapters.mqtt_io import stop_network
 from tripline.supervisor import Service
 
 pytestmark = pytest.mark.integration

@@ -36,8 +36,8 @@ from tests.conftest import (
     service_env,
     wait_for,
 )
+from tripline.adapters.mqtt_io import stop_network
 from tripline.adapters.store import Keys
-from tripline.devtools.simulate import stop_network
 from tripline.service.lease import registry_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.long(40)]

@@ -157,3 +157,14 @@ def merge_acks(out: Any) -> None:  # noqa: ANN401 - paho's deque of packets
 
 def _unsent_ack(packet: Any) -> bool:  # noqa: ANN401 - paho's packet dict
     return bool(packet["command"] == PUBACK and packet["pos"] == 0)
+
+
+def stop_network(client: mqtt.Client) -> None:
+    """loop_stop() after disconnect(): the network thread may end on its own meanwhile.
+
+    paho's loop_stop() checks its thread, then joins it; a thread that ended in between has
+    set it to None, and the join raised AttributeError (seen as a flake under load). Nothing
+    is left to stop then.
+    """
+    with contextlib.suppress(AttributeError):
+        client.loop_stop()

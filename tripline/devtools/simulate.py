@@ -7,7 +7,6 @@ firing/resolved) on demand; a storm is many sensors at a high rate
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tripline.adapters.mqtt_io import stop_network
 from tripline.devtools.emulator import demo_customers
 
 _TYPES = (
@@ -172,14 +172,3 @@ def simulate(
     client.disconnect()
     stop_network(client)
     return sent
-
-
-def stop_network(client: mqtt.Client) -> None:
-    """loop_stop() after disconnect(): the network thread may end on its own meanwhile.
-
-    paho's loop_stop() checks its thread, then joins it; a thread that ended in between has
-    set it to None, and the join raised AttributeError (seen as a flake under load). Nothing
-    is left to stop then.
-    """
-    with contextlib.suppress(AttributeError):
-        client.loop_stop()

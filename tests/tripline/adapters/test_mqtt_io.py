@@ -18,8 +18,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests.conftest import BROKER, discard_session, publish, wait_for
-from tripline.adapters.mqtt_io import CHUNK, PUBACK, BufferedReads, Client, merge_acks, raw_socket
-from tripline.devtools.simulate import stop_network
+from tripline.adapters.mqtt_io import (
+    CHUNK,
+    PUBACK,
+    BufferedReads,
+    Client,
+    merge_acks,
+    raw_socket,
+    stop_network,
+)
 
 
 def pair() -> tuple[BufferedReads, socket.socket]:
