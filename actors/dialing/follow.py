@@ -168,6 +168,7 @@ class Follower:
         self.index = follow_key(records.keys, instance)
         self.instance = instance
         self._sha = {"reach": records.auto.script(REACH_LUA)}
+        self._follows_by_type: dict[type, bool] = {}
         self._live: set[str] = set()  # re-attempts handed to the dialer by this process
         self._by_sensor: dict[str, set[str]] = {}  # open ladders of each sensor (this process)
         self._held: dict[str, float] = {}  # by backend: no results request before (a 429)
@@ -178,7 +179,14 @@ class Follower:
 
     def follows(self, intent: DialIntent) -> bool:
         """Whether this call's backend reports results (the log backend does not)."""
-        return isinstance(self._backends.by_priority[intent.priority], Follows)
+        backend = self._backends.by_priority[intent.priority]
+        kind = type(backend)
+        follows = self._follows_by_type.get(kind)
+        if follows is None:
+            # A runtime protocol's isinstance walks its members every time (3.11): asked
+            # once per backend class, not for every call placed.
+            follows = self._follows_by_type[kind] = isinstance(backend, Follows)
+        return follows
 
     async def watch(self, intent: DialIntent, at: float) -> None:
         """Index the alert before its call leaves: a crash after the call still finds it."""

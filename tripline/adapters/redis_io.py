@@ -771,7 +771,7 @@ async def _exchange(
             # primary is there; send_packed_command would connect to its default address.
             await conn.connect()  # type: ignore[no-untyped-call]
         # hiredis packs in C what redis-py's async connection packs argument by argument.
-        await conn.send_packed_command(pack(sent), check_health=False)
+        await _write(conn, pack(sent))
         # One deadline for the batch, not a timer per reply.
         async with asyncio.timeout(getattr(conn, "socket_timeout", None)):
             replies = await _read_replies(conn, len(sent))
@@ -784,6 +784,26 @@ async def _exchange(
         await conn.disconnect()
         raise
     return _replicated(replies, len(commands), wait)
+
+
+async def _write(conn: aioredis.connection.AbstractConnection, data: bytes) -> None:
+    """What redis-py's send_packed_command does, but for its `wait_for` around every write.
+
+    Python 3.11's wait_for wraps the write in a task of its own, with a timer: one more turn
+    of the event loop per round trip, for a write the socket nearly always takes at once. The
+    deadline is kept for when it matters: the kernel took less than all, and the rest waits
+    for room (`socket_timeout`, as redis-py applies it).
+    """
+    writer = getattr(conn, "_writer", None)
+    if writer is None or writer.transport.is_closing():
+        raise redis.ConnectionError("Connection closed by the server before write")
+    try:
+        writer.write(data)
+        if writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(getattr(conn, "socket_timeout", None)):
+                await writer.drain()
+    except OSError as exc:  # a reset while writing: a ConnectionError, as redis-py says it
+        raise redis.ConnectionError(f"Error while writing to Redis: {exc!r}") from exc
 
 
 async def _read_replies(conn: aioredis.connection.AbstractConnection, count: int) -> list[Any]:

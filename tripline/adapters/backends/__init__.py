@@ -183,6 +183,10 @@ def oversized(values: dict[str, str]) -> str:
     return ""
 
 
+def _json(body: Any) -> str:  # noqa: ANN401 - what a backend sends as `json=`
+    return orjson.dumps(body).decode()
+
+
 class HttpSession:
     """The one aiohttp session of a backend: explicit timeouts, made on the loop that uses it."""
 
@@ -193,7 +197,9 @@ class HttpSession:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # orjson for `json=` bodies, as for every other JSON here (aiohttp's default is the
+            # standard library's encoder, in pure Python for every call placed).
+            self._session = aiohttp.ClientSession(timeout=self._timeout, json_serialize=_json)
         return self._session
 
     async def close(self) -> None:
