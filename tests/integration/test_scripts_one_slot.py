@@ -39,6 +39,7 @@ from tests.conftest import (
 from tests.integration.test_fleet_behaviour import stamped
 from tests.integration.test_reach import results
 from tests.tripline.adapters.test_lua_scripts import scripts
+from tripline.adapters import redis_io
 from tripline.adapters.redis_io import script_sha
 from tripline.adapters.store import Keys
 from tripline.conf.redis_topology import Kind
@@ -93,8 +94,14 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
         found.sent(command)
         await async_send(self, command, check_health)
 
+    async def awrite(conn: Any, data: bytes) -> None:  # the AutoPipeline's batches
+        found.sent(data)
+        await async_write(conn, data)
+
+    async_write = redis_io._write
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send)
     monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", asend)
+    monkeypatch.setattr(redis_io, "_write", awrite)
     return found
 
 
