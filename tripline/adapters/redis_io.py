@@ -802,6 +802,8 @@ async def _write(conn: aioredis.connection.AbstractConnection, data: bytes) -> N
         if writer.transport.get_write_buffer_size():
             async with asyncio.timeout(getattr(conn, "socket_timeout", None)):
                 await writer.drain()
+    except TimeoutError:  # an OSError too: the caller says it as redis.TimeoutError
+        raise
     except OSError as exc:  # a reset while writing: a ConnectionError, as redis-py says it
         raise redis.ConnectionError(f"Error while writing to Redis: {exc!r}") from exc
 

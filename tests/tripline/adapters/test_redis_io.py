@@ -14,6 +14,7 @@ import redis
 import redis.asyncio as aioredis
 
 from tests.conftest import REDIS_URL
+from tripline.adapters import redis_io
 from tripline.adapters.redis_io import (
     AutoPipeline,
     PipelinedScript,
@@ -436,3 +437,116 @@ def test_a_cancelled_wait_leaves_no_failure_unread() -> None:
     futures = asyncio.run(go())
     assert futures[0].cancelled()  # the one awaited went with the wait, as under gather
     assert futures[1]._log_traceback is False
+
+
+def test_a_round_trip_starts_one_task_only() -> None:
+    """The batch's own task; no wait_for task and timer around its write (3.11's wait_for)."""
+
+    async def go() -> list[str]:
+        loop = asyncio.get_running_loop()
+        started: list[str] = []
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            started.append(getattr(coro, "__qualname__", repr(coro)))
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        async with pipeline_and_key() as (_client, auto, key):
+            await auto.execute("SET", key, "1")  # connected: what follows is one round trip
+            loop.set_task_factory(factory)
+            try:
+                assert await auto.execute("GET", key) == b"1"
+            finally:
+                loop.set_task_factory(None)
+        return started
+
+    assert run(go()) == ["AutoPipeline._send"]
+
+
+class _Conn:
+    """What _write reads of a redis-py connection: its stream writer and socket timeout."""
+
+    def __init__(self, writer: asyncio.StreamWriter | None, socket_timeout: float) -> None:
+        self._writer = writer
+        self.socket_timeout = socket_timeout
+
+
+def conn(writer: asyncio.StreamWriter | None, socket_timeout: float) -> Any:
+    """A stand-in for redis-py's connection, as _write reads it."""
+    return _Conn(writer, socket_timeout)
+
+
+class _UnreadPeer:
+    """A connection to a server that never reads from it; `close` ends both ends."""
+
+    async def open(self) -> asyncio.StreamWriter:
+        self.held: list[asyncio.StreamWriter] = []
+        self.accepted = asyncio.Event()
+
+        async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.held.append(writer)
+            self.accepted.set()
+
+        self.server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        _reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        await self.accepted.wait()
+        return self.writer
+
+    async def close(self) -> None:
+        self.writer.transport.abort()
+        for writer in self.held:
+            writer.transport.abort()
+        self.server.close()
+        await self.server.wait_closed()
+        await asyncio.sleep(0)  # the aborted transports close their sockets on the next turn
+
+
+def test_a_write_the_peer_does_not_take_times_out_within_the_socket_timeout() -> None:
+    async def go() -> float:
+        peer = _UnreadPeer()
+        writer = await peer.open()
+        started = asyncio.get_running_loop().time()
+        try:
+            with pytest.raises(TimeoutError):  # _exchange says redis.TimeoutError and disconnects
+                await redis_io._write(conn(writer, 0.3), b"x" * 64_000_000)
+            return asyncio.get_running_loop().time() - started
+        finally:
+            await peer.close()
+
+    assert 0.25 <= run(go()) < 5
+
+
+def test_a_write_on_a_closed_connection_is_a_redis_connection_error() -> None:
+    async def go() -> None:
+        peer = _UnreadPeer()
+        writer = await peer.open()
+        writer.close()
+        try:
+            with pytest.raises(redis.ConnectionError, match="closed"):
+                await redis_io._write(conn(writer, 1.0), b"PING")
+            with pytest.raises(redis.ConnectionError, match="closed"):
+                await redis_io._write(conn(None, 1.0), b"PING")
+        finally:
+            await peer.close()
+
+    run(go())
+
+
+def test_a_reset_while_the_rest_waits_for_room_is_a_redis_connection_error() -> None:
+    async def go() -> None:
+        peer = _UnreadPeer()
+        writer = await peer.open()
+
+        async def reset() -> None:
+            await asyncio.sleep(0.2)
+            peer.held[0].transport.abort()  # an RST: the peer went away mid-write
+
+        resetting = asyncio.ensure_future(reset())
+        try:
+            with pytest.raises(redis.ConnectionError, match="writing"):
+                await redis_io._write(conn(writer, 10.0), b"x" * 64_000_000)
+        finally:
+            await resetting
+            await peer.close()
+
+    run(go())
