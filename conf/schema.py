@@ -134,7 +134,7 @@ class HttpConfig:
         300, min=1, max=3600, doc="Replay window: a signed webhook's timestamp must be this fresh."
     )
     route_linger_ms: float = _f(
-        20.0,
+        50.0,
         min=0,
         max=1000,
         doc="Under load, accepted webhook alerts are handed on together at most this often "

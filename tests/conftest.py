@@ -433,13 +433,18 @@ def run_quick(
     module: str, timeout: float, size: str = "--quick"
 ) -> tuple[subprocess.CompletedProcess[str], Any]:
     """Run `python -m <module> --quick` (or `size`); its last stdout line as JSON."""
-    result = subprocess.run(
-        [sys.executable, "-m", module, size],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", module, size],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        # What it printed so far (the bench's phase times are on stderr): which part hung.
+        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        pytest.fail(f"{module} {size} ran past {timeout} s; its stderr:\n{(said or '')[-3000:]}")
     lines = result.stdout.strip().splitlines()
     assert lines, result.stderr[-3000:]
     return result, orjson.loads(lines[-1])

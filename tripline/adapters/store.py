@@ -445,6 +445,13 @@ class Keys:
         """
         return f"{self.prefix}:{{handoff}}:webhook"
 
+    def handoff_idle(self) -> str:
+        """The doors that are idle: each taker's name → when it last said so (a sorted set).
+
+        A busy door hands alerts off only while another door is in it (tripline/edge/handoff.py).
+        """
+        return f"{self.prefix}:{{handoff}}:idle"
+
     def workers(self, instance: str) -> str:
         """How many worker processes `tripline run` last started as `instance` (a string)."""
         return f"{self.prefix}:{{w:{_id(instance)}}}:workers"

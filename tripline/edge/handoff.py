@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ import orjson
 import redis
 
 from tripline.adapters.redis_clients import AsyncRedis, aclose
-from tripline.adapters.redis_io import AutoPipeline
+from tripline.adapters.redis_io import AutoPipeline, settled
 from tripline.adapters.store import alert_from_dict, alert_to_dict
 from tripline.messages import Alert, Priority
 
@@ -44,6 +45,10 @@ QUIET_SECONDS = 0.005
 """A door that answered nothing for this long, with nothing in hand, is idle."""
 BLOCK_SECONDS = 0.25
 """How long an idle door's blocking pop waits before it looks at its door again."""
+IDLE_FRESH_SECONDS = 1.0
+"""A door that said it was idle this recently counts as one a busy door may hand off to."""
+_IDLE_EVERY = 0.2  # an idle door says so at most this often (one ZADD riding a round trip)
+_IDLE_FORGET = 60.0  # entries older than this (doors gone) are removed as others are written
 _CLOSE_SECONDS = 2.0  # the longest aclose() waits for the taker and its connection
 _BACKOFF = (0.5, 5.0)  # after a Redis error: the first wait, doubling up to the second
 
@@ -57,6 +62,9 @@ class Door:
     """time.monotonic() when the last request left accept()."""
     since_flush: int = 0
     """Requests accepted since the intake last handed its alerts on."""
+    others_idle: bool = False
+    """Whether another door said it was idle lately (its Taker keeps this): handing off to
+    nobody would only delay the alerts until this busy door took them back itself."""
 
     def enter(self) -> None:
         """A request started accept()."""
@@ -79,6 +87,12 @@ class Door:
     def idle(self, now: float) -> bool:
         """Nothing in hand and nothing answered for QUIET_SECONDS: free to decide others'."""
         return self.in_hand == 0 and now - self.last_done >= QUIET_SECONDS
+
+
+def someone_else(members: list[bytes], me: str) -> bool:
+    """Whether the idle doors read from Redis (their names) include one that is not `me`."""
+    mine = me.encode()
+    return any(member != mine for member in members)
 
 
 def take_now(*, idle: bool, oldest_age: float | None, max_wait: float) -> bool:
@@ -126,15 +140,18 @@ def handable(alert: Alert) -> bool:
 class Taker:
     """Takes handed-off alerts for one event loop's door and routes them to its own shards.
 
-    A task on the door's own loop: when the door is idle it waits on the list with a blocking
-    pop (its own connection, so the door's auto-pipeline never waits behind it); when busy it
-    looks at the list's head every quarter of `max_wait` and takes what has waited that long.
+    A task on the door's own loop: when the door is idle it says so (a sorted set of idle
+    doors, `idle_key`) and waits on the list with a blocking pop (its own connection, so the
+    door's auto-pipeline never waits behind it); when busy it takes its name off that set,
+    notes whether another door is on it (`Door.others_idle`: the intake hands off only then),
+    and looks at the list's head every quarter of `max_wait`, taking what has waited that long.
     """
 
     def __init__(
         self,
         *,
         key: str,
+        idle_key: str,
         door: Door,
         pipeline: Callable[[], AutoPipeline],
         connect: Callable[[], AsyncRedis],
@@ -144,7 +161,9 @@ class Taker:
         on_taken: Callable[[int], None] = lambda _n: None,
     ) -> None:
         """Keep the collaborators; nothing connects until start()."""
-        self._key, self._door, self._pipeline = key, door, pipeline
+        self._key, self._idle_key, self._door, self._pipeline = key, idle_key, door, pipeline
+        self.name = uuid.uuid4().hex  # this door, on the set of idle ones
+        self._said_idle = float("-inf")  # time.monotonic() when it last said so
         self._connect, self._route, self._max_wait = connect, route, max_wait
         self._clock, self._on_taken = clock, on_taken
         self._client: AsyncRedis | None = None
@@ -169,10 +188,22 @@ class Taker:
     async def take_once(self) -> int:
         """One look at the list, taking and routing what the policy says; how many routed."""
         if self._door.idle(time.monotonic()):
+            await self._say_idle()
             entries = await self._blocking_take()
         else:
+            self._said_idle = float("-inf")
             await asyncio.sleep(self._max_wait / 4)
-            head = await self._pipeline().send("LINDEX", self._key, 0)
+            pipeline, now = self._pipeline(), self._clock()
+            head, _, idle = _raised(
+                await settled(
+                    [
+                        pipeline.send("LINDEX", self._key, 0),
+                        pipeline.send("ZREM", self._idle_key, self.name),
+                        pipeline.send(*self._fresh(now)),
+                    ]
+                )
+            )
+            self._door.others_idle = someone_else(idle, self.name)
             now_idle = self._door.idle(time.monotonic())
             age = oldest_age(head, self._clock())
             if not take_now(idle=now_idle, oldest_age=age, max_wait=self._max_wait):
@@ -203,6 +234,31 @@ class Taker:
                     log.exception("webhook hand-off failed (again in %.1f s)", wait)
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, _BACKOFF[1])
+
+    async def _say_idle(self) -> None:
+        """Put this door on the set of idle ones (at most every _IDLE_EVERY).
+
+        Doors that have not said so for a minute (gone) are forgotten in the same round trip.
+        """
+        if time.monotonic() - self._said_idle < _IDLE_EVERY:
+            return
+        pipeline, now = self._pipeline(), self._clock()
+        *_, idle = _raised(
+            await settled(
+                [
+                    pipeline.send("ZADD", self._idle_key, now, self.name),
+                    pipeline.send("ZREMRANGEBYSCORE", self._idle_key, "-inf", now - _IDLE_FORGET),
+                    pipeline.send(*self._fresh(now)),
+                ]
+            )
+        )
+        # Known before this door turns busy: its first hand-on need not wait for a look.
+        self._door.others_idle = someone_else(idle, self.name)
+        self._said_idle = time.monotonic()
+
+    def _fresh(self, now: float) -> tuple[str, str, float, str]:
+        """The command reading the doors that said they were idle lately."""
+        return ("ZRANGEBYSCORE", self._idle_key, now - IDLE_FRESH_SECONDS, "+inf")
 
     async def _blocking_take(self) -> list[bytes]:
         if self._client is None:
@@ -235,3 +291,11 @@ class Taker:
             self._on_taken(len(alerts))
             await self._route(alerts)
         return len(alerts)
+
+
+def _raised(replies: list[Any]) -> list[Any]:
+    """The replies of `settled`, or the first failure among them raised."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies

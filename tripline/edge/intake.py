@@ -62,6 +62,7 @@ class Intake:
             return
         self._taker = handoff.Taker(
             key=service.keys.handoff(),
+            idle_key=service.keys.handoff_idle(),
             door=self.door,
             pipeline=self._auto_pipeline,
             connect=lambda: async_redis(service.config.redis, connections=1, socket_timeout=5.0),
@@ -151,7 +152,7 @@ class Intake:
             return
         loop = asyncio.get_running_loop()
         self._last_route = loop.time()
-        if self._handoff and busy:
+        if self._handoff and busy and self.door.others_idle:
             kept = [v for v in batch if not handoff.handable(v.alert)]
             self._hand_off([v.alert for v in batch if handoff.handable(v.alert)])
             batch = kept

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -19,7 +19,15 @@ from tripline.adapters.redis_io import AutoPipeline
 from tripline.adapters.store import Keys
 from tripline.conf.schema import RedisConfig
 from tripline.edge import handoff
-from tripline.edge.handoff import Door, Taker, decode, encode, oldest_age, take_now
+from tripline.edge.handoff import (
+    Door,
+    Taker,
+    decode,
+    encode,
+    oldest_age,
+    someone_else,
+    take_now,
+)
 from tripline.messages import Alert, Priority, Snapshot
 
 ids = st.text(min_size=1, max_size=40)  # separators, braces, any code point
@@ -156,7 +164,15 @@ def taker_for(key: str, door: Door, routed: Routed, pipeline: list[AutoPipeline]
     def connect() -> AsyncRedis:
         return async_redis(conf, connections=1, socket_timeout=5.0)
 
-    return Taker(key=key, door=door, pipeline=auto, connect=connect, route=routed, max_wait=0.2)
+    return Taker(
+        key=key,
+        idle_key=f"{key}:idle",
+        door=door,
+        pipeline=auto,
+        connect=connect,
+        route=routed,
+        max_wait=0.2,
+    )
 
 
 def test_a_busy_door_takes_only_what_waited_max_wait(
@@ -201,6 +217,8 @@ def test_foreign_entries_are_dropped_and_the_rest_routed(
             return await taker.take_once()
         finally:
             await taker.aclose()
+            for p in pipe:  # an idle door says so through it
+                await p.aclose()
 
     assert asyncio.run(go()) == 2
     assert [a.sensor_id for a in routed.alerts] == ["A", "B"]
@@ -227,6 +245,8 @@ def test_the_taker_survives_a_wrong_key_and_takes_once_it_is_a_list(
                 await asyncio.sleep(0.05)
         finally:
             await taker.aclose()
+            for p in pipe:
+                await p.aclose()
 
     asyncio.run(go())
     assert [a.sensor_id for a in routed.alerts] == ["AFTER"]
@@ -258,6 +278,15 @@ class CancelTurnsIntoAnError:
         return None
 
 
+class Answering:
+    """An auto-pipeline answering every command at once with an empty reply."""
+
+    def send(self, *_command: object) -> asyncio.Future[Any]:
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        answered.set_result([])
+        return answered
+
+
 def test_a_cancel_turned_into_an_error_still_stops_the_taker() -> None:
     client = CancelTurnsIntoAnError()
     door, routed = Door(), Routed()  # idle: a blocking take
@@ -265,8 +294,9 @@ def test_a_cancel_turned_into_an_error_still_stops_the_taker() -> None:
     async def go() -> tuple[bool, float]:
         taker = Taker(
             key="k",
+            idle_key="k:idle",
             door=door,
-            pipeline=lambda: cast("AutoPipeline", None),
+            pipeline=lambda: cast("AutoPipeline", Answering()),
             connect=lambda: cast("AsyncRedis", client),
             route=routed,
             max_wait=0.2,
@@ -285,3 +315,56 @@ def test_a_cancel_turned_into_an_error_still_stops_the_taker() -> None:
     assert done
     assert took < 1.0
     assert client.pops == 1
+
+
+@pytest.mark.parametrize(
+    ("members", "others"),
+    [
+        ([], False),  # nobody idle: hand nothing off
+        ([b"me"], False),  # only this door (it said so before it turned busy)
+        ([b"me", b"other"], True),
+        ([b"other"], True),
+        ([b"m"], True),  # a prefix of the name is another door
+        ([b"mee"], True),
+    ],
+)
+def test_someone_else_is_idle(members: list[bytes], others: bool) -> None:
+    assert someone_else(members, "me") is others
+
+
+def test_an_idle_door_says_so_and_a_busy_one_takes_itself_off_and_looks_for_others(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    key = Keys(prefix).handoff()
+    idle_key = f"{key}:idle"
+    door, routed, pipe = Door(), Routed(), list[AutoPipeline]()
+
+    async def go() -> list[tuple[bool, list[bytes]]]:
+        taker = taker_for(key, door, routed, pipe)
+        seen: list[tuple[bool, list[bytes]]] = []
+
+        def look() -> None:
+            idle = cast("list[bytes]", redis_client.zrange(idle_key, 0, -1))
+            seen.append((door.others_idle, idle))
+
+        try:
+            await taker.take_once()  # idle: on the set, alone on it (a pop of 0.25 s)
+            look()
+            redis_client.zadd(idle_key, {"gone": time.time() - 5, "other": time.time()})
+            door.enter()  # busy now
+            await taker.take_once()
+            look()
+            redis_client.zadd(idle_key, {"other": time.time() - 5})  # it went quiet
+            await taker.take_once()
+            look()
+            return seen
+        finally:
+            await taker.aclose()
+            for p in pipe:
+                await p.aclose()
+
+    seen = asyncio.run(go())
+    assert seen[0][0] is False  # nobody else
+    assert len(seen[0][1]) == 1  # this door, by its name
+    assert seen[1] == (True, [b"gone", b"other"])  # itself off the set; "other" is fresh
+    assert seen[2] == (False, [b"gone", b"other"])  # nobody fresh but itself

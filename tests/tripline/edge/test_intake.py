@@ -60,9 +60,10 @@ class FakeService:
             raise RuntimeError("no shard")
 
 
-def run(service: FakeService, bodies: list[bytes]) -> list[Any]:
+def run(service: FakeService, bodies: list[bytes], *, others_idle: bool = False) -> list[Any]:
     async def go() -> list[Any]:
         intake = Intake(cast("Any", service))
+        intake.door.others_idle = others_idle  # another door said it was idle
         try:
             return list(await asyncio.gather(*(intake.accept(b) for b in bodies)))
         finally:
@@ -163,6 +164,7 @@ def test_a_busy_door_hands_its_alerts_off_and_keeps_the_critical_ones(
 
     async def go() -> None:
         intake = Intake(cast("Any", service))  # not started: no taker, the list keeps them
+        intake.door.others_idle = True  # as its taker finds when another door said so
         try:
             await asyncio.gather(*(intake.accept(orjson.dumps(d)) for d in [*docs, critical]))
             await asyncio.sleep(0.05)  # the push rides the next round trip; let it land
@@ -178,11 +180,25 @@ def test_a_busy_door_hands_its_alerts_off_and_keeps_the_critical_ones(
     assert service.stats.handoff_out._value.get() == len(docs)
 
 
+def test_a_busy_door_with_no_idle_door_elsewhere_decides_its_alerts_itself(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    # One worker, or every door busy: a hand-off would only delay the alerts until this door
+    # took them back after handoff_max_wait_ms.
+    service = FakeService(redis_client, prefix, handoff=True)
+    docs = [alert(sensor=f"S-{n}") for n in range(6)]
+    verdicts = run(service, [orjson.dumps(d) for d in docs])
+    assert all(isinstance(v, Accepted) for v in verdicts)
+    assert [a.sensor_id for batch in service.routed for a in batch] == [d["sensorId"] for d in docs]
+    assert handed_off(redis_client, prefix) == []
+    assert service.stats.handoff_out._value.get() == 0
+
+
 def test_a_lone_request_is_routed_where_it_was_accepted(
     redis_client: redis.Redis, prefix: str
 ) -> None:
     service = FakeService(redis_client, prefix, handoff=True)
-    (verdict,) = run(service, [orjson.dumps(alert(sensor="S-LONE"))])
+    (verdict,) = run(service, [orjson.dumps(alert(sensor="S-LONE"))], others_idle=True)
     assert isinstance(verdict, Accepted)
     assert [[a.sensor_id for a in batch] for batch in service.routed] == [["S-LONE"]]
     assert handed_off(redis_client, prefix) == []
@@ -193,7 +209,7 @@ def test_a_failed_hand_off_routes_the_alerts_here(redis_client: redis.Redis, pre
     # The list's key holds a string: the push fails (WRONGTYPE), the alerts are not lost.
     redis_client.set(Keys(prefix).handoff(), "not a list")
     docs = [alert(sensor=f"S-{n}") for n in range(4)]
-    verdicts = run(service, [orjson.dumps(d) for d in docs])
+    verdicts = run(service, [orjson.dumps(d) for d in docs], others_idle=True)
     assert all(isinstance(v, Accepted) for v in verdicts)
     routed = [a.sensor_id for batch in service.routed for a in batch]
     assert sorted(routed) == sorted(d["sensorId"] for d in docs)
@@ -211,6 +227,7 @@ def test_an_idle_door_takes_what_a_busy_one_handed_off(
         taking = Intake(cast("Any", idle))
         taking.start()  # an idle door: its taker waits on the list
         accepting = Intake(cast("Any", busy))
+        accepting.door.others_idle = True  # what its taker would have read
         try:
             await asyncio.sleep(0.05)
             await asyncio.gather(*(accepting.accept(orjson.dumps(d)) for d in docs))
