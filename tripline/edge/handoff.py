@@ -164,6 +164,7 @@ class Taker:
         self._key, self._idle_key, self._door, self._pipeline = key, idle_key, door, pipeline
         self.name = uuid.uuid4().hex  # this door, on the set of idle ones
         self._said_idle = float("-inf")  # time.monotonic() when it last said so
+        self._idle_failed = False  # the idle set's last round trip failed (logged once)
         self._connect, self._route, self._max_wait = connect, route, max_wait
         self._clock, self._on_taken = clock, on_taken
         self._client: AsyncRedis | None = None
@@ -194,16 +195,16 @@ class Taker:
             self._said_idle = float("-inf")
             await asyncio.sleep(self._max_wait / 4)
             pipeline, now = self._pipeline(), self._clock()
-            head, _, idle = _raised(
-                await settled(
-                    [
-                        pipeline.send("LINDEX", self._key, 0),
-                        pipeline.send("ZREM", self._idle_key, self.name),
-                        pipeline.send(*self._fresh(now)),
-                    ]
-                )
+            head, *idle = await settled(
+                [
+                    pipeline.send("LINDEX", self._key, 0),
+                    pipeline.send("ZREM", self._idle_key, self.name),
+                    pipeline.send(*self._fresh(now)),
+                ]
             )
-            self._door.others_idle = someone_else(idle, self.name)
+            self._note_others(*idle)
+            if isinstance(head, BaseException):
+                raise head
             now_idle = self._door.idle(time.monotonic())
             age = oldest_age(head, self._clock())
             if not take_now(idle=now_idle, oldest_age=age, max_wait=self._max_wait):
@@ -243,8 +244,8 @@ class Taker:
         if time.monotonic() - self._said_idle < _IDLE_EVERY:
             return
         pipeline, now = self._pipeline(), self._clock()
-        *_, idle = _raised(
-            await settled(
+        self._note_others(
+            *await settled(
                 [
                     pipeline.send("ZADD", self._idle_key, now, self.name),
                     pipeline.send("ZREMRANGEBYSCORE", self._idle_key, "-inf", now - _IDLE_FORGET),
@@ -252,9 +253,24 @@ class Taker:
                 ]
             )
         )
-        # Known before this door turns busy: its first hand-on need not wait for a look.
-        self._door.others_idle = someone_else(idle, self.name)
         self._said_idle = time.monotonic()
+
+    def _note_others(self, *replies: Any) -> None:  # noqa: ANN401 - Redis replies or errors
+        """Door.others_idle from the idle set's replies, the last one the fresh doors.
+
+        The set failing (a Redis error, a key of another type) never stops the taking: the
+        door then hands nothing off, and whatever was handed off before is still taken.
+        """
+        failed = next((r for r in replies if isinstance(r, BaseException)), None)
+        if failed is not None:
+            if self._door.others_idle or not self._idle_failed:
+                log.warning(
+                    "webhook hand-off: the idle doors unknown, handing off none: %r", failed
+                )
+            self._idle_failed, self._door.others_idle = True, False
+            return
+        self._idle_failed = False
+        self._door.others_idle = someone_else(replies[-1], self.name)
 
     def _fresh(self, now: float) -> tuple[str, str, float, str]:
         """The command reading the doors that said they were idle lately."""
@@ -291,11 +307,3 @@ class Taker:
             self._on_taken(len(alerts))
             await self._route(alerts)
         return len(alerts)
-
-
-def _raised(replies: list[Any]) -> list[Any]:
-    """The replies of `settled`, or the first failure among them raised."""
-    for reply in replies:
-        if isinstance(reply, BaseException):
-            raise reply
-    return replies

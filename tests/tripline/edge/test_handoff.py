@@ -368,3 +368,30 @@ def test_an_idle_door_says_so_and_a_busy_one_takes_itself_off_and_looks_for_othe
     assert len(seen[0][1]) == 1  # this door, by its name
     assert seen[1] == (True, [b"gone", b"other"])  # itself off the set; "other" is fresh
     assert seen[2] == (False, [b"gone", b"other"])  # nobody fresh but itself
+
+
+def test_a_broken_idle_set_hands_off_nothing_and_still_takes_what_was_handed_off(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    key = Keys(prefix).handoff()
+    redis_client.set(f"{key}:idle", "not a sorted set")  # WRONGTYPE for every idle command
+    redis_client.rpush(key, *encode([sample("OLD")], time.time() - 1.0))
+    door, routed, pipe = Door(others_idle=True), Routed(), list[AutoPipeline]()
+    door.enter()  # busy
+
+    async def go() -> tuple[int, int]:
+        taker = taker_for(key, door, routed, pipe)
+        try:
+            busy = await taker.take_once()  # the overdue entry is taken all the same
+            door.leave(time.monotonic() - 1.0)  # idle: says so (fails), then pops
+            redis_client.rpush(key, *encode([sample("NEXT")], time.time()))
+            idle = await taker.take_once()
+            return busy, idle
+        finally:
+            await taker.aclose()
+            for p in pipe:
+                await p.aclose()
+
+    assert asyncio.run(go()) == (1, 1)
+    assert [a.sensor_id for a in routed.alerts] == ["OLD", "NEXT"]
+    assert door.others_idle is False  # nobody known idle: the intake hands nothing off
