@@ -794,7 +794,10 @@ async def _write(conn: aioredis.connection.AbstractConnection, data: bytes) -> N
     deadline is kept for when it matters: the kernel took less than all, and the rest waits
     for room (`socket_timeout`, as redis-py applies it).
     """
-    writer = getattr(conn, "_writer", None)
+    if not hasattr(conn, "_writer"):  # a redis-py that keeps its stream elsewhere
+        await conn.send_packed_command(data, check_health=False)
+        return
+    writer = conn._writer  # noqa: SLF001
     if writer is None or writer.transport.is_closing():
         raise redis.ConnectionError("Connection closed by the server before write")
     try:
@@ -803,8 +806,12 @@ async def _write(conn: aioredis.connection.AbstractConnection, data: bytes) -> N
             async with asyncio.timeout(getattr(conn, "socket_timeout", None)):
                 await writer.drain()
     except TimeoutError:  # an OSError too: the caller says it as redis.TimeoutError
+        # Dropped, unsent bytes and all: a close would wait for them to drain first, and the
+        # caller's disconnect with it (redis-py disconnects without waiting here too).
+        writer.transport.abort()
         raise
     except OSError as exc:  # a reset while writing: a ConnectionError, as redis-py says it
+        writer.transport.abort()
         raise redis.ConnectionError(f"Error while writing to Redis: {exc!r}") from exc
 
 

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import hiredis
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -509,6 +510,10 @@ def test_a_write_the_peer_does_not_take_times_out_within_the_socket_timeout() ->
         try:
             with pytest.raises(TimeoutError):  # _exchange says redis.TimeoutError and disconnects
                 await redis_io._write(conn(writer, 0.3), b"x" * 64_000_000)
+            # Aborted, its unsent bytes dropped: a disconnect that waited for them to drain
+            # would hold the caller another socket timeout.
+            assert writer.transport.is_closing()
+            assert writer.transport.get_write_buffer_size() == 0
             return asyncio.get_running_loop().time() - started
         finally:
             await peer.close()
@@ -550,3 +555,42 @@ def test_a_reset_while_the_rest_waits_for_room_is_a_redis_connection_error() -> 
             await peer.close()
 
     run(go())
+
+
+def test_a_batch_redis_stops_reading_fails_within_one_socket_timeout() -> None:
+    """Through _exchange, with redis-py's own connection: the write times out, the connection
+    is dropped at once (a close that waited for the unsent bytes took another 5 s)."""
+
+    async def go() -> float:
+        reading = asyncio.Event()
+        reading.set()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            parse = hiredis.Reader()
+            try:
+                while reading.is_set():  # the handshake's commands, each answered +OK
+                    parse.feed(await reader.read(65536))
+                    while parse.gets() is not False:
+                        writer.write(b"+OK\r\n")
+                await asyncio.sleep(30)  # then reads nothing more
+            finally:
+                writer.transport.abort()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connection = aioredis.Connection(
+            host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=5.0, protocol=2
+        )
+        try:
+            await connection.connect()  # type: ignore[no-untyped-call]
+            reading.clear()
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(redis.TimeoutError):
+                await redis_io._exchange(connection, [("SET", "k", b"x" * 64_000_000)])
+            return asyncio.get_running_loop().time() - started
+        finally:
+            await connection.disconnect()
+            server.close()
+            await server.wait_closed()
+
+    assert run(go()) < 2.0
