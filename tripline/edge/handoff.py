@@ -6,11 +6,13 @@ against ~0.2 ms to accept one), so one client's requests waited for the worker's
 and a second worker stood idle. Now a busy door records its alerts as before — a 202 still
 follows only the durable record — but hands the non-critical ones it accepted to a Redis list
 shared by every worker and instance of the key prefix, in the round trip that the next
-requests' commands share (nothing waits for it). Whoever has an idle door takes them at once
-(a blocking pop) and decides them; a busy door takes them too once the oldest has waited
-`[http] handoff_max_wait_ms`, so with one worker, or every door busy, they are decided in
-batches, a little later, rather than never. Critical alerts are never handed off: the door that
-accepted one routes it at once (the critical lane).
+requests' commands share (nothing waits for it) — but only while another door says it is idle
+(a sorted set of idle doors: with one worker, or every door busy, a hand-off only made the
+alerts wait for the door that accepted them). Whoever has an idle door takes them at once (a
+blocking pop) and decides them; a busy door takes them too once the oldest has waited
+`[http] handoff_max_wait_ms` (a door that went busy or away after it said it was idle), so
+they are decided a little later rather than never. Critical alerts are never handed off: the
+door that accepted one routes it at once (the critical lane).
 
 Nothing is lost: a handed-off alert is in the accepting instance's pending index like any
 other. An entry popped by a worker that died before routing it is re-routed by that
@@ -165,6 +167,7 @@ class Taker:
         self.name = uuid.uuid4().hex  # this door, on the set of idle ones
         self._said_idle = float("-inf")  # time.monotonic() when it last said so
         self._idle_failed = False  # the idle set's last round trip failed (logged once)
+        self._listed = False  # this door's name may be on the idle set
         self._connect, self._route, self._max_wait = connect, route, max_wait
         self._clock, self._on_taken = clock, on_taken
         self._client: AsyncRedis | None = None
@@ -185,6 +188,11 @@ class Taker:
             await asyncio.wait({self._task}, timeout=_CLOSE_SECONDS)
             self._task = None
         await self._drop_client()
+        if self._listed:  # off the idle set at once: nobody hands off to a stopped door
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._pipeline().send("ZREM", self._idle_key, self.name), _CLOSE_SECONDS
+                )
 
     async def take_once(self) -> int:
         """One look at the list, taking and routing what the policy says; how many routed."""
@@ -203,6 +211,7 @@ class Taker:
                 ]
             )
             self._note_others(*idle)
+            self._listed = isinstance(idle[0], BaseException)  # off it, unless ZREM failed
             if isinstance(head, BaseException):
                 raise head
             now_idle = self._door.idle(time.monotonic())
@@ -244,6 +253,7 @@ class Taker:
         if time.monotonic() - self._said_idle < _IDLE_EVERY:
             return
         pipeline, now = self._pipeline(), self._clock()
+        self._listed = True
         self._note_others(
             *await settled(
                 [

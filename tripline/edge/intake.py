@@ -123,7 +123,7 @@ class Intake:
         Under load they wait up to `[http] route_linger_ms` after the last hand-off, as the
         MQTT door's batches do: every stage behind this one pays a fixed cost per batch (a
         Redis round trip, thread hand-offs), which alerts handed on one by one each paid in
-        full (~3 ms of CPU per alert at one client against ~0.9 ms at sixteen, measured).
+        full (~10 ms of CPU per batch besides ~1.2 ms per alert, fitted: docs/operations.md).
         """
         self._routing.append(verdict)
         loop = asyncio.get_running_loop()

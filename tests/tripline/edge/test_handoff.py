@@ -395,3 +395,21 @@ def test_a_broken_idle_set_hands_off_nothing_and_still_takes_what_was_handed_off
     assert asyncio.run(go()) == (1, 1)
     assert [a.sensor_id for a in routed.alerts] == ["OLD", "NEXT"]
     assert door.others_idle is False  # nobody known idle: the intake hands nothing off
+
+
+def test_a_stopped_door_leaves_the_idle_set(redis_client: redis.Redis, prefix: str) -> None:
+    key = Keys(prefix).handoff()
+    door, routed, pipe = Door(), Routed(), list[AutoPipeline]()
+
+    async def go() -> tuple[int, int]:
+        taker = taker_for(key, door, routed, pipe)
+        try:
+            await taker.take_once()  # idle: on the set
+            listed = redis_client.zcard(f"{key}:idle")
+        finally:
+            await taker.aclose()
+            for p in pipe:
+                await p.aclose()
+        return listed, redis_client.zcard(f"{key}:idle")
+
+    assert asyncio.run(go()) == (1, 0)
