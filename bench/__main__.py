@@ -13,10 +13,12 @@ JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import multiprocessing
 import multiprocessing.queues
+import os
 import re
 import shutil
 import statistics
@@ -925,7 +927,17 @@ SIZES = {
 }
 
 
+def _traceback_later() -> None:
+    """BENCH_TRACEBACK_AFTER=seconds: every thread's stack on stderr after that long.
+
+    A run stopped for taking too long then says what it was waiting for.
+    """
+    if after := os.environ.get("BENCH_TRACEBACK_AFTER"):
+        faulthandler.dump_traceback_later(float(after), exit=False)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _traceback_later()
     parser = argparse.ArgumentParser(description="tripline benchmarks")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a shorter run (a few minutes)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -433,6 +434,8 @@ def run_quick(
     module: str, timeout: float, size: str = "--quick"
 ) -> tuple[subprocess.CompletedProcess[str], Any]:
     """Run `python -m <module> --quick` (or `size`); its last stdout line as JSON."""
+    # The bench dumps its threads' stacks on stderr shortly before the timeout (shown below).
+    env = {**os.environ, "BENCH_TRACEBACK_AFTER": str(max(1.0, timeout - 20))}
     try:
         result = subprocess.run(
             [sys.executable, "-m", module, size],
@@ -440,11 +443,12 @@ def run_quick(
             text=True,
             timeout=timeout,
             check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired as exc:
         # What it printed so far (the bench's phase times are on stderr): which part hung.
         said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
-        pytest.fail(f"{module} {size} ran past {timeout} s; its stderr:\n{(said or '')[-3000:]}")
+        pytest.fail(f"{module} {size} ran past {timeout} s; its stderr:\n{(said or '')[-12000:]}")
     lines = result.stdout.strip().splitlines()
     assert lines, result.stderr[-3000:]
     return result, orjson.loads(lines[-1])
