@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 import pykka
+import pykka.messages
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
@@ -59,6 +60,13 @@ alerts retried for minutes). In parts, each part acknowledged as it is recorded.
 # While Redis refuses the batch: the alerts stay buffered here and unacknowledged at the broker,
 # however long it takes (the broker keeps them too), so there is no limit to the tries.
 _ACCEPT_AGAIN = Backoff(first=0.2, cap=5.0)
+
+
+_PROXY_MESSAGES = (
+    pykka.messages.ProxyCall,
+    pykka.messages.ProxyGetAttr,
+    pykka.messages.ProxySetAttr,
+)
 
 
 class MqttSubscriber(Supervised, pykka.ThreadingActor):
@@ -236,6 +244,14 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
     ) -> None:
         self.connected.clear()
         log.warning("disconnected from broker: %s", reason)
+
+    def _handle_receive(self, message: Any) -> Any:  # noqa: ANN401
+        # pykka answers a proxy's call or attribute read without on_receive: the tail of a
+        # burst buffered just before one would be left for a next alert that may never come
+        # (unacknowledged, so the broker sends no more once its in-flight window is full).
+        if isinstance(message, _PROXY_MESSAGES) and self._buffer and self._failures == 0:
+            self._flush_or_retry()
+        return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Buffer alerts; flush at BATCH_MAX, or when the inbox runs dry (see _flush_or_linger)."""
@@ -479,11 +495,17 @@ class _Retry:
     """Try the buffered batch again after a Redis failure."""
 
 
-def wait_connected(subscriber: pykka.ActorProxy[MqttSubscriber], timeout: float) -> bool:
-    """Block until the subscriber reports a broker connection (supervisor start-up)."""
+def wait_connected(subscriber: pykka.ActorRef[MqttSubscriber], timeout: float) -> bool:
+    """Block until the subscriber reports a broker connection (subscribed: its SUBACK).
+
+    Asked with a ConnectionQuery, never through a proxy: pykka answers a proxy's attribute
+    read without on_receive, so the alerts of a burst buffered just before it were left for a
+    next message that might never come (a backlog's last alerts stranded, unacknowledged:
+    seen when the questions overlapped the backlog's delivery).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if subscriber.connected.get().is_set():
+        if subscriber.ask(ConnectionQuery(), timeout=max(0.1, deadline - time.monotonic())):
             return True
         time.sleep(0.05)
     return False

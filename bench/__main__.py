@@ -276,7 +276,7 @@ def accept_only(rig: Rig, messages: list[tuple[str, bytes]], topic: str) -> floa
     conf = MqttConfig(port=rig.mqtt_port, client_id=client_id, topic=topic)
     ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda *_: None)
     try:
-        wait_connected(ref.proxy(), 10)
+        wait_connected(ref, 10)
         first = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
