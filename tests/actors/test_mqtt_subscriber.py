@@ -10,6 +10,7 @@ import time
 import types
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -59,7 +60,19 @@ def received(n: int) -> AlertReceived:
     return AlertReceived(payload=f"alert-{n}".encode(), topic="t", mid=n, qos=0, retain=False)
 
 
-def test_an_alert_followed_by_a_ping_is_flushed_without_waiting_for_more() -> None:
+@pytest.mark.parametrize(
+    "question",
+    [
+        lambda ref: ref.ask(Ping(), block=False),  # a probe: on_receive sees it
+        # A proxy's attribute read: pykka answers it without on_receive, and the burst's last
+        # alert was left unflushed (and unacknowledged) for good.
+        lambda ref: ref.proxy().connected,
+    ],
+    ids=["ask", "proxy-read"],
+)
+def test_an_alert_followed_by_a_question_is_flushed_without_waiting_for_more(
+    question: Callable[[Any], Any],
+) -> None:
     acceptor = GatedAcceptor()
     conf = MqttConfig(client_id=f"test-{uuid.uuid4().hex[:8]}", topic=f"tt/{uuid.uuid4().hex}/x")
     ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda *_: None)
@@ -67,7 +80,7 @@ def test_an_alert_followed_by_a_ping_is_flushed_without_waiting_for_more() -> No
         ref.tell(received(1))
         assert acceptor.first.wait(5)  # the actor is busy with the first batch
         ref.tell(received(2))  # the last alert of the burst...
-        pending = ref.ask(Ping(), block=False)  # ...with a probe right behind it
+        pending = question(ref)  # ...with a question right behind it
         acceptor.gate.set()
         pending.get(timeout=5)
         wait_for(lambda: len(acceptor.batches) == 2, timeout=2)
@@ -370,23 +383,3 @@ def test_the_subscriber_is_connected_only_once_the_broker_acknowledged_the_subsc
         ask(ref, Ping())
         ref.stop()
         broker.close()
-
-
-def test_an_alert_followed_by_a_proxy_read_is_flushed_without_waiting_for_more() -> None:
-    # pykka answers a proxy without on_receive: the burst's last alert, buffered with the read
-    # behind it in the inbox, was left unflushed (and unacknowledged) for good.
-    acceptor = GatedAcceptor()
-    conf = MqttConfig(client_id=f"test-{uuid.uuid4().hex[:8]}", topic=f"tt/{uuid.uuid4().hex}/x")
-    ref = MqttSubscriber.start(conf=conf, acceptor=acceptor, route=lambda *_: None)
-    try:
-        ref.tell(received(1))
-        assert acceptor.first.wait(5)  # the actor is busy with the first batch
-        ref.tell(received(2))  # the last alert of the burst...
-        read = ref.proxy().connected  # ...with a proxy's attribute read right behind it
-        acceptor.gate.set()
-        read.get(timeout=5)
-        wait_for(lambda: len(acceptor.batches) == 2, timeout=2)
-        assert acceptor.batches[1] == [b"alert-2"]
-    finally:
-        ask(ref, Ping())
-        ref.stop()
