@@ -246,19 +246,25 @@ class MqttSubscriber(Supervised, pykka.ThreadingActor):
         log.warning("disconnected from broker: %s", reason)
 
     def _handle_receive(self, message: Any) -> Any:  # noqa: ANN401
-        # pykka answers a proxy's call or attribute read without on_receive: the tail of a
-        # burst buffered just before one would be left for a next alert that may never come
-        # (unacknowledged, so the broker sends no more once its in-flight window is full).
-        if isinstance(message, _PROXY_MESSAGES) and self._buffer and self._failures == 0:
-            self._flush_or_retry()
+        # pykka answers a proxy's call or attribute read without on_receive: a question too.
+        if isinstance(message, _PROXY_MESSAGES):
+            self._flush_before_answering()
         return super()._handle_receive(message)
+
+    def _flush_before_answering(self) -> None:
+        """Flush what is buffered before a question (a /readyz probe, a proxy read) is answered.
+
+        The last alerts of a burst arrived with it behind them in the inbox: unflushed, they
+        would wait for an alert that may never come (unacknowledged, so the broker sends no
+        more once its in-flight window is full).
+        """
+        if self._buffer and self._failures == 0:
+            self._flush_or_retry()
 
     def on_receive(self, message: Any) -> Any:  # noqa: ANN401
         """Buffer alerts; flush at BATCH_MAX, or when the inbox runs dry (see _flush_or_linger)."""
-        if self._buffer and self._failures == 0 and not isinstance(message, AlertReceived):
-            # The last alerts of a burst arrived with a question (a /readyz probe) behind them in
-            # the inbox: flush now, or they would wait for an alert that may never come.
-            self._flush_or_retry()
+        if not isinstance(message, AlertReceived):
+            self._flush_before_answering()
         match message:
             case AlertReceived():
                 checked = message.checked

@@ -273,7 +273,7 @@ class Taker:
         """
         failed = next((r for r in replies if isinstance(r, BaseException)), None)
         if failed is not None:
-            if self._door.others_idle or not self._idle_failed:
+            if not self._idle_failed:  # once, until the set works again
                 log.warning(
                     "webhook hand-off: the idle doors unknown, handing off none: %r", failed
                 )
